@@ -1,0 +1,164 @@
+"""``tcomp.compile``: ONNX model -> graph IR -> fused groups -> kernels -> executable module."""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+
+from .errors import TcompError
+from .frontend.onnx_importer import import_onnx
+from .graph.fusion import fuse
+from .graph.ir import Graph
+from .graph.passes import simplify_graph
+from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Slot, Step, TensorSpec
+from .runtime.memory_plan import MemoryPlan, plan_memory
+from .schedule.lower import lower_group
+from .targets import resolve_target
+
+
+@dataclass
+class Kernel:
+    """One generated kernel and the fused groups that run it."""
+
+    name: str
+    func: object           # PrimFunc
+    groups: list = field(default_factory=list)
+
+
+class CompiledModule:
+    """A compiled model: ``run(feeds)`` like onnxruntime's ``InferenceSession.run(None, feeds)``."""
+
+    def __init__(self, graph: Graph, groups: list, kernels: dict, executor: Executor, plan: MemoryPlan,
+                 target, compile_seconds: float):
+        self.graph = graph
+        self.groups = groups
+        self.kernels = kernels
+        self.executor = executor
+        self.memory_plan = plan
+        self.target = target
+        self.compile_seconds = compile_seconds
+
+    @property
+    def input_names(self) -> list:
+        return [spec.name for spec in self.executor.inputs]
+
+    @property
+    def output_names(self) -> list:
+        return [spec.name for spec in self.executor.outputs]
+
+    @property
+    def inputs(self) -> list:
+        """[TensorSpec(name, shape, dtype)] of the inputs."""
+        return list(self.executor.inputs)
+
+    @property
+    def outputs(self) -> list:
+        return list(self.executor.outputs)
+
+    def run(self, feeds: dict) -> list:
+        if not isinstance(feeds, dict):
+            raise TcompError("run() takes a dict {input name: numpy array}; call the module itself with "
+                             "positional arrays")
+        return self.executor.run(feeds)
+
+    def __call__(self, *arrays, **named):
+        if arrays and len(arrays) != len(self.input_names):
+            raise TcompError(f"expected {len(self.input_names)} inputs {self.input_names}, got {len(arrays)}")
+        feeds = dict(zip(self.input_names, arrays))
+        feeds.update(named)
+        return self.run(feeds)
+
+    def profile(self, feeds: dict, repeat: int = 10) -> list:
+        """[(kernel name, fused ops, median seconds)] per step."""
+        times = self.executor.profile(feeds, repeat)
+        return [(step.kernel, step.label, t) for step, t in zip(self.executor.steps, times)]
+
+    def assembly(self) -> str:
+        return self.executor.jit.assembly()
+
+
+def compile(model, target: str = "cpu", input_shapes: dict | None = None,
+            num_threads: int | None = None) -> CompiledModule:
+    """Compiles an ONNX model (``onnx.ModelProto`` or path) for ``target``."""
+    start = time.perf_counter()
+    tgt = resolve_target(target, num_threads)
+    graph = import_onnx(model, input_shapes)
+    simplify_graph(graph)
+    groups = fuse(graph)
+    kernels, group_kernel = _lower_unique(groups, tgt)
+    from .targets.cpu.jit import JITModule
+
+    jit = JITModule([k.func for k in kernels.values()], tgt)
+    executor, plan = _build_executor(graph, groups, group_kernel, jit)
+    return CompiledModule(graph, groups, kernels, executor, plan, tgt, time.perf_counter() - start)
+
+
+def _lower_unique(groups: list, target) -> tuple:
+    """Lowers every group; identical kernels (same IR up to the name) are generated once."""
+    kernels: dict = {}
+    by_text: dict = {}
+    group_kernel = []
+    for index, group in enumerate(groups):
+        func = lower_group(group, "kernel", target.lanes(32), target.num_threads)
+        text = str(func)
+        key = hashlib.sha1(text.encode()).hexdigest()[:10]
+        if key not in by_text:
+            base = group.label.split("+")[0].split("[")[0].lower()
+            func.name = f"k{len(kernels)}_{base}_{key[:6]}"
+            by_text[key] = Kernel(func.name, func)
+            kernels[func.name] = by_text[key]
+        kernel = by_text[key]
+        kernel.groups.append(index)
+        group_kernel.append(kernel.name)
+    return kernels, group_kernel
+
+
+def _build_executor(graph: Graph, groups: list, group_kernel: list, jit) -> tuple:
+    input_index = {v.uid: i for i, v in enumerate(graph.inputs)}
+    output_index = {}
+    for i, v in enumerate(graph.outputs):
+        output_index.setdefault(v.uid, i)
+    constants, const_index = [], {}
+    produced_at = {g.output.uid: step for step, g in enumerate(groups)}
+    last_use: dict = {}
+    for step, group in enumerate(groups):
+        for value in group.inputs:
+            last_use[value.uid] = step
+    lifetimes, sizes = {}, {}
+    for step, group in enumerate(groups):
+        uid = group.output.uid
+        if uid not in output_index:
+            lifetimes[uid] = (step, last_use.get(uid, step))
+            sizes[uid] = group.output.type.nbytes
+    plan = plan_memory(lifetimes, sizes)
+
+    def slot_of(value) -> Slot:
+        if value.uid in input_index:
+            return Slot(INPUT, input_index[value.uid])
+        if value.is_const:
+            if value.uid not in const_index:
+                const_index[value.uid] = len(constants)
+                constants.append(value.const)
+            return Slot(CONST, const_index[value.uid])
+        if value.uid in output_index:
+            return Slot(OUTPUT, output_index[value.uid])
+        return Slot(ARENA, plan.offsets[value.uid])
+
+    steps = [Step(group_kernel[i], [slot_of(v) for v in g.inputs] + [slot_of(g.output)], g.label)
+             for i, g in enumerate(groups)]
+    output_sources = []
+    for v in graph.outputs:
+        if v.uid in produced_at and output_index[v.uid] == graph.outputs.index(v):
+            output_sources.append(None)
+        elif v.uid in produced_at:
+            output_sources.append(Slot(OUTPUT, output_index[v.uid]))
+        else:
+            output_sources.append(slot_of(v))
+    inputs = [TensorSpec(v.name, v.shape, v.dtype) for v in graph.inputs]
+    names = graph.output_names or [v.name for v in graph.outputs]
+    outputs = [TensorSpec(name, v.shape, v.dtype) for name, v in zip(names, graph.outputs)]
+    return Executor(jit, steps, inputs, outputs, output_sources, constants, plan.arena_bytes), plan
+
+
+__all__ = ["compile", "CompiledModule"]

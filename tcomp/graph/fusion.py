@@ -1,0 +1,106 @@
+"""Vertical fusion: partition the graph into groups, one kernel each.
+
+A value is *materialized* (written to memory) when it is a graph output, has
+several consumers, or ends an anchor's epilogue. Everything else is inlined
+into its single consumer:
+
+* elementwise/injective producers become part of their consumer's expression
+  (a chain of them is one kernel; in front of an anchor they are its prologue);
+* an anchor (matmul, conv, pooling, softmax, layer norm, reduction) absorbs the
+  chain of elementwise consumers of the same shape that follows it (its
+  epilogue), e.g. Conv -> Add(residual) -> Relu is one kernel.
+
+A group holds at most one anchor. Before::
+
+    %a = MatMul(%x, %w); %b = Add(%a, %bias); %c = Erf(%b) ... ; %y = Mul(...)
+after: one group ``MatMul+Add+Div+Erf+Add+Mul+Mul`` that writes only ``%y``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..ops.registry import ANCHOR, ELEMENTWISE, OPS
+from .ir import Graph, Node, Value
+
+
+@dataclass
+class FusedGroup:
+    nodes: list                 # in topological order
+    output: Value               # the one value the group writes
+    anchor: Node | None = None
+    inputs: list = field(default_factory=list)   # values read from memory (materialized, inputs, constants)
+
+    @property
+    def label(self) -> str:
+        ops = []
+        for node in self.nodes:
+            op = node.op
+            if node.attrs.get("horizontal"):
+                op += f"[horizontal x{node.attrs['horizontal']}]"
+            ops.append(op)
+        return "+".join(ops)
+
+
+def fuse(graph: Graph) -> list:
+    consumers = graph.consumers()
+    outputs = {v.uid for v in graph.outputs}
+    materialized: set = set()
+    for node in graph.nodes:
+        for out in node.outputs:
+            if out.uid in outputs or len(consumers.get(out.uid, [])) != 1:
+                materialized.add(out.uid)
+
+    carried: dict = {}   # value uid -> anchor node whose epilogue the value belongs to
+    for node in graph.nodes:
+        kind = OPS[node.op].kind
+        chosen = None
+        for value in node.inputs:
+            if value is None or value.uid in materialized or value.uid not in carried:
+                continue
+            anchor = carried[value.uid]
+            same_shape = node.outputs[0].shape == anchor.outputs[0].shape
+            if kind == ELEMENTWISE and same_shape and chosen in (None, anchor):
+                chosen = anchor
+            else:
+                materialized.add(value.uid)
+        if kind == ANCHOR:
+            # an anchor's inputs may not carry another anchor: materialize them
+            for value in node.inputs:
+                if value is not None and value.uid in carried:
+                    materialized.add(value.uid)
+            chosen = node
+        if chosen is not None:
+            for out in node.outputs:
+                carried[out.uid] = chosen
+    return _build_groups(graph, materialized)
+
+
+def _build_groups(graph: Graph, materialized: set) -> list:
+    order = {id(node): index for index, node in enumerate(graph.nodes)}
+    groups = []
+    for node in graph.nodes:
+        for out in node.outputs:
+            if out.uid not in materialized:
+                continue
+            members, inputs, seen = [], [], set()
+            stack = [node]
+            while stack:
+                current = stack.pop()
+                if id(current) in seen:
+                    continue
+                seen.add(id(current))
+                members.append(current)
+                for value in current.inputs:
+                    if value is None:
+                        continue
+                    producer = value.producer
+                    inlined = producer is not None and not value.is_const and value.uid not in materialized
+                    if inlined:
+                        stack.append(producer)
+                    elif all(value is not v for v in inputs):
+                        inputs.append(value)
+            members.sort(key=lambda n: order[id(n)])
+            anchors = [n for n in members if OPS[n.op].kind == ANCHOR]
+            assert len(anchors) <= 1, f"fusion put {len(anchors)} anchors in one group"
+            groups.append(FusedGroup(members, out, anchors[0] if anchors else None, inputs))
+    return groups

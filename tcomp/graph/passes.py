@@ -1,0 +1,164 @@
+"""Graph simplifications run after import, before fusion.
+
+* ``fold_pad_into_conv``:   Conv(Pad(x, zeros around H, W))       -> Conv(x, pads += ...)
+* ``fold_affine_into_conv``: Add(Mul(Conv(x, W, b), s), t)          -> Conv(x, W*s, b*s + t)
+  (s, t constant per output channel: this is how BatchNormalization folds away)
+* ``fuse_sibling_matmuls``: MatMul(x, W1) [+ b1], MatMul(x, W2) [+ b2] ...
+                            -> Slice(MatMul(x, concat(W1, W2)) [+ concat(b1, b2)])  (horizontal fusion)
+* ``eliminate_dead_code``:  drops nodes whose outputs nobody reads.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Graph, Node, TensorType, Value
+
+
+def simplify_graph(graph: Graph) -> Graph:
+    fold_pad_into_conv(graph)
+    fold_affine_into_conv(graph)
+    fuse_sibling_matmuls(graph)
+    eliminate_dead_code(graph)
+    return graph
+
+
+def eliminate_dead_code(graph: Graph) -> None:
+    live = {v.uid for v in graph.outputs}
+    kept = []
+    for node in reversed(graph.nodes):
+        if any(out.uid in live for out in node.outputs):
+            kept.append(node)
+            live.update(v.uid for v in node.inputs if v is not None)
+    graph.nodes = list(reversed(kept))
+
+
+def _single_consumer(graph: Graph, value: Value, consumers: dict):
+    users = consumers.get(value.uid, [])
+    if len(users) != 1 or value in graph.outputs:
+        return None
+    return users[0]
+
+
+def fold_pad_into_conv(graph: Graph) -> None:
+    consumers = graph.consumers()
+    for node in list(graph.nodes):
+        if node.op != "Pad" or node.attrs["mode"] != "constant" or node.attrs["value"] != 0:
+            continue
+        pads, rank = node.attrs["pads"], len(node.inputs[0].shape)
+        if rank != 4 or any(pads[a] or pads[a + rank] for a in (0, 1)):
+            continue
+        conv = _single_consumer(graph, node.outputs[0], consumers)
+        if conv is None or conv.op != "Conv" or conv.inputs[0] is not node.outputs[0]:
+            continue
+        old = conv.attrs["pads"]
+        conv.attrs = {**conv.attrs, "pads": [old[0] + pads[2], old[1] + pads[3], old[2] + pads[6], old[3] + pads[7]]}
+        conv.inputs[0] = node.inputs[0]
+        graph.nodes.remove(node)
+
+
+def _channel_vector(value: Value, channels: int, rank: int):
+    """The per-channel vector of a constant broadcastable as [C, 1, 1] (or a scalar), else None."""
+    if value is None or not value.is_const:
+        return None
+    data = value.const
+    if data.ndim > rank:
+        return None
+    shape = (1,) * (rank - data.ndim) + data.shape
+    if any(s != 1 for i, s in enumerate(shape) if i != 1):
+        return None
+    if shape[1] not in (1, channels):
+        return None
+    return np.broadcast_to(data.reshape(-1), (channels,)).astype(np.float64)
+
+
+def fold_affine_into_conv(graph: Graph) -> None:
+    changed = True
+    while changed:
+        changed = False
+        consumers = graph.consumers()
+        for conv in graph.nodes:
+            if conv.op != "Conv" or not conv.inputs[1].is_const:
+                continue
+            if len(conv.inputs) > 2 and not conv.inputs[2].is_const:
+                continue
+            user = _single_consumer(graph, conv.outputs[0], consumers)
+            if user is None or user.op not in ("Mul", "Add", "Sub", "Div"):
+                continue
+            other = user.inputs[1] if user.inputs[0] is conv.outputs[0] else user.inputs[0]
+            if user.op in ("Sub", "Div") and user.inputs[0] is not conv.outputs[0]:
+                continue
+            channels = conv.inputs[1].shape[0]
+            vec = _channel_vector(other, channels, len(conv.outputs[0].shape))
+            if vec is None or user.outputs[0].shape != conv.outputs[0].shape:
+                continue
+            weight = conv.inputs[1].const.astype(np.float64)
+            bias = conv.inputs[2].const.astype(np.float64) if len(conv.inputs) > 2 else np.zeros(channels)
+            if user.op in ("Mul", "Div"):
+                scale = vec if user.op == "Mul" else 1.0 / vec
+                weight = weight * scale.reshape(-1, 1, 1, 1)
+                bias = bias * scale
+            else:
+                bias = bias + (vec if user.op == "Add" else -vec)
+            dtype = conv.inputs[1].dtype
+            new_w = Value.constant(conv.inputs[1].name + "_folded", weight.astype(dtype))
+            new_b = Value.constant(conv.name + "_bias_folded", bias.astype(dtype))
+            conv.inputs = [conv.inputs[0], new_w, new_b]
+            out = user.outputs[0]
+            conv.outputs = [out]
+            out.producer = conv
+            graph.nodes.remove(user)
+            changed = True
+            break
+
+
+def fuse_sibling_matmuls(graph: Graph) -> None:
+    """Horizontal fusion of MatMuls that share their left operand and have constant 2-D weights."""
+    consumers = graph.consumers()
+    groups: dict = {}
+    for node in graph.nodes:
+        if node.op == "MatMul" and node.inputs[1].is_const and len(node.inputs[1].shape) == 2:
+            groups.setdefault(node.inputs[0].uid, []).append(node)
+    for siblings in groups.values():
+        if len(siblings) < 2:
+            continue
+        x = siblings[0].inputs[0]
+        biases = []
+        for mm in siblings:
+            user = _single_consumer(graph, mm.outputs[0], consumers)
+            bias_ok = (user is not None and user.op == "Add" and user.inputs[0] is mm.outputs[0]
+                       and user.inputs[1].is_const and user.inputs[1].shape == (mm.inputs[1].shape[1],))
+            biases.append(user if bias_ok else None)
+        with_bias = all(b is not None for b in biases)
+        weights = np.concatenate([mm.inputs[1].const for mm in siblings], axis=1)
+        fused_w = Value.constant("_".join(mm.name for mm in siblings[:1]) + "_qkv_weight", weights)
+        out_shape = x.shape[:-1] + (weights.shape[1],)
+        fused_out = Value(siblings[0].outputs[0].name + "_fused", TensorType(out_shape, x.dtype))
+        fused = Node("MatMul", [x, fused_w], [fused_out], {"horizontal": len(siblings)},
+                     name=f"{siblings[0].name}+{len(siblings) - 1}")
+        new_nodes = [fused]
+        result = fused_out
+        if with_bias:
+            bias = np.concatenate([b.inputs[1].const for b in biases])
+            biased = Value(fused_out.name + "_bias", TensorType(out_shape, x.dtype))
+            new_nodes.append(Node("Add", [fused_out, Value.constant(fused_w.name + "_bias", bias)], [biased],
+                                  name=fused.name + "_bias"))
+            result = biased
+        start = 0
+        rank = len(out_shape)
+        for mm, bias_node in zip(siblings, biases):
+            width = mm.inputs[1].shape[1]
+            target = bias_node.outputs[0] if with_bias else mm.outputs[0]
+            starts = [0] * rank
+            starts[-1] = start
+            new_nodes.append(Node("Slice", [result], [target],
+                                  {"starts": starts, "steps": [1] * rank, "out_shape": list(target.shape)},
+                                  name=f"{mm.name}_slice"))
+            start += width
+        first = min(graph.nodes.index(mm) for mm in siblings)
+        removed = set(map(id, siblings)) | ({id(b) for b in biases} if with_bias else set())
+        remaining = [n for n in graph.nodes if id(n) not in removed]
+        position = sum(1 for n in graph.nodes[:first] if id(n) not in removed)
+        graph.nodes = remaining[:position] + new_nodes + remaining[position:]
+        for node in new_nodes:
+            for out in node.outputs:
+                out.producer = node

@@ -1,0 +1,50 @@
+"""Lowering of a fused group to a scheduled loop-nest kernel.
+
+Each value the group reads becomes a buffer parameter (``p0, p1, ...``; the
+output is last). Views are built in topological order: elementwise and
+injective nodes compose their inputs' views; the anchor (if any) is replaced
+by a placeholder ``acc`` so that the group output's expression, evaluated at an
+index of the anchor's output, *is* the epilogue::
+
+    group  Conv -> Add(%res) -> Relu
+    view   out[n, c, h, w] = max(acc + p3[n, c, h, w], 0.0)
+    kernel conv template with epilogue(acc, idx) = max(acc + p3[idx], 0.0)
+"""
+from __future__ import annotations
+
+from ..graph.fusion import FusedGroup
+from ..ops.nn import AnchorContext
+from ..ops.registry import OPS
+from ..tir.compute import TensorView
+from ..tir.expr import Buffer, Var, substitute
+from ..tir.stmt import PrimFunc
+from .elementwise import injective_kernel
+
+
+def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> PrimFunc:
+    params = [Buffer(f"p{i}", v.shape, v.dtype) for i, v in enumerate(group.inputs)]
+    out = Buffer("out", group.output.shape, group.output.dtype)
+    views = {v.uid: TensorView.of_buffer(buf) for v, buf in zip(group.inputs, params)}
+    all_params = tuple(params) + (out,)
+    attrs = {"ops": group.label}
+    anchor = group.anchor
+    acc = Var("acc", anchor.outputs[0].dtype) if anchor is not None else None
+    for node in group.nodes:
+        if node is anchor:
+            views[node.outputs[0].uid] = TensorView(node.outputs[0].shape, node.outputs[0].dtype, lambda *idx: acc)
+            continue
+        in_views = [views[v.uid] if v is not None else None for v in node.inputs]
+        for value, view in zip(node.outputs, OPS[node.op].view(node, in_views)):
+            views[value.uid] = view
+    root = views[group.output.uid]
+    if anchor is None:
+        return injective_kernel(name, out, root.fn, all_params, lanes, attrs)
+
+    def epilogue(value, idx):
+        return substitute(root.fn(*idx), {acc: value})
+
+    ctx = AnchorContext(name, out, epilogue, all_params, lanes, num_threads)
+    anchor_views = [views[v.uid] if v is not None else None for v in anchor.inputs]
+    func = OPS[anchor.op].kernel(anchor, anchor_views, ctx)
+    func.attrs.update(attrs)
+    return func

@@ -1,0 +1,170 @@
+"""Default CPU schedule for batched matrix multiplication with fused prologue and epilogue.
+
+Computes ``out[b, m, n] = epilogue(sum_k A(b, m, k) * B(b, k, n), b, m, n)``
+where ``A`` and ``B`` are arbitrary element functions (transposes, im2col of a
+convolution, broadcasts are folded into them) and the epilogue holds fused
+elementwise consumers (bias, activation, residual add).
+
+The schedule follows the BLIS/GotoBLAS structure, expressed in the loop IR::
+
+    for tile in parallel(batch * M_tiles * N_tiles):       # one MB x NB output tile per task
+      Ct = alloc(MB * NB, local)
+      for kt in range(ceil(K / KC)):
+        pack  Ap[MB, KC]            <- A(b, m, k)           (rows past M clamped)
+        pack  Bp[NB/NR, KC, NR]     <- B(b, k, n)           (columns past N read 0)
+        for nr in range(NB / NR):
+          for mr in range(MB / MR):
+            acc = alloc(MR * NR, local)                     # lives in vector registers
+            for kk in range(min(KC, K - kt*KC)):
+              for r in unrolled(MR): for v in unrolled(NR / L): for l in vectorized(L):
+                acc[r, v*L + l] += Ap[mr*MR + r, kk] * Bp[nr, kk, v*L + l]
+            Ct[...] <- acc
+      for mm, nn:  out[b, m, n] = epilogue(Ct[mm, nn], b, m, n)   where m < M and n < N
+
+Packing makes the inner loop read two contiguous streams whatever the
+layout of the operands, and gives every tail a single place to be handled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..tir.expr import Buffer, Cmp, Expr, IntImm, Select, Var, const, logical_and, minimum
+from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
+
+
+@dataclass(frozen=True)
+class MatmulTiles:
+    """Tile sizes; ``nr`` is a multiple of the vector width."""
+
+    mr: int
+    nr: int
+    mb: int
+    nb: int
+    kc: int
+
+
+def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: int = 1) -> MatmulTiles:
+    """Register tile 6 x 4 vectors (24 accumulators of 32 registers), cache tiles sized for L1/L2.
+
+    Output tiles shrink until there are enough of them to keep every thread busy.
+    """
+    nr = 4 * lanes if N > 2 * lanes else 2 * lanes if N > lanes else lanes
+    mr = min(6, M) if nr == 4 * lanes else min(12, M)
+    kc = min(K, 256)
+    mb = min(_round_up(M, mr), mr * 16)
+    nb = min(_round_up(N, nr), nr * 4)
+    while batch * _ceil(M, mb) * _ceil(N, nb) < 4 * num_threads:
+        if nb > nr:
+            nb = _round_up(nb // 2, nr)
+        elif mb > mr:
+            mb = _round_up(mb // 2, mr)
+        else:
+            break
+    return MatmulTiles(mr, nr, mb, nb, kc)
+
+
+def _ceil(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _round_up(a: int, b: int) -> int:
+    return _ceil(a, b) * b
+
+
+@dataclass
+class MatmulSpec:
+    """What a matmul kernel computes (see module docstring)."""
+
+    name: str
+    batch: int
+    M: int
+    N: int
+    K: int
+    a: Callable          # (b, m, k) -> Expr
+    b: Callable          # (b, k, n) -> Expr
+    epilogue: Callable   # (acc, b, m, n) -> Expr, stored by ``store``
+    store: Callable      # (value, b, m, n) -> BufferStore
+    params: tuple        # kernel parameters (buffers), outputs included
+    acc_dtype: str = "float32"
+
+
+def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulTiles | None = None) -> PrimFunc:
+    M, N, K = spec.M, spec.N, spec.K
+    t = tiles or default_tiles(M, N, K, lanes, num_threads, spec.batch)
+    mt_count, nt_count, kt_count = _ceil(M, t.mb), _ceil(N, t.nb), _ceil(K, t.kc)
+    dt = spec.acc_dtype
+    zero = const(0, dt)
+
+    Ct = Buffer("Ct", (t.mb, t.nb), dt, "local")
+    Ap = Buffer("Ap", (t.mb, t.kc), dt, "local")
+    Bp = Buffer("Bp", (t.nb // t.nr, t.kc, t.nr), dt, "local")
+    acc = Buffer("acc", (t.mr, t.nr), dt, "local")
+
+    tile = Var("tile")
+    b_idx = tile // (mt_count * nt_count)
+    m0 = (tile // nt_count) % mt_count * t.mb
+    n0 = tile % nt_count * t.nb
+    kt, kk, mm, nn = Var("kt"), Var("kk"), Var("mm"), Var("nn")
+    k0 = kt * t.kc
+    kc_len = minimum(IntImm(t.kc), K - k0) if K % t.kc else IntImm(t.kc)
+
+    # pack A: Ap[mm, kk] = A(b, min(m0 + mm, M - 1), k0 + kk); vectorized along k
+    ko, ki = Var("ko"), Var("ki")
+    pack_a = loop(mm, t.mb, loop(ko, _ceil(t.kc, lanes), loop(ki, lanes, block(
+        "pack_A", [("S", t.mb, mm), ("S", t.kc, ko * lanes + ki)],
+        lambda vm, vk: BufferStore(Ap, spec.a(b_idx, minimum(m0 + vm, M - 1), k0 + vk), (vm, vk)),
+        predicate=Cmp("lt", ko * lanes + ki, kc_len) if t.kc % lanes or K % t.kc else None), "vectorized")))
+
+    # pack B: Bp[p, kk, j] = B(b, k0 + kk, n0 + p*NR + j), zero past N; vectorized along n
+    p, vo, vi = Var("p"), Var("vo"), Var("vi")
+
+    def pack_b_body(vp, vk, vj):
+        n = n0 + vp * t.nr + vj
+        value = spec.b(b_idx, k0 + vk, n)
+        if N % t.nb:
+            value = Select(Cmp("lt", n, IntImm(N)), value, zero)
+        return BufferStore(Bp, value, (vp, vk, vj))
+
+    pack_b = loop(p, t.nb // t.nr, loop(kk, kc_len, loop(vo, t.nr // lanes, loop(vi, lanes, block(
+        "pack_B", [("S", t.nb // t.nr, p), ("S", t.kc, kk), ("S", t.nr, vo * lanes + vi)], pack_b_body),
+        "vectorized"), "unrolled")))
+
+    # micro-kernel over the packed panels
+    mr_, r, v, lane = Var("mr"), Var("r"), Var("v"), Var("l")
+
+    def reg_loops(body_fn):
+        return loop(r, t.mr, loop(v, t.nr // lanes, loop(lane, lanes, body_fn(r, v * lanes + lane),
+                                                          "vectorized"), "unrolled"), "unrolled")
+
+    first_k = Cmp("eq", kt, IntImm(0))
+    load_acc = reg_loops(lambda ri, ji: block(
+        "acc_load", [("S", t.mr, ri), ("S", t.nr, ji)],
+        lambda vr, vj: BufferStore(acc, Select(first_k, zero, Ct[mr_ * t.mr + vr, p * t.nr + vj]), (vr, vj))))
+    update = loop(kk, kc_len, reg_loops(lambda ri, ji: block(
+        "update", [("S", t.mr, ri), ("S", t.nr, ji), ("R", t.kc, kk)],
+        lambda vr, vj, vk: BufferStore(acc, acc[vr, vj] + Ap[mr_ * t.mr + vr, vk] * Bp[p, vk, vj], (vr, vj)))))
+    save_acc = reg_loops(lambda ri, ji: block(
+        "acc_save", [("S", t.mr, ri), ("S", t.nr, ji)],
+        lambda vr, vj: BufferStore(Ct, acc[vr, vj], (mr_ * t.mr + vr, p * t.nr + vj))))
+    micro = loop(p, t.nb // t.nr, loop(mr_, t.mb // t.mr, Allocate(acc, seq(load_acc, update, save_acc))))
+
+    k_loop = loop(kt, kt_count, seq(pack_a, pack_b, micro))
+
+    # epilogue: out = epilogue(Ct) for the valid part of the tile
+    eo, ei = Var("eo"), Var("ei")
+
+    def epi_body(vm, vn):
+        m, n = m0 + vm, n0 + vn
+        return spec.store(spec.epilogue(Ct[vm, vn], b_idx, m, n), b_idx, m, n)
+
+    valid = logical_and(Cmp("lt", m0 + mm, IntImm(M)) if M % t.mb else None,
+                        Cmp("lt", n0 + eo * lanes + ei, IntImm(N)) if N % t.nb else None)
+    epilogue = loop(mm, t.mb, loop(eo, t.nb // lanes, loop(ei, lanes, block(
+        "epilogue", [("S", t.mb, mm), ("S", t.nb, eo * lanes + ei)], epi_body, predicate=valid), "vectorized")))
+
+    body = loop(tile, spec.batch * mt_count * nt_count,
+                Allocate(Ct, Allocate(Ap, Allocate(Bp, seq(k_loop, epilogue)))), "parallel")
+    attrs = {"kind": "matmul", "shape": f"batch={spec.batch} M={M} N={N} K={K}",
+             "tiles": f"mr={t.mr} nr={t.nr} mb={t.mb} nb={t.nb} kc={t.kc}"}
+    return PrimFunc(spec.name, spec.params, body, attrs)

@@ -1,0 +1,134 @@
+"""Default CPU schedules for row-wise kernels: reductions, softmax, layer normalisation.
+
+Rows run in parallel; within a row each pass is a vectorized reduction into
+per-lane partial results (an rfactor), folded to a scalar afterwards::
+
+    for row in parallel(R):
+      part = alloc(16, local); red = alloc(2, local)
+      for l in vectorized(16): part[l] = -inf
+      for jo in range(ceil(L / 16)):
+        for l in vectorized(16):
+          block max_part[...] where jo * 16 + l < L:
+            part[l] = max(part[l], x(row, jo * 16 + l))
+      red[0] = -inf
+      for l in range(16): red[0] = max(red[0], part[l])
+      ... more passes reading red[...] ...
+      for jo, l:  out(row, j) = epilogue(exp(x(row, j) - red[0]) / red[1])
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from ..tir.expr import BinOp, Buffer, Cmp, IntImm, Var, call, const
+from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
+
+_INIT = {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}
+
+
+def _combine(kind: str, a, b):
+    if kind == "sum":
+        return a + b
+    if kind == "prod":
+        return a * b
+    return BinOp(kind, a, b)
+
+
+def init_value(kind: str, dtype: str):
+    value = _INIT[kind]
+    if dtype.startswith(("int", "uint")) and kind in ("max", "min"):
+        import numpy as np
+
+        info = np.iinfo(np.dtype(dtype))
+        value = info.min if kind == "max" else info.max
+    return const(value, dtype)
+
+
+class RowKernel:
+    """Builds one row-parallel kernel from reduction passes and a final store pass."""
+
+    def __init__(self, name: str, rows: int, length: int, dtype: str, lanes: int):
+        self.name = name
+        self.rows = rows
+        self.length = length
+        self.dtype = dtype
+        self.lanes = lanes
+        self.row = Var("row")
+        self.part = Buffer("part", (lanes,), dtype, "local")
+        self.red = Buffer("red", (4,), dtype, "local")
+        self.passes: list = []
+        self.slots = 0
+
+    def reduce(self, kind: str, value_fn: Callable) -> object:
+        """Adds a pass computing ``kind`` over ``value_fn(row, j)``; returns the scalar result expression."""
+        slot = self.slots
+        self.slots += 1
+        lanes, L = self.lanes, self.length
+        jo, l, s = Var("jo"), Var("l"), Var("s")
+        init = init_value(kind, self.dtype)
+        j = jo * lanes + l
+        tail = Cmp("lt", j, IntImm(L)) if L % lanes else None
+        name = f"{kind}{slot}"
+        fill = loop(l, lanes, block(f"{name}_init", [("S", lanes, l)],
+                                    lambda vl: BufferStore(self.part, init, (vl,))), "vectorized")
+        accumulate = loop(jo, -(-L // lanes), loop(l, lanes, block(
+            f"{name}_part", [("S", lanes, l), ("R", L, j)],
+            lambda vl, vj: BufferStore(self.part, _combine(kind, self.part[vl], value_fn(self.row, vj)), (vl,)),
+            predicate=tail), "vectorized"))
+        fold = seq(BufferStore(self.red, init, (IntImm(slot),)),
+                   loop(s, lanes, block(f"{name}_fold", [("R", lanes, s)], lambda vs: BufferStore(
+                       self.red, _combine(kind, self.red[slot], self.part[vs]), (IntImm(slot),)))))
+        self.passes.append(seq(fill, accumulate, fold))
+        return self.red[slot]
+
+    def store(self, store_fn: Callable) -> None:
+        """Final pass: ``store_fn(row, j)`` returns the store of element j of the row."""
+        lanes, L = self.lanes, self.length
+        jo, l = Var("jo"), Var("l")
+        j = jo * lanes + l
+        tail = Cmp("lt", j, IntImm(L)) if L % lanes else None
+        self.passes.append(loop(jo, -(-L // lanes), loop(l, lanes, block(
+            f"{self.name}_out", [("S", L, j)], lambda vj: store_fn(self.row, vj), predicate=tail), "vectorized")))
+
+    def build(self, params, attrs: dict) -> PrimFunc:
+        body = Allocate(self.part, Allocate(self.red, seq(*self.passes)))
+        kind = "parallel" if self.rows > 1 else "serial"
+        return PrimFunc(self.name, tuple(params), loop(self.row, self.rows, body, kind), attrs)
+
+
+def softmax_kernel(name, rows, length, x, store, params, lanes, log=False) -> PrimFunc:
+    """``x(row, j)`` loads an input element; ``store(value, row, j)`` writes one output element."""
+    k = RowKernel(name, rows, length, "float32", lanes)
+    row_max = k.reduce("max", x)
+    total = k.reduce("sum", lambda r, j: call("exp", x(r, j) - row_max))
+    if log:
+        k.store(lambda r, j: store(x(r, j) - row_max - call("log", total), r, j))
+    else:
+        k.store(lambda r, j: store(call("exp", x(r, j) - row_max) / total, r, j))
+    return k.build(params, {"kind": "softmax", "rows": rows, "length": length})
+
+
+def layernorm_kernel(name, rows, length, x, scale, bias, epsilon, store, params, lanes) -> PrimFunc:
+    """Normalises each row, then ``* scale(j) + bias(j)`` (either may be None)."""
+    k = RowKernel(name, rows, length, "float32", lanes)
+    mean = k.reduce("sum", x) * (1.0 / length)
+    var = k.reduce("sum", lambda r, j: (x(r, j) - mean) * (x(r, j) - mean)) * (1.0 / length)
+    inv_std = call("rsqrt", var + epsilon)
+
+    def value(r, j):
+        out = (x(r, j) - mean) * inv_std
+        if scale is not None:
+            out = out * scale(j)
+        if bias is not None:
+            out = out + bias(j)
+        return out
+
+    k.store(lambda r, j: store(value(r, j), r, j))
+    return k.build(params, {"kind": "layernorm", "rows": rows, "length": length})
+
+
+def reduce_kernel(name, rows, length, kind, x, finish, store, params, lanes, dtype) -> PrimFunc:
+    """``out(row) = finish(reduce_kind_j x(row, j))``; one output element per row."""
+    k = RowKernel(name, rows, length, dtype, lanes)
+    result = k.reduce(kind, x)
+    k.passes.append(block(f"{name}_out", [("S", rows, k.row)], lambda vr: store(finish(result), vr)))
+    return k.build(params, {"kind": "reduce", "rows": rows, "length": length})

@@ -1,0 +1,664 @@
+"""LLVM IR generation for the host CPU from the loop IR.
+
+Every ``PrimFunc`` becomes ``void name(ptr args)``, where ``args`` is an array
+of buffer pointers in parameter order (the runtime's kernel ABI; a C export
+declares it as ``void name(void **args)``).
+
+Loop kinds map to code as follows:
+
+* ``serial``: an ordinary counted loop;
+* ``unrolled``: the body is emitted once per iteration with the variable constant;
+* ``vectorized``: the body is emitted once with the loop variable as the lane
+  vector ``<0, 1, ..., V-1>``; loads and stores whose index is affine in it with
+  stride 1 become vector loads/stores, others gathers/scatters, and lanes
+  outside a block predicate are masked;
+* ``parallel``: the body is outlined into ``name_par<k>(ptr ctx)`` and run by
+  ``GOMP_parallel`` (libgomp's thread pool), each thread taking a contiguous
+  chunk of iterations.
+"""
+from __future__ import annotations
+
+import llvmlite.ir as ir
+
+from ...tir import arith
+from ...tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, free_vars,
+                         is_float, is_unsigned, substitute)
+from ...tir.stmt import (Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, PrimFunc, SeqStmt, Stmt)
+from ...tir.transform import substitute_stmt, walk_stmts
+from .llvm_math import FAST, INLINE_F32, intrinsic, splat
+
+I1 = ir.IntType(1)
+I8 = ir.IntType(8)
+I32 = ir.IntType(32)
+I64 = ir.IntType(64)
+PTR = ir.PointerType()
+
+_LLVM_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType(), "float16": ir.HalfType(),
+               "int8": I8, "uint8": I8, "int16": ir.IntType(16), "uint16": ir.IntType(16),
+               "int32": I32, "uint32": I32, "int64": I64, "uint64": I64, "bool": I1}
+
+
+def llvm_type(dtype: str, memory: bool = False) -> ir.Type:
+    """Register type of a dtype; booleans are i1 in registers and i8 in memory."""
+    if dtype == "bool" and memory:
+        return I8
+    try:
+        return _LLVM_TYPES[dtype]
+    except KeyError:
+        raise TypeError(f"cpu codegen: unsupported dtype {dtype}") from None
+
+
+class CodegenError(Exception):
+    pass
+
+
+class _FunctionState:
+    """What codegen knows inside one LLVM function."""
+
+    def __init__(self, func: ir.Function):
+        self.func = func
+        entry = func.append_basic_block("entry")
+        self.alloca_builder = ir.IRBuilder(entry)
+        body = func.append_basic_block("body")
+        self.alloca_builder.branch(body)
+        self.alloca_builder.position_at_start(entry)
+        self.builder = ir.IRBuilder(body)
+        self.vars: dict = {}          # Var -> llvm value (scalar)
+        self.buffers: dict = {}       # Buffer -> llvm ptr
+        self.bounds: dict = {}        # Var -> (lo, hi) for the simplifier
+        self.lane: tuple | None = None  # (Var, lanes) inside a vectorized loop
+        self.mask = None              # lane mask inside a predicated block, or None
+        self.in_parallel = False
+
+
+class CPUCodegen:
+    """Adds kernels to one LLVM module."""
+
+    def __init__(self, module: ir.Module, num_threads: int):
+        self.module = module
+        self.num_threads = num_threads
+        self._outlined = 0
+        self.st: _FunctionState | None = None
+
+    # ------------------------------------------------------------------ kernels
+    def add_function(self, func: PrimFunc) -> str:
+        fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR]), func.name)
+        fn.args[0].name = "args"
+        st = _FunctionState(fn)
+        self.st = st
+        for index, buf in enumerate(func.params):
+            slot = st.builder.gep(fn.args[0], [ir.Constant(I64, index)], source_etype=PTR)
+            st.buffers[buf] = st.builder.load(slot, typ=PTR, name=buf.name)
+        self._stmt(func.body)
+        st.builder.ret_void()
+        self.st = None
+        return func.name
+
+    # ------------------------------------------------------------------ statements
+    def _stmt(self, stmt: Stmt) -> None:
+        if isinstance(stmt, SeqStmt):
+            for sub in stmt.stmts:
+                self._stmt(sub)
+        elif isinstance(stmt, For):
+            self._for(stmt)
+        elif isinstance(stmt, BlockRealize):
+            self._block(stmt)
+        elif isinstance(stmt, BufferStore):
+            self._store(stmt)
+        elif isinstance(stmt, IfThenElse):
+            self._if(stmt)
+        elif isinstance(stmt, Allocate):
+            self._allocate(stmt)
+        elif isinstance(stmt, Evaluate):
+            self._expr(stmt.value)
+        else:
+            raise CodegenError(f"cpu codegen: unsupported statement {type(stmt).__name__}")
+
+    def _for(self, loop: For) -> None:
+        st = self.st
+        kind = loop.kind
+        extent = arith.simplify(loop.extent, st.bounds)
+        if kind == "thread_binding":
+            raise CodegenError(f"loop {loop.var.name} is bound to {loop.thread_tag}, which the cpu target has not")
+        if kind == "vectorized":
+            if not isinstance(extent, IntImm):
+                raise CodegenError(f"vectorized loop {loop.var.name} needs a constant extent")
+            if st.lane is not None:
+                raise CodegenError(f"vectorized loop {loop.var.name} is nested in another vectorized loop")
+            for node in walk_stmts(loop.body):
+                if isinstance(node, For):
+                    raise CodegenError(f"vectorized loop {loop.var.name} contains loop {node.var.name}")
+            st.lane = (loop.var, extent.value)
+            st.bounds[loop.var] = (0, extent.value - 1)
+            try:
+                self._stmt(loop.body)
+            finally:
+                st.lane = None
+            return
+        if kind == "unrolled" and isinstance(extent, IntImm) and extent.value <= 64:
+            for value in range(extent.value):
+                self._stmt(substitute_stmt(loop.body, {loop.var: IntImm(value)}))
+            return
+        if kind == "parallel" and not st.in_parallel and st.lane is None:
+            self._parallel(loop, extent)
+            return
+        self._serial(loop.var, self._expr(extent), loop.body, extent)
+
+    def _serial(self, var: Var, extent_value, body: Stmt, extent_expr: Expr, start_value=None) -> None:
+        st = self.st
+        b = st.builder
+        start = start_value if start_value is not None else ir.Constant(I64, 0)
+        pre = b.block
+        header = st.func.append_basic_block(f"{var.name}.head")
+        body_bb = st.func.append_basic_block(f"{var.name}.body")
+        exit_bb = st.func.append_basic_block(f"{var.name}.exit")
+        b.branch(header)
+        b.position_at_end(header)
+        phi = b.phi(I64, name=var.name)
+        phi.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", phi, extent_value), body_bb, exit_bb)
+        b.position_at_end(body_bb)
+        st.vars[var] = phi
+        hi = extent_expr.value - 1 if isinstance(extent_expr, IntImm) else None
+        st.bounds[var] = (0, hi)
+        self._stmt(body)
+        nxt = b.add(phi, ir.Constant(I64, 1))
+        phi.add_incoming(nxt, b.block)
+        b.branch(header)
+        b.position_at_end(exit_bb)
+
+    def _parallel(self, loop: For, extent: Expr) -> None:
+        """Outlines the loop body and runs it on the thread pool."""
+        st = self.st
+        captured_vars = sorted((v for v in _stmt_free_vars(loop.body) if v is not loop.var and v in st.vars),
+                               key=lambda v: v.uid)
+        captured_bufs = list(st.buffers)
+        self._outlined += 1
+        name = f"{st.func.name}_par{self._outlined}"
+        body_fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR]), name)
+        # ctx layout: [extent, captured vars..., buffer pointers...] as i64
+        slots = 1 + len(captured_vars) + len(captured_bufs)
+        b = st.builder
+        ctx = _alloca(st.alloca_builder, ir.ArrayType(I64, slots), "ctx")
+        values = [self._expr(extent)]
+        values += [st.vars[v] for v in captured_vars]
+        values += [b.ptrtoint(st.buffers[buf], I64) for buf in captured_bufs]
+        for index, value in enumerate(values):
+            b.store(value, b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, index)],
+                                 source_etype=ir.ArrayType(I64, slots)))
+        gomp = self._declare("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
+        threads = self.num_threads
+        if isinstance(extent, IntImm):
+            threads = max(1, min(threads, extent.value))
+        b.call(gomp, [body_fn, ctx, ir.Constant(I32, threads), ir.Constant(I32, 0)])
+
+        outer = st
+        inner = _FunctionState(body_fn)
+        self.st = inner
+        ib = inner.builder
+        ctx_arg = body_fn.args[0]
+
+        def slot(index):
+            return ib.load(ib.gep(ctx_arg, [ir.Constant(I64, index)], source_etype=I64), typ=I64)
+
+        total = slot(0)
+        for index, var in enumerate(captured_vars):
+            inner.vars[var] = slot(1 + index)
+            inner.bounds[var] = outer.bounds.get(var, (None, None))
+        for index, buf in enumerate(captured_bufs):
+            inner.buffers[buf] = ib.inttoptr(slot(1 + len(captured_vars) + index), PTR)
+        inner.in_parallel = True
+        tid = ib.sext(ib.call(self._declare("omp_get_thread_num", I32, []), []), I64)
+        nth = ib.sext(ib.call(self._declare("omp_get_num_threads", I32, []), []), I64)
+        chunk = ib.sdiv(ib.sub(ib.add(total, nth), ir.Constant(I64, 1)), nth)
+        begin = ib.mul(tid, chunk)
+        end = ib.add(begin, chunk)
+        end = ib.select(ib.icmp_signed("<", end, total), end, total)
+        self._serial(loop.var, end, loop.body, extent, start_value=begin)
+        ib.ret_void()
+        self.st = outer
+
+    def _declare(self, name: str, ret: ir.Type, args: list) -> ir.Function:
+        fn = self.module.globals.get(name)
+        if fn is None:
+            fn = ir.Function(self.module, ir.FunctionType(ret, args), name)
+        return fn
+
+    def _allocate(self, stmt: Allocate) -> None:
+        st = self.st
+        buf = stmt.buffer
+        size = arith.simplify(buf.num_elements())
+        if not isinstance(size, IntImm):
+            raise CodegenError(f"buffer {buf.name}: cpu codegen needs a constant size for scope {buf.scope}")
+        arr = ir.ArrayType(llvm_type(buf.dtype, memory=True), size.value)
+        ptr = _alloca(st.alloca_builder, arr, buf.name)
+        st.buffers[buf] = ptr
+        self._stmt(stmt.body)
+
+    def _block(self, realize: BlockRealize) -> None:
+        blk = realize.block
+        mapping = {iv.var: value for iv, value in zip(blk.iter_vars, realize.iter_values)}
+        body = substitute_stmt(blk.body, mapping)
+        init = substitute_stmt(blk.init, mapping) if blk.init is not None else None
+        if init is not None:
+            first = None
+            for iv, value in zip(blk.iter_vars, realize.iter_values):
+                if iv.kind == "R":
+                    cond = Cmp("eq", value, IntImm(0, value.dtype))
+                    first = cond if first is None else BinOp("and", first, cond)
+            body = SeqStmt((IfThenElse(first, init), body)) if first is not None else SeqStmt((init, body))
+        if realize.predicate is None:
+            self._stmt(body)
+        else:
+            self._if(IfThenElse(realize.predicate, body))
+
+    def _if(self, stmt: IfThenElse) -> None:
+        st = self.st
+        cond = self._expr(arith.simplify(stmt.cond, st.bounds))
+        if isinstance(cond, ir.Constant) and not isinstance(cond.type, ir.VectorType):
+            branch = stmt.then_body if cond.constant else stmt.else_body
+            if branch is not None:
+                self._stmt(branch)
+            return
+        if isinstance(cond.type, ir.VectorType):
+            saved = st.mask
+            st.mask = self._and_mask(saved, cond)
+            self._stmt(stmt.then_body)
+            if stmt.else_body is not None:
+                st.mask = self._and_mask(saved, st.builder.not_(cond))
+                self._stmt(stmt.else_body)
+            st.mask = saved
+            return
+        if st.mask is not None:  # scalar condition inside a vector lane group: fold into the mask
+            saved = st.mask
+            st.mask = self._and_mask(saved, splat(st.builder, ir.VectorType(I1, st.lane[1]), cond))
+            self._stmt(stmt.then_body)
+            if stmt.else_body is not None:
+                st.mask = self._and_mask(saved, splat(st.builder, ir.VectorType(I1, st.lane[1]),
+                                                      st.builder.not_(cond)))
+                self._stmt(stmt.else_body)
+            st.mask = saved
+            return
+        b = st.builder
+        with b.if_else(cond) as (then, otherwise):
+            with then:
+                self._stmt(stmt.then_body)
+            with otherwise:
+                if stmt.else_body is not None:
+                    self._stmt(stmt.else_body)
+
+    def _and_mask(self, mask, cond):
+        if mask is None:
+            return cond
+        return self.st.builder.and_(mask, cond)
+
+    def _store(self, store: BufferStore) -> None:
+        st = self.st
+        b = st.builder
+        buf = store.buffer
+        value = self._expr(store.value)
+        mem_ty = llvm_type(buf.dtype, memory=True)
+        value = self._to_memory(value, buf.dtype)
+        pred = self._expr(store.predicate) if store.predicate is not None else None
+        flat = self._flat_index(buf, store.indices)
+        base = self._buffer_ptr(buf)
+        if st.lane is None:
+            ptr = b.gep(base, [self._expr(flat)], source_etype=mem_ty)
+            if pred is not None:
+                with b.if_then(pred):
+                    b.store(value, ptr)
+            else:
+                b.store(value, ptr)
+            return
+        lane_var, lanes = st.lane
+        mask = self._and_mask(st.mask, self._as_vector(pred, lanes)) if pred is not None else st.mask
+        stride = arith.lane_stride(flat, lane_var, st.bounds)
+        vec_ty = ir.VectorType(mem_ty, lanes)
+        if stride == 0 and mask is None and not isinstance(value.type, ir.VectorType):
+            b.store(value, b.gep(base, [self._expr(flat)], source_etype=mem_ty))
+            return
+        value = self._as_vector(value, lanes)
+        if stride == 1:
+            ptr = b.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
+            if mask is None:
+                b.store(value, ptr).align = mem_ty.width // 8 if isinstance(mem_ty, ir.IntType) else 4
+            else:
+                fn = self._declare(f"llvm.masked.store.v{lanes}{_suffix(mem_ty)}.p0", ir.VoidType(),
+                                   [vec_ty, PTR, I32, ir.VectorType(I1, lanes)])
+                b.call(fn, [value, ptr, ir.Constant(I32, 1), mask])
+            return
+        ptrs = self._vector_gep(base, self._as_vector(self._expr(flat), lanes), mem_ty, lanes)
+        if mask is None:
+            mask = ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
+        fn = self._declare(f"llvm.masked.scatter.v{lanes}{_suffix(mem_ty)}.v{lanes}p0", ir.VoidType(),
+                           [vec_ty, ir.VectorType(PTR, lanes), I32, ir.VectorType(I1, lanes)])
+        b.call(fn, [value, ptrs, ir.Constant(I32, 1), mask])
+
+    # ------------------------------------------------------------------ memory helpers
+    def _buffer_ptr(self, buf: Buffer):
+        try:
+            return self.st.buffers[buf]
+        except KeyError:
+            raise CodegenError(f"buffer {buf.name} is used but neither a parameter nor allocated") from None
+
+    def _flat_index(self, buf: Buffer, indices) -> Expr:
+        flat: Expr = IntImm(0)
+        for index, stride in zip(indices, buf.strides()):
+            flat = flat + index * stride
+        return arith.simplify(flat, self.st.bounds)
+
+    def _vector_gep(self, base, index_vec, elem_ty, lanes):
+        gep = self.st.builder.gep(base, [index_vec], source_etype=elem_ty)
+        gep.type = ir.VectorType(PTR, lanes)
+        return gep
+
+    def _to_memory(self, value, dtype):
+        if dtype == "bool":
+            ty = I8 if not isinstance(value.type, ir.VectorType) else ir.VectorType(I8, value.type.count)
+            return self.st.builder.zext(value, ty)
+        return value
+
+    def _from_memory(self, value, dtype):
+        if dtype == "bool":
+            zero = ir.Constant(value.type, 0) if not isinstance(value.type, ir.VectorType) else \
+                ir.Constant(value.type, [0] * value.type.count)
+            return self.st.builder.icmp_unsigned("!=", value, zero)
+        return value
+
+    def _load(self, load: Load):
+        st = self.st
+        b = st.builder
+        buf = load.buffer
+        mem_ty = llvm_type(buf.dtype, memory=True)
+        base = self._buffer_ptr(buf)
+        flat = self._flat_index(buf, load.indices)
+        pred = self._expr(load.predicate) if load.predicate is not None else None
+        if st.lane is None:
+            if pred is None:
+                value = b.load(b.gep(base, [self._expr(flat)], source_etype=mem_ty), typ=mem_ty)
+                return self._from_memory(value, buf.dtype)
+            safe_index = b.select(pred, self._expr(flat), ir.Constant(I64, 0))
+            value = b.load(b.gep(base, [safe_index], source_etype=mem_ty), typ=mem_ty)
+            value = b.select(pred, value, ir.Constant(mem_ty, 0))
+            return self._from_memory(value, buf.dtype)
+        lane_var, lanes = st.lane
+        stride = arith.lane_stride(flat, lane_var, st.bounds)
+        vec_ty = ir.VectorType(mem_ty, lanes)
+        zero_vec = ir.Constant(vec_ty, [0] * lanes)
+        scalar_pred = pred is not None and not isinstance(pred.type, ir.VectorType)
+        if stride == 0 and st.mask is None and (pred is None or scalar_pred):
+            index = self._expr(flat)
+            if pred is not None:
+                index = b.select(pred, index, ir.Constant(I64, 0))
+            value = b.load(b.gep(base, [index], source_etype=mem_ty), typ=mem_ty)
+            if pred is not None:
+                value = b.select(pred, value, ir.Constant(mem_ty, 0))
+            return self._from_memory(value, buf.dtype)
+        mask = st.mask
+        if pred is not None:
+            mask = self._and_mask(mask, self._as_vector(pred, lanes))
+        if stride == 1:
+            ptr = b.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
+            if mask is None:
+                value = b.load(ptr, typ=vec_ty)
+                value.align = 4 if not isinstance(mem_ty, ir.IntType) else max(1, mem_ty.width // 8)
+            else:
+                fn = self._declare(f"llvm.masked.load.v{lanes}{_suffix(mem_ty)}.p0", vec_ty,
+                                   [PTR, I32, ir.VectorType(I1, lanes), vec_ty])
+                value = b.call(fn, [ptr, ir.Constant(I32, 1), mask, zero_vec])
+            return self._from_memory(value, buf.dtype)
+        index_vec = self._as_vector(self._expr(flat), lanes)
+        if mask is None:
+            mask = ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
+        ptrs = self._vector_gep(base, index_vec, mem_ty, lanes)
+        fn = self._declare(f"llvm.masked.gather.v{lanes}{_suffix(mem_ty)}.v{lanes}p0", vec_ty,
+                           [ir.VectorType(PTR, lanes), I32, ir.VectorType(I1, lanes), vec_ty])
+        value = b.call(fn, [ptrs, ir.Constant(I32, 1), mask, zero_vec])
+        return self._from_memory(value, buf.dtype)
+
+    # ------------------------------------------------------------------ expressions
+    def _as_vector(self, value, lanes):
+        if isinstance(value.type, ir.VectorType):
+            return value
+        return splat(self.st.builder, ir.VectorType(value.type, lanes), value)
+
+    def _unify(self, a, b):
+        """Broadcasts a scalar operand when the other is a vector."""
+        av, bv = isinstance(a.type, ir.VectorType), isinstance(b.type, ir.VectorType)
+        if av and not bv:
+            return a, self._as_vector(b, a.type.count)
+        if bv and not av:
+            return self._as_vector(a, b.type.count), b
+        return a, b
+
+    def _expr(self, expr: Expr):
+        st = self.st
+        if isinstance(expr, Var):
+            if st.lane is not None and expr is st.lane[0]:
+                lanes = st.lane[1]
+                return ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
+            try:
+                return st.vars[expr]
+            except KeyError:
+                raise CodegenError(f"variable {expr.name} is used outside the loop or block that defines it") from None
+        if isinstance(expr, IntImm):
+            return ir.Constant(llvm_type(expr.dtype), expr.value)
+        if isinstance(expr, FloatImm):
+            return ir.Constant(llvm_type(expr.dtype), expr.value)
+        if isinstance(expr, Load):
+            return self._load(expr)
+        if isinstance(expr, BinOp):
+            return self._binop(expr)
+        if isinstance(expr, Cmp):
+            return self._cmp(expr)
+        if isinstance(expr, Select):
+            cond = self._expr(expr.cond)
+            a, b = self._unify(self._expr(expr.a), self._expr(expr.b))
+            if isinstance(cond.type, ir.VectorType) and not isinstance(a.type, ir.VectorType):
+                a, b = self._as_vector(a, cond.type.count), self._as_vector(b, cond.type.count)
+            return st.builder.select(cond, a, b)
+        if isinstance(expr, Cast):
+            return self._cast(expr)
+        if isinstance(expr, Call):
+            return self._call(expr)
+        raise CodegenError(f"cpu codegen: unsupported expression {type(expr).__name__}")
+
+    def _binop(self, expr: BinOp):
+        b = self.st.builder
+        op = expr.op
+        x, y = self._unify(self._expr(expr.a), self._expr(expr.b))
+        dtype = expr.dtype
+        if is_float(dtype):
+            if op == "add":
+                return b.fadd(x, y, flags=FAST)
+            if op == "sub":
+                return b.fsub(x, y, flags=FAST)
+            if op == "mul":
+                return b.fmul(x, y, flags=FAST)
+            if op == "div":
+                return b.fdiv(x, y)
+            if op in ("min", "max"):
+                # NaN-propagating like numpy/onnxruntime.
+                return intrinsic(b, "minimum" if op == "min" else "maximum", [x, y])
+            if op == "pow":
+                return intrinsic(b, "pow", [x, y])
+            if op == "floormod":
+                r = b.frem(x, y)
+                zero = splat(b, x.type, 0.0)
+                fix = b.and_(b.fcmp_ordered("!=", r, zero),
+                             b.xor(b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", y, zero)))
+                return b.select(fix, b.fadd(r, y), r)
+            if op == "floordiv":
+                return intrinsic(b, "floor", [b.fdiv(x, y)])
+            raise CodegenError(f"float {op} is not supported")
+        unsigned = is_unsigned(dtype) or dtype == "bool"
+        if op == "add":
+            return b.add(x, y)
+        if op == "sub":
+            return b.sub(x, y)
+        if op == "mul":
+            return b.mul(x, y)
+        if op == "div":
+            return b.udiv(x, y) if unsigned else b.sdiv(x, y)
+        if op in ("floordiv", "floormod"):
+            return self._int_floor_divmod(op, expr, x, y, unsigned)
+        if op in ("min", "max"):
+            cmp = (b.icmp_unsigned if unsigned else b.icmp_signed)("<" if op == "min" else ">", x, y)
+            return b.select(cmp, x, y)
+        if op == "and":
+            return b.and_(x, y)
+        if op == "or":
+            return b.or_(x, y)
+        if op == "xor":
+            return b.xor(x, y)
+        if op == "pow":
+            return self._int_pow(x, y)
+        raise CodegenError(f"integer {op} is not supported")
+
+    def _int_floor_divmod(self, op, expr, x, y, unsigned):
+        b = self.st.builder
+        if unsigned:
+            return b.udiv(x, y) if op == "floordiv" else b.urem(x, y)
+        lo, _ = arith.bound(expr.a, self.st.bounds)
+        if isinstance(expr.b, IntImm) and expr.b.value > 0 and lo is not None and lo >= 0:
+            return b.sdiv(x, y) if op == "floordiv" else b.srem(x, y)
+        zero = splat(b, x.type, 0)
+        q = b.sdiv(x, y)
+        r = b.srem(x, y)
+        adjust = b.and_(b.icmp_signed("!=", r, zero),
+                        b.xor(b.icmp_signed("<", r, zero), b.icmp_signed("<", y, zero)))
+        if op == "floordiv":
+            return b.sub(q, b.zext(adjust, x.type))
+        return b.select(adjust, b.add(r, y), r)
+
+    def _int_pow(self, x, y):
+        """x ** y for integers by square-and-multiply (y < 0 gives 0 unless |x| == 1, like numpy)."""
+        b = self.st.builder
+        xf = b.sitofp(x, ir.DoubleType() if not isinstance(x.type, ir.VectorType)
+                      else ir.VectorType(ir.DoubleType(), x.type.count))
+        yf = b.sitofp(y, xf.type)
+        return b.fptosi(intrinsic(b, "pow", [xf, yf]), x.type)
+
+    def _cmp(self, expr: Cmp):
+        b = self.st.builder
+        x, y = self._unify(self._expr(expr.a), self._expr(expr.b))
+        symbol = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[expr.op]
+        dtype = expr.a.dtype
+        if is_float(dtype):
+            if expr.op == "ne":
+                return b.fcmp_unordered("!=", x, y)
+            return b.fcmp_ordered(symbol, x, y)
+        if is_unsigned(dtype) or dtype == "bool":
+            return b.icmp_unsigned(symbol, x, y)
+        return b.icmp_signed(symbol, x, y)
+
+    def _cast(self, expr: Cast):
+        b = self.st.builder
+        value = self._expr(expr.value)
+        src, dst = expr.value.dtype, expr.dtype
+        lanes = value.type.count if isinstance(value.type, ir.VectorType) else None
+
+        def ty(dtype):
+            t = llvm_type(dtype)
+            return ir.VectorType(t, lanes) if lanes else t
+
+        if dst == "bool":
+            zero = splat(b, value.type, 0.0 if is_float(src) else 0)
+            if is_float(src):
+                return b.fcmp_unordered("!=", value, zero)
+            return b.icmp_unsigned("!=", value, zero)
+        if src == "bool":
+            return b.uitofp(value, ty(dst)) if is_float(dst) else b.zext(value, ty(dst))
+        if is_float(src) and is_float(dst):
+            sw, dw = _float_width(src), _float_width(dst)
+            return b.fpext(value, ty(dst)) if dw > sw else b.fptrunc(value, ty(dst)) if dw < sw else value
+        if is_float(src):
+            return b.fptoui(value, ty(dst)) if is_unsigned(dst) else b.fptosi(value, ty(dst))
+        if is_float(dst):
+            return b.uitofp(value, ty(dst)) if is_unsigned(src) else b.sitofp(value, ty(dst))
+        sw, dw = llvm_type(src).width, llvm_type(dst).width
+        if dw > sw:
+            return b.zext(value, ty(dst)) if is_unsigned(src) else b.sext(value, ty(dst))
+        if dw < sw:
+            return b.trunc(value, ty(dst))
+        return value
+
+    def _call(self, expr: Call):
+        b = self.st.builder
+        args = [self._expr(a) for a in expr.args]
+        if len(args) == 2:
+            args = list(self._unify(*args))
+        x = args[0]
+        name = expr.name
+        dtype = expr.dtype
+        if is_float(dtype):
+            if dtype == "float32" and name in INLINE_F32:
+                return INLINE_F32[name](b, x)
+            if name in ("exp", "log", "sqrt", "sin", "cos", "floor", "ceil", "roundeven", "fabs"):
+                return intrinsic(b, name, [x])
+            if name == "round":
+                return intrinsic(b, "roundeven", [x])
+            if name == "abs":
+                return intrinsic(b, "fabs", [x])
+            if name == "neg":
+                return b.fneg(x)
+            if name == "reciprocal":
+                return b.fdiv(splat(b, x.type, 1.0), x)
+            if name == "rsqrt":
+                return b.fdiv(splat(b, x.type, 1.0), intrinsic(b, "sqrt", [x]))
+            if name == "tanh":
+                e = intrinsic(b, "exp", [b.fmul(x, splat(b, x.type, -2.0))])
+                one = splat(b, x.type, 1.0)
+                return b.fdiv(b.fsub(one, e), b.fadd(one, e))
+            if name == "sigmoid":
+                one = splat(b, x.type, 1.0)
+                return b.fdiv(one, b.fadd(one, intrinsic(b, "exp", [b.fneg(x)])))
+            if name == "erf":
+                raise CodegenError(f"erf is only supported for float32, not {dtype}")
+            if name == "sign":
+                zero = splat(b, x.type, 0.0)
+                pos = b.uitofp(b.fcmp_ordered(">", x, zero), x.type)
+                neg = b.uitofp(b.fcmp_ordered("<", x, zero), x.type)
+                return b.fsub(pos, neg)
+        if name in ("isnan", "isinf"):
+            if name == "isnan":
+                return b.fcmp_unordered("uno", x, x)
+            return b.fcmp_ordered("==", intrinsic(b, "fabs", [x]), splat(b, x.type, float("inf")))
+        if name == "not":
+            return b.not_(x)
+        if name == "abs":
+            return intrinsic(b, "abs", [x, ir.Constant(I1, 0)])
+        if name == "neg":
+            return b.neg(x)
+        if name == "sign":
+            zero = splat(b, x.type, 0)
+            return b.sub(b.zext(b.icmp_signed(">", x, zero), x.type), b.zext(b.icmp_signed("<", x, zero), x.type))
+        raise CodegenError(f"cpu codegen: unsupported call {name} for {dtype}")
+
+
+def _alloca(builder: ir.IRBuilder, ty: ir.Type, name: str):
+    """A 64-byte aligned stack slot typed as an opaque pointer."""
+    ptr = builder.alloca(ty, name=name)
+    ptr.align = 64
+    ptr.type = PTR
+    return ptr
+
+
+def _float_width(dtype):
+    return {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}[dtype]
+
+
+def _suffix(ty):
+    from .llvm_math import type_suffix
+
+    return type_suffix(ty)
+
+
+def _stmt_free_vars(stmt: Stmt) -> set:
+    from ...tir.transform import stmt_exprs
+
+    result = set()
+    for node in walk_stmts(stmt):
+        for expr in stmt_exprs(node):
+            result |= free_vars(expr)
+    return result

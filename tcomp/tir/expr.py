@@ -1,0 +1,376 @@
+"""Expressions of the loop-nest IR.
+
+Expressions are immutable trees. Leaves are constants, loop/iterator variables
+(``Var``, compared by identity) and buffer loads; inner nodes are arithmetic
+(``BinOp``), comparisons, ``Select``, ``Cast`` and named math calls::
+
+    A[i, k] * B[k, j] + 1.0
+    ->  BinOp("add", BinOp("mul", Load(A, (i, k)), Load(B, (k, j))), FloatImm(1.0))
+
+Integer division is floor division (``//`` and ``%`` in Python), as in TVM.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")
+INT_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+ALL_DTYPES = FLOAT_DTYPES + INT_DTYPES + ("bool",)
+INDEX_DTYPE = "int64"
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in FLOAT_DTYPES
+
+
+def is_int(dtype: str) -> bool:
+    return dtype in INT_DTYPES
+
+
+def is_unsigned(dtype: str) -> bool:
+    return dtype.startswith("uint")
+
+
+def dtype_bits(dtype: str) -> int:
+    if dtype == "bool":
+        return 8
+    return int("".join(ch for ch in dtype if ch.isdigit()))
+
+
+class Expr:
+    """Base of all expressions; Python operators build IR nodes."""
+
+    dtype: str
+
+    def __add__(self, other):
+        return BinOp("add", self, const_like(other, self))
+
+    def __radd__(self, other):
+        return BinOp("add", const_like(other, self), self)
+
+    def __sub__(self, other):
+        return BinOp("sub", self, const_like(other, self))
+
+    def __rsub__(self, other):
+        return BinOp("sub", const_like(other, self), self)
+
+    def __mul__(self, other):
+        return BinOp("mul", self, const_like(other, self))
+
+    def __rmul__(self, other):
+        return BinOp("mul", const_like(other, self), self)
+
+    def __truediv__(self, other):
+        return BinOp("div", self, const_like(other, self))
+
+    def __rtruediv__(self, other):
+        return BinOp("div", const_like(other, self), self)
+
+    def __floordiv__(self, other):
+        return BinOp("floordiv", self, const_like(other, self))
+
+    def __rfloordiv__(self, other):
+        return BinOp("floordiv", const_like(other, self), self)
+
+    def __mod__(self, other):
+        return BinOp("floormod", self, const_like(other, self))
+
+    def __neg__(self):
+        return BinOp("sub", const_like(0, self), self)
+
+    def __lt__(self, other):
+        return Cmp("lt", self, const_like(other, self))
+
+    def __le__(self, other):
+        return Cmp("le", self, const_like(other, self))
+
+    def __gt__(self, other):
+        return Cmp("gt", self, const_like(other, self))
+
+    def __ge__(self, other):
+        return Cmp("ge", self, const_like(other, self))
+
+    def __and__(self, other):
+        return BinOp("and", self, const_like(other, self))
+
+    def __or__(self, other):
+        return BinOp("or", self, const_like(other, self))
+
+    def __str__(self):
+        from .printer import expr_to_str
+
+        return expr_to_str(self)
+
+
+_var_ids = itertools.count()
+
+
+class Var(Expr):
+    """A named scalar variable (loop variable, block iterator or symbolic size).
+
+    Variables compare by identity: two ``Var("i")`` are different variables.
+    """
+
+    __slots__ = ("name", "dtype", "uid")
+
+    def __init__(self, name: str, dtype: str = INDEX_DTYPE):
+        self.name = name
+        self.dtype = dtype
+        self.uid = next(_var_ids)
+
+    def __repr__(self):
+        return f"Var({self.name})"
+
+    def __hash__(self):
+        return hash(self.uid)
+
+    def __eq__(self, other):
+        return self is other
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class IntImm(Expr):
+    value: int
+    dtype: str = INDEX_DTYPE
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class FloatImm(Expr):
+    value: float
+    dtype: str = "float32"
+
+
+BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "floormod", "min", "max", "pow", "and", "or", "xor")
+COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
+# Math calls with one or more operands, all of the result's dtype.
+MATH_CALLS = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "sigmoid", "abs", "neg", "floor", "ceil",
+              "round", "sin", "cos", "not", "sign", "reciprocal", "isnan", "isinf")
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class BinOp(Expr):
+    op: str
+    a: Expr
+    b: Expr
+    dtype: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.op not in BINARY_OPS:
+            raise ValueError(f"unknown binary op {self.op}")
+        if self.a.dtype != self.b.dtype:
+            raise TypeError(f"{self.op}: operand dtypes differ ({self.a.dtype} vs {self.b.dtype})")
+        object.__setattr__(self, "dtype", self.a.dtype)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Cmp(Expr):
+    op: str
+    a: Expr
+    b: Expr
+    dtype: str = field(default="bool", compare=False)
+
+    def __post_init__(self):
+        if self.op not in COMPARE_OPS:
+            raise ValueError(f"unknown comparison {self.op}")
+        if self.a.dtype != self.b.dtype:
+            raise TypeError(f"{self.op}: operand dtypes differ ({self.a.dtype} vs {self.b.dtype})")
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Select(Expr):
+    """``cond ? a : b``; both sides are evaluated, so both must be safe to evaluate."""
+
+    cond: Expr
+    a: Expr
+    b: Expr
+    dtype: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.a.dtype != self.b.dtype:
+            raise TypeError(f"select: branch dtypes differ ({self.a.dtype} vs {self.b.dtype})")
+        object.__setattr__(self, "dtype", self.a.dtype)
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Cast(Expr):
+    dtype: str
+    value: Expr
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Call(Expr):
+    """A named math function (see ``MATH_CALLS``) or a tensor intrinsic call."""
+
+    name: str
+    args: tuple
+    dtype: str
+
+
+@dataclass(frozen=True, eq=True, repr=False)
+class Load(Expr):
+    """``buffer[indices]``; with a predicate, lanes where it is false read 0 and touch no memory."""
+
+    buffer: "Buffer"
+    indices: tuple
+    predicate: Expr | None = None
+    dtype: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "dtype", self.buffer.dtype)
+        if len(self.indices) != len(self.buffer.shape):
+            raise IndexError(f"{self.buffer.name}: {len(self.indices)} indices for rank {len(self.buffer.shape)}")
+
+
+class Buffer:
+    """A multi-dimensional array in a memory scope ("global", "shared", "local").
+
+    Shapes may hold ``Var`` extents (symbolic sizes). Buffers compare by identity.
+    """
+
+    def __init__(self, name: str, shape, dtype: str, scope: str = "global"):
+        if dtype not in ALL_DTYPES:
+            raise TypeError(f"buffer {name}: unsupported dtype {dtype}")
+        self.name = name
+        self.shape = tuple(as_expr(s) for s in shape)
+        self.dtype = dtype
+        self.scope = scope
+
+    def __getitem__(self, indices):
+        if not isinstance(indices, tuple):
+            indices = (indices,)
+        return Load(self, tuple(as_expr(i) for i in indices))
+
+    def __repr__(self):
+        return f"Buffer({self.name}, {self.dtype}{list(self.shape)}, {self.scope})"
+
+    def strides(self) -> list[Expr]:
+        """Row-major strides in elements."""
+        strides = [IntImm(1)]
+        for extent in reversed(self.shape[1:]):
+            strides.insert(0, strides[0] * extent)
+        return strides
+
+    def num_elements(self) -> Expr:
+        total: Expr = IntImm(1)
+        for extent in self.shape:
+            total = total * extent
+        return total
+
+
+def as_expr(value, dtype: str | None = None) -> Expr:
+    """Wraps Python numbers as immediates; passes expressions through."""
+    if isinstance(value, Expr):
+        return value
+    if isinstance(value, bool):
+        return IntImm(int(value), "bool")
+    if isinstance(value, int):
+        return IntImm(value, dtype or INDEX_DTYPE)
+    if isinstance(value, float):
+        return FloatImm(value, dtype or "float32")
+    raise TypeError(f"cannot convert {value!r} to an expression")
+
+
+def const(value, dtype: str) -> Expr:
+    if is_float(dtype):
+        return FloatImm(float(value), dtype)
+    if dtype == "bool":
+        return IntImm(int(bool(value)), "bool")
+    return IntImm(int(value), dtype)
+
+
+def const_like(value, other: Expr) -> Expr:
+    if isinstance(value, Expr):
+        return value
+    return const(value, other.dtype)
+
+
+def call(name: str, *args: Expr, dtype: str | None = None) -> Call:
+    return Call(name, tuple(args), dtype or args[0].dtype)
+
+
+def cast(dtype: str, value: Expr) -> Expr:
+    return value if value.dtype == dtype else Cast(dtype, value)
+
+
+def minimum(a: Expr, b) -> Expr:
+    return BinOp("min", a, const_like(b, a))
+
+
+def maximum(a: Expr, b) -> Expr:
+    return BinOp("max", a, const_like(b, a))
+
+
+def logical_and(*conds: Expr) -> Expr | None:
+    """Conjunction of the given conditions, skipping ``None``; ``None`` if empty."""
+    result = None
+    for cond in conds:
+        if cond is None:
+            continue
+        result = cond if result is None else BinOp("and", result, cond)
+    return result
+
+
+def select(cond: Expr, a: Expr, b: Expr) -> Expr:
+    return Select(cond, a, const_like(b, a))
+
+
+def children(expr: Expr) -> tuple:
+    """Direct sub-expressions of ``expr`` (predicates of loads included)."""
+    if isinstance(expr, (BinOp, Cmp)):
+        return (expr.a, expr.b)
+    if isinstance(expr, Select):
+        return (expr.cond, expr.a, expr.b)
+    if isinstance(expr, Cast):
+        return (expr.value,)
+    if isinstance(expr, Call):
+        return expr.args
+    if isinstance(expr, Load):
+        return expr.indices + ((expr.predicate,) if expr.predicate is not None else ())
+    return ()
+
+
+def walk(expr: Expr):
+    """Yields every node of the expression tree, parents first."""
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(children(node))
+
+
+def free_vars(expr: Expr) -> set:
+    return {node for node in walk(expr) if isinstance(node, Var)}
+
+
+def substitute(expr: Expr, mapping: dict) -> Expr:
+    """Replaces variables (keys) with expressions (values)."""
+    if not mapping:
+        return expr
+    cache: dict = {}
+
+    def visit(node):
+        key = id(node)
+        if key in cache:
+            return cache[key]
+        if isinstance(node, Var):
+            result = mapping.get(node, node)
+        elif isinstance(node, BinOp):
+            result = BinOp(node.op, visit(node.a), visit(node.b))
+        elif isinstance(node, Cmp):
+            result = Cmp(node.op, visit(node.a), visit(node.b))
+        elif isinstance(node, Select):
+            result = Select(visit(node.cond), visit(node.a), visit(node.b))
+        elif isinstance(node, Cast):
+            result = Cast(node.dtype, visit(node.value))
+        elif isinstance(node, Call):
+            result = Call(node.name, tuple(visit(a) for a in node.args), node.dtype)
+        elif isinstance(node, Load):
+            pred = visit(node.predicate) if node.predicate is not None else None
+            result = Load(node.buffer, tuple(visit(i) for i in node.indices), pred)
+        else:
+            result = node
+        cache[key] = result
+        return result
+
+    return visit(expr)

@@ -1,0 +1,92 @@
+"""Generic traversals of statements: substitution, buffer access collection."""
+from __future__ import annotations
+
+from .expr import Load, substitute, walk
+from .stmt import (Allocate, Block, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt)
+
+
+def substitute_stmt(stmt: Stmt, mapping: dict) -> Stmt:
+    """Replaces variables in every expression of ``stmt``."""
+
+    def sub(expr):
+        return None if expr is None else substitute(expr, mapping)
+
+    def visit(node):
+        if node is None:
+            return None
+        if isinstance(node, For):
+            return For(node.var, sub(node.extent), visit(node.body), node.kind, node.thread_tag,
+                       dict(node.annotations))
+        if isinstance(node, BlockRealize):
+            blk = node.block
+            new_block = Block(blk.name, blk.iter_vars, visit(blk.body), visit(blk.init), blk.reads, blk.writes)
+            return BlockRealize(tuple(sub(v) for v in node.iter_values), new_block, sub(node.predicate))
+        if isinstance(node, BufferStore):
+            return BufferStore(node.buffer, sub(node.value), tuple(sub(i) for i in node.indices),
+                               sub(node.predicate))
+        if isinstance(node, SeqStmt):
+            return SeqStmt(tuple(visit(s) for s in node.stmts))
+        if isinstance(node, IfThenElse):
+            return IfThenElse(sub(node.cond), visit(node.then_body), visit(node.else_body))
+        if isinstance(node, Allocate):
+            return Allocate(node.buffer, visit(node.body))
+        if isinstance(node, Evaluate):
+            return Evaluate(sub(node.value))
+        raise TypeError(f"unknown statement {type(node).__name__}")
+
+    return visit(stmt)
+
+
+def stmt_children(stmt: Stmt) -> list:
+    if isinstance(stmt, For):
+        return [stmt.body]
+    if isinstance(stmt, BlockRealize):
+        return [s for s in (stmt.block.init, stmt.block.body) if s is not None]
+    if isinstance(stmt, SeqStmt):
+        return list(stmt.stmts)
+    if isinstance(stmt, IfThenElse):
+        return [s for s in (stmt.then_body, stmt.else_body) if s is not None]
+    if isinstance(stmt, Allocate):
+        return [stmt.body]
+    return []
+
+
+def walk_stmts(stmt: Stmt):
+    """Yields every statement, parents first."""
+    stack = [stmt]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(stmt_children(node)))
+
+
+def stmt_exprs(stmt: Stmt) -> list:
+    """The expressions held directly by one statement."""
+    if isinstance(stmt, For):
+        return [stmt.extent]
+    if isinstance(stmt, BlockRealize):
+        return list(stmt.iter_values) + ([stmt.predicate] if stmt.predicate is not None else [])
+    if isinstance(stmt, BufferStore):
+        return [stmt.value, *stmt.indices] + ([stmt.predicate] if stmt.predicate is not None else [])
+    if isinstance(stmt, IfThenElse):
+        return [stmt.cond]
+    if isinstance(stmt, Evaluate):
+        return [stmt.value]
+    return []
+
+
+def buffer_accesses(stmt: Stmt) -> tuple[list, list]:
+    """Buffers read and written by ``stmt``, in first-use order."""
+    reads, writes = [], []
+    for node in walk_stmts(stmt):
+        if isinstance(node, BufferStore) and node.buffer not in writes:
+            writes.append(node.buffer)
+        for expr in stmt_exprs(node):
+            for sub in walk(expr):
+                if isinstance(sub, Load) and sub.buffer not in reads:
+                    reads.append(sub.buffer)
+    return reads, writes
+
+
+def blocks(stmt: Stmt) -> list:
+    return [node.block for node in walk_stmts(stmt) if isinstance(node, BlockRealize)]
