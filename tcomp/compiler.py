@@ -13,7 +13,7 @@ from .graph.ir import Graph
 from .graph.passes import simplify_graph
 from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Slot, Step, TensorSpec
 from .runtime.memory_plan import MemoryPlan, plan_memory
-from .schedule.lower import lower_group
+from .schedule.lower import kernel_inputs, lower_group
 from .targets import resolve_target
 
 
@@ -145,7 +145,7 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, jit) -> tupl
             return Slot(OUTPUT, output_index[value.uid])
         return Slot(ARENA, plan.offsets[value.uid])
 
-    steps = [Step(group_kernel[i], [slot_of(v) for v in g.inputs] + [slot_of(g.output)], g.label)
+    steps = [Step(group_kernel[i], [slot_of(v) for v in kernel_inputs(g)] + [slot_of(g.output)], g.label)
              for i, g in enumerate(groups)]
     output_sources = []
     for v in graph.outputs:

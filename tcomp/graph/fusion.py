@@ -22,6 +22,11 @@ from dataclasses import dataclass, field
 from ..ops.registry import ANCHOR, ELEMENTWISE, OPS
 from .ir import Graph, Node, Value
 
+# Elementwise ops too costly to recompute inside an anchor's operand packing
+# (a prologue is evaluated once per output tile that reads it).
+TRANSCENDENTAL = {"Exp", "Log", "Tanh", "Erf", "Sigmoid", "Pow", "Sqrt", "Gelu", "Softplus", "Elu", "Selu",
+                  "Sin", "Cos", "HardSwish", "HardSigmoid", "Reciprocal", "Div"}
+
 
 @dataclass
 class FusedGroup:
@@ -64,15 +69,29 @@ def fuse(graph: Graph) -> list:
             else:
                 materialized.add(value.uid)
         if kind == ANCHOR:
-            # an anchor's inputs may not carry another anchor: materialize them
+            # an anchor's inputs may not carry another anchor, nor costly prologues: materialize them
             for value in node.inputs:
-                if value is not None and value.uid in carried:
+                if value is not None and (value.uid in carried or _costly_prologue(value, materialized)):
                     materialized.add(value.uid)
             chosen = node
         if chosen is not None:
             for out in node.outputs:
                 carried[out.uid] = chosen
     return _build_groups(graph, materialized)
+
+
+def _costly_prologue(value: Value, materialized: set) -> bool:
+    """Whether the inlined producers of ``value`` include a transcendental op."""
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        producer = current.producer
+        if producer is None or current.is_const or current.uid in materialized:
+            continue
+        if producer.op in TRANSCENDENTAL:
+            return True
+        stack.extend(v for v in producer.inputs if v is not None)
+    return False
 
 
 def _build_groups(graph: Graph, materialized: set) -> list:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..graph.ir import TensorType
 from ..tir.compute import TensorView, broadcast_index
-from ..tir.expr import BinOp, Cmp, Select, call, cast, const_like, is_float, maximum, minimum
+from ..tir.expr import BinOp, Cmp, FloatImm, Select, call, cast, const_like, is_float, maximum, minimum
 from .registry import ELEMENTWISE, broadcast_shapes, register
 
 
@@ -71,6 +71,14 @@ def _mod(a, x, y):
 def _pow(a, x, y):
     if y.dtype != x.dtype:
         y = cast(x.dtype, y)
+    if isinstance(y, FloatImm):  # small constant exponents become multiplies / sqrt
+        if y.value == 0.5:
+            return call("sqrt", x)
+        if y.value == float(int(y.value)) and 1 <= abs(y.value) <= 4:
+            result = x
+            for _ in range(int(abs(y.value)) - 1):
+                result = result * x
+            return result if y.value > 0 else call("reciprocal", result)
     return BinOp("pow", x, y)
 
 

@@ -16,15 +16,25 @@ from ..graph.fusion import FusedGroup
 from ..ops.nn import AnchorContext
 from ..ops.registry import OPS
 from ..tir.compute import TensorView
-from ..tir.expr import Buffer, Var, substitute
+from ..tir.expr import Buffer, Var, const, substitute
 from ..tir.stmt import PrimFunc
 from .elementwise import injective_kernel
 
 
+def kernel_inputs(group: FusedGroup) -> list:
+    """The group inputs passed as buffers (scalar constants are folded into the code)."""
+    return [v for v in group.inputs if not (v.is_const and v.const.size == 1)]
+
+
 def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> PrimFunc:
-    params = [Buffer(f"p{i}", v.shape, v.dtype) for i, v in enumerate(group.inputs)]
+    buffered = kernel_inputs(group)
+    scalars = [v for v in group.inputs if all(v is not b for b in buffered)]
+    params = [Buffer(f"p{i}", v.shape, v.dtype) for i, v in enumerate(buffered)]
     out = Buffer("out", group.output.shape, group.output.dtype)
-    views = {v.uid: TensorView.of_buffer(buf) for v, buf in zip(group.inputs, params)}
+    views = {v.uid: TensorView.of_buffer(buf) for v, buf in zip(buffered, params)}
+    for v in scalars:  # scalar constants become immediates in the expressions
+        value = const(v.const.reshape(()).item(), v.dtype)
+        views[v.uid] = TensorView(v.shape, v.dtype, lambda *idx, value=value: value)
     all_params = tuple(params) + (out,)
     attrs = {"ops": group.label}
     anchor = group.anchor

@@ -33,6 +33,10 @@ from ..tir.expr import Buffer, Cmp, Expr, IntImm, Select, Var, const, logical_an
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 
 
+# Budget of the per-thread output tile Ct (stack memory).
+LOCAL_TILE_BYTES = 128 * 1024
+
+
 @dataclass(frozen=True)
 class MatmulTiles:
     """Tile sizes; ``nr`` is a multiple of the vector width."""
@@ -47,13 +51,16 @@ class MatmulTiles:
 def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: int = 1) -> MatmulTiles:
     """Register tile 6 x 4 vectors (24 accumulators of 32 registers), cache tiles sized for L1/L2.
 
-    Output tiles shrink until there are enough of them to keep every thread busy.
+    The M tile is as tall as the local output tile budget allows (each packed B
+    panel is then reused by more rows); output tiles shrink until there are
+    enough of them to keep every thread busy.
     """
     nr = 4 * lanes if N > 2 * lanes else 2 * lanes if N > lanes else lanes
     mr = min(6, M) if nr == 4 * lanes else min(12, M)
     kc = min(K, 256)
-    mb = min(_round_up(M, mr), mr * 16)
     nb = min(_round_up(N, nr), nr * 4)
+    mb_max = max(mr, (LOCAL_TILE_BYTES // (4 * nb)) // mr * mr)
+    mb = _round_up(_ceil(M, _ceil(M, mb_max)), mr)  # equal tiles, no sliver
     while batch * _ceil(M, mb) * _ceil(N, nb) < 4 * num_threads:
         if nb > nr:
             nb = _round_up(nb // 2, nr)
@@ -62,6 +69,22 @@ def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: i
         else:
             break
     return MatmulTiles(mr, nr, mb, nb, kc)
+
+
+def _is_plain_rows(a_fn) -> bool:
+    """Whether A(b, m, k) is a load whose address is affine in m and k with unit stride in k."""
+    from ..tir.arith import linear_form, simplify
+    from ..tir.expr import Load
+
+    b, m, k = Var("b"), Var("m"), Var("k")
+    value = a_fn(b, m, k)
+    if not isinstance(value, Load) or value.predicate is not None:
+        return False
+    flat = IntImm(0)
+    for index, stride in zip(value.indices, value.buffer.strides()):
+        flat = flat + index * stride
+    terms = linear_form(simplify(flat)).terms
+    return terms.get(k) == 1 and all(atom is b or atom is m or atom is k for atom in terms)
 
 
 def _ceil(a: int, b: int) -> int:
@@ -109,9 +132,11 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
     k0 = kt * t.kc
     kc_len = minimum(IntImm(t.kc), K - k0) if K % t.kc else IntImm(t.kc)
 
-    # pack A: Ap[mm, kk] = A(b, min(m0 + mm, M - 1), k0 + kk); vectorized along k
+    # pack A: Ap[mm, kk] = A(b, min(m0 + mm, M - 1), k0 + kk); vectorized along k.
+    # A plain row-major operand is read in place instead.
     ko, ki = Var("ko"), Var("ki")
-    pack_a = loop(mm, t.mb, loop(ko, _ceil(t.kc, lanes), loop(ki, lanes, block(
+    direct_a = _is_plain_rows(spec.a)
+    pack_a = None if direct_a else loop(mm, t.mb, loop(ko, _ceil(t.kc, lanes), loop(ki, lanes, block(
         "pack_A", [("S", t.mb, mm), ("S", t.kc, ko * lanes + ki)],
         lambda vm, vk: BufferStore(Ap, spec.a(b_idx, minimum(m0 + vm, M - 1), k0 + vk), (vm, vk)),
         predicate=Cmp("lt", ko * lanes + ki, kc_len) if t.kc % lanes or K % t.kc else None), "vectorized")))
@@ -137,13 +162,18 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
         return loop(r, t.mr, loop(v, t.nr // lanes, loop(lane, lanes, body_fn(r, v * lanes + lane),
                                                           "vectorized"), "unrolled"), "unrolled")
 
+    def a_elem(vr, vk):
+        if direct_a:
+            return spec.a(b_idx, minimum(m0 + mr_ * t.mr + vr, M - 1), k0 + vk)
+        return Ap[mr_ * t.mr + vr, vk]
+
     first_k = Cmp("eq", kt, IntImm(0))
     load_acc = reg_loops(lambda ri, ji: block(
         "acc_load", [("S", t.mr, ri), ("S", t.nr, ji)],
         lambda vr, vj: BufferStore(acc, Select(first_k, zero, Ct[mr_ * t.mr + vr, p * t.nr + vj]), (vr, vj))))
     update = loop(kk, kc_len, reg_loops(lambda ri, ji: block(
         "update", [("S", t.mr, ri), ("S", t.nr, ji), ("R", t.kc, kk)],
-        lambda vr, vj, vk: BufferStore(acc, acc[vr, vj] + Ap[mr_ * t.mr + vr, vk] * Bp[p, vk, vj], (vr, vj)))))
+        lambda vr, vj, vk: BufferStore(acc, acc[vr, vj] + a_elem(vr, vk) * Bp[p, vk, vj], (vr, vj)))))
     save_acc = reg_loops(lambda ri, ji: block(
         "acc_save", [("S", t.mr, ri), ("S", t.nr, ji)],
         lambda vr, vj: BufferStore(Ct, acc[vr, vj], (mr_ * t.mr + vr, p * t.nr + vj))))
@@ -163,8 +193,10 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
     epilogue = loop(mm, t.mb, loop(eo, t.nb // lanes, loop(ei, lanes, block(
         "epilogue", [("S", t.mb, mm), ("S", t.nb, eo * lanes + ei)], epi_body, predicate=valid), "vectorized")))
 
-    body = loop(tile, spec.batch * mt_count * nt_count,
-                Allocate(Ct, Allocate(Ap, Allocate(Bp, seq(k_loop, epilogue)))), "parallel")
+    tile_body = Allocate(Bp, seq(k_loop, epilogue))
+    if not direct_a:
+        tile_body = Allocate(Ap, tile_body)
+    body = loop(tile, spec.batch * mt_count * nt_count, Allocate(Ct, tile_body), "parallel")
     attrs = {"kind": "matmul", "shape": f"batch={spec.batch} M={M} N={N} K={K}",
              "tiles": f"mr={t.mr} nr={t.nr} mb={t.mb} nb={t.nb} kc={t.kc}"}
     return PrimFunc(spec.name, spec.params, body, attrs)
