@@ -3,14 +3,16 @@
 ``out[n, c, oh, ow] = finish(reduce_{kh, kw} f(x[n, c', oh*s - p + kh*d, ow*s - p + kw*d]))``
 over NCHW tensors, vectorized along ``ow``; out-of-image taps are masked::
 
-    for t in parallel(N * C * OH):
-      for owo in range(ceil(OW / 16)):
-        for l in vectorized(16): acc[l] = init
-        for kh in unrolled(KH): for kw in unrolled(KW):
-          for l in vectorized(16):
-            block tap[...] where ow < OW:
-              acc[l] = acc[l] + w[c, kh, kw] * (x[n, c, ih, iw] if 0 <= ih < H and 0 <= iw < W else 0)
-        for l in vectorized(16): out[n, c, oh, ow] = finish(acc[l])
+    for t in parallel(N * C):
+      plane = alloc(HP * WP, local)                  # x[n, c] with a zero (or -inf) border
+      for r, j:  plane[r, j] = x[n, c, r - PT, j - PL] if in the image else pad
+      for oh in range(OH):
+        for owo in range(ceil(OW / 16)):
+          for l in vectorized(16): acc[l] = init
+          for kh in unrolled(KH): for kw in unrolled(KW):
+            for l in vectorized(16):                 # no masks: the border absorbs them
+              acc[l] = acc[l] + w[c, kh, kw] * plane[oh*s + kh*d, (owo*16 + l)*s + kw*d]
+          for l in vectorized(16): out[n, c, oh, ow] = finish(acc[l])   where ow < OW
 """
 from __future__ import annotations
 
@@ -19,10 +21,12 @@ from typing import Callable
 
 from ..tir.compute import row_major_unflatten
 from ..tir.expr import Buffer, Cmp, IntImm, Load, Select, Var, const, logical_and, maximum, minimum
-from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
+from ..tir.stmt import Allocate, BufferStore, IfThenElse, PrimFunc, block, loop, seq
 from .rows import init_value
 
 MAX_UNROLLED_TAPS = 64
+# Largest input plane copied to the stack with a zero border (bigger planes use masked taps).
+MAX_PLANE_BYTES = 1 << 20
 
 
 @dataclass
@@ -61,6 +65,81 @@ def _guarded_input(spec: WindowSpec, n, c, ih, iw):
 
 
 def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
+    """Padded windows copy each input plane into a zero-bordered local buffer first, so
+    that the taps need no masks; planes too large for the stack use masked taps instead."""
+    KH, KW = spec.kernel
+    SH, SW = spec.strides
+    PT, PL = spec.pads
+    DH, DW = spec.dilations
+    owo_count = -(-spec.OW // lanes)
+    # padded plane: rows/cols that any tap of any (rounded-up) output vector touches
+    HP = max(spec.H + PT, (spec.OH - 1) * SH + (KH - 1) * DH + 1)
+    WP = max(spec.W + PL, (owo_count * lanes - 1) * SW + (KW - 1) * DW + 1)
+    padded = PT or PL or HP > spec.H or WP > spec.W
+    if padded and HP * WP * 4 > MAX_PLANE_BYTES:
+        return _masked_window_kernel(spec, lanes)
+
+    acc = Buffer("acc", (lanes,), spec.dtype, "local")
+    plane = Buffer("plane", (HP, WP), spec.dtype, "local")
+    t, oh, owo, l, kh, kw = Var("t"), Var("oh"), Var("owo"), Var("l"), Var("kh"), Var("kw")
+    n, c = t // spec.C, t % spec.C
+    ow = owo * lanes + l
+    tail = Cmp("lt", ow, IntImm(spec.OW)) if spec.OW % lanes else None
+    init = init_value(spec.reduce, spec.dtype)
+
+    if padded:
+        r, jo, jl = Var("r"), Var("jo"), Var("jl")
+        col = jo * lanes + jl
+
+        def copy(vr, vc):
+            return BufferStore(plane, _guarded_input(spec, n, c, vr - PT, vc - PL), (vr, vc))
+
+        fill_plane = loop(r, HP, loop(jo, -(-WP // lanes), loop(jl, lanes, block(
+            "pad_copy", [("S", HP, r), ("S", WP, col)], copy,
+            predicate=Cmp("lt", col, IntImm(WP)) if WP % lanes else None), "vectorized")))
+
+        def source(ih, iw):
+            return plane[ih, iw]
+    else:
+        fill_plane = None
+
+        def source(ih, iw):
+            return spec.x(n, c, ih, iw)
+
+    fill = loop(l, lanes, block("acc_init", [("S", lanes, l)], lambda vl: BufferStore(acc, init, (vl,))),
+                "vectorized")
+
+    def tap(vl, vkh, vkw):
+        value = source(oh * SH + vkh * DH, (owo * lanes + vl) * SW + vkw * DW)
+        if spec.weight is not None:
+            value = value * spec.weight(c, vkh, vkw)
+        combined = acc[vl] + value if spec.reduce == "sum" else maximum(acc[vl], value)
+        return BufferStore(acc, combined, (vl,))
+
+    unroll = "unrolled" if KH * KW <= MAX_UNROLLED_TAPS else "serial"
+    taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
+        "tap", [("S", lanes, l), ("R", KH, kh), ("R", KW, kw)], tap), "vectorized"), unroll), unroll)
+    out = loop(l, lanes, block("out", [("S", spec.OW, ow)], lambda vow: spec.store(
+        spec.finish(acc[l], n, c, oh, vow, _count_valid(spec, oh, vow)), n, c, oh, vow), predicate=tail),
+        "vectorized")
+    rows = loop(oh, spec.OH, loop(owo, owo_count, seq(fill, taps, out)))
+    body = Allocate(acc, seq(fill_plane, rows))
+    if padded:
+        body = Allocate(plane, body)
+    nest = loop(t, spec.N * spec.C, body, "parallel")
+    attrs = {"kind": "window", "window": f"{KH}x{KW} stride {SH}x{SW}", "reduce": spec.reduce}
+    return PrimFunc(spec.name, spec.params, nest, attrs)
+
+
+def _count_valid(spec: WindowSpec, oh, ow):
+    """Number of in-image taps of output (oh, ow), for average pooling without padded elements."""
+    KH, KW = spec.kernel
+    rows = _count_in_range(oh * spec.strides[0] - spec.pads[0], KH, spec.dilations[0], spec.H)
+    cols = _count_in_range(ow * spec.strides[1] - spec.pads[1], KW, spec.dilations[1], spec.W)
+    return rows * cols
+
+
+def _masked_window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     KH, KW = spec.kernel
     SH, SW = spec.strides
     PT, PL = spec.pads
@@ -71,7 +150,6 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     ow = owo * lanes + l
     tail = Cmp("lt", ow, IntImm(spec.OW)) if spec.OW % lanes else None
     init = init_value(spec.reduce, spec.dtype)
-
     fill = loop(l, lanes, block("acc_init", [("S", lanes, l)], lambda vl: BufferStore(acc, init, (vl,))),
                 "vectorized")
 
@@ -87,17 +165,9 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     unroll = "unrolled" if KH * KW <= MAX_UNROLLED_TAPS else "serial"
     taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
         "tap", [("S", lanes, l), ("R", KH, kh), ("R", KW, kw)], tap, predicate=tail), "vectorized"), unroll), unroll)
-
-    def count_valid(vow):
-        # number of in-image taps (for average pooling without padded elements)
-        h0 = oh * SH - PT
-        w0 = vow * SW - PL
-        rows = _count_in_range(h0, KH, DH, spec.H)
-        cols = _count_in_range(w0, KW, DW, spec.W)
-        return rows * cols
-
     out = loop(l, lanes, block("out", [("S", spec.OW, ow)], lambda vow: spec.store(
-        spec.finish(acc[l], n, c, oh, vow, count_valid(vow)), n, c, oh, vow), predicate=tail), "vectorized")
+        spec.finish(acc[l], n, c, oh, vow, _count_valid(spec, oh, vow)), n, c, oh, vow), predicate=tail),
+        "vectorized")
     body = Allocate(acc, loop(owo, -(-spec.OW // lanes), seq(fill, taps, out)))
     nest = loop(t, spec.N * spec.C * spec.OH, body, "parallel")
     attrs = {"kind": "window", "window": f"{KH}x{KW} stride {SH}x{SW}", "reduce": spec.reduce}

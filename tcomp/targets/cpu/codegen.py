@@ -407,6 +407,14 @@ class CPUCodegen:
                                    [PTR, I32, ir.VectorType(I1, lanes), vec_ty])
                 value = b.call(fn, [ptr, ir.Constant(I32, 1), mask, zero_vec])
             return self._from_memory(value, buf.dtype)
+        if mask is None and stride in (2, 3, 4):
+            # strided: one contiguous load covering every lane, then pick every stride-th element
+            span = (lanes - 1) * stride + 1
+            ptr = b.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
+            wide = b.load(ptr, typ=ir.VectorType(mem_ty, span))
+            wide.align = 4 if not isinstance(mem_ty, ir.IntType) else max(1, mem_ty.width // 8)
+            picks = ir.Constant(ir.VectorType(I32, lanes), [i * stride for i in range(lanes)])
+            return self._from_memory(b.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined), picks), buf.dtype)
         index_vec = self._as_vector(self._expr(flat), lanes)
         if mask is None:
             mask = ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
