@@ -7,8 +7,9 @@ into its single consumer:
 * elementwise/injective producers become part of their consumer's expression
   (a chain of them is one kernel; in front of an anchor they are its prologue);
 * an anchor (matmul, conv, pooling, softmax, layer norm, reduction) absorbs the
-  chain of elementwise consumers of the same shape that follows it (its
-  epilogue), e.g. Conv -> Add(residual) -> Relu is one kernel.
+  elementwise consumers (and reshapes) that follow it, its epilogue: a chain
+  (Conv -> Add(residual) -> Relu is one kernel) or a region whose values are
+  read several times but only inside it (MatMul -> GELU).
 
 A group holds at most one anchor. Before::
 
@@ -49,10 +50,14 @@ class FusedGroup:
 def fuse(graph: Graph) -> list:
     consumers = graph.consumers()
     outputs = {v.uid for v in graph.outputs}
+    shared = set()   # values read several times inside one anchor's epilogue region
+    for index, node in enumerate(graph.nodes):
+        if OPS[node.op].kind == ANCHOR:
+            shared |= _epilogue_region_values(graph, index, consumers, outputs)
     materialized: set = set()
     for node in graph.nodes:
         for out in node.outputs:
-            if out.uid in outputs or len(consumers.get(out.uid, [])) != 1:
+            if out.uid in outputs or (len(consumers.get(out.uid, [])) != 1 and out.uid not in shared):
                 materialized.add(out.uid)
 
     carried: dict = {}   # value uid -> anchor node whose epilogue the value belongs to
@@ -63,8 +68,7 @@ def fuse(graph: Graph) -> list:
             if value is None or value.uid in materialized or value.uid not in carried:
                 continue
             anchor = carried[value.uid]
-            same_shape = node.outputs[0].shape == anchor.outputs[0].shape
-            if kind == ELEMENTWISE and same_shape and chosen in (None, anchor):
+            if _extends_epilogue(node, value) and chosen in (None, anchor):
                 chosen = anchor
             else:
                 materialized.add(value.uid)
@@ -78,6 +82,51 @@ def fuse(graph: Graph) -> list:
             for out in node.outputs:
                 carried[out.uid] = chosen
     return _build_groups(graph, materialized)
+
+
+def _extends_epilogue(node: Node, value: Value) -> bool:
+    """Whether ``node`` may consume ``value`` (a value of an anchor's epilogue) inside the epilogue.
+
+    Elementwise ops that do not broadcast ``value`` to a larger shape qualify, and
+    reshapes (the epilogue is evaluated per element in row-major order, which a
+    reshape keeps).
+    """
+    if node.op == "Reshape":
+        return True
+    return OPS[node.op].kind == ELEMENTWISE and node.outputs[0].shape == value.shape
+
+
+# How many nodes after an anchor are scanned for its epilogue region.
+EPILOGUE_SCAN = 24
+
+
+def _epilogue_region_values(graph: Graph, anchor_index: int, consumers: dict, outputs: set) -> set:
+    """Values inside the largest elementwise region after an anchor with a single exit.
+
+    E.g. GELU after a MatMul reads the MatMul's output twice: x * 0.5 * (1 + erf(x / sqrt 2)).
+    The region grows in topological order over elementwise nodes of the anchor's output
+    shape that read a region value; it is valid up to a node when every region value
+    before it is read only inside the region. Returns the values that may stay in
+    registers although they have several consumers.
+    """
+    anchor = graph.nodes[anchor_index]
+    inside = {anchor.outputs[0].uid}
+    region: list = []
+    best: set = set()
+    for node in graph.nodes[anchor_index + 1:anchor_index + 1 + EPILOGUE_SCAN]:
+        if not any(v is not None and v.uid in inside for v in node.inputs):
+            continue
+        if not all(_extends_epilogue(node, v) for v in node.inputs if v is not None and v.uid in inside):
+            break
+        region.append(node)
+        inside.add(node.outputs[0].uid)
+        members = {id(n) for n in region}
+        interior = inside - {node.outputs[0].uid}
+        closed = all(uid not in outputs and all(id(c) in members for c in consumers.get(uid, []))
+                     for uid in interior)
+        if closed:
+            best = set(interior)
+    return best
 
 
 def _costly_prologue(value: Value, materialized: set) -> bool:

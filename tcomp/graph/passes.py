@@ -125,9 +125,11 @@ def fuse_sibling_matmuls(graph: Graph) -> None:
         biases = []
         for mm in siblings:
             user = _single_consumer(graph, mm.outputs[0], consumers)
-            bias_ok = (user is not None and user.op == "Add" and user.inputs[0] is mm.outputs[0]
-                       and user.inputs[1].is_const and user.inputs[1].shape == (mm.inputs[1].shape[1],))
-            biases.append(user if bias_ok else None)
+            bias = None
+            if user is not None and user.op == "Add":
+                bias = user.inputs[1] if user.inputs[0] is mm.outputs[0] else user.inputs[0]
+            bias_ok = bias is not None and bias.is_const and bias.shape == (mm.inputs[1].shape[1],)
+            biases.append((user, bias) if bias_ok else None)
         with_bias = all(b is not None for b in biases)
         weights = np.concatenate([mm.inputs[1].const for mm in siblings], axis=1)
         fused_w = Value.constant("_".join(mm.name for mm in siblings[:1]) + "_qkv_weight", weights)
@@ -138,7 +140,7 @@ def fuse_sibling_matmuls(graph: Graph) -> None:
         new_nodes = [fused]
         result = fused_out
         if with_bias:
-            bias = np.concatenate([b.inputs[1].const for b in biases])
+            bias = np.concatenate([b[1].const for b in biases])
             biased = Value(fused_out.name + "_bias", TensorType(out_shape, x.dtype))
             new_nodes.append(Node("Add", [fused_out, Value.constant(fused_w.name + "_bias", bias)], [biased],
                                   name=fused.name + "_bias"))
@@ -147,7 +149,7 @@ def fuse_sibling_matmuls(graph: Graph) -> None:
         rank = len(out_shape)
         for mm, bias_node in zip(siblings, biases):
             width = mm.inputs[1].shape[1]
-            target = bias_node.outputs[0] if with_bias else mm.outputs[0]
+            target = bias_node[0].outputs[0] if with_bias else mm.outputs[0]
             starts = [0] * rank
             starts[-1] = start
             new_nodes.append(Node("Slice", [result], [target],
@@ -155,7 +157,7 @@ def fuse_sibling_matmuls(graph: Graph) -> None:
                                   name=f"{mm.name}_slice"))
             start += width
         first = min(graph.nodes.index(mm) for mm in siblings)
-        removed = set(map(id, siblings)) | ({id(b) for b in biases} if with_bias else set())
+        removed = set(map(id, siblings)) | ({id(b[0]) for b in biases} if with_bias else set())
         remaining = [n for n in graph.nodes if id(n) not in removed]
         position = sum(1 for n in graph.nodes[:first] if id(n) not in removed)
         graph.nodes = remaining[:position] + new_nodes + remaining[position:]

@@ -15,9 +15,10 @@ from __future__ import annotations
 from ..graph.fusion import FusedGroup
 from ..ops.nn import AnchorContext
 from ..ops.registry import OPS
-from ..tir.compute import TensorView
+from ..tir.compute import TensorView, row_major_flatten, row_major_unflatten
 from ..tir.expr import Buffer, Var, const, substitute
 from ..tir.stmt import PrimFunc
+from ..tir.transform import simplify_stmt
 from .elementwise import injective_kernel
 
 
@@ -48,13 +49,23 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
             views[value.uid] = view
     root = views[group.output.uid]
     if anchor is None:
-        return injective_kernel(name, out, root.fn, all_params, lanes, attrs)
+        func = injective_kernel(name, out, root.fn, all_params, lanes, attrs)
+        func.body = simplify_stmt(func.body)
+        return func
+
+    anchor_shape = anchor.outputs[0].shape
+    exit_shape = group.output.shape
 
     def epilogue(value, idx):
+        if exit_shape != anchor_shape:  # reshapes in the epilogue: same row-major position
+            idx = row_major_unflatten(row_major_flatten(idx, anchor_shape), exit_shape)
         return substitute(root.fn(*idx), {acc: value})
 
-    ctx = AnchorContext(name, out, epilogue, all_params, lanes, num_threads)
+    # the anchor writes in its own index space; the bytes are those of the group's output
+    out = Buffer("out", anchor_shape, group.output.dtype)
+    ctx = AnchorContext(name, out, epilogue, tuple(params) + (out,), lanes, num_threads)
     anchor_views = [views[v.uid] if v is not None else None for v in anchor.inputs]
     func = OPS[anchor.op].kernel(anchor, anchor_views, ctx)
     func.attrs.update(attrs)
+    func.body = simplify_stmt(func.body)
     return func

@@ -7,9 +7,21 @@ from .stmt import (Allocate, Block, BlockRealize, BufferStore, Evaluate, For, If
 
 def substitute_stmt(stmt: Stmt, mapping: dict) -> Stmt:
     """Replaces variables in every expression of ``stmt``."""
+    return map_exprs(stmt, lambda expr: substitute(expr, mapping))
+
+
+def simplify_stmt(stmt: Stmt) -> Stmt:
+    """Simplifies every expression of ``stmt`` (see ``tir.arith``), e.g. ``(0 * 16 + l) * 1 -> l``."""
+    from .arith import simplify
+
+    return map_exprs(stmt, simplify)
+
+
+def map_exprs(stmt: Stmt, fn) -> Stmt:
+    """A copy of ``stmt`` with ``fn`` applied to each expression it holds."""
 
     def sub(expr):
-        return None if expr is None else substitute(expr, mapping)
+        return None if expr is None else fn(expr)
 
     def visit(node):
         if node is None:

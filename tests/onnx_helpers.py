@@ -1,0 +1,170 @@
+"""Helpers for the operator tests: build one small ONNX model, run it with tcomp and
+with onnxruntime (the reference), compare.
+
+    check([node("Relu", ["x"], ["y"])], {"x": rand((7, 13))}, ["y"])
+
+Inputs are graph inputs (fed at run time, never folded); ``inits`` become initializers.
+Output types are taken from onnx shape inference, then completed from onnxruntime's
+results, so tests never spell output shapes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper, numpy_helper
+
+import tcomp
+
+IR_VERSION = 10  # onnxruntime 1.31 rejects onnx 1.23's default IR version
+DEFAULT_OPSET = 17
+
+node = helper.make_node
+
+
+def rng() -> np.random.Generator:
+    """A fresh, unseeded generator: every run draws new inputs."""
+    return np.random.default_rng()
+
+
+def rand(shape, lo=-1.0, hi=1.0, dtype=np.float32, avoid=None, margin=1e-3):
+    """Uniform floats in [lo, hi) of ``shape``, never all zeros.
+
+    ``avoid(x) -> distance to the nearest discontinuity``; values closer than ``margin``
+    are redrawn (e.g. ``avoid=dist_to_int`` for Floor/Ceil).
+    """
+    g = rng()
+    x = g.uniform(lo, hi, size=shape).astype(dtype)
+    for _ in range(100):
+        if avoid is None:
+            break
+        bad = np.asarray(avoid(x.astype(np.float64))) < margin
+        if not np.any(bad):
+            break
+        x[bad] = g.uniform(lo, hi, size=int(np.count_nonzero(bad))).astype(dtype)
+    else:  # pragma: no cover
+        raise RuntimeError("could not draw values away from the discontinuities")
+    if x.size and not np.any(x):
+        x.flat[0] = hi if hi != 0 else lo
+    return x
+
+
+def rand_nonzero(shape, lo=0.5, hi=2.0, dtype=np.float32):
+    """Magnitudes in [lo, hi) with random signs (safe denominators)."""
+    g = rng()
+    mag = g.uniform(lo, hi, size=shape)
+    sign = np.where(g.random(size=shape) < 0.5, -1.0, 1.0)
+    return (mag * sign).astype(dtype)
+
+
+def randint(shape, lo, hi, dtype=np.int64, nonzero=False):
+    """Integers in [lo, hi], never all zeros (no zeros at all with ``nonzero``)."""
+    g = rng()
+    x = g.integers(lo, hi + 1, size=shape).astype(dtype)
+    if nonzero:
+        while np.any(x == 0):
+            x[x == 0] = g.integers(lo, hi + 1, size=int(np.count_nonzero(x == 0)))
+    if x.size and not np.any(x):
+        x.flat[0] = hi if hi != 0 else lo
+    return x
+
+
+def randbool(shape):
+    g = rng()
+    x = g.random(size=shape) < 0.5
+    if x.size:
+        x.flat[0] = True
+        x.flat[-1] = False if x.size > 1 else True
+    return x
+
+
+def dist_to_int(x):
+    return np.abs(x - np.round(x))
+
+
+def dist_to_half(x):
+    return np.abs(x - np.floor(x) - 0.5)
+
+
+def make_model(nodes, inputs: dict, outputs: list, opset: int = DEFAULT_OPSET, inits: dict | None = None,
+               extra_opsets: dict | None = None) -> onnx.ModelProto:
+    graph_inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(np.asarray(a).dtype),
+                                                  list(np.shape(a)))
+                    for name, a in inputs.items()]
+    initializers = [numpy_helper.from_array(np.asarray(a), name) for name, a in (inits or {}).items()]
+    graph = helper.make_graph(list(nodes), "test", graph_inputs,
+                              [helper.make_empty_tensor_value_info(name) for name in outputs],
+                              initializer=initializers)
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (extra_opsets or {}).items()]
+    model = helper.make_model(graph, opset_imports=opsets, ir_version=IR_VERSION, producer_name="tcomp-tests")
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    del model.graph.output[:]
+    model.graph.output.extend(inferred.graph.output)
+    return model
+
+
+def reference(model: onnx.ModelProto, feeds: dict) -> list:
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def with_static_outputs(model: onnx.ModelProto, refs: list) -> onnx.ModelProto:
+    """The same model with every graph output typed exactly like onnxruntime's result."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    outs = [helper.make_tensor_value_info(o.name, helper.np_dtype_to_tensor_dtype(r.dtype), list(r.shape))
+            for o, r in zip(model.graph.output, refs)]
+    del fixed.graph.output[:]
+    fixed.graph.output.extend(outs)
+    return fixed
+
+
+def run_tcomp(model: onnx.ModelProto, feeds: dict) -> list:
+    mod = tcomp.compile(model, target="cpu")
+    # copies: tcomp must not depend on (or modify) the caller's arrays
+    return mod.run({k: np.array(v, copy=True) for k, v in feeds.items()})
+
+
+def assert_matches(ours, ref, rtol=1e-4, atol=1e-5, relnorm=None, name="output"):
+    ours = np.asarray(ours)
+    assert ours.shape == ref.shape, f"{name}: shape {ours.shape} != reference {ref.shape}"
+    assert ours.dtype == ref.dtype, f"{name}: dtype {ours.dtype} != reference {ref.dtype}"
+    if ref.dtype.kind in "biu":
+        mismatch = np.argwhere(ours != ref)
+        assert mismatch.size == 0, (f"{name}: {len(mismatch)} of {ref.size} elements differ, first at "
+                                    f"{tuple(mismatch[0])}: ours {ours[tuple(mismatch[0])]} vs "
+                                    f"ref {ref[tuple(mismatch[0])]}")
+        return
+    if relnorm is not None:
+        assert np.array_equal(np.isnan(ours), np.isnan(ref)), f"{name}: NaN positions differ"
+        diff = np.linalg.norm((ours.astype(np.float64) - ref.astype(np.float64)).ravel())
+        scale = np.linalg.norm(ref.astype(np.float64).ravel())
+        assert diff <= relnorm * max(scale, 1e-30), f"{name}: relative norm error {diff / scale:.3e} > {relnorm}"
+        # and no single element far off (a few wrong elements in a big tensor)
+        worst = np.max(np.abs(ours.astype(np.float64) - ref)) if ref.size else 0.0
+        assert worst <= 1e-3 * max(np.max(np.abs(ref)), 1e-30), (
+            f"{name}: max abs error {worst:.3e} vs max |ref| {np.max(np.abs(ref)):.3e}")
+        return
+    np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol, err_msg=name)
+
+
+def check(nodes, inputs: dict, outputs: list, opset: int = DEFAULT_OPSET, inits: dict | None = None,
+          rtol=1e-4, atol=1e-5, relnorm=None):
+    """Builds the model, runs onnxruntime and tcomp on ``inputs``, compares every output."""
+    model = make_model(nodes, inputs, outputs, opset, inits)
+    refs = reference(model, inputs)
+    model = with_static_outputs(model, refs)
+    ours = run_tcomp(model, inputs)
+    assert len(ours) == len(refs), f"{len(ours)} outputs, reference has {len(refs)}"
+    for name, o, r in zip(outputs, ours, refs):
+        assert_matches(o, r, rtol=rtol, atol=atol, relnorm=relnorm, name=name)
+    return ours, refs
+
+
+def check_op(op: str, inputs: dict, opset: int = DEFAULT_OPSET, inits: dict | None = None, n_outputs: int = 1,
+             rtol=1e-4, atol=1e-5, relnorm=None, input_names=None, **attrs):
+    """One-node model: ``op`` over ``input_names`` (default: inputs then inits, in order)."""
+    names = list(input_names) if input_names is not None else list(inputs) + list(inits or {})
+    outs = [f"y{i}" for i in range(n_outputs)]
+    return check([node(op, names, outs, **attrs)], inputs, outs, opset, inits, rtol=rtol, atol=atol,
+                 relnorm=relnorm)

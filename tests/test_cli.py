@@ -1,0 +1,27 @@
+"""The command line on the example model shipped in the repo."""
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "resnet18_small.onnx"
+
+
+def _tcomp(*args):
+    return subprocess.run([sys.executable, "-m", "tcomp.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_run_prints_latency_memory_and_difference_to_onnxruntime():
+    result = _tcomp("run", str(EXAMPLE), "--target", "cpu", "--repeat", "3")
+    assert result.returncode == 0, result.stderr
+    assert "latency: median" in result.stdout
+    assert "peak intermediate memory" in result.stdout
+    line = next(l for l in result.stdout.splitlines() if l.startswith("vs onnxruntime"))
+    assert float(line.split("relative")[1]) < 1e-4
+
+
+def test_inspect_shows_groups_kernels_and_loop_ir():
+    result = _tcomp("inspect", str(EXAMPLE), "--kernel", "0")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Conv+Add+Relu" in out and "fused groups" in out and "kernels:" in out
+    assert "loop IR of k0_conv" in out and "parallel(" in out and "vectorized(16)" in out or "vectorized(8)" in out

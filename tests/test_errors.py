@@ -1,0 +1,106 @@
+"""Bad input gets a clear error that names what was wrong."""
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import tcomp
+
+
+def _model(nodes, inputs, outputs, initializers=(), opset=17):
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(initializers))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+def _relu_model():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3])
+    return _model([helper.make_node("Relu", ["x"], ["y"], name="relu0")], [x], [y])
+
+
+def test_unsupported_op_names_op_node_and_opset():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    model = _model([helper.make_node("RandomUniformLike", ["x"], ["y"], name="my_random")], [x], [y], opset=15)
+    with pytest.raises(tcomp.UnsupportedOpError) as info:
+        tcomp.compile(model)
+    message = str(info.value)
+    assert "RandomUniformLike" in message and "my_random" in message and "opset 15" in message
+
+
+def test_unsupported_attribute_is_reported_as_such():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4, 4])
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, [3, 2, 1, 1, 1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 4, 4, 4])
+    model = _model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv3d")], [x, w], [y])
+    with pytest.raises(tcomp.UnsupportedOpError, match=r"conv3d.*Conv.*3-D convolution"):
+        tcomp.compile(model)
+
+
+def test_model_failing_the_checker_says_why():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])
+    # Relu's input "missing" is produced by no node and is no graph input
+    model = _model([helper.make_node("Relu", ["missing"], ["y"], name="r")], [x], [y])
+    with pytest.raises(tcomp.ModelError, match="onnx.checker"):
+        tcomp.compile(model)
+
+
+def test_unreadable_file_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"this is not a protobuf")
+    with pytest.raises(tcomp.ModelError):
+        tcomp.compile(str(bad))
+    with pytest.raises(tcomp.ModelError, match="not found"):
+        tcomp.compile(str(tmp_path / "nope.onnx"))
+
+
+def test_wrong_input_name_shape_and_dtype():
+    mod = tcomp.compile(_relu_model())
+    good = np.random.default_rng().standard_normal((2, 3)).astype(np.float32)
+    with pytest.raises(tcomp.InputError, match=r"unknown input name.*\['x'\]"):
+        mod.run({"X": good})
+    with pytest.raises(tcomp.InputError, match=r"missing input 'x'"):
+        mod.run({})
+    with pytest.raises(tcomp.InputError, match=r"shape \[3, 2\], expected \[2, 3\]"):
+        mod.run({"x": good.T.copy()})
+    with pytest.raises(tcomp.InputError, match=r"dtype float64, expected float32"):
+        mod.run({"x": good.astype(np.float64)})
+    np.testing.assert_array_equal(mod.run({"x": good})[0], np.maximum(good, 0))
+
+
+def test_symbolic_dimension_asks_for_a_shape():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
+    model = _model([helper.make_node("Relu", ["x"], ["y"])], [x], [y])
+    with pytest.raises(tcomp.TcompError, match="symbolic dimension 'batch'.*input_shapes"):
+        tcomp.compile(model)
+    mod = tcomp.compile(model, input_shapes={"x": (5, 3)})
+    data = np.random.default_rng().standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_array_equal(mod.run({"x": data})[0], np.maximum(data, 0))
+
+
+def test_unknown_target():
+    with pytest.raises(tcomp.TcompError, match="available targets: cpu"):
+        tcomp.compile(_relu_model(), target="tpu")
+
+
+def test_non_constant_shape_operand_is_reported():
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    s = helper.make_tensor_value_info("s", TensorProto.INT64, [2])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [3, 2])
+    model = _model([helper.make_node("Reshape", ["x", "s"], ["y"], name="dyn_reshape")], [x, s], [y])
+    with pytest.raises(tcomp.UnsupportedOpError, match=r"dyn_reshape.*must be a constant"):
+        tcomp.compile(model)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path, capsys):
+    from tcomp.cli import main
+
+    path = tmp_path / "m.onnx"
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    onnx.save(_model([helper.make_node("Hardmax", ["x"], ["y"], name="hm")], [x], [y]), path)
+    assert main(["run", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tcomp: error:") and "Hardmax" in err and "Traceback" not in err

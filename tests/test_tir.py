@@ -1,0 +1,127 @@
+"""Loop IR: the simplifier against brute-force evaluation, codegen against numpy."""
+import ctypes
+import itertools
+
+import numpy as np
+import pytest
+
+from tcomp.targets.cpu.jit import JITModule, host_target
+from tcomp.tir import arith
+from tcomp.tir.expr import BinOp, Buffer, Cmp, IntImm, Var, call, substitute
+from tcomp.tir.stmt import BufferStore, For, PrimFunc, block, loop
+
+
+def _evaluate(expr, env):
+    """Reference integer semantics (floor division), independent of the simplifier."""
+    if isinstance(expr, Var):
+        return env[expr]
+    if isinstance(expr, IntImm):
+        return expr.value
+    if isinstance(expr, BinOp):
+        a, b = _evaluate(expr.a, env), _evaluate(expr.b, env)
+        return {"add": a + b, "sub": a - b, "mul": a * b, "floordiv": a // b if b else 0,
+                "floormod": a % b if b else 0, "min": min(a, b), "max": max(a, b)}[expr.op]
+    if isinstance(expr, Cmp):
+        a, b = _evaluate(expr.a, env), _evaluate(expr.b, env)
+        return int({"lt": a < b, "le": a <= b, "gt": a > b, "ge": a >= b, "eq": a == b, "ne": a != b}[expr.op])
+    raise TypeError(expr)
+
+
+def _random_expr(rng, variables, depth):
+    if depth == 0 or rng.random() < 0.2:
+        return variables[rng.integers(len(variables))] if rng.random() < 0.7 else IntImm(int(rng.integers(-5, 20)))
+    op = ["add", "sub", "mul", "floordiv", "floormod", "min", "max"][rng.integers(7)]
+    a = _random_expr(rng, variables, depth - 1)
+    if op in ("floordiv", "floormod", "mul"):
+        return BinOp(op, a, IntImm(int(rng.integers(1, 17))))
+    return BinOp(op, a, _random_expr(rng, variables, depth - 1))
+
+
+def test_simplify_preserves_value_on_random_expressions():
+    rng = np.random.default_rng()
+    i, j, k = Var("i"), Var("j"), Var("k")
+    bounds = {i: (0, 7), j: (0, 15), k: (0, 3)}
+    for _ in range(300):
+        expr = _random_expr(rng, [i, j, k], 4)
+        simple = arith.simplify(expr, bounds)
+        for vi, vj, vk in itertools.product(range(8), range(16), range(4)):
+            env = {i: vi, j: vj, k: vk}
+            assert _evaluate(simple, env) == _evaluate(expr, env), f"{expr}  ->  {simple}"
+
+
+def test_simplify_rules():
+    i, j, n = Var("i"), Var("j"), Var("n")
+    b = {j: (0, 15)}
+    assert arith.simplify((i * 16 + j) // 16, b) is i
+    assert arith.simplify((i * 16 + j) % 16, b) is j
+    assert arith.simplify((n // 7) * 7 + n % 7) is n
+    assert arith.lane_stride((i * 4 + j) * 3, j, b) == 3
+    assert arith.lane_stride((i + j) // 3, j, b) is None
+    # not provable without bounds: must stay a division
+    assert isinstance(arith.simplify((i * 16 + n) // 16), BinOp)
+
+
+def _run(func, arrays):
+    module = JITModule([func], host_target())
+    args = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+    module.function(func.name)(ctypes.addressof(args))
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 100, 1000])
+def test_vectorized_loop_with_tail_and_math(n):
+    a_buf, b_buf = Buffer("A", (n,), "float32"), Buffer("B", (n,), "float32")
+    io, ii = Var("io"), Var("ii")
+    body = For(io, (n + 15) // 16, For(ii, 16, block(
+        "B", [("S", n, io * 16 + ii)],
+        lambda v: BufferStore(b_buf, call("exp", a_buf[v]) + call("tanh", a_buf[v]) * call("erf", a_buf[v]), (v,)),
+        predicate=io * 16 + ii < n), "vectorized"), "parallel")
+    a = np.random.default_rng().uniform(-10, 10, n).astype(np.float32)
+    guard = np.full(n + 64, 7.0, np.float32)  # B followed by a guard zone that must stay untouched
+    b = guard[:n]
+    _run(PrimFunc("k", (a_buf, b_buf), body), [a, b])
+    from math import erf
+
+    expected = np.exp(a.astype(np.float64)) + np.tanh(a.astype(np.float64)) * np.array([erf(x) for x in a])
+    np.testing.assert_allclose(b, expected, rtol=2e-6, atol=1e-6)
+    assert (guard[n:] == 7.0).all()
+
+
+def test_gather_and_strided_loads_in_vector_loops():
+    n = 40
+    src = Buffer("S", (4 * n,), "float32")
+    dst = Buffer("D", (3, n), "float32")
+    r, jo, ji = Var("r"), Var("jo"), Var("ji")
+
+    def value(vr, vj):
+        # stride 2 (shuffled wide load), stride 3 (shuffled) and a non-affine index (gather)
+        return src[vj * 2] + src[vj * 3 + vr] * 10.0 + src[(vj * vj) % 97] * 100.0
+
+    body = loop(r, 3, loop(jo, 3, loop(ji, 16, block(
+        "D", [("S", 3, r), ("S", n, jo * 16 + ji)], lambda vr, vj: BufferStore(dst, value(vr, vj), (vr, vj)),
+        predicate=jo * 16 + ji < n), "vectorized")))
+    s = np.random.default_rng().standard_normal(4 * n).astype(np.float32)
+    d = np.zeros((3, n), np.float32)
+    _run(PrimFunc("g", (src, dst), body), [s, d])
+    j = np.arange(n)
+    expected = np.stack([s[j * 2] + s[j * 3 + rr] * 10 + s[(j * j) % 97] * 100 for rr in range(3)])
+    np.testing.assert_allclose(d, expected, rtol=1e-5)
+
+
+def test_substitute_replaces_only_the_given_variable():
+    i, j = Var("i"), Var("i")
+    expr = i + j
+    assert arith.simplify(substitute(expr, {i: IntImm(3)}), {}) == arith.simplify(j + 3)
+
+
+def test_int64_floor_division_of_negative_values():
+    n = 32
+    a_buf, b_buf, c_buf = (Buffer(name, (n,), "int64") for name in "ABC")
+    i = Var("i")
+    body = loop(i, n, block("C", [("S", n, i)], lambda v: BufferStore(
+        c_buf, BinOp("floordiv", a_buf[v], b_buf[v]) * 1000 + BinOp("floormod", a_buf[v], b_buf[v]), (v,))))
+    rng = np.random.default_rng()
+    a = rng.integers(-50, 50, n)
+    b = rng.integers(1, 7, n) * rng.choice([-1, 1], n)
+    c = np.zeros(n, np.int64)
+    _run(PrimFunc("fd", (a_buf, b_buf, c_buf), body), [a, b, c])
+    np.testing.assert_array_equal(c, (a // b) * 1000 + a % b)
