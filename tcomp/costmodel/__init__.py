@@ -1,1 +1,1 @@
-"""costmodel"""
+"""Cost models for schedule search (the learned XGBoost model arrives with the auto-scheduler)."""

@@ -1,1 +1,1 @@
-"""frontend"""
+"""Frontends: model formats imported into the graph IR (ONNX)."""

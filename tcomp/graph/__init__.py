@@ -1,1 +1,1 @@
-"""graph"""
+"""Graph IR, simplification passes and fusion."""

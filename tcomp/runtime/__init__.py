@@ -1,1 +1,1 @@
-"""runtime"""
+"""Runtime: memory planning and the graph executor."""

@@ -1,0 +1,1 @@
+"""Loop-nest IR: expressions, statements, simplifier, printer, tensor views."""

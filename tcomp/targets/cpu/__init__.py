@@ -1,1 +1,1 @@
-"""targets/cpu"""
+"""The host CPU target: LLVM code generation and JIT."""
