@@ -9,6 +9,13 @@ results, so tests never spell output shapes.
 """
 from __future__ import annotations
 
+import os
+import pickle
+import select
+import signal
+import time
+import traceback
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -119,10 +126,82 @@ def with_static_outputs(model: onnx.ModelProto, refs: list) -> onnx.ModelProto:
     return fixed
 
 
-def run_tcomp(model: onnx.ModelProto, feeds: dict) -> list:
+CHILD_TIMEOUT_S = 120.0
+
+
+def in_child(fn, *args, timeout: float = CHILD_TIMEOUT_S):
+    """``fn(*args)`` in a forked child process.
+
+    A crash in generated code (SIGFPE, SIGSEGV, ...) or a hang then fails one test instead of
+    killing the whole pytest run.  Exceptions raised in the child are re-raised here with the
+    same class and message.  The parent never runs tcomp kernels itself, so the OpenMP pool is
+    only ever started in (single-use) children.
+    """
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_fd)
+        try:
+            try:
+                payload = ("ok", fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+                payload = ("err", type(exc), str(exc), traceback.format_exc())
+            try:
+                data = pickle.dumps(payload)
+            except Exception as exc:  # noqa: BLE001
+                data = pickle.dumps(("err", RuntimeError, f"unpicklable result: {exc}", ""))
+            with os.fdopen(write_fd, "wb") as f:
+                f.write(data)
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    chunks, deadline = [], time.monotonic() + timeout
+    with os.fdopen(read_fd, "rb") as f:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                raise AssertionError(f"tcomp hung: no result after {timeout:.0f} s (child killed)")
+            ready, _, _ = select.select([f], [], [], remaining)
+            if ready:
+                chunk = os.read(f.fileno(), 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        raise AssertionError(f"tcomp crashed the process: killed by signal {signal.Signals(sig).name}")
+    if not chunks:
+        raise AssertionError(f"tcomp child exited without a result (status {status})")
+    payload = pickle.loads(b"".join(chunks))
+    if payload[0] == "ok":
+        return payload[1]
+    _, cls, message, tb = payload
+    try:
+        exc = cls.__new__(cls)
+        if not issubclass(cls, tcomp.TcompError):  # an internal error: say where
+            message = f"{message}\n--- traceback in the tcomp child process ---\n{tb}"
+        Exception.__init__(exc, message)
+    except Exception:  # noqa: BLE001
+        exc = RuntimeError(f"{cls.__name__}: {message}")
+    exc.child_traceback = tb
+    raise exc
+
+
+def _compile_and_run(model_bytes: bytes, feeds: dict) -> list:
+    model = onnx.ModelProto()
+    model.ParseFromString(model_bytes)
     mod = tcomp.compile(model, target="cpu")
     # copies: tcomp must not depend on (or modify) the caller's arrays
-    return mod.run({k: np.array(v, copy=True) for k, v in feeds.items()})
+    outs = mod.run({k: np.array(v, copy=True) for k, v in feeds.items()})
+    return [np.asarray(o) for o in outs]
+
+
+def run_tcomp(model: onnx.ModelProto, feeds: dict) -> list:
+    """Compiles ``model`` with tcomp and runs it on ``feeds`` (in a child process)."""
+    return in_child(_compile_and_run, model.SerializeToString(), feeds)
 
 
 def assert_matches(ours, ref, rtol=1e-4, atol=1e-5, relnorm=None, name="output"):

@@ -12,9 +12,9 @@ from typing import Callable
 from ..graph.ir import TensorType
 from ..schedule.matmul import MatmulSpec, matmul_kernel
 from ..schedule.rows import layernorm_kernel, reduce_kernel, softmax_kernel
-from ..schedule.window import WindowSpec, window_kernel
+from ..schedule.window import WindowSpec, guarded_load, window_kernel
 from ..tir.compute import broadcast_index, row_major_unflatten
-from ..tir.expr import Buffer, Cmp, Expr, IntImm, Select, call, const, logical_and, maximum, minimum
+from ..tir.expr import Buffer, Expr, IntImm, call, const
 from ..tir.stmt import BufferStore
 from .registry import ANCHOR, broadcast_shapes, register
 
@@ -114,18 +114,14 @@ def _conv_kernel(node, views, ctx: AnchorContext):
         ci, kh, kw = row_major_unflatten(k, (CI_G, KH, KW))
         return w.fn(g * CO_G + m, ci, kh, kw)
 
-    def b_fn(bg, k, p):
+    def b_fn(bg, k, oh, ow):
         n, g = bg // G, bg % G
         ci, kh, kw = row_major_unflatten(k, (CI_G, KH, KW))
-        oh, ow = row_major_unflatten(p, (OH, OW))
         ih = oh * SH - PT + kh * DH
         iw = ow * SW - PL + kw * DW
         if (KH, KW) == (1, 1) and a["pads"] == [0, 0, 0, 0]:
             return x.fn(n, g * CI_G + ci, ih, iw)
-        valid = logical_and(Cmp("ge", ih, IntImm(0)), Cmp("lt", ih, IntImm(H)),
-                            Cmp("ge", iw, IntImm(0)), Cmp("lt", iw, IntImm(W)))
-        clamped = x.fn(n, g * CI_G + ci, minimum(maximum(ih, 0), H - 1), minimum(maximum(iw, 0), W - 1))
-        return Select(valid, clamped, const(0, x.dtype))
+        return guarded_load(x.fn, (n, g * CI_G + ci), ih, iw, H, W, const(0, x.dtype))
 
     def store(value, bg, m, p):
         n, g = bg // G, bg % G
@@ -134,7 +130,7 @@ def _conv_kernel(node, views, ctx: AnchorContext):
         return ctx.store(with_bias(value, co), (n, co, oh, ow))
 
     spec = MatmulSpec(ctx.name, N * G, CO_G, OH * OW, CI_G * KH * KW, a_fn, b_fn,
-                      epilogue=lambda acc, bg, m, p: acc, store=store, params=ctx.params)
+                      epilogue=lambda acc, bg, m, p: acc, store=store, params=ctx.params, b_grid=(OH, OW))
     func = matmul_kernel(spec, ctx.lanes, ctx.num_threads)
     func.attrs["kind"] = "conv"
     return func

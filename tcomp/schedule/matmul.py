@@ -11,25 +11,27 @@ The schedule follows the BLIS/GotoBLAS structure, expressed in the loop IR::
       Ct = alloc(MB * NB, local)
       for kt in range(ceil(K / KC)):
         pack  Ap[MB, KC]            <- A(b, m, k)           (rows past M clamped)
-        pack  Bp[NB/NR, KC, NR]     <- B(b, k, n)           (columns past N read 0)
+        pack  Bp[KC, NB]            <- B(b, k, n)           (by output-pixel rows for convolutions)
         for nr in range(NB / NR):
           for mr in range(MB / MR):
             acc = alloc(MR * NR, local)                     # lives in vector registers
             for kk in range(min(KC, K - kt*KC)):
               for r in unrolled(MR): for v in unrolled(NR / L): for l in vectorized(L):
-                acc[r, v*L + l] += Ap[mr*MR + r, kk] * Bp[nr, kk, v*L + l]
+                acc[r, v*L + l] += Ap[mr*MR + r, kk] * Bp[kk, nr*NR + v*L + l]
             Ct[...] <- acc
       for mm, nn:  out[b, m, n] = epilogue(Ct[mm, nn], b, m, n)   where m < M and n < N
 
 Packing makes the inner loop read two contiguous streams whatever the
-layout of the operands, and gives every tail a single place to be handled.
+layout of the operands, and gives every tail a single place to be handled:
+rows of A past M are clamped (their results are never stored), columns of
+B past N are left unwritten (likewise), K tails shorten the k loop.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
-from ..tir.expr import Buffer, Cmp, Expr, IntImm, Select, Var, const, logical_and, minimum
+from ..tir.expr import Buffer, Cmp, IntImm, Select, Var, const, logical_and, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 
 
@@ -71,6 +73,33 @@ def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: i
     return MatmulTiles(mr, nr, mb, nb, kc)
 
 
+def _pack_b(spec, t, Bp, b_idx, n0, k0, kc_len, lanes):
+    kk, vo, vi = Var("kk"), Var("vo"), Var("vi")
+    tail = Cmp("lt", n0 + vo * lanes + vi, IntImm(spec.N)) if spec.N % t.nb else None
+    return loop(kk, kc_len, loop(vo, t.nb // lanes, loop(vi, lanes, block(
+        "pack_B", [("S", t.kc, kk), ("S", t.nb, vo * lanes + vi)],
+        lambda vk, vj: BufferStore(Bp, spec.b(b_idx, k0 + vk, n0 + vj), (vk, vj)), predicate=tail),
+        "vectorized")))
+
+
+def _pack_b_grid(spec, t, Bp, b_idx, n0, k0, kc_len, lanes):
+    """B over an (OH, OW) grid (a convolution's output pixels): packed row by row, so that
+    consecutive lanes read consecutive input pixels instead of gathering."""
+    OH, OW = spec.b_grid
+    kk, rr, wo, wi = Var("kk"), Var("rr"), Var("wo"), Var("wi")
+    oh_first = n0 // OW
+    rows = minimum(IntImm(OH - 1), (n0 + (t.nb - 1)) // OW) - oh_first + 1
+    oh = oh_first + rr
+    ow = wo * lanes + wi
+    n = oh * OW + ow
+    inside = logical_and(Cmp("lt", ow, IntImm(OW)) if OW % lanes else None,
+                         Cmp("ge", n, n0), Cmp("lt", n, n0 + t.nb))
+    return loop(kk, kc_len, loop(rr, rows, loop(wo, _ceil(OW, lanes), loop(wi, lanes, block(
+        "pack_B", [("S", t.kc, kk), ("S", t.nb, n - n0)],
+        lambda vk, vj: BufferStore(Bp, spec.b(b_idx, k0 + vk, oh, ow), (vk, vj)), predicate=inside),
+        "vectorized"))))
+
+
 def _is_plain_rows(a_fn) -> bool:
     """Whether A(b, m, k) is a load whose address is affine in m and k with unit stride in k."""
     from ..tir.arith import linear_form, simplify
@@ -110,6 +139,7 @@ class MatmulSpec:
     store: Callable      # (value, b, m, n) -> BufferStore
     params: tuple        # kernel parameters (buffers), outputs included
     acc_dtype: str = "float32"
+    b_grid: tuple | None = None  # (OH, OW): N is a grid and ``b`` is (b, k, oh, ow) -> Expr
 
 
 def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulTiles | None = None) -> PrimFunc:
@@ -121,14 +151,14 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
 
     Ct = Buffer("Ct", (t.mb, t.nb), dt, "local")
     Ap = Buffer("Ap", (t.mb, t.kc), dt, "local")
-    Bp = Buffer("Bp", (t.nb // t.nr, t.kc, t.nr), dt, "local")
+    Bp = Buffer("Bp", (t.kc, t.nb), dt, "local")
     acc = Buffer("acc", (t.mr, t.nr), dt, "local")
 
     tile = Var("tile")
     b_idx = tile // (mt_count * nt_count)
     m0 = (tile // nt_count) % mt_count * t.mb
     n0 = tile % nt_count * t.nb
-    kt, kk, mm, nn = Var("kt"), Var("kk"), Var("mm"), Var("nn")
+    kt, kk, mm = Var("kt"), Var("kk"), Var("mm")
     k0 = kt * t.kc
     kc_len = minimum(IntImm(t.kc), K - k0) if K % t.kc else IntImm(t.kc)
 
@@ -141,22 +171,12 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
         lambda vm, vk: BufferStore(Ap, spec.a(b_idx, minimum(m0 + vm, M - 1), k0 + vk), (vm, vk)),
         predicate=Cmp("lt", ko * lanes + ki, kc_len) if t.kc % lanes or K % t.kc else None), "vectorized")))
 
-    # pack B: Bp[p, kk, j] = B(b, k0 + kk, n0 + p*NR + j), zero past N; vectorized along n
-    p, vo, vi = Var("p"), Var("vo"), Var("vi")
-
-    def pack_b_body(vp, vk, vj):
-        n = n0 + vp * t.nr + vj
-        value = spec.b(b_idx, k0 + vk, n)
-        if N % t.nb:
-            value = Select(Cmp("lt", n, IntImm(N)), value, zero)
-        return BufferStore(Bp, value, (vp, vk, vj))
-
-    pack_b = loop(p, t.nb // t.nr, loop(kk, kc_len, loop(vo, t.nr // lanes, loop(vi, lanes, block(
-        "pack_B", [("S", t.nb // t.nr, p), ("S", t.kc, kk), ("S", t.nr, vo * lanes + vi)], pack_b_body),
-        "vectorized"), "unrolled")))
+    # pack B: Bp[kk, j] = B(b, k0 + kk, n0 + j) for n0 + j < N; vectorized along n
+    pack_b = _pack_b_grid(spec, t, Bp, b_idx, n0, k0, kc_len, lanes) if spec.b_grid else _pack_b(
+        spec, t, Bp, b_idx, n0, k0, kc_len, lanes)
 
     # micro-kernel over the packed panels
-    mr_, r, v, lane = Var("mr"), Var("r"), Var("v"), Var("l")
+    p, mr_, r, v, lane = Var("p"), Var("mr"), Var("r"), Var("v"), Var("l")
 
     def reg_loops(body_fn):
         return loop(r, t.mr, loop(v, t.nr // lanes, loop(lane, lanes, body_fn(r, v * lanes + lane),
@@ -173,7 +193,7 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
         lambda vr, vj: BufferStore(acc, Select(first_k, zero, Ct[mr_ * t.mr + vr, p * t.nr + vj]), (vr, vj))))
     update = loop(kk, kc_len, reg_loops(lambda ri, ji: block(
         "update", [("S", t.mr, ri), ("S", t.nr, ji), ("R", t.kc, kk)],
-        lambda vr, vj, vk: BufferStore(acc, acc[vr, vj] + a_elem(vr, vk) * Bp[p, vk, vj], (vr, vj)))))
+        lambda vr, vj, vk: BufferStore(acc, acc[vr, vj] + a_elem(vr, vk) * Bp[vk, p * t.nr + vj], (vr, vj)))))
     save_acc = reg_loops(lambda ri, ji: block(
         "acc_save", [("S", t.mr, ri), ("S", t.nr, ji)],
         lambda vr, vj: BufferStore(Ct, acc[vr, vj], (mr_ * t.mr + vr, p * t.nr + vj))))

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..tir.compute import row_major_unflatten
-from ..tir.expr import Buffer, Cmp, IntImm, Load, Select, Var, const, logical_and, maximum, minimum
-from ..tir.stmt import Allocate, BufferStore, IfThenElse, PrimFunc, block, loop, seq
+from ..tir.expr import Buffer, Cmp, FloatImm, IntImm, Load, Select, Var, const, logical_and, maximum, minimum
+from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from .rows import init_value
 
 MAX_UNROLLED_TAPS = 64
@@ -51,17 +51,25 @@ class WindowSpec:
     dtype: str = "float32"
 
 
-def _guarded_input(spec: WindowSpec, n, c, ih, iw):
-    """The tap at (ih, iw): a predicated load when the input is a plain buffer, else clamp + select."""
-    valid = logical_and(Cmp("ge", ih, IntImm(0)), Cmp("lt", ih, IntImm(spec.H)),
-                        Cmp("ge", iw, IntImm(0)), Cmp("lt", iw, IntImm(spec.W)))
-    pad_value = init_value(spec.reduce, spec.dtype)
-    raw = spec.x(n, c, ih, iw)
+def guarded_load(view_fn, outer, ih, iw, H: int, W: int, pad_value):
+    """``view_fn(*outer, ih, iw)`` inside the H x W image, ``pad_value`` outside.
+
+    A plain buffer becomes a predicated load (masked lanes touch no memory);
+    other views are evaluated at clamped coordinates and selected.
+    """
+    valid = logical_and(Cmp("ge", ih, IntImm(0)), Cmp("lt", ih, IntImm(H)),
+                        Cmp("ge", iw, IntImm(0)), Cmp("lt", iw, IntImm(W)))
+    raw = view_fn(*outer, ih, iw)
     if isinstance(raw, Load) and raw.predicate is None:
         loaded = Load(raw.buffer, raw.indices, valid)
-        return loaded if spec.reduce == "sum" else Select(valid, loaded, pad_value)
-    clamped = spec.x(n, c, minimum(maximum(ih, 0), spec.H - 1), minimum(maximum(iw, 0), spec.W - 1))
+        is_zero = isinstance(pad_value, (IntImm, FloatImm)) and pad_value.value == 0
+        return loaded if is_zero else Select(valid, loaded, pad_value)
+    clamped = view_fn(*outer, minimum(maximum(ih, 0), H - 1), minimum(maximum(iw, 0), W - 1))
     return Select(valid, clamped, pad_value)
+
+
+def _guarded_input(spec: WindowSpec, n, c, ih, iw):
+    return guarded_load(spec.x, (n, c), ih, iw, spec.H, spec.W, init_value(spec.reduce, spec.dtype))
 
 
 def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
