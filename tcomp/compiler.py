@@ -147,9 +147,9 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, jit) -> tupl
 
     steps = [Step(group_kernel[i], [slot_of(v) for v in kernel_inputs(g)] + [slot_of(g.output)], g.label)
              for i, g in enumerate(groups)]
-    output_sources = []
-    for v in graph.outputs:
-        if v.uid in produced_at and output_index[v.uid] == graph.outputs.index(v):
+    output_sources = []  # None where a kernel writes the output, else where to copy it from
+    for index, v in enumerate(graph.outputs):
+        if v.uid in produced_at and output_index[v.uid] == index:
             output_sources.append(None)
         elif v.uid in produced_at:
             output_sources.append(Slot(OUTPUT, output_index[v.uid]))

@@ -9,10 +9,14 @@ results, so tests never spell output shapes.
 """
 from __future__ import annotations
 
+import atexit
 import os
 import pickle
 import select
 import signal
+import struct
+import subprocess
+import sys
 import time
 import traceback
 
@@ -111,7 +115,11 @@ def make_model(nodes, inputs: dict, outputs: list, opset: int = DEFAULT_OPSET, i
 
 
 def reference(model: onnx.ModelProto, feeds: dict) -> list:
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    opts = ort.SessionOptions()
+    # no onnxruntime worker threads: the parent process forks tcomp children (see in_child)
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     return sess.run(None, feeds)
 
 
@@ -127,81 +135,146 @@ def with_static_outputs(model: onnx.ModelProto, refs: list) -> onnx.ModelProto:
 
 
 CHILD_TIMEOUT_S = 120.0
+ISOLATE = os.environ.get("TCOMP_TEST_IN_PROCESS", "") == ""
 
 
-def in_child(fn, *args, timeout: float = CHILD_TIMEOUT_S):
-    """``fn(*args)`` in a forked child process.
-
-    A crash in generated code (SIGFPE, SIGSEGV, ...) or a hang then fails one test instead of
-    killing the whole pytest run.  Exceptions raised in the child are re-raised here with the
-    same class and message.  The parent never runs tcomp kernels itself, so the OpenMP pool is
-    only ever started in (single-use) children.
-    """
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(read_fd)
-        try:
-            try:
-                payload = ("ok", fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
-                payload = ("err", type(exc), str(exc), traceback.format_exc())
-            try:
-                data = pickle.dumps(payload)
-            except Exception as exc:  # noqa: BLE001
-                data = pickle.dumps(("err", RuntimeError, f"unpicklable result: {exc}", ""))
-            with os.fdopen(write_fd, "wb") as f:
-                f.write(data)
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    chunks, deadline = [], time.monotonic() + timeout
-    with os.fdopen(read_fd, "rb") as f:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-                raise AssertionError(f"tcomp hung: no result after {timeout:.0f} s (child killed)")
-            ready, _, _ = select.select([f], [], [], remaining)
-            if ready:
-                chunk = os.read(f.fileno(), 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        raise AssertionError(f"tcomp crashed the process: killed by signal {signal.Signals(sig).name}")
-    if not chunks:
-        raise AssertionError(f"tcomp child exited without a result (status {status})")
-    payload = pickle.loads(b"".join(chunks))
-    if payload[0] == "ok":
-        return payload[1]
-    _, cls, message, tb = payload
-    try:
-        exc = cls.__new__(cls)
-        if not issubclass(cls, tcomp.TcompError):  # an internal error: say where
-            message = f"{message}\n--- traceback in the tcomp child process ---\n{tb}"
-        Exception.__init__(exc, message)
-    except Exception:  # noqa: BLE001
-        exc = RuntimeError(f"{cls.__name__}: {message}")
-    exc.child_traceback = tb
-    raise exc
-
-
-def _compile_and_run(model_bytes: bytes, feeds: dict) -> list:
+def _compile_and_run_many(model_bytes: bytes, feeds_list: list) -> list:
+    """Compiles once, runs on each feed dict; returns one output list per feed dict."""
     model = onnx.ModelProto()
     model.ParseFromString(model_bytes)
     mod = tcomp.compile(model, target="cpu")
-    # copies: tcomp must not depend on (or modify) the caller's arrays
-    outs = mod.run({k: np.array(v, copy=True) for k, v in feeds.items()})
-    return [np.asarray(o) for o in outs]
+    results = []
+    for feeds in feeds_list:
+        # copies: tcomp must not depend on (or modify) the caller's arrays
+        outs = mod.run({k: np.array(v, copy=True) for k, v in feeds.items()})
+        results.append([np.array(o, copy=True) for o in outs])
+    return results
+
+
+WORKER_FUNCS = {"compile_and_run_many": _compile_and_run_many}
+
+
+class _Worker:
+    """A long-lived child process that compiles and runs models with tcomp.
+
+    A crash in generated code (SIGFPE, SIGSEGV, ...) or a hang then fails one test instead of
+    killing the whole pytest run; the worker is restarted for the next test.  Exceptions raised
+    in the worker are re-raised here with the same class and message.
+    """
+
+    def __init__(self):
+        self.proc = None
+
+    def _start(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here), here, env.get("PYTHONPATH", "")])
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+
+    def stop(self):
+        if self.proc is not None:
+            try:
+                self.proc.kill()
+                self.proc.wait()
+            except Exception:  # noqa: BLE001
+                pass
+            self.proc = None
+
+    def call(self, name: str, *args, timeout: float = CHILD_TIMEOUT_S):
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        data = pickle.dumps((name, args), protocol=pickle.HIGHEST_PROTOCOL)
+        try:
+            self.proc.stdin.write(struct.pack("<Q", len(data)) + data)
+            self.proc.stdin.flush()
+            header = self._read(8, timeout)
+            payload = pickle.loads(self._read(struct.unpack("<Q", header)[0], timeout))
+        except _WorkerDied as died:
+            code = self.proc.wait()
+            self.proc = None
+            if died.hung:
+                raise AssertionError(f"tcomp hung: no result after {timeout:.0f} s (worker killed)") from None
+            if code < 0:
+                raise AssertionError(f"tcomp crashed the process: killed by signal "
+                                     f"{signal.Signals(-code).name}") from None
+            raise AssertionError(f"tcomp worker exited with status {code}") from None
+        if payload[0] == "ok":
+            return payload[1]
+        _, cls, message, tb = payload
+        try:
+            exc = cls.__new__(cls)
+            if not issubclass(cls, tcomp.TcompError):  # an internal error: say where
+                message = f"{message}\n--- traceback in the tcomp worker process ---\n{tb}"
+            Exception.__init__(exc, message)
+        except Exception:  # noqa: BLE001
+            exc = RuntimeError(f"{cls.__name__}: {message}\n{tb}")
+        raise exc
+
+    def _read(self, n: int, timeout: float) -> bytes:
+        fd = self.proc.stdout.fileno()
+        chunks, got, deadline = [], 0, time.monotonic() + timeout
+        while got < n:
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(remaining, 0))
+            if not ready:
+                self.proc.kill()
+                raise _WorkerDied(hung=True)
+            chunk = os.read(fd, min(n - got, 1 << 22))
+            if not chunk:
+                raise _WorkerDied(hung=False)
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+
+class _WorkerDied(Exception):
+    def __init__(self, hung: bool):
+        super().__init__()
+        self.hung = hung
+
+
+_WORKER = _Worker()
+atexit.register(_WORKER.stop)
+
+
+def _worker_main():
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)  # anything tcomp prints goes to stderr, not into the protocol
+    while True:
+        header = proto_in.read(8)
+        if len(header) < 8:
+            return
+        size = struct.unpack("<Q", header)[0]
+        data = b""
+        while len(data) < size:
+            chunk = proto_in.read(size - len(data))
+            if not chunk:
+                return
+            data += chunk
+        name, args = pickle.loads(data)
+        try:
+            payload = ("ok", WORKER_FUNCS[name](*args))
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            payload = ("err", type(exc), str(exc), traceback.format_exc())
+        try:
+            out = pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001
+            out = pickle.dumps(("err", RuntimeError, f"unpicklable result: {exc}", traceback.format_exc()))
+        proto_out.write(struct.pack("<Q", len(out)) + out)
+
+
+def run_tcomp_many(model: onnx.ModelProto, feeds_list: list) -> list:
+    """Compiles ``model`` once with tcomp (in the worker process), runs it on each feed dict."""
+    if not ISOLATE:  # debugging: TCOMP_TEST_IN_PROCESS=1 runs tcomp in the pytest process
+        return _compile_and_run_many(model.SerializeToString(), feeds_list)
+    return _WORKER.call("compile_and_run_many", model.SerializeToString(), feeds_list)
 
 
 def run_tcomp(model: onnx.ModelProto, feeds: dict) -> list:
-    """Compiles ``model`` with tcomp and runs it on ``feeds`` (in a child process)."""
-    return in_child(_compile_and_run, model.SerializeToString(), feeds)
+    """Compiles ``model`` with tcomp and runs it on ``feeds`` (in the worker process)."""
+    return run_tcomp_many(model, [feeds])[0]
 
 
 def assert_matches(ours, ref, rtol=1e-4, atol=1e-5, relnorm=None, name="output"):
@@ -247,3 +320,7 @@ def check_op(op: str, inputs: dict, opset: int = DEFAULT_OPSET, inits: dict | No
     outs = [f"y{i}" for i in range(n_outputs)]
     return check([node(op, names, outs, **attrs)], inputs, outs, opset, inits, rtol=rtol, atol=atol,
                  relnorm=relnorm)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
+    _worker_main()
