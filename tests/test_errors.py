@@ -105,17 +105,3 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("tcomp: error:") and "Hardmax" in err and "Traceback" not in err
 
-
-def test_outputs_that_alias_inputs_constants_or_each_other():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
-    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3]) for n in ("y", "x", "c", "y2")]
-    data = np.random.default_rng().standard_normal((2, 3)).astype(np.float32)
-    const = onnx.numpy_helper.from_array(data * 3, "c")
-    nodes = [helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Identity", ["y"], ["y2"])]
-    mod = tcomp.compile(_model(nodes, [x], outs, [const]))
-    assert mod.output_names == ["y", "x", "c", "y2"]
-    y, x_out, c, y2 = mod.run({"x": data})
-    np.testing.assert_array_equal(y, np.maximum(data, 0))
-    np.testing.assert_array_equal(x_out, data)
-    np.testing.assert_array_equal(c, data * 3)
-    np.testing.assert_array_equal(y2, np.maximum(data, 0))
