@@ -45,7 +45,7 @@ def rand(shape, lo=-1.0, hi=1.0, dtype=np.float32, avoid=None, margin=1e-3):
     are redrawn (e.g. ``avoid=dist_to_int`` for Floor/Ceil).
     """
     g = rng()
-    x = g.uniform(lo, hi, size=shape).astype(dtype)
+    x = np.asarray(g.uniform(lo, hi, size=shape)).astype(dtype)
     for _ in range(100):
         if avoid is None:
             break

@@ -9,19 +9,78 @@ import math
 
 import numpy as np
 import pytest
+from onnx import numpy_helper
 
 try:
     from onnx_helpers import (check, check_op, dist_to_half, dist_to_int, make_model, node, rand, rand_nonzero,
-                              randbool, randint, reference, rng, run_tcomp, with_static_outputs, run_tcomp_many)
+                              randbool, randint, reference, rng, run_tcomp, run_tcomp_many, with_static_outputs)
 except ImportError:  # run from the repository root as a package
     from tests.onnx_helpers import (check, check_op, dist_to_half, dist_to_int, make_model, node, rand,
-                                    rand_nonzero, randbool, randint, reference, rng, run_tcomp,
-                                    with_static_outputs, run_tcomp_many)
+                                    rand_nonzero, randbool, randint, reference, rng, run_tcomp, run_tcomp_many,
+                                    with_static_outputs)
 
 import tcomp
 
 F32 = np.float32
 MM_TOL = 1e-4  # relative-norm tolerance for matmul / conv / big reductions
+
+# ---------------------------------------------------------------------------------------------
+# Known tcomp bugs and gaps (found by these tests).  Each listed test is an xfail(strict=True):
+# once tcomp is fixed it XPASSes, which fails the run -- then delete its entry here.
+# ---------------------------------------------------------------------------------------------
+
+_GELU_TANH = "Gelu approximate='tanh' ignored: tcomp computes the erf form (max abs error ~4.7e-4)"
+_EXP_INF = "Exp overflow returns FLT_MAX (3.4028e38) instead of +inf for x >= ~88.7"
+_INT_DIV = ("integer Div/Mod (sdiv/srem) in a masked vector tail: inactive lanes load divisor 0 -> SIGFPE "
+            "kills the process")
+_ISINF = "IsInf with detect_negative=0 or detect_positive=0 raises UnsupportedOpError"
+_FLATTEN = "Flatten with a negative axis: tcomp uses axis + rank + 1 (e.g. axis=-1 on (2,3,5,7) gives (210,1))"
+_GATHER = ("Gather whose inner (copied) extent is not a multiple of the vector width (e.g. 13, 17, 33) emits invalid "
+           "LLVM IR: masked load given a <16 x ptr> vector of addresses")
+_AVGPOOL_CEIL = ("AveragePool ceil_mode=1, count_include_pad=1: windows running past the padded input divide by the "
+                 "full kernel size; onnxruntime (and PyTorch) divide by the part inside input+pads")
+_LSE = "ReduceLogSumExp not stabilized (no max subtraction): exp overflows to inf for inputs >= ~89"
+
+KNOWN_BUGS = {
+    "test_gelu_opset20[(7, 13)-tanh]": _GELU_TANH,
+    "test_gelu_opset20[(2, 5, 33)-tanh]": _GELU_TANH,
+    "test_unary_extreme_inputs[Gelu-tanh-20]": _GELU_TANH,
+    "test_unary_extreme_inputs[Exp--17]": _EXP_INF,
+    "test_unary_special_values[Exp-17]": _EXP_INF,
+    "test_binary_int[Div-int32]": _INT_DIV,
+    "test_int_div_truncates_toward_zero": _INT_DIV,
+    "test_mod_int[((7, 13), (7, 13))-0-int64]": _INT_DIV,
+    "test_mod_int[((7, 13), (7, 13))-0-int32]": _INT_DIV,
+    "test_mod_int[((7, 13), (7, 13))-1-int64]": _INT_DIV,
+    "test_mod_int[((7, 13), (7, 13))-1-int32]": _INT_DIV,
+    "test_mod_int[((3, 1, 7), (5, 1))-0-int64]": _INT_DIV,
+    "test_mod_int[((3, 1, 7), (5, 1))-0-int32]": _INT_DIV,
+    "test_mod_int[((3, 1, 7), (5, 1))-1-int32]": _INT_DIV,
+    "test_isinf[float32-pos_only]": _ISINF,
+    "test_isinf[float32-neg_only]": _ISINF,
+    "test_isinf[float64-pos_only]": _ISINF,
+    "test_isinf[float64-neg_only]": _ISINF,
+    "test_flatten[-1]": _FLATTEN,
+    "test_flatten[-3]": _FLATTEN,
+    "test_gather[int64-(33, 13)-[[0, 32, -33, 5, 7, -1, 16]]-0]": _GATHER,
+    "test_gather[int32-(33, 13)-[[0, 32, -33, 5, 7, -1, 16]]-0]": _GATHER,
+    "test_gather_embedding_lookup": _GATHER,
+    "test_pad_negative_crops": "Pad with negative pads (cropping) raises UnsupportedOpError",
+    "test_matmul_int64": "MatMul on int64 raises UnsupportedOpError",
+    "test_averagepool[k2s2_ceil-1]": _AVGPOOL_CEIL,
+    "test_averagepool[k3s2_pad_ceil-1]": _AVGPOOL_CEIL,
+    "test_pool_1d[MaxPool]": "1-D MaxPool raises UnsupportedOpError (only 2-D pooling)",
+    "test_pool_1d[AveragePool]": "1-D AveragePool raises UnsupportedOpError (only 2-D pooling)",
+    "test_reduce_logsumexp_large_values": _LSE,
+}
+
+
+@pytest.fixture(autouse=True)
+def _known_bug(request):
+    reason = KNOWN_BUGS.get(request.node.name)
+    if reason is not None:
+        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
 
 # ---------------------------------------------------------------------------------------------
 # unary float ops
@@ -123,8 +182,23 @@ def test_unary_near_zero_relative(op):
 def test_unary_extreme_inputs(op, attrs, opset):
     """Saturation: no NaN or overflow garbage for |x| up to 1000."""
     x = rand((1000,), -1000, 1000)
-    x[:6] = [100.0, -100.0, 50.0, -50.0, 88.0, -88.0]
+    x[:9] = [100.0, -100.0, 50.0, -50.0, 88.0, -88.0, 2.5, -2.5, 1.0]
     check_op(op, {"x": x}, opset=opset, **attrs)
+
+
+SPECIAL_VALUES = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, 1e-40, -1e-40, 1e-38, 3e38, -3e38, 1.0, 0.5,
+                           100.0, -100.0, 89.0, -104.0], dtype=F32)
+
+
+@pytest.mark.parametrize("op,opset", [
+    ("Exp", 17), ("Log", 17), ("Sqrt", 17), ("Tanh", 17), ("Sigmoid", 17), ("Erf", 17), ("Reciprocal", 17),
+    ("Abs", 17), ("Neg", 17), ("Floor", 17), ("Ceil", 17), ("Round", 17), ("Sin", 17), ("Cos", 17),
+    ("Softplus", 17), ("Elu", 17), ("Selu", 17), ("HardSigmoid", 17), ("Gelu", 20),
+])
+def test_unary_special_values(op, opset):
+    """0, -0, +-inf, NaN, denormals, huge values: IEEE results (log(0) = -inf, sqrt(-1) = NaN, exp(100) = inf)."""
+    x = rng().permutation(np.tile(SPECIAL_VALUES, 3))
+    check_op(op, {"x": x}, opset=opset)
 
 
 @pytest.mark.parametrize("attrs", [{"min": -0.5, "max": 0.7}, {"min": 0.1}, {"max": -0.2}, {}],
@@ -258,6 +332,14 @@ def test_compare(op, dtype, shapes):
     check_op(op, {"a": a, "b": b})
 
 
+@pytest.mark.parametrize("op", ["Equal", "And", "Or", "Xor"])
+def test_bool_from_comparisons(op):
+    """Bool tensors produced by kernels (not fed), then combined."""
+    a, b = _lattice((3, 1, 7)), _lattice((5, 1))
+    nodes = [node("Less", ["a", "b"], ["l"]), node("GreaterOrEqual", ["a", "zero"], ["g"]), node(op, ["l", "g"], ["y"])]
+    check(nodes, {"a": a, "b": b}, ["y"], inits={"zero": np.array(0.0, F32)})
+
+
 def test_compare_float_continuous():
     a = rand((4, 33), -2, 2)
     b = rand((4, 33), -2, 2)
@@ -354,11 +436,9 @@ def _cast_source(dtype, to, shape=(7, 13)):
     return x.astype(dtype)
 
 
-@pytest.mark.parametrize("to", CAST_TYPES)
-@pytest.mark.parametrize("src", CAST_TYPES)
+@pytest.mark.parametrize("src,to", [(a, b) for a in CAST_TYPES for b in CAST_TYPES if a != b],
+                         ids=[f"{a}->{b}" for a in CAST_TYPES for b in CAST_TYPES if a != b])
 def test_cast(src, to):
-    if src == to:
-        pytest.skip("identity")
     check_op("Cast", {"x": _cast_source(src, to)}, to=ONNX_TYPE[to])
 
 
@@ -399,7 +479,7 @@ def test_isinf(attrs, dtype):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape,target", [
-    ((2, 3, 4, 5), [0, -1, 5]), ((2, 3, 4, 5), [0, 0, -1]), ((2, 3, 4, 5), [-1]), ((2, 3, 4, 5), [6, 0, 5]),
+    ((2, 3, 4, 5), [0, -1, 5]), ((2, 3, 4, 5), [0, 0, -1]), ((2, 3, 4, 5), [-1]), ((2, 3, 4, 5), [1, 0, -1, 2]),
     ((7, 13), [13, 7]), ((7, 13), [1, -1, 1]), ((1, 33), [3, 11]),
 ], ids=str)
 def test_reshape(shape, target):
@@ -444,6 +524,12 @@ def test_unsqueeze(opset, shape, axes):
         check_op("Unsqueeze", x, opset=opset, inits={"axes": np.array(axes, dtype=np.int64)})
 
 
+def test_squeeze_to_scalar_and_unsqueeze_scalar():
+    check([node("Squeeze", ["x"], ["s"]), node("Mul", ["s", "k"], ["y"]), node("Unsqueeze", ["y", "ax"], ["u"])],
+          {"x": rand((1, 1))}, ["y", "u"], opset=13,
+          inits={"k": rand((7,)), "ax": np.array([0, 2], np.int64)})
+
+
 @pytest.mark.parametrize("perm", [(0, 2, 3, 1), (0, 3, 1, 2), (3, 2, 1, 0), (1, 0, 3, 2), (2, 0, 3, 1), None],
                          ids=str)
 @pytest.mark.parametrize("shape", [(2, 3, 5, 7), (1, 33, 1, 13)], ids=str)
@@ -464,6 +550,11 @@ def test_transpose_int64():
 ], ids=str)
 def test_concat(shapes, axis):
     check_op("Concat", {f"x{i}": rand(s) for i, s in enumerate(shapes)}, axis=axis)
+
+
+def test_concat_same_input_twice_then_op():
+    check([node("Concat", ["x", "y", "x"], ["c"], axis=1), node("Tanh", ["c"], ["t"])],
+          {"x": rand((3, 5, 7)), "y": rand((3, 2, 7))}, ["t"])
 
 
 def test_concat_int64_with_constant():
@@ -593,7 +684,7 @@ def test_pad_negative_crops():
              inits={"pads": np.array([0, -1, 2, 1, -2, -3], np.int64), "v": np.array(-2.0, F32)}, mode="constant")
 
 
-@pytest.mark.parametrize("axes,pads", [([1, -1], [1, 2, 0, 3]), ([2], [2, 1]), ([0, 3], [1, 0, 2, 2])], ids=str)
+@pytest.mark.parametrize("axes,pads", [([1, -1], [1, 2, 0, 3]), ([2], [2, 1]), ([0, 3], [1, 0, 1, 2])], ids=str)
 @pytest.mark.parametrize("mode", ["constant", "edge", "reflect"])
 def test_pad_opset18_axes(mode, axes, pads):
     inits = {"pads": np.array(pads, dtype=np.int64), "value": np.array(-0.75, dtype=F32),
@@ -627,6 +718,32 @@ def test_matmul(sa, sb, const_b):
         check_op("MatMul", {"a": a}, inits={"b": b}, relnorm=MM_TOL)
     else:
         check_op("MatMul", {"a": a, "b": b}, relnorm=MM_TOL)
+
+
+@pytest.mark.parametrize("perm_b", [(1, 0), None], ids=["T", "noT"])
+def test_matmul_transposed_operands(perm_b):
+    """MatMul(Transpose(a), Transpose(b)): layouts that are not row-major (K-major A, N-major B)."""
+    nodes = [node("Transpose", ["a"], ["at"], perm=[1, 0])]
+    if perm_b is None:
+        nodes.append(node("MatMul", ["at", "b"], ["y"]))
+        b = rand((37, 19))
+    else:
+        nodes += [node("Transpose", ["b"], ["bt"], perm=list(perm_b)), node("MatMul", ["at", "bt"], ["y"])]
+        b = rand((19, 37))
+    check(nodes, {"a": rand((37, 13)), "b": b}, ["y"], relnorm=MM_TOL)
+
+
+def test_matmul_batched_transposed_key():
+    """q @ k^T with the transpose of the last two dims (attention scores)."""
+    check([node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]), node("MatMul", ["q", "kt"], ["y"])],
+          {"q": rand((2, 3, 13, 16)), "k": rand((2, 3, 17, 16))}, ["y"], relnorm=MM_TOL)
+
+
+def test_slice_then_matmul():
+    check([node("Slice", ["x", "st", "en", "ax"], ["s"]), node("MatMul", ["s", "w"], ["y"])],
+          {"x": rand((9, 40))}, ["y"], opset=13, relnorm=MM_TOL,
+          inits={"st": np.array([1, 3], np.int64), "en": np.array([8, 40], np.int64), "ax": np.array([0, 1], np.int64),
+                 "w": rand((37, 21))})
 
 
 def test_matmul_int64():
@@ -716,6 +833,7 @@ POOL_CASES = [
     ("k3s2_ceil", {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}),
     ("k2s2_ceil", {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
     ("k3s2_pad_asym", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [0, 1, 2, 1]}),
+    ("k3s2_pad_ceil", {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 0, 0, 0], "ceil_mode": 1}),
     ("k3x2_s1x2", {"kernel_shape": [3, 2], "strides": [1, 2], "pads": [1, 0, 1, 1]}),
     ("same_upper", {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
     ("valid", {"kernel_shape": [2, 3], "strides": [2, 2], "auto_pad": "VALID"}),
@@ -803,6 +921,23 @@ def test_reduce_int64(op):
     _reduce_check(op, x, [1], 0, 18)
 
 
+@pytest.mark.parametrize("op,lo,hi", [("ReduceMax", -5, -1), ("ReduceMin", 1, 5), ("ReduceMax", 1e-3, 1e-2)],
+                         ids=["max_all_negative", "min_all_positive", "max_small_positive"])
+@pytest.mark.parametrize("axes", [[1], [0, 2], None], ids=str)
+def test_reduce_minmax_one_sided(op, lo, hi, axes):
+    """The initial value of a max/min reduction must not leak in (no 0 as the start of a max)."""
+    _reduce_check(op, rand((3, 7, 13), lo, hi), axes, 0, 18)
+
+
+@pytest.mark.parametrize("op", ["GlobalMaxPool", "ReduceMax"])
+def test_global_max_all_negative(op):
+    x = rand((2, 5, 7, 9), -5, -1)
+    if op == "GlobalMaxPool":
+        check_op(op, {"x": x})
+    else:
+        _reduce_check(op, x, [2, 3], 1, 18)
+
+
 def test_reduce_noop_with_empty_axes():
     check_op("ReduceSum", {"x": rand((3, 7))}, opset=18, noop_with_empty_axes=1)
 
@@ -832,6 +967,15 @@ def test_softmax_opset11_flatten_semantics(op, axis):
 
 def test_softmax_wide_row():
     check_op("Softmax", {"x": rand((4, 1031), -8, 8)}, opset=13, axis=-1)
+
+
+@pytest.mark.parametrize("mask_value", [-np.inf, float(np.finfo(np.float32).min), -1e9], ids=["-inf", "fmin", "-1e9"])
+def test_softmax_with_masked_entries(mask_value):
+    """Causal-mask style: masked entries (added -inf / float32 min) get probability 0, rows still sum to 1."""
+    x = rand((2, 13, 13), -4, 4)
+    mask = np.triu(np.full((13, 13), mask_value, F32), k=1)
+    check([node("Add", ["x", "mask"], ["s"]), node("Softmax", ["s"], ["y"], axis=-1)], {"x": x}, ["y"], opset=13,
+          inits={"mask": mask})
 
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
@@ -973,8 +1117,8 @@ def test_chain_scaled_masked_softmax(mask_shape):
     q, k = rand((2, 3, 13, 16)), rand((2, 3, 16, 17))
     mask = np.where(randbool(mask_shape), 0.0, -10000.0).astype(F32)
     mask.reshape(-1)[0] = 0.0
-    nodes = [node("MatMul", ["q", "k"], ["s"]), node("Mul", ["s", "scale"], ["ss"]), node("Add", ["ss", "mask"], ["sm"]),
-             node("Softmax", ["sm"], ["y"], axis=-1)]
+    nodes = [node("MatMul", ["q", "k"], ["s"]), node("Mul", ["s", "scale"], ["ss"]),
+             node("Add", ["ss", "mask"], ["sm"]), node("Softmax", ["sm"], ["y"], axis=-1)]
     check(nodes, {"q": q, "k": k, "mask": mask}, ["y"], opset=13,
           inits={"scale": np.array(0.25, F32)}, rtol=1e-4, atol=1e-5)
 
@@ -1004,6 +1148,22 @@ def test_chain_elementwise_broadcast_long():
           inits={"z": np.array(-0.2, F32)})
 
 
+# big enough to be split across threads
+@pytest.mark.parametrize("case", ["add_bcast", "softmax", "reduce_mean", "transpose", "conv"])
+def test_large_tensors(case):
+    if case == "add_bcast":
+        check_op("Add", {"a": rand((64, 33, 50)), "b": rand((33, 1))})
+    elif case == "softmax":
+        check_op("Softmax", {"x": rand((257, 401), -5, 5)}, opset=13, axis=-1)
+    elif case == "reduce_mean":
+        _reduce_check("ReduceMean", rand((64, 33, 50)), [1], 0, 18)
+    elif case == "transpose":
+        check_op("Transpose", {"x": rand((33, 64, 49))}, perm=[2, 0, 1])
+    else:
+        check_op("Conv", {"x": rand((1, 16, 37, 37))}, inits={"w": rand((32, 16, 3, 3)), "b": rand((32,))},
+                 pads=[1, 1, 1, 1], relnorm=MM_TOL)
+
+
 # ---------------------------------------------------------------------------------------------
 # graph plumbing: shape folding, Constant, Identity, outputs
 # ---------------------------------------------------------------------------------------------
@@ -1019,7 +1179,6 @@ def test_shape_gather_concat_reshape():
 
 def test_constant_node():
     c = np.arange(13, dtype=F32) * F32(0.25) - F32(1.0)
-    from onnx import numpy_helper
     nodes = [node("Constant", [], ["c"], value=numpy_helper.from_array(c)), node("Mul", ["x", "c"], ["y"])]
     check(nodes, {"x": rand((7, 13))}, ["y"])
 
