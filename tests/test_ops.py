@@ -24,63 +24,6 @@ import tcomp
 F32 = np.float32
 MM_TOL = 1e-4  # relative-norm tolerance for matmul / conv / big reductions
 
-# ---------------------------------------------------------------------------------------------
-# Known tcomp bugs and gaps (found by these tests).  Each listed test is an xfail(strict=True):
-# once tcomp is fixed it XPASSes, which fails the run -- then delete its entry here.
-# ---------------------------------------------------------------------------------------------
-
-_GELU_TANH = "Gelu approximate='tanh' ignored: tcomp computes the erf form (max abs error ~4.7e-4)"
-_EXP_INF = "Exp overflow returns FLT_MAX (3.4028e38) instead of +inf for x >= ~88.7"
-_INT_DIV = ("integer Div/Mod (sdiv/srem) in a masked vector tail: inactive lanes load divisor 0 -> SIGFPE "
-            "kills the process")
-_ISINF = "IsInf with detect_negative=0 or detect_positive=0 raises UnsupportedOpError"
-_FLATTEN = "Flatten with a negative axis: tcomp uses axis + rank + 1 (e.g. axis=-1 on (2,3,5,7) gives (210,1))"
-_GATHER = ("Gather whose inner (copied) extent is not a multiple of the vector width (e.g. 13, 17, 33) emits invalid "
-           "LLVM IR: masked load given a <16 x ptr> vector of addresses")
-_AVGPOOL_CEIL = ("AveragePool ceil_mode=1, count_include_pad=1: windows running past the padded input divide by the "
-                 "full kernel size; onnxruntime (and PyTorch) divide by the part inside input+pads")
-_LSE = "ReduceLogSumExp not stabilized (no max subtraction): exp overflows to inf for inputs >= ~89"
-
-KNOWN_BUGS = {
-    "test_gelu_opset20[(7, 13)-tanh]": _GELU_TANH,
-    "test_gelu_opset20[(2, 5, 33)-tanh]": _GELU_TANH,
-    "test_unary_extreme_inputs[Gelu-tanh-20]": _GELU_TANH,
-    "test_unary_extreme_inputs[Exp--17]": _EXP_INF,
-    "test_unary_special_values[Exp-17]": _EXP_INF,
-    "test_binary_int[Div-int32]": _INT_DIV,
-    "test_int_div_truncates_toward_zero": _INT_DIV,
-    "test_mod_int[((7, 13), (7, 13))-0-int64]": _INT_DIV,
-    "test_mod_int[((7, 13), (7, 13))-0-int32]": _INT_DIV,
-    "test_mod_int[((7, 13), (7, 13))-1-int64]": _INT_DIV,
-    "test_mod_int[((7, 13), (7, 13))-1-int32]": _INT_DIV,
-    "test_mod_int[((3, 1, 7), (5, 1))-0-int64]": _INT_DIV,
-    "test_mod_int[((3, 1, 7), (5, 1))-0-int32]": _INT_DIV,
-    "test_mod_int[((3, 1, 7), (5, 1))-1-int32]": _INT_DIV,
-    "test_isinf[float32-pos_only]": _ISINF,
-    "test_isinf[float32-neg_only]": _ISINF,
-    "test_isinf[float64-pos_only]": _ISINF,
-    "test_isinf[float64-neg_only]": _ISINF,
-    "test_flatten[-1]": _FLATTEN,
-    "test_flatten[-3]": _FLATTEN,
-    "test_gather[int64-(33, 13)-[[0, 32, -33, 5, 7, -1, 16]]-0]": _GATHER,
-    "test_gather[int32-(33, 13)-[[0, 32, -33, 5, 7, -1, 16]]-0]": _GATHER,
-    "test_gather_embedding_lookup": _GATHER,
-    "test_pad_negative_crops": "Pad with negative pads (cropping) raises UnsupportedOpError",
-    "test_matmul_int64": "MatMul on int64 raises UnsupportedOpError",
-    "test_averagepool[k2s2_ceil-1]": _AVGPOOL_CEIL,
-    "test_averagepool[k3s2_pad_ceil-1]": _AVGPOOL_CEIL,
-    "test_pool_1d[MaxPool]": "1-D MaxPool raises UnsupportedOpError (only 2-D pooling)",
-    "test_pool_1d[AveragePool]": "1-D AveragePool raises UnsupportedOpError (only 2-D pooling)",
-    "test_reduce_logsumexp_large_values": _LSE,
-}
-
-
-@pytest.fixture(autouse=True)
-def _known_bug(request):
-    reason = KNOWN_BUGS.get(request.node.name)
-    if reason is not None:
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-
 
 # ---------------------------------------------------------------------------------------------
 # unary float ops

@@ -68,8 +68,6 @@ def _unary(ctx, inputs, attrs):
     op = ctx.onnx_node.op_type
     if op in FLOAT_ONLY and not inputs[0].dtype.startswith("float"):
         raise ConvertError(f"{op} on {inputs[0].dtype} is not supported")
-    if op == "IsInf" and (attrs.get("detect_negative", 1) != 1 or attrs.get("detect_positive", 1) != 1):
-        raise ConvertError("IsInf with one-sided detection is not supported")
     return [ctx.emit1(op, [inputs[0]], attrs)]
 
 
@@ -149,7 +147,11 @@ def _reshape_op(ctx, inputs, attrs):
 @converter("Flatten")
 def _flatten(ctx, inputs, attrs):
     x = inputs[0]
-    axis = _axis(attrs.get("axis", 1), len(x.shape) + 1)
+    rank = len(x.shape)
+    axis = attrs.get("axis", 1)
+    axis = axis + rank if axis < 0 else axis
+    if not 0 <= axis <= rank:
+        raise ConvertError(f"Flatten axis {attrs.get('axis')} is out of range for rank {rank}")
     outer = int(np.prod(x.shape[:axis]))
     return [_reshape(ctx, x, (outer, x.type.size // outer if outer else 0))]
 
@@ -309,8 +311,7 @@ def _tile(ctx, inputs, attrs):
 def _pad(ctx, inputs, attrs):
     x = inputs[0]
     rank = len(x.shape)
-    mode = attrs.get("mode", b"constant")
-    mode = mode.decode() if isinstance(mode, bytes) else mode
+    mode = attrs.get("mode", "constant")
     if ctx.opset < 11:
         pads, value = list(attrs["pads"]), attrs.get("value", 0.0)
     else:
@@ -324,8 +325,11 @@ def _pad(ctx, inputs, attrs):
             pads = full
     if mode not in ("constant", "edge", "reflect"):
         raise ConvertError(f"Pad mode {mode}")
-    if any(p < 0 for p in pads):
-        raise ConvertError("negative pads (cropping) are not supported")
+    if any(p < 0 for p in pads):  # negative pads crop: a slice, then the non-negative padding
+        starts = [max(0, -pads[a]) for a in range(rank)]
+        ends = [x.shape[a] - max(0, -pads[a + rank]) for a in range(rank)]
+        x = _emit_slice(ctx, x, starts, ends, list(range(rank)), [1] * rank)
+        pads = [max(0, p) for p in pads]
     if not any(pads):
         return [x]
     return [ctx.emit1("Pad", [x], {"pads": pads, "mode": mode, "value": value})]
@@ -335,7 +339,7 @@ def _pad(ctx, inputs, attrs):
 @converter("MatMul")
 def _matmul(ctx, inputs, attrs):
     a, b = inputs
-    if not a.dtype.startswith("float"):
+    if a.dtype not in ("float32", "float64", "int32", "int64", "uint32", "uint64"):
         raise ConvertError(f"MatMul on {a.dtype} is not supported")
     a2 = _reshape(ctx, a, (1,) + a.shape) if len(a.shape) == 1 else a
     b2 = _reshape(ctx, b, b.shape + (1,)) if len(b.shape) == 1 else b
@@ -374,8 +378,7 @@ def _spatial_attrs(attrs, kernel_shape, in_spatial, op):
     strides = list(attrs.get("strides", [1] * nd))
     dilations = list(attrs.get("dilations", [1] * nd))
     pads = list(attrs.get("pads", [0] * (2 * nd)))
-    auto_pad = attrs.get("auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    auto_pad = attrs.get("auto_pad", "NOTSET")
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         pads = [0] * (2 * nd)
         for axis in range(nd):
@@ -419,14 +422,23 @@ def _conv(ctx, inputs, attrs):
 def _pool(ctx, inputs, attrs):
     x = inputs[0]
     op = ctx.onnx_node.op_type
-    if len(x.shape) != 4:
-        raise ConvertError(f"{len(x.shape) - 2}-D pooling is not supported (2-D is)")
+    nd = len(x.shape) - 2
+    if nd not in (1, 2):
+        raise ConvertError(f"{nd}-D pooling is not supported (1-D and 2-D are)")
     if op == "MaxPool" and len([o for o in ctx.onnx_node.output if o]) > 1:
         raise ConvertError("the Indices output of MaxPool is not supported")
     kernel = list(attrs["kernel_shape"])
     spatial = _spatial_attrs(attrs, kernel, x.shape[2:], op)
+    if nd == 1:  # as 2-D with a height of 1
+        x = _reshape(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
+        kernel = [1] + kernel
+        spatial = {"strides": [1] + spatial["strides"], "dilations": [1] + spatial["dilations"],
+                   "pads": [0, spatial["pads"][0], 0, spatial["pads"][1]]}
     extra = {"ceil_mode": attrs.get("ceil_mode", 0), "count_include_pad": attrs.get("count_include_pad", 0)}
-    return [ctx.emit1(op, [x], {"kernel_shape": kernel, **spatial, **extra})]
+    out = ctx.emit1(op, [x], {"kernel_shape": kernel, **spatial, **extra})
+    if nd == 1:
+        out = _reshape(ctx, out, out.shape[:2] + out.shape[3:])
+    return [out]
 
 
 @converter("GlobalAveragePool", "GlobalMaxPool")

@@ -144,7 +144,7 @@ def _import_node(ctx: ImportContext, onnx_node, values: dict, model) -> None:
             raise ModelError(f"node '{name}' ({op}) reads '{input_name}', which no earlier node produces")
         else:
             inputs.append(values[input_name])
-    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in onnx_node.attribute}
+    attrs = {a.name: _attribute(a) for a in onnx_node.attribute}
     try:
         outputs = _constant_outputs(ctx, onnx_node, inputs, attrs, model)
         if outputs is None:
@@ -159,6 +159,16 @@ def _import_node(ctx: ImportContext, onnx_node, values: dict, model) -> None:
     for out_name, value in zip(onnx_node.output, outputs):
         if out_name:
             values[out_name] = value
+
+
+def _attribute(attr: onnx.AttributeProto):
+    """An attribute's value; strings as ``str``."""
+    value = onnx.helper.get_attribute_value(attr)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, list) and value and isinstance(value[0], bytes):
+        return [v.decode() for v in value]
+    return value
 
 
 def _constant_outputs(ctx, onnx_node, inputs, attrs, model):

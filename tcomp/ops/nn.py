@@ -11,7 +11,7 @@ from typing import Callable
 
 from ..graph.ir import TensorType
 from ..schedule.matmul import MatmulSpec, matmul_kernel
-from ..schedule.rows import layernorm_kernel, reduce_kernel, softmax_kernel
+from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reduce_kernel, softmax_kernel
 from ..schedule.window import WindowSpec, guarded_load, window_kernel
 from ..tir.compute import broadcast_index, row_major_unflatten
 from ..tir.expr import Buffer, Expr, IntImm, call, const
@@ -63,7 +63,7 @@ def _matmul_kernel(node, views, ctx: AnchorContext):
     spec = MatmulSpec(ctx.name, batch, M, N, K,
                       a=lambda bi, m, k: a.fn(*batch_idx(bi, a.shape), m, k),
                       b=lambda bi, k, n: b.fn(*batch_idx(bi, b.shape), k, n),
-                      epilogue=lambda acc, bi, m, n: acc, store=store, params=ctx.params)
+                      epilogue=lambda acc, bi, m, n: acc, store=store, params=ctx.params, acc_dtype=a.dtype)
     return matmul_kernel(spec, ctx.lanes, ctx.num_threads)
 
 
@@ -101,7 +101,7 @@ def _conv_kernel(node, views, ctx: AnchorContext):
         return value + bias.fn(co) if bias is not None else value
 
     if CI_G == 1 and G > 1:  # depthwise (channel multiplier CO_G)
-        spec = WindowSpec(ctx.name, N, CO, H, W, OH, OW, (KH, KW), (SH, SW), (PT, PL), (DH, DW),
+        spec = WindowSpec(ctx.name, N, CO, H, W, OH, OW, (KH, KW), (SH, SW), tuple(a["pads"]), (DH, DW),
                           x=lambda n, co, h, w_: x.fn(n, co // CO_G, h, w_), reduce="sum",
                           weight=lambda co, kh, kw: w.fn(co, IntImm(0), kh, kw),
                           finish=lambda acc, n, co, oh, ow, count: with_bias(acc, co),
@@ -167,11 +167,9 @@ def _pool_kernel(node, views, ctx: AnchorContext):
     def finish(acc, n, c, oh, ow, count):
         if is_max:
             return acc
-        if include_pad:
-            return acc * (1.0 / (KH * KW))
-        return acc / count
+        return acc / count(bool(include_pad))
 
-    spec = WindowSpec(ctx.name, N, C, H, W, OH, OW, (KH, KW), tuple(a["strides"]), (a["pads"][0], a["pads"][1]),
+    spec = WindowSpec(ctx.name, N, C, H, W, OH, OW, (KH, KW), tuple(a["strides"]), tuple(a["pads"]),
                       tuple(a["dilations"]), x=x.fn, reduce="max" if is_max else "sum", weight=None,
                       finish=finish, store=lambda v, n, c, oh, ow: ctx.store(v, (n, c, oh, ow)),
                       params=ctx.params, dtype=x.dtype)
@@ -221,8 +219,6 @@ def _reduce_kernel(node, views, ctx: AnchorContext):
             return value * value
         if op == "ReduceL1":
             return call("abs", value)
-        if op == "ReduceLogSumExp":
-            return call("exp", value)
         return value
 
     def finish(result):
@@ -230,8 +226,6 @@ def _reduce_kernel(node, views, ctx: AnchorContext):
             return result / const(length, x.dtype)
         if op == "ReduceL2":
             return call("sqrt", result)
-        if op == "ReduceLogSumExp":
-            return call("log", result)
         return result
 
     def store(value, row):
@@ -244,6 +238,8 @@ def _reduce_kernel(node, views, ctx: AnchorContext):
             idx = kept_idx
         return ctx.store(value, idx)
 
+    if op == "ReduceLogSumExp":
+        return logsumexp_kernel(ctx.name, rows, length, load, store, ctx.params, ctx.lanes, x.dtype)
     return reduce_kernel(ctx.name, rows, length, REDUCE_KINDS[op], load, finish, store, ctx.params, ctx.lanes,
                          x.dtype)
 

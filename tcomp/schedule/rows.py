@@ -132,3 +132,13 @@ def reduce_kernel(name, rows, length, kind, x, finish, store, params, lanes, dty
     result = k.reduce(kind, x)
     k.passes.append(block(f"{name}_out", [("S", rows, k.row)], lambda vr: store(finish(result), vr)))
     return k.build(params, {"kind": "reduce", "rows": rows, "length": length})
+
+
+def logsumexp_kernel(name, rows, length, x, store, params, lanes, dtype) -> PrimFunc:
+    """``out(row) = m + log(sum_j exp(x(row, j) - m))`` with ``m`` the row maximum (no overflow)."""
+    k = RowKernel(name, rows, length, dtype, lanes)
+    row_max = k.reduce("max", x)
+    total = k.reduce("sum", lambda r, j: call("exp", x(r, j) - row_max))
+    k.passes.append(block(f"{name}_out", [("S", rows, k.row)],
+                          lambda vr: store(row_max + call("log", total), vr)))
+    return k.build(params, {"kind": "reduce", "rows": rows, "length": length})

@@ -40,12 +40,13 @@ class WindowSpec:
     OW: int
     kernel: tuple         # (KH, KW)
     strides: tuple
-    pads: tuple           # (top, left)
+    pads: tuple           # (top, left, bottom, right)
     dilations: tuple
     x: Callable           # (n, c, h, w) -> Expr, the input of output channel c
     reduce: str           # "sum" or "max"
     weight: Callable | None   # (c, kh, kw) -> Expr for depthwise conv
-    finish: Callable      # (acc, n, c, oh, ow, count) -> Expr; count = number of valid taps
+    finish: Callable      # (acc, n, c, oh, ow, count) -> Expr; count(include_pad) = number of taps
+    #                       inside the image (or inside image + pads)
     store: Callable       # (value, n, c, oh, ow) -> BufferStore
     params: tuple
     dtype: str = "float32"
@@ -77,7 +78,7 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     that the taps need no masks; planes too large for the stack use masked taps instead."""
     KH, KW = spec.kernel
     SH, SW = spec.strides
-    PT, PL = spec.pads
+    PT, PL = spec.pads[:2]
     DH, DW = spec.dilations
     owo_count = -(-spec.OW // lanes)
     # padded plane: rows/cols that any tap of any (rounded-up) output vector touches
@@ -128,7 +129,7 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
         "tap", [("S", lanes, l), ("R", KH, kh), ("R", KW, kw)], tap), "vectorized"), unroll), unroll)
     out = loop(l, lanes, block("out", [("S", spec.OW, ow)], lambda vow: spec.store(
-        spec.finish(acc[l], n, c, oh, vow, _count_valid(spec, oh, vow)), n, c, oh, vow), predicate=tail),
+        spec.finish(acc[l], n, c, oh, vow, _counter(spec, oh, vow)), n, c, oh, vow), predicate=tail),
         "vectorized")
     rows = loop(oh, spec.OH, loop(owo, owo_count, seq(fill, taps, out)))
     body = Allocate(acc, seq(fill_plane, rows))
@@ -139,18 +140,25 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     return PrimFunc(spec.name, spec.params, nest, attrs)
 
 
-def _count_valid(spec: WindowSpec, oh, ow):
-    """Number of in-image taps of output (oh, ow), for average pooling without padded elements."""
+def _counter(spec: WindowSpec, oh, ow):
+    """count(include_pad): taps of output (oh, ow) inside the image, or inside image + pads."""
     KH, KW = spec.kernel
-    rows = _count_in_range(oh * spec.strides[0] - spec.pads[0], KH, spec.dilations[0], spec.H)
-    cols = _count_in_range(ow * spec.strides[1] - spec.pads[1], KW, spec.dilations[1], spec.W)
-    return rows * cols
+    PT, PL, PB, PR = spec.pads
+
+    def count(include_pad: bool):
+        lo_h, lo_w = (-PT, -PL) if include_pad else (0, 0)
+        hi_h, hi_w = (spec.H + PB, spec.W + PR) if include_pad else (spec.H, spec.W)
+        rows = _count_in_range(oh * spec.strides[0] - PT, KH, spec.dilations[0], lo_h, hi_h)
+        cols = _count_in_range(ow * spec.strides[1] - PL, KW, spec.dilations[1], lo_w, hi_w)
+        return rows * cols
+
+    return count
 
 
 def _masked_window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     KH, KW = spec.kernel
     SH, SW = spec.strides
-    PT, PL = spec.pads
+    PT, PL = spec.pads[:2]
     DH, DW = spec.dilations
     acc = Buffer("acc", (lanes,), spec.dtype, "local")
     t, owo, l, kh, kw = Var("t"), Var("owo"), Var("l"), Var("kh"), Var("kw")
@@ -174,7 +182,7 @@ def _masked_window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
         "tap", [("S", lanes, l), ("R", KH, kh), ("R", KW, kw)], tap, predicate=tail), "vectorized"), unroll), unroll)
     out = loop(l, lanes, block("out", [("S", spec.OW, ow)], lambda vow: spec.store(
-        spec.finish(acc[l], n, c, oh, vow, _count_valid(spec, oh, vow)), n, c, oh, vow), predicate=tail),
+        spec.finish(acc[l], n, c, oh, vow, _counter(spec, oh, vow)), n, c, oh, vow), predicate=tail),
         "vectorized")
     body = Allocate(acc, loop(owo, -(-spec.OW // lanes), seq(fill, taps, out)))
     nest = loop(t, spec.N * spec.C * spec.OH, body, "parallel")
@@ -182,13 +190,13 @@ def _masked_window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     return PrimFunc(spec.name, spec.params, nest, attrs)
 
 
-def _count_in_range(start, taps, dilation, extent):
-    """How many of start + i*dilation (i < taps) lie in [0, extent), as a float32 expression."""
+def _count_in_range(start, taps, dilation, lo, hi):
+    """How many of start + i*dilation (i < taps) lie in [lo, hi), as a float32 expression."""
     from ..tir.expr import cast
 
     count = const(0, "int64")
     for i in range(taps):
         pos = start + i * dilation
-        inside = logical_and(Cmp("ge", pos, IntImm(0)), Cmp("lt", pos, IntImm(extent)))
+        inside = logical_and(Cmp("ge", pos, IntImm(lo)), Cmp("lt", pos, IntImm(hi)))
         count = count + Select(inside, IntImm(1), IntImm(0))
     return cast("float32", count)

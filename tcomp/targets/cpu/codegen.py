@@ -386,10 +386,15 @@ class CPUCodegen:
         vec_ty = ir.VectorType(mem_ty, lanes)
         zero_vec = ir.Constant(vec_ty, [0] * lanes)
         scalar_pred = pred is not None and not isinstance(pred.type, ir.VectorType)
-        if stride == 0 and st.mask is None and (pred is None or scalar_pred):
+        if stride == 0 and (pred is None or scalar_pred):
+            # one address for every lane: a scalar load, guarded by "any lane active"
+            guard = pred
+            if st.mask is not None:
+                any_lane = intrinsic(b, "vector.reduce.or", [st.mask], ret_type=I1)
+                guard = any_lane if guard is None else b.and_(guard, any_lane)
             index = self._expr(flat)
-            if pred is not None:
-                index = b.select(pred, index, ir.Constant(I64, 0))
+            if guard is not None:
+                index = b.select(guard, index, ir.Constant(I64, 0))
             value = b.load(b.gep(base, [index], source_etype=mem_ty), typ=mem_ty)
             if pred is not None:
                 value = b.select(pred, value, ir.Constant(mem_ty, 0))
@@ -500,6 +505,10 @@ class CPUCodegen:
                 return intrinsic(b, "floor", [b.fdiv(x, y)])
             raise CodegenError(f"float {op} is not supported")
         unsigned = is_unsigned(dtype) or dtype == "bool"
+        if op in ("div", "floordiv", "floormod") and not (isinstance(expr.b, IntImm) and expr.b.value != 0):
+            # integer division by zero is undefined in ONNX; it must not trap (masked lanes read 0)
+            zero = splat(b, y.type, 0)
+            y = b.select(b.icmp_signed("==", y, zero), splat(b, y.type, 1), y)
         if op == "add":
             return b.add(x, y)
         if op == "sub":
@@ -627,7 +636,7 @@ class CPUCodegen:
                 zero = splat(b, x.type, 0.0)
                 pos = b.uitofp(b.fcmp_ordered(">", x, zero), x.type)
                 neg = b.uitofp(b.fcmp_ordered("<", x, zero), x.type)
-                return b.fsub(pos, neg)
+                return b.select(b.fcmp_unordered("uno", x, x), x, b.fsub(pos, neg))  # NaN stays NaN
         if name in ("isnan", "isinf"):
             if name == "isnan":
                 return b.fcmp_unordered("uno", x, x)

@@ -74,10 +74,11 @@ def _clamp(builder, x, lo, hi):
 def exp_f32(builder: ir.IRBuilder, x):
     """exp(x) = 2^n * p(r), n = round(x / ln 2), r = x - n ln 2, p a degree-7 Taylor polynomial.
 
-    Below -87.3 (including -inf) the result is 0; NaN stays NaN; above 88.7 it saturates.
+    Below -87.3 (including -inf) the result is 0; above 88.7 it is +inf; NaN stays NaN.
     """
     ty = x.type
     underflow = builder.fcmp_ordered("<", x, splat(builder, ty, -87.33654))
+    overflow = builder.fcmp_ordered(">", x, splat(builder, ty, 88.72283))
     x = _clamp(builder, x, -87.33654, 88.72283)
     n = intrinsic(builder, "roundeven", [builder.fmul(x, splat(builder, ty, 1.0 / math.log(2.0)))])
     r = builder.fsub(x, builder.fmul(n, splat(builder, ty, 0.693145751953125)))
@@ -91,6 +92,7 @@ def exp_f32(builder: ir.IRBuilder, x):
     scale1 = builder.bitcast(builder.shl(builder.add(half, splat(builder, ity, 127)), splat(builder, ity, 23)), ty)
     scale2 = builder.bitcast(builder.shl(builder.add(rest, splat(builder, ity, 127)), splat(builder, ity, 23)), ty)
     result = builder.fmul(builder.fmul(p, scale1), scale2)
+    result = builder.select(overflow, splat(builder, ty, float("inf")), result)
     return builder.select(underflow, splat(builder, ty, 0.0), result)
 
 
