@@ -100,20 +100,21 @@ def _pack_b_grid(spec, t, Bp, b_idx, n0, k0, kc_len, lanes):
         "vectorized"))))
 
 
-def _is_plain_rows(a_fn) -> bool:
-    """Whether A(b, m, k) is a load whose address is affine in m and k with unit stride in k."""
+def _is_plain(operand_fn, contiguous_axis: int) -> bool:
+    """Whether operand(b, i, j) is a load whose address is affine in b, i, j with unit stride
+    along argument ``contiguous_axis`` (1 or 2): such an operand is read in place, unpacked."""
     from ..tir.arith import linear_form, simplify
     from ..tir.expr import Load
 
-    b, m, k = Var("b"), Var("m"), Var("k")
-    value = a_fn(b, m, k)
+    args = (Var("b"), Var("i"), Var("j"))
+    value = operand_fn(*args)
     if not isinstance(value, Load) or value.predicate is not None:
         return False
     flat = IntImm(0)
     for index, stride in zip(value.indices, value.buffer.strides()):
         flat = flat + index * stride
     terms = linear_form(simplify(flat)).terms
-    return terms.get(k) == 1 and all(atom is b or atom is m or atom is k for atom in terms)
+    return terms.get(args[contiguous_axis]) == 1 and all(any(atom is a for a in args) for atom in terms)
 
 
 def _ceil(a: int, b: int) -> int:
@@ -165,15 +166,21 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
     # pack A: Ap[mm, kk] = A(b, min(m0 + mm, M - 1), k0 + kk); vectorized along k.
     # A plain row-major operand is read in place instead.
     ko, ki = Var("ko"), Var("ki")
-    direct_a = _is_plain_rows(spec.a)
+    direct_a = _is_plain(spec.a, 2)
     pack_a = None if direct_a else loop(mm, t.mb, loop(ko, _ceil(t.kc, lanes), loop(ki, lanes, block(
         "pack_A", [("S", t.mb, mm), ("S", t.kc, ko * lanes + ki)],
         lambda vm, vk: BufferStore(Ap, spec.a(b_idx, minimum(m0 + vm, M - 1), k0 + vk), (vm, vk)),
         predicate=Cmp("lt", ko * lanes + ki, kc_len) if t.kc % lanes or K % t.kc else None), "vectorized")))
 
-    # pack B: Bp[kk, j] = B(b, k0 + kk, n0 + j) for n0 + j < N; vectorized along n
-    pack_b = _pack_b_grid(spec, t, Bp, b_idx, n0, k0, kc_len, lanes) if spec.b_grid else _pack_b(
-        spec, t, Bp, b_idx, n0, k0, kc_len, lanes)
+    # pack B: Bp[kk, j] = B(b, k0 + kk, n0 + j) for n0 + j < N; vectorized along n.
+    # A plain row-major operand whose tiles are all full is read in place.
+    direct_b = spec.b_grid is None and N % t.nb == 0 and _is_plain(spec.b, 2)
+    if direct_b:
+        pack_b = None
+    elif spec.b_grid:
+        pack_b = _pack_b_grid(spec, t, Bp, b_idx, n0, k0, kc_len, lanes)
+    else:
+        pack_b = _pack_b(spec, t, Bp, b_idx, n0, k0, kc_len, lanes)
 
     # micro-kernel over the packed panels
     p, mr_, r, v, lane = Var("p"), Var("mr"), Var("r"), Var("v"), Var("l")
@@ -187,13 +194,18 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
             return spec.a(b_idx, minimum(m0 + mr_ * t.mr + vr, M - 1), k0 + vk)
         return Ap[mr_ * t.mr + vr, vk]
 
+    def b_elem(vk, vj):
+        if direct_b:
+            return spec.b(b_idx, k0 + vk, n0 + p * t.nr + vj)
+        return Bp[vk, p * t.nr + vj]
+
     first_k = Cmp("eq", kt, IntImm(0))
     load_acc = reg_loops(lambda ri, ji: block(
         "acc_load", [("S", t.mr, ri), ("S", t.nr, ji)],
         lambda vr, vj: BufferStore(acc, Select(first_k, zero, Ct[mr_ * t.mr + vr, p * t.nr + vj]), (vr, vj))))
     update = loop(kk, kc_len, reg_loops(lambda ri, ji: block(
         "update", [("S", t.mr, ri), ("S", t.nr, ji), ("R", t.kc, kk)],
-        lambda vr, vj, vk: BufferStore(acc, acc[vr, vj] + a_elem(vr, vk) * Bp[vk, p * t.nr + vj], (vr, vj)))))
+        lambda vr, vj, vk: BufferStore(acc, acc[vr, vj] + a_elem(vr, vk) * b_elem(vk, vj), (vr, vj)))))
     save_acc = reg_loops(lambda ri, ji: block(
         "acc_save", [("S", t.mr, ri), ("S", t.nr, ji)],
         lambda vr, vj: BufferStore(Ct, acc[vr, vj], (mr_ * t.mr + vr, p * t.nr + vj))))
@@ -213,7 +225,9 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
     epilogue = loop(mm, t.mb, loop(eo, t.nb // lanes, loop(ei, lanes, block(
         "epilogue", [("S", t.mb, mm), ("S", t.nb, eo * lanes + ei)], epi_body, predicate=valid), "vectorized")))
 
-    tile_body = Allocate(Bp, seq(k_loop, epilogue))
+    tile_body = seq(k_loop, epilogue)
+    if not direct_b:
+        tile_body = Allocate(Bp, tile_body)
     if not direct_a:
         tile_body = Allocate(Ap, tile_body)
     body = loop(tile, spec.batch * mt_count * nt_count, Allocate(Ct, tile_body), "parallel")
