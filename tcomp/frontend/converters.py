@@ -394,6 +394,12 @@ def _spatial_attrs(attrs, kernel_shape, in_spatial, op):
     return {"strides": strides, "dilations": dilations, "pads": pads}
 
 
+def _spatial_as_2d(spatial: dict) -> dict:
+    """1-D window attributes as 2-D ones over a height of 1."""
+    return {"strides": [1] + spatial["strides"], "dilations": [1] + spatial["dilations"],
+            "pads": [0, spatial["pads"][0], 0, spatial["pads"][1]]}
+
+
 @converter("Conv")
 def _conv(ctx, inputs, attrs):
     x, w = inputs[0], inputs[1]
@@ -408,8 +414,7 @@ def _conv(ctx, inputs, attrs):
     if nd == 1:
         x = _reshape(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
         w = _reshape(ctx, w, w.shape[:2] + (1,) + w.shape[2:])
-        spatial = {"strides": [1] + spatial["strides"], "dilations": [1] + spatial["dilations"],
-                   "pads": [0, spatial["pads"][0], 0, spatial["pads"][1]]}
+        spatial = _spatial_as_2d(spatial)
     if x.shape[1] != w.shape[1] * group:
         raise ConvertError(f"input has {x.shape[1]} channels, weights expect {w.shape[1]} x {group} groups")
     out = ctx.emit1("Conv", [x, w] + ([bias] if bias is not None else []), {**spatial, "group": group})
@@ -432,8 +437,7 @@ def _pool(ctx, inputs, attrs):
     if nd == 1:  # as 2-D with a height of 1
         x = _reshape(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
         kernel = [1] + kernel
-        spatial = {"strides": [1] + spatial["strides"], "dilations": [1] + spatial["dilations"],
-                   "pads": [0, spatial["pads"][0], 0, spatial["pads"][1]]}
+        spatial = _spatial_as_2d(spatial)
     extra = {"ceil_mode": attrs.get("ceil_mode", 0), "count_include_pad": attrs.get("count_include_pad", 0)}
     out = ctx.emit1(op, [x], {"kernel_shape": kernel, **spatial, **extra})
     if nd == 1:

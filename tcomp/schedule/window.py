@@ -119,11 +119,8 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
                 "vectorized")
 
     def tap(vl, vkh, vkw):
-        value = source(oh * SH + vkh * DH, (owo * lanes + vl) * SW + vkw * DW)
-        if spec.weight is not None:
-            value = value * spec.weight(c, vkh, vkw)
-        combined = acc[vl] + value if spec.reduce == "sum" else maximum(acc[vl], value)
-        return BufferStore(acc, combined, (vl,))
+        return _accumulate(spec, acc, vl, source(oh * SH + vkh * DH, (owo * lanes + vl) * SW + vkw * DW),
+                           c, vkh, vkw)
 
     unroll = "unrolled" if KH * KW <= MAX_UNROLLED_TAPS else "serial"
     taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
@@ -138,6 +135,14 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     nest = loop(t, spec.N * spec.C, body, "parallel")
     attrs = {"kind": "window", "window": f"{KH}x{KW} stride {SH}x{SW}", "reduce": spec.reduce}
     return PrimFunc(spec.name, spec.params, nest, attrs)
+
+
+def _accumulate(spec: WindowSpec, acc: Buffer, lane, value, c, kh, kw) -> BufferStore:
+    """acc[lane] = acc[lane] (+ or max) value (times the depthwise weight)."""
+    if spec.weight is not None:
+        value = value * spec.weight(c, kh, kw)
+    combined = acc[lane] + value if spec.reduce == "sum" else maximum(acc[lane], value)
+    return BufferStore(acc, combined, (lane,))
 
 
 def _counter(spec: WindowSpec, oh, ow):
@@ -172,11 +177,7 @@ def _masked_window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     def tap(vl, vkh, vkw):
         ih = oh * SH - PT + vkh * DH
         iw = (owo * lanes + vl) * SW - PL + vkw * DW
-        value = _guarded_input(spec, n, c, ih, iw)
-        if spec.weight is not None:
-            value = value * spec.weight(c, vkh, vkw)
-        combined = acc[vl] + value if spec.reduce == "sum" else maximum(acc[vl], value)
-        return BufferStore(acc, combined, (vl,))
+        return _accumulate(spec, acc, vl, _guarded_input(spec, n, c, ih, iw), c, vkh, vkw)
 
     unroll = "unrolled" if KH * KW <= MAX_UNROLLED_TAPS else "serial"
     taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
