@@ -100,7 +100,14 @@ def _lower_unique(groups: list, target) -> tuple:
     by_text: dict = {}
     group_kernel = []
     for index, group in enumerate(groups):
-        func = lower_group(group, "kernel", target.lanes(32), target.num_threads)
+        try:
+            func = lower_group(group, "kernel", target.lanes(32), target.num_threads)
+        except TcompError:
+            raise
+        except Exception as exc:  # a bug in tcomp: say where it happened
+            nodes = ", ".join(f"'{n.name}' ({n.op})" for n in group.nodes)
+            raise TcompError(f"internal error while lowering the fused group {group.label} "
+                             f"(nodes {nodes}): {type(exc).__name__}: {exc}") from exc
         text = str(func)
         key = hashlib.sha1(text.encode()).hexdigest()[:10]
         if key not in by_text:

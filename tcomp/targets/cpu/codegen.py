@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ir
 
+from ...errors import TcompError
 from ...tir import arith
 from ...tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, free_vars,
                          is_float, is_unsigned, substitute)
@@ -48,8 +49,8 @@ def llvm_type(dtype: str, memory: bool = False) -> ir.Type:
         raise TypeError(f"cpu codegen: unsupported dtype {dtype}") from None
 
 
-class CodegenError(Exception):
-    pass
+class CodegenError(TcompError):
+    """The loop IR asks for something the CPU code generator cannot emit."""
 
 
 class _FunctionState:
@@ -82,6 +83,12 @@ class CPUCodegen:
 
     # ------------------------------------------------------------------ kernels
     def add_function(self, func: PrimFunc) -> str:
+        try:
+            return self._add_function(func)
+        except CodegenError as exc:
+            raise CodegenError(f"kernel {func.name}: {exc}") from None
+
+    def _add_function(self, func: PrimFunc) -> str:
         fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR]), func.name)
         fn.args[0].name = "args"
         st = _FunctionState(fn)

@@ -69,8 +69,11 @@ class JITModule:
         self.llvm_ir = str(module)
         self._tm = llvm.Target.from_triple(target.triple).create_target_machine(
             cpu=target.cpu, features=target.features, opt=3, jit=True)
-        parsed = llvm.parse_assembly(self.llvm_ir)
-        parsed.verify()
+        try:
+            parsed = llvm.parse_assembly(self.llvm_ir)
+            parsed.verify()
+        except RuntimeError as exc:  # a code generator bug: keep LLVM's words
+            raise TcompError(f"LLVM rejected the generated module (kernels {', '.join(self.names)}): {exc}") from None
         _optimize(parsed, self._tm)
         self.optimized_ir = str(parsed)
         self._engine = llvm.create_mcjit_compiler(parsed, self._tm)
