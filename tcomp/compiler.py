@@ -5,7 +5,6 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 
-
 from .errors import TcompError
 from .frontend.onnx_importer import import_onnx
 from .graph.fusion import fuse
@@ -87,9 +86,7 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     simplify_graph(graph)
     groups = fuse(graph)
     kernels, group_kernel = _lower_unique(groups, tgt)
-    from .targets.cpu.jit import JITModule
-
-    jit = JITModule([k.func for k in kernels.values()], tgt)
+    jit = tgt.build([k.func for k in kernels.values()])
     executor, plan = _build_executor(graph, groups, group_kernel, jit)
     return CompiledModule(graph, groups, kernels, executor, plan, tgt, time.perf_counter() - start)
 

@@ -139,16 +139,12 @@ class PrimFunc:
 
 
 def seq(*stmts) -> Stmt:
-    """Flattens nested sequences and drops ``None``; a single statement stays itself."""
+    """A sequence, with nested sequences flattened and ``None`` dropped; one statement stays itself."""
     flat = []
     for stmt in stmts:
-        if stmt is None:
-            continue
         if isinstance(stmt, SeqStmt):
             flat.extend(stmt.stmts)
-        elif isinstance(stmt, (list, tuple)):
-            flat.extend(seq(*stmt).stmts if len(stmt) > 1 else [s for s in stmt if s is not None])
-        else:
+        elif stmt is not None:
             flat.append(stmt)
     return flat[0] if len(flat) == 1 else SeqStmt(tuple(flat))
 

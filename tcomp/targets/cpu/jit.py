@@ -31,6 +31,10 @@ class CPUTarget:
     def lanes(self, dtype_bits: int = 32) -> int:
         return max(1, self.vector_bits // dtype_bits)
 
+    def build(self, funcs) -> "JITModule":
+        """Compiles kernels (PrimFuncs) into callable native code."""
+        return JITModule(funcs, self)
+
     def describe(self) -> str:
         isa = {512: "AVX-512", 256: "AVX2", 128: "SSE/NEON"}.get(self.vector_bits, f"{self.vector_bits}-bit")
         return f"cpu ({self.cpu}, {isa}, {self.num_threads} threads)"
