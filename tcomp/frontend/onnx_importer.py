@@ -61,8 +61,7 @@ class ImportContext:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def emit(self, op: str, inputs: list, attrs: dict | None = None, num_outputs: int = 1,
-             names: list | None = None) -> list:
+    def emit(self, op: str, inputs: list, attrs: dict | None = None) -> list:
         """Adds a canonical node; returns its output values with inferred types."""
         if op not in OPS:
             raise ConvertError(f"internal op {op} has no definition")
@@ -72,7 +71,7 @@ class ImportContext:
             types = infer_types(node)
         except (ValueError, IndexError, KeyError, TypeError) as exc:
             raise ConvertError(f"shape inference failed for {op}: {exc}") from None
-        node.outputs = [Value(names[i] if names else self.fresh_name(base), t) for i, t in enumerate(types)]
+        node.outputs = [Value(self.fresh_name(base), t) for t in types]
         self.graph.add_node(node)
         return node.outputs
 

@@ -113,11 +113,6 @@ class Graph:
                     result.setdefault(value.uid, []).append(node)
         return result
 
-    def replace_uses(self, old: Value, new: Value) -> None:
-        for node in self.nodes:
-            node.inputs = [new if v is old else v for v in node.inputs]
-        self.outputs = [new if v is old else v for v in self.outputs]
-
     def __str__(self):
         lines = [f"graph {self.name}(" + ", ".join(repr(v) for v in self.inputs) + "):"]
         lines += [f"  {node!r}" for node in self.nodes]

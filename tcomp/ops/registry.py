@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..graph.ir import Node, TensorType
+from ..graph.ir import Node
 
 ELEMENTWISE, INJECTIVE, ANCHOR = "elementwise", "injective", "anchor"
 
@@ -37,10 +37,6 @@ OPS: dict = {}
 
 def register(name: str, kind: str, infer, view=None, kernel=None) -> None:
     OPS[name] = OpDef(name, kind, infer, view, kernel)
-
-
-def op_def(node: Node) -> OpDef:
-    return OPS[node.op]
 
 
 def infer_types(node: Node) -> list:
@@ -65,7 +61,3 @@ def broadcast_shapes(*shapes) -> tuple:
             extent = dim
         result.append(extent)
     return tuple(result)
-
-
-def same_type(node: Node) -> list:
-    return [TensorType(node.inputs[0].shape, node.inputs[0].dtype)]

@@ -143,11 +143,6 @@ class FloatImm(Expr):
 
 BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "floormod", "min", "max", "pow", "and", "or", "xor")
 COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
-# Math calls with one or more operands, all of the result's dtype.
-MATH_CALLS = ("exp", "log", "sqrt", "rsqrt", "tanh", "erf", "sigmoid", "abs", "neg", "floor", "ceil",
-              "round", "sin", "cos", "not", "sign", "reciprocal", "isnan", "isinf")
-
-
 @dataclass(frozen=True, eq=True, repr=False)
 class BinOp(Expr):
     op: str
@@ -200,7 +195,7 @@ class Cast(Expr):
 
 @dataclass(frozen=True, eq=True, repr=False)
 class Call(Expr):
-    """A named math function (see ``MATH_CALLS``) or a tensor intrinsic call."""
+    """A named math function (exp, tanh, erf, sqrt, ...) or a tensor intrinsic call."""
 
     name: str
     args: tuple

@@ -98,7 +98,3 @@ def buffer_accesses(stmt: Stmt) -> tuple[list, list]:
                 if isinstance(sub, Load) and sub.buffer not in reads:
                     reads.append(sub.buffer)
     return reads, writes
-
-
-def blocks(stmt: Stmt) -> list:
-    return [node.block for node in walk_stmts(stmt) if isinstance(node, BlockRealize)]
