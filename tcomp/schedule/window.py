@@ -26,7 +26,7 @@ from .rows import init_value
 
 MAX_UNROLLED_TAPS = 64
 # Largest input plane copied to the stack with a zero border (bigger planes use masked taps).
-MAX_PLANE_BYTES = 1 << 20
+MAX_PLANE_BYTES = 1 << 19
 
 
 @dataclass
