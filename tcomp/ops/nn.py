@@ -114,12 +114,15 @@ def _conv_kernel(node, views, ctx: AnchorContext):
         ci, kh, kw = row_major_unflatten(k, (CI_G, KH, KW))
         return w.fn(g * CO_G + m, ci, kh, kw)
 
+    # a 1x1, stride-1, unpadded convolution is a plain matmul over the pixels
+    pointwise = (KH, KW, SH, SW) == (1, 1, 1, 1) and not any(a["pads"])
+
     def b_fn(bg, k, oh, ow):
         n, g = bg // G, bg % G
         ci, kh, kw = row_major_unflatten(k, (CI_G, KH, KW))
         ih = oh * SH - PT + kh * DH
         iw = ow * SW - PL + kw * DW
-        if (KH, KW) == (1, 1) and a["pads"] == [0, 0, 0, 0]:
+        if pointwise:
             return x.fn(n, g * CI_G + ci, ih, iw)
         return guarded_load(x.fn, (n, g * CI_G + ci), ih, iw, H, W, const(0, x.dtype))
 
@@ -131,6 +134,9 @@ def _conv_kernel(node, views, ctx: AnchorContext):
 
     spec = MatmulSpec(ctx.name, N * G, CO_G, OH * OW, CI_G * KH * KW, a_fn, b_fn,
                       epilogue=lambda acc, bg, m, p: acc, store=store, params=ctx.params, b_grid=(OH, OW))
+    if pointwise:
+        spec.b = lambda bg, k, p: b_fn(bg, k, *row_major_unflatten(p, (OH, OW)))
+        spec.b_grid = None
     func = matmul_kernel(spec, ctx.lanes, ctx.num_threads)
     func.attrs["kind"] = "conv"
     return func
