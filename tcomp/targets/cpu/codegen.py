@@ -419,14 +419,24 @@ class CPUCodegen:
                                    [PTR, I32, ir.VectorType(I1, lanes), vec_ty])
                 value = b.call(fn, [ptr, ir.Constant(I32, 1), mask, zero_vec])
             return self._from_memory(value, buf.dtype)
-        if mask is None and stride in (2, 3, 4):
-            # strided: one contiguous load covering every lane, then pick every stride-th element
+        if stride in (2, 3, 4):
+            # strided: one contiguous load covering every lane, then pick every stride-th element;
+            # under a mask, only the picked positions of active lanes are loaded
             span = (lanes - 1) * stride + 1
+            wide_ty = ir.VectorType(mem_ty, span)
             ptr = b.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
-            wide = b.load(ptr, typ=ir.VectorType(mem_ty, span))
-            wide.align = 4 if not isinstance(mem_ty, ir.IntType) else max(1, mem_ty.width // 8)
+            if mask is None:
+                wide = b.load(ptr, typ=wide_ty)
+                wide.align = 4 if not isinstance(mem_ty, ir.IntType) else max(1, mem_ty.width // 8)
+            else:
+                spread = [j // stride if j % stride == 0 else lanes for j in range(span)]
+                wide_mask = b.shuffle_vector(mask, ir.Constant(mask.type, [0] * lanes),
+                                             ir.Constant(ir.VectorType(I32, span), spread))
+                fn = self._declare(f"llvm.masked.load.v{span}{_suffix(mem_ty)}.p0", wide_ty,
+                                   [PTR, I32, ir.VectorType(I1, span), wide_ty])
+                wide = b.call(fn, [ptr, ir.Constant(I32, 1), wide_mask, ir.Constant(wide_ty, [0] * span)])
             picks = ir.Constant(ir.VectorType(I32, lanes), [i * stride for i in range(lanes)])
-            return self._from_memory(b.shuffle_vector(wide, ir.Constant(wide.type, ir.Undefined), picks), buf.dtype)
+            return self._from_memory(b.shuffle_vector(wide, ir.Constant(wide_ty, ir.Undefined), picks), buf.dtype)
         index_vec = self._as_vector(self._expr(flat), lanes)
         if mask is None:
             mask = ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
