@@ -31,12 +31,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from ..costmodel.analytic import matmul_cost
 from ..tir.expr import Buffer, Cmp, IntImm, Select, Var, const, logical_and, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 
 
-# Budget of the per-thread output tile Ct (stack memory).
+# Budget of the per-thread output tile Ct (stack memory), and the widest N tile.
 LOCAL_TILE_BYTES = 128 * 1024
+MAX_NB = 256
 
 
 @dataclass(frozen=True)
@@ -51,26 +53,26 @@ class MatmulTiles:
 
 
 def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: int = 1) -> MatmulTiles:
-    """Register tile 6 x 4 vectors (24 accumulators of 32 registers), cache tiles sized for L1/L2.
+    """The candidate tiling with the lowest analytic cost (``costmodel/analytic.py``).
 
-    The M tile is as tall as the local output tile budget allows (each packed B
-    panel is then reused by more rows); output tiles shrink until there are
-    enough of them to keep every thread busy.
+    Register tiles: 6 rows x 4 vectors or 12 rows x 2 vectors (24 accumulators of the
+    32 vector registers). Cache tiles: equal splits of M and N, the output tile within
+    the local budget, K in blocks of 256.
     """
-    nr = 4 * lanes if N > 2 * lanes else 2 * lanes if N > lanes else lanes
-    mr = min(6, M) if nr == 4 * lanes else min(12, M)
-    kc = min(K, 256)
-    nb = min(_round_up(N, nr), nr * 4)
-    mb_max = max(mr, (LOCAL_TILE_BYTES // (4 * nb)) // mr * mr)
-    mb = _round_up(_ceil(M, _ceil(M, mb_max)), mr)  # equal tiles, no sliver
-    while batch * _ceil(M, mb) * _ceil(N, nb) < 4 * num_threads:
-        if nb > nr:
-            nb = _round_up(nb // 2, nr)
-        elif mb > mr:
-            mb = _round_up(mb // 2, mr)
-        else:
-            break
-    return MatmulTiles(mr, nr, mb, nb, kc)
+    candidates = []
+    for nr_vectors, mr_max in ((4, 6), (2, 12)):
+        nr = nr_vectors * lanes
+        mr = min(mr_max, M)
+        for m_tiles in range(1, _ceil(M, mr) + 1):
+            mb = _round_up(_ceil(M, m_tiles), mr)
+            for n_tiles in range(1, _ceil(N, nr) + 1):
+                nb = _round_up(_ceil(N, n_tiles), nr)
+                if nb > MAX_NB or mb * nb * 4 > LOCAL_TILE_BYTES:
+                    continue
+                cost = matmul_cost(batch, M, N, K, mr, nr_vectors, mb, nb, lanes, num_threads)
+                candidates.append((cost, mr, nr, mb, nb))
+    _, mr, nr, mb, nb = min(candidates)
+    return MatmulTiles(mr, nr, mb, nb, min(K, 256))
 
 
 def _pack_b(spec, t, Bp, b_idx, n0, k0, kc_len, lanes):

@@ -1,0 +1,36 @@
+"""Analytic cost of a CPU matmul tiling, used by the default schedule to pick tile sizes.
+
+The learned model of the auto-scheduler replaces it; until then a few lines of
+arithmetic choose among candidate tilings (see ``schedule/matmul.py``)::
+
+    time   = rounds * task      rounds = ceil(tasks / threads)   (static chunks of tiles)
+    task   = padded_flops / (FLOPS_PER_CYCLE * efficiency(mr, nr))
+           + PACK_CYCLES * (elements of B packed for the tile)
+           + EPILOGUE_CYCLES * mb * nb
+
+Padding counts: a tile computes all of its mb x nb outputs even past M or N.
+Only the ratios between the constants matter.
+"""
+from __future__ import annotations
+
+FLOPS_PER_CYCLE = 64.0      # two 16-lane FMA pipes
+PACK_CYCLES = 1.0           # per packed element of B
+EPILOGUE_CYCLES = 0.5       # per output element written by the epilogue
+
+
+def microkernel_efficiency(mr: int, nr_vectors: int) -> float:
+    """Share of FMA throughput a register tile sustains: loads per FMA grow as tiles shrink."""
+    fmas = mr * nr_vectors
+    loads = mr + nr_vectors
+    return min(1.0, fmas / (fmas + 0.5 * max(0, loads - fmas / 2)) if fmas else 0.0) * min(1.0, fmas / 24)
+
+
+def matmul_cost(batch: int, M: int, N: int, K: int, mr: int, nr_vectors: int, mb: int, nb: int,
+                lanes: int, threads: int) -> float:
+    """Estimated cycles of the tiled matmul (see module docstring)."""
+    m_tiles, n_tiles = -(-M // mb), -(-N // nb)
+    tasks = batch * m_tiles * n_tiles
+    rounds = -(-tasks // threads)
+    compute = 2.0 * mb * nb * K / (FLOPS_PER_CYCLE * microkernel_efficiency(mr, nr_vectors))
+    task = compute + PACK_CYCLES * nb * K + EPILOGUE_CYCLES * mb * nb
+    return rounds * task
