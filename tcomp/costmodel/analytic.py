@@ -26,11 +26,20 @@ def microkernel_efficiency(mr: int, nr_vectors: int) -> float:
 
 
 def matmul_cost(batch: int, M: int, N: int, K: int, mr: int, nr_vectors: int, mb: int, nb: int,
-                lanes: int, threads: int) -> float:
-    """Estimated cycles of the tiled matmul (see module docstring)."""
+                lanes: int, threads: int, b_grid: tuple | None = None) -> float:
+    """Estimated cycles of the tiled matmul (see module docstring).
+
+    With ``b_grid = (OH, OW)`` (a convolution), B is packed by whole vector groups of
+    output-pixel rows, so a tile pays for every row it touches, padded to the vector width.
+    """
     m_tiles, n_tiles = -(-M // mb), -(-N // nb)
     tasks = batch * m_tiles * n_tiles
     rounds = -(-tasks // threads)
     compute = 2.0 * mb * nb * K / (FLOPS_PER_CYCLE * microkernel_efficiency(mr, nr_vectors))
-    task = compute + PACK_CYCLES * nb * K + EPILOGUE_CYCLES * mb * nb
+    packed = nb
+    if b_grid is not None:
+        oh, ow = b_grid
+        rows = min(oh, -(-nb // ow) + 1)
+        packed = rows * -(-ow // lanes) * lanes
+    task = compute + PACK_CYCLES * packed * K + EPILOGUE_CYCLES * mb * nb
     return rounds * task

@@ -52,7 +52,8 @@ class MatmulTiles:
     kc: int
 
 
-def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: int = 1) -> MatmulTiles:
+def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: int = 1,
+                  b_grid: tuple | None = None) -> MatmulTiles:
     """The candidate tiling with the lowest analytic cost (``costmodel/analytic.py``).
 
     Register tiles: 6 rows x 4 vectors or 12 rows x 2 vectors (24 accumulators of the
@@ -69,7 +70,7 @@ def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: i
                 nb = _round_up(_ceil(N, n_tiles), nr)
                 if nb > MAX_NB or mb * nb * 4 > LOCAL_TILE_BYTES:
                     continue
-                cost = matmul_cost(batch, M, N, K, mr, nr_vectors, mb, nb, lanes, num_threads)
+                cost = matmul_cost(batch, M, N, K, mr, nr_vectors, mb, nb, lanes, num_threads, b_grid)
                 candidates.append((cost, mr, nr, mb, nb))
     _, mr, nr, mb, nb = min(candidates)
     return MatmulTiles(mr, nr, mb, nb, min(K, 256))
@@ -147,7 +148,7 @@ class MatmulSpec:
 
 def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulTiles | None = None) -> PrimFunc:
     M, N, K = spec.M, spec.N, spec.K
-    t = tiles or default_tiles(M, N, K, lanes, num_threads, spec.batch)
+    t = tiles or default_tiles(M, N, K, lanes, num_threads, spec.batch, spec.b_grid)
     mt_count, nt_count, kt_count = _ceil(M, t.mb), _ceil(N, t.nb), _ceil(K, t.kc)
     dt = spec.acc_dtype
     zero = const(0, dt)
