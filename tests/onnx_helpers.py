@@ -135,7 +135,6 @@ def with_static_outputs(model: onnx.ModelProto, refs: list) -> onnx.ModelProto:
 
 
 CHILD_TIMEOUT_S = 120.0
-ISOLATE = os.environ.get("TCOMP_TEST_IN_PROCESS", "") == ""
 
 
 def _compile_and_run_many(model_bytes: bytes, feeds_list: list) -> list:
@@ -267,8 +266,6 @@ def _worker_main():
 
 def run_tcomp_many(model: onnx.ModelProto, feeds_list: list) -> list:
     """Compiles ``model`` once with tcomp (in the worker process), runs it on each feed dict."""
-    if not ISOLATE:  # debugging: TCOMP_TEST_IN_PROCESS=1 runs tcomp in the pytest process
-        return _compile_and_run_many(model.SerializeToString(), feeds_list)
     return _WORKER.call("compile_and_run_many", model.SerializeToString(), feeds_list)
 
 
