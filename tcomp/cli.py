@@ -68,6 +68,9 @@ def _cmd_inspect(args) -> int:
     graph = mod.graph
     print(f"model {args.model}: {len(graph.nodes)} graph nodes after simplification, "
           f"{len(mod.groups)} fused groups, {len(mod.kernels)} distinct kernels")
+    plan = mod.memory_plan
+    print(f"peak intermediate memory: {plan.arena_bytes / 2**20:.2f} MiB "
+          f"(without reuse {plan.unplanned_bytes / 2**20:.2f} MiB)")
     print("inputs:  " + ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in mod.inputs))
     print("outputs: " + ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in mod.outputs))
     print("\nfused groups (in execution order):")

@@ -125,3 +125,26 @@ def test_int64_floor_division_of_negative_values():
     c = np.zeros(n, np.int64)
     _run(PrimFunc("fd", (a_buf, b_buf, c_buf), body), [a, b, c])
     np.testing.assert_array_equal(c, (a // b) * 1000 + a % b)
+
+
+def test_ir_expresses_gpu_bindings_scopes_symbolic_extents_and_intrinsics():
+    from tcomp.targets.cpu.codegen import CodegenError
+    from tcomp.tir.expr import Call
+    from tcomp.tir.stmt import Allocate, Evaluate
+
+    n = Var("n")  # a symbolic extent
+    a_buf, c_buf = Buffer("A", (n, 64), "float32"), Buffer("C", (n, 64), "float32")
+    tile = Buffer("A_shared", (16, 64), "float32", scope="shared")
+    bx, tx = Var("bx"), Var("tx")
+    body = For(bx, (n + 15) // 16, Allocate(tile, For(tx, 64, block(
+        "copy", [("S", 16, tx // 4), ("S", 64, tx)],
+        lambda i, j: BufferStore(c_buf, a_buf[bx * 16 + i, j] * 2.0, (bx * 16 + i, j))),
+        "thread_binding", "threadIdx.x")), "thread_binding", "blockIdx.x")
+    func = PrimFunc("gpu_style", (a_buf, c_buf), body)
+    text = str(func)
+    assert 'thread_binding(64, "threadIdx.x")' in text and 'scope="shared"' in text
+    assert "A: float32[n, 64]" in text
+    intrinsic = Evaluate(Call("mma_sync_16x16x16", (a_buf[0, 0],), "float32"))
+    assert "mma_sync_16x16x16(A[0, 0])" in str(intrinsic)
+    with pytest.raises(CodegenError, match="bound to blockIdx.x"):
+        JITModule([func], host_target())
