@@ -272,9 +272,16 @@ def _softmax_kernel(node, views, ctx: AnchorContext):
     (x,) = views
     axis = node.attrs["axis"]
     rows, length = _rows_and_length(x.shape, axis)
-    return softmax_kernel(ctx.name, rows, length, lambda r, j: x.fn(*_row_index(x.shape, axis, r, j)),
-                          lambda value, r, j: ctx.store(value, _row_index(x.shape, axis, r, j)),
-                          ctx.params, ctx.lanes, log=node.op == "LogSoftmax")
+
+    def index(r, j):
+        return _row_index(x.shape, axis, r, j)
+
+    scratch = None
+    if ctx.out.dtype == x.dtype:  # the output buffer holds exp(x - max) between two passes
+        scratch = (lambda r, j: ctx.out[index(r, j)], lambda value, r, j: BufferStore(ctx.out, value, index(r, j)))
+    return softmax_kernel(ctx.name, rows, length, lambda r, j: x.fn(*index(r, j)),
+                          lambda value, r, j: ctx.store(value, index(r, j)),
+                          ctx.params, ctx.lanes, log=node.op == "LogSoftmax", scratch=scratch)
 
 
 def _infer_same(node):

@@ -58,8 +58,11 @@ class RowKernel:
         self.passes: list = []
         self.slots = 0
 
-    def reduce(self, kind: str, value_fn: Callable) -> object:
-        """Adds a pass computing ``kind`` over ``value_fn(row, j)``; returns the scalar result expression."""
+    def reduce(self, kind: str, value_fn: Callable, keep: Callable | None = None) -> object:
+        """Adds a pass computing ``kind`` over ``value_fn(row, j)``; returns the scalar result expression.
+
+        ``keep(value, row, j)``, if given, also stores each value (for a later pass to reuse).
+        """
         slot = self.slots
         self.slots += 1
         lanes, L = self.lanes, self.length
@@ -70,10 +73,13 @@ class RowKernel:
         name = f"{kind}{slot}"
         fill = loop(l, lanes, block(f"{name}_init", [("S", lanes, l)],
                                     lambda vl: BufferStore(self.part, init, (vl,))), "vectorized")
+        def body(vl, vj):
+            value = value_fn(self.row, vj)
+            update = BufferStore(self.part, _combine(kind, self.part[vl], value), (vl,))
+            return update if keep is None else seq(keep(value, self.row, vj), update)
+
         accumulate = loop(jo, -(-L // lanes), loop(l, lanes, block(
-            f"{name}_part", [("S", lanes, l), ("R", L, j)],
-            lambda vl, vj: BufferStore(self.part, _combine(kind, self.part[vl], value_fn(self.row, vj)), (vl,)),
-            predicate=tail), "vectorized"))
+            f"{name}_part", [("S", lanes, l), ("R", L, j)], body, predicate=tail), "vectorized"))
         fold = seq(BufferStore(self.red, init, (IntImm(slot),)),
                    loop(s, lanes, block(f"{name}_fold", [("R", lanes, s)], lambda vs: BufferStore(
                        self.red, _combine(kind, self.red[slot], self.part[vs]), (IntImm(slot),)))))
@@ -95,13 +101,20 @@ class RowKernel:
         return PrimFunc(self.name, tuple(params), loop(self.row, self.rows, body, kind), attrs)
 
 
-def softmax_kernel(name, rows, length, x, store, params, lanes, log=False) -> PrimFunc:
-    """``x(row, j)`` loads an input element; ``store(value, row, j)`` writes one output element."""
+def softmax_kernel(name, rows, length, x, store, params, lanes, log=False, scratch=None) -> PrimFunc:
+    """``x(row, j)`` loads an input element; ``store(value, row, j)`` writes one output element.
+
+    With ``scratch = (load, store_raw)`` (the output buffer seen without the epilogue),
+    the exponentials of the sum pass are kept there and only rescaled by the last pass.
+    """
     k = RowKernel(name, rows, length, "float32", lanes)
     row_max = k.reduce("max", x)
-    total = k.reduce("sum", lambda r, j: call("exp", x(r, j) - row_max))
+    keep = None if log or scratch is None else (lambda value, r, j: scratch[1](value, r, j))
+    total = k.reduce("sum", lambda r, j: call("exp", x(r, j) - row_max), keep)
     if log:
         k.store(lambda r, j: store(x(r, j) - row_max - call("log", total), r, j))
+    elif keep is not None:
+        k.store(lambda r, j: store(scratch[0](r, j) * call("reciprocal", total), r, j))
     else:
         k.store(lambda r, j: store(call("exp", x(r, j) - row_max) / total, r, j))
     return k.build(params, {"kind": "softmax", "rows": rows, "length": length})
