@@ -148,3 +148,16 @@ def test_ir_expresses_gpu_bindings_scopes_symbolic_extents_and_intrinsics():
     assert "mma_sync_16x16x16(A[0, 0])" in str(intrinsic)
     with pytest.raises(CodegenError, match="bound to blockIdx.x"):
         JITModule([func], host_target())
+
+
+def test_divisor_split_makes_head_split_indices_contiguous():
+    # k = kt*256 + ko*16 + ki indexes a [heads, rows, 64] tensor through (k // 64, k % 64)
+    ko, ki, kt, m = Var("ko"), Var("ki"), Var("kt"), Var("m")
+    bounds = {ko: (0, 15), ki: (0, 15), kt: (0, 2), m: (0, 127)}
+    k = kt * 256 + ko * 16 + ki
+    index = (k // 64) * (128 * 64) + m * 64 + k % 64
+    assert arith.lane_stride(index, ki, bounds) == 1
+    simple = arith.simplify(index, bounds)
+    for env in itertools.product(range(3), range(16), range(16), (0, 5, 127)):
+        values = dict(zip((kt, ko, ki, m), env))
+        assert _evaluate(simple, values) == _evaluate(index, values)

@@ -339,6 +339,12 @@ def _simplify_divmod(op, a, c, bounds):
     rest_expr = to_expr(rest)
     lo, hi = bound(rest_expr, bounds)
     in_range = lo is not None and hi is not None and lo >= 0 and hi < c
+    split = None if in_range else _split_by_divisor(rest, c, bounds)
+    if split is not None:
+        # rest = g*y + r with g | c and 0 <= r < g:  rest // c = y // (c/g),  rest % c = g*(y % (c/g)) + r
+        g, y, r = split
+        inner = linear_form(_simplify_divmod(op, to_expr(y), c // g, bounds))
+        return to_expr(quotient.add(inner) if op == "floordiv" else inner.scale(g).add(r))
     if op == "floordiv":
         if in_range:
             return to_expr(quotient)
@@ -348,6 +354,27 @@ def _simplify_divmod(op, a, c, bounds):
     if in_range:
         return rest_expr
     return BinOp("floormod", rest_expr, IntImm(c, a.dtype))
+
+
+def _split_by_divisor(rest: Linear, c: int, bounds: Bounds):
+    """(g, y, r) with rest = g*y + r, g a proper divisor of c, 0 <= r < g provably; else None.
+
+    E.g. (16*ko + ki) with 0 <= ki < 16 and c = 64 gives (16, ko, ki).
+    """
+    for g in _proper_divisors_descending(c):
+        y = Linear({a: k // g for a, k in rest.terms.items() if k % g == 0}, rest.const // g, rest.dtype)
+        r = Linear({a: k for a, k in rest.terms.items() if k % g}, rest.const % g, rest.dtype)
+        if y.is_const():
+            continue
+        lo, hi = bound(to_expr(r), bounds)
+        if lo is not None and hi is not None and lo >= 0 and hi < g:
+            return g, y, r
+    return None
+
+
+def _proper_divisors_descending(c: int) -> list:
+    small = [d for d in range(2, math.isqrt(c) + 1) if c % d == 0]
+    return sorted({d for d in small} | {c // d for d in small if c // d != c}, reverse=True)
 
 
 def lane_stride(index: Expr, lane: Var, bounds: Bounds | None = None) -> int | None:
