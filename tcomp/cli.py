@@ -27,10 +27,24 @@ def random_feeds(module, rng: np.random.Generator) -> dict:
     return feeds
 
 
+def _input_shapes(items) -> dict | None:
+    """``["x=1,3,224,224", ...]`` -> {"x": (1, 3, 224, 224)}."""
+    if not items:
+        return None
+    shapes = {}
+    for item in items:
+        name, _, dims = item.partition("=")
+        try:
+            shapes[name] = tuple(int(d) for d in dims.split(","))
+        except ValueError:
+            raise TcompError(f"--input-shape expects NAME=D0,D1,...; got '{item}'") from None
+    return shapes
+
+
 def _cmd_run(args) -> int:
     from . import compile
 
-    mod = compile(args.model, target=args.target)
+    mod = compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape))
     print(f"compiled {args.model} for {mod.target.describe()} in {mod.compile_seconds:.2f} s: "
           f"{len(mod.groups)} fused groups, {len(mod.kernels)} distinct kernels")
     feeds = random_feeds(mod, np.random.default_rng())
@@ -64,7 +78,7 @@ def _cmd_run(args) -> int:
 def _cmd_inspect(args) -> int:
     from . import compile
 
-    mod = compile(args.model, target=args.target)
+    mod = compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape))
     graph = mod.graph
     print(f"model {args.model}: {len(graph.nodes)} graph nodes after simplification, "
           f"{len(mod.groups)} fused groups, {len(mod.kernels)} distinct kernels")
@@ -101,11 +115,15 @@ def main(argv=None) -> int:
     run.add_argument("model")
     run.add_argument("--target", default="cpu")
     run.add_argument("--repeat", type=int, default=20)
+    run.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                     help="size of an input with symbolic dimensions (repeatable)")
     run.set_defaults(func=_cmd_run)
     inspect = sub.add_parser("inspect", help="show fused groups, kernels and loop IR")
     inspect.add_argument("model")
     inspect.add_argument("--target", default="cpu")
     inspect.add_argument("--kernel", help="index or name of the kernel whose loop IR to print")
+    inspect.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                         help="size of an input with symbolic dimensions (repeatable)")
     inspect.set_defaults(func=_cmd_inspect)
     args = parser.parse_args(argv)
     try:

@@ -25,3 +25,20 @@ def test_inspect_shows_groups_kernels_and_loop_ir():
     out = result.stdout
     assert "Conv+Add+Relu" in out and "fused groups" in out and "kernels:" in out
     assert "loop IR of k0_conv" in out and "parallel(" in out and "vectorized(16)" in out or "vectorized(8)" in out
+
+
+def test_run_with_symbolic_input_shape(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 5])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 5])
+    model = helper.make_model(helper.make_graph([helper.make_node("Tanh", ["x"], ["y"])], "g", [x], [y]),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    path = tmp_path / "sym.onnx"
+    onnx.save(model, path)
+    refused = _tcomp("run", str(path))
+    assert refused.returncode == 2 and "symbolic dimension 'batch'" in refused.stderr
+    result = _tcomp("run", str(path), "--input-shape", "x=3,5", "--repeat", "2")
+    assert result.returncode == 0, result.stderr
+    assert "output y: float32[3, 5]" in result.stdout

@@ -105,3 +105,11 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("tcomp: error:") and "Hardmax" in err and "Traceback" not in err
 
+
+
+def test_thread_count_is_validated_and_one_thread_works():
+    with pytest.raises(tcomp.TcompError, match="num_threads must be at least 1"):
+        tcomp.compile(_relu_model(), num_threads=0)
+    mod = tcomp.compile(_relu_model(), num_threads=1)
+    data = np.random.default_rng().standard_normal((2, 3)).astype(np.float32)
+    np.testing.assert_array_equal(mod.run({"x": data})[0], np.maximum(data, 0))

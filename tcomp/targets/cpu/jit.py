@@ -52,6 +52,8 @@ def _init_llvm() -> None:
 
 
 def host_target(num_threads: int | None = None) -> CPUTarget:
+    if num_threads is not None and num_threads < 1:
+        raise TcompError(f"num_threads must be at least 1, got {num_threads}")
     _init_llvm()
     features = llvm.get_host_cpu_features().flatten()
     enabled = {f[1:] for f in features.split(",") if f.startswith("+")}
