@@ -809,6 +809,18 @@ def test_averagepool(attrs, count_include_pad):
 
 
 @pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
+def test_pool_plane_too_large_for_the_stack(op):
+    """A padded 1 x 400 x 405 plane exceeds the stack budget: the masked-tap schedule runs."""
+    check_op(op, {"x": rand((1, 1, 400, 405), -3, 3)}, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+
+
+def test_depthwise_conv_plane_too_large_for_the_stack():
+    w = rand((2, 1, 3, 3))
+    check([node("Conv", ["x", "w"], ["y"], group=2, pads=[1, 1, 1, 1])], {"x": rand((1, 2, 400, 405))}, ["y"],
+          inits={"w": w}, relnorm=1e-5)
+
+
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
 def test_pool_1d(op):
     check_op(op, {"x": rand((2, 5, 37))}, kernel_shape=[3], strides=[2], pads=[1, 1])
 

@@ -19,10 +19,17 @@ EPILOGUE_CYCLES = 0.5       # per output element written by the epilogue
 
 
 def microkernel_efficiency(mr: int, nr_vectors: int) -> float:
-    """Share of FMA throughput a register tile sustains: loads per FMA grow as tiles shrink."""
+    """Share of FMA throughput an mr x nr_vectors register tile sustains.
+
+    Each k step issues mr * nr_vectors FMAs and mr + nr_vectors loads; more than one load
+    per two FMAs stalls the FMA pipes, and fewer than 24 independent accumulators leave
+    the FMA latency exposed.
+    """
     fmas = mr * nr_vectors
-    loads = mr + nr_vectors
-    return min(1.0, fmas / (fmas + 0.5 * max(0, loads - fmas / 2)) if fmas else 0.0) * min(1.0, fmas / 24)
+    excess_loads = max(0.0, mr + nr_vectors - fmas / 2)
+    load_bound = fmas / (fmas + 0.5 * excess_loads)
+    latency_bound = min(1.0, fmas / 24)
+    return load_bound * latency_bound
 
 
 def matmul_cost(batch: int, M: int, N: int, K: int, mr: int, nr_vectors: int, mb: int, nb: int,

@@ -63,7 +63,7 @@ def _matmul_kernel(node, views, ctx: AnchorContext):
     spec = MatmulSpec(ctx.name, batch, M, N, K,
                       a=lambda bi, m, k: a.fn(*batch_idx(bi, a.shape), m, k),
                       b=lambda bi, k, n: b.fn(*batch_idx(bi, b.shape), k, n),
-                      epilogue=lambda acc, bi, m, n: acc, store=store, params=ctx.params, acc_dtype=a.dtype)
+                      store=store, params=ctx.params, acc_dtype=a.dtype)
     return matmul_kernel(spec, ctx.lanes, ctx.num_threads)
 
 
@@ -132,11 +132,12 @@ def _conv_kernel(node, views, ctx: AnchorContext):
         oh, ow = row_major_unflatten(p, (OH, OW))
         return ctx.store(with_bias(value, co), (n, co, oh, ow))
 
-    spec = MatmulSpec(ctx.name, N * G, CO_G, OH * OW, CI_G * KH * KW, a_fn, b_fn,
-                      epilogue=lambda acc, bg, m, p: acc, store=store, params=ctx.params, b_grid=(OH, OW))
-    if pointwise:
-        spec.b = lambda bg, k, p: b_fn(bg, k, *row_major_unflatten(p, (OH, OW)))
-        spec.b_grid = None
+    if pointwise:  # B over the flat pixel index: a plain operand, read in place
+        b_operand, grid = (lambda bg, k, p: b_fn(bg, k, *row_major_unflatten(p, (OH, OW)))), None
+    else:  # B over the pixel grid: packed by output rows
+        b_operand, grid = b_fn, (OH, OW)
+    spec = MatmulSpec(ctx.name, N * G, CO_G, OH * OW, CI_G * KH * KW, a_fn, b_operand,
+                      store=store, params=ctx.params, b_grid=grid)
     func = matmul_kernel(spec, ctx.lanes, ctx.num_threads)
     func.attrs["kind"] = "conv"
     return func

@@ -44,6 +44,4 @@ def injective_kernel(name: str, out: Buffer, value_fn, params, lanes: int, attrs
     body_block = block(name, iters, lambda *v: BufferStore(out, value_fn(*v), v), predicate=predicate)
     kind = "parallel" if total >= PARALLEL_MIN_ELEMENTS and rows > 1 else "serial"
     nest = loop(r, rows, loop(jo, -(-inner // lanes), loop(ji, lanes, body_block, "vectorized")), kind)
-    if kind == "serial" and rows > 1 and total >= PARALLEL_MIN_ELEMENTS:
-        nest = loop(r, rows, loop(jo, -(-inner // lanes), loop(ji, lanes, body_block, "vectorized")), "parallel")
     return PrimFunc(name, tuple(params), nest, {"kind": "injective", **(attrs or {})})

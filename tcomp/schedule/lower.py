@@ -31,12 +31,10 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
     buffered = kernel_inputs(group)
     scalars = [v for v in group.inputs if all(v is not b for b in buffered)]
     params = [Buffer(f"p{i}", v.shape, v.dtype) for i, v in enumerate(buffered)]
-    out = Buffer("out", group.output.shape, group.output.dtype)
     views = {v.uid: TensorView.of_buffer(buf) for v, buf in zip(buffered, params)}
     for v in scalars:  # scalar constants become immediates in the expressions
         value = const(v.const.reshape(()).item(), v.dtype)
         views[v.uid] = TensorView(v.shape, v.dtype, lambda *idx, value=value: value)
-    all_params = tuple(params) + (out,)
     attrs = {"ops": group.label}
     anchor = group.anchor
     acc = Var("acc", anchor.outputs[0].dtype) if anchor is not None else None
@@ -49,7 +47,8 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
             views[value.uid] = view
     root = views[group.output.uid]
     if anchor is None:
-        func = injective_kernel(name, out, root.fn, all_params, lanes, attrs)
+        out = Buffer("out", group.output.shape, group.output.dtype)
+        func = injective_kernel(name, out, root.fn, tuple(params) + (out,), lanes, attrs)
         func.body = simplify_stmt(func.body)
         return func
 

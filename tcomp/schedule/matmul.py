@@ -1,9 +1,9 @@
 """Default CPU schedule for batched matrix multiplication with fused prologue and epilogue.
 
-Computes ``out[b, m, n] = epilogue(sum_k A(b, m, k) * B(b, k, n), b, m, n)``
-where ``A`` and ``B`` are arbitrary element functions (transposes, im2col of a
-convolution, broadcasts are folded into them) and the epilogue holds fused
-elementwise consumers (bias, activation, residual add).
+Computes ``C[b, m, n] = sum_k A(b, m, k) * B(b, k, n)`` and hands each element
+to ``store``, which applies the fused epilogue (bias, activation, residual add)
+and writes it. ``A`` and ``B`` are arbitrary element functions (transposes,
+im2col of a convolution, broadcasts are folded into them).
 
 The schedule follows the BLIS/GotoBLAS structure, expressed in the loop IR::
 
@@ -19,12 +19,14 @@ The schedule follows the BLIS/GotoBLAS structure, expressed in the loop IR::
               for r in unrolled(MR): for v in unrolled(NR / L): for l in vectorized(L):
                 acc[r, v*L + l] += Ap[mr*MR + r, kk] * Bp[kk, nr*NR + v*L + l]
             Ct[...] <- acc
-      for mm, nn:  out[b, m, n] = epilogue(Ct[mm, nn], b, m, n)   where m < M and n < N
+      for mm, nn:  store(Ct[mm, nn], b, m, n)   where m < M and n < N
 
 Packing makes the inner loop read two contiguous streams whatever the
 layout of the operands, and gives every tail a single place to be handled:
 rows of A past M are clamped (their results are never stored), columns of
-B past N are left unwritten (likewise), K tails shorten the k loop.
+B past N are left unwritten (likewise), K tails shorten the k loop. An
+operand that already is a plain row-major array (A with unit stride in k; B
+with unit stride in n and only full tiles) is read in place instead.
 """
 from __future__ import annotations
 
@@ -64,12 +66,8 @@ def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: i
     for nr_vectors, mr_max in ((4, 6), (2, 12)):
         nr = nr_vectors * lanes
         mr = min(mr_max, M)
-        for m_tiles in range(1, _ceil(M, mr) + 1):
-            mb = _round_up(_ceil(M, m_tiles), mr)
-            for n_tiles in range(1, _ceil(N, nr) + 1):
-                nb = _round_up(_ceil(N, n_tiles), nr)
-                if nb > MAX_NB or mb * nb * 4 > LOCAL_TILE_BYTES:
-                    continue
+        for nb in _equal_splits(N, nr, MAX_NB):
+            for mb in _equal_splits(M, mr, max(mr, LOCAL_TILE_BYTES // (4 * nb))):
                 cost = matmul_cost(batch, M, N, K, mr, nr_vectors, mb, nb, lanes, num_threads, b_grid)
                 candidates.append((cost, mr, nr, mb, nb))
     _, mr, nr, mb, nb = min(candidates)
@@ -103,9 +101,9 @@ def _pack_b_grid(spec, t, Bp, b_idx, n0, k0, kc_len, lanes):
         "vectorized"))))
 
 
-def _is_plain(operand_fn, contiguous_axis: int) -> bool:
+def _is_plain(operand_fn) -> bool:
     """Whether operand(b, i, j) is a load whose address is affine in b, i, j with unit stride
-    along argument ``contiguous_axis`` (1 or 2): such an operand is read in place, unpacked."""
+    in j (the vectorized axis): such an operand is read in place, unpacked."""
     from ..tir.arith import linear_form, simplify
     from ..tir.expr import Load
 
@@ -117,7 +115,20 @@ def _is_plain(operand_fn, contiguous_axis: int) -> bool:
     for index, stride in zip(value.indices, value.buffer.strides()):
         flat = flat + index * stride
     terms = linear_form(simplify(flat)).terms
-    return terms.get(args[contiguous_axis]) == 1 and all(any(atom is a for a in args) for atom in terms)
+    return terms.get(args[2]) == 1 and all(any(atom is a for a in args) for atom in terms)
+
+
+def _equal_splits(extent: int, unit: int, limit: int) -> set:
+    """Tile sizes (multiples of ``unit``, at most ``limit`` unless one unit is more) that
+    split ``extent`` into equal tiles: round_up(ceil(extent / t), unit) for t tiles."""
+    sizes, tiles = set(), _ceil(extent, max(limit, unit))
+    while True:
+        size = _round_up(_ceil(extent, tiles), unit)
+        if size <= max(limit, unit):
+            sizes.add(size)
+        if size == unit:
+            return sizes
+        tiles = max(tiles + 1, _ceil(extent, size - unit))  # the next tile count with a smaller size
 
 
 def _ceil(a: int, b: int) -> int:
@@ -139,8 +150,7 @@ class MatmulSpec:
     K: int
     a: Callable          # (b, m, k) -> Expr
     b: Callable          # (b, k, n) -> Expr
-    epilogue: Callable   # (acc, b, m, n) -> Expr, stored by ``store``
-    store: Callable      # (value, b, m, n) -> BufferStore
+    store: Callable      # (value, b, m, n) -> BufferStore, applying the fused epilogue
     params: tuple        # kernel parameters (buffers), outputs included
     acc_dtype: str = "float32"
     b_grid: tuple | None = None  # (OH, OW): N is a grid and ``b`` is (b, k, oh, ow) -> Expr
@@ -169,7 +179,7 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
     # pack A: Ap[mm, kk] = A(b, min(m0 + mm, M - 1), k0 + kk); vectorized along k.
     # A plain row-major operand is read in place instead.
     ko, ki = Var("ko"), Var("ki")
-    direct_a = _is_plain(spec.a, 2)
+    direct_a = _is_plain(spec.a)
     pack_a = None if direct_a else loop(mm, t.mb, loop(ko, _ceil(t.kc, lanes), loop(ki, lanes, block(
         "pack_A", [("S", t.mb, mm), ("S", t.kc, ko * lanes + ki)],
         lambda vm, vk: BufferStore(Ap, spec.a(b_idx, minimum(m0 + vm, M - 1), k0 + vk), (vm, vk)),
@@ -177,7 +187,7 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
 
     # pack B: Bp[kk, j] = B(b, k0 + kk, n0 + j) for n0 + j < N; vectorized along n.
     # A plain row-major operand whose tiles are all full is read in place.
-    direct_b = spec.b_grid is None and N % t.nb == 0 and _is_plain(spec.b, 2)
+    direct_b = spec.b_grid is None and N % t.nb == 0 and _is_plain(spec.b)
     if direct_b:
         pack_b = None
     elif spec.b_grid:
@@ -221,7 +231,7 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
 
     def epi_body(vm, vn):
         m, n = m0 + vm, n0 + vn
-        return spec.store(spec.epilogue(Ct[vm, vn], b_idx, m, n), b_idx, m, n)
+        return spec.store(Ct[vm, vn], b_idx, m, n)
 
     valid = logical_and(Cmp("lt", m0 + mm, IntImm(M)) if M % t.mb else None,
                         Cmp("lt", n0 + eo * lanes + ei, IntImm(N)) if N % t.nb else None)

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
+
 from ..tir.expr import BinOp, Buffer, Cmp, IntImm, Var, call, const
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 
@@ -36,8 +38,6 @@ def _combine(kind: str, a, b):
 def init_value(kind: str, dtype: str):
     value = _INIT[kind]
     if dtype.startswith(("int", "uint")) and kind in ("max", "min"):
-        import numpy as np
-
         info = np.iinfo(np.dtype(dtype))
         value = info.min if kind == "max" else info.max
     return const(value, dtype)
@@ -95,6 +95,10 @@ class RowKernel:
         self.passes.append(loop(jo, -(-L // lanes), loop(l, lanes, block(
             f"{self.name}_out", [("S", L, j)], lambda vj: store_fn(self.row, vj), predicate=tail), "vectorized")))
 
+    def store_row(self, store_fn: Callable) -> None:
+        """Final pass of a full reduction: ``store_fn(row)`` writes the row's one output element."""
+        self.passes.append(block(f"{self.name}_out", [("S", self.rows, self.row)], store_fn))
+
     def build(self, params, attrs: dict) -> PrimFunc:
         body = Allocate(self.part, Allocate(self.red, seq(*self.passes)))
         kind = "parallel" if self.rows > 1 else "serial"
@@ -109,7 +113,7 @@ def softmax_kernel(name, rows, length, x, store, params, lanes, log=False, scrat
     """
     k = RowKernel(name, rows, length, "float32", lanes)
     row_max = k.reduce("max", x)
-    keep = None if log or scratch is None else (lambda value, r, j: scratch[1](value, r, j))
+    keep = None if log or scratch is None else scratch[1]
     total = k.reduce("sum", lambda r, j: call("exp", x(r, j) - row_max), keep)
     if log:
         k.store(lambda r, j: store(x(r, j) - row_max - call("log", total), r, j))
@@ -143,7 +147,7 @@ def reduce_kernel(name, rows, length, kind, x, finish, store, params, lanes, dty
     """``out(row) = finish(reduce_kind_j x(row, j))``; one output element per row."""
     k = RowKernel(name, rows, length, dtype, lanes)
     result = k.reduce(kind, x)
-    k.passes.append(block(f"{name}_out", [("S", rows, k.row)], lambda vr: store(finish(result), vr)))
+    k.store_row(lambda vr: store(finish(result), vr))
     return k.build(params, {"kind": "reduce", "rows": rows, "length": length})
 
 
@@ -152,6 +156,5 @@ def logsumexp_kernel(name, rows, length, x, store, params, lanes, dtype) -> Prim
     k = RowKernel(name, rows, length, dtype, lanes)
     row_max = k.reduce("max", x)
     total = k.reduce("sum", lambda r, j: call("exp", x(r, j) - row_max))
-    k.passes.append(block(f"{name}_out", [("S", rows, k.row)],
-                          lambda vr: store(row_max + call("log", total), vr)))
+    k.store_row(lambda vr: store(row_max + call("log", total), vr))
     return k.build(params, {"kind": "reduce", "rows": rows, "length": length})

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..tir.compute import row_major_unflatten
-from ..tir.expr import Buffer, Cmp, FloatImm, IntImm, Load, Select, Var, const, logical_and, maximum, minimum
+from ..tir.expr import Buffer, Cmp, FloatImm, IntImm, Load, Select, Var, cast, logical_and, maximum, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from .rows import init_value
 
@@ -85,18 +85,23 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
     HP = max(spec.H + PT, (spec.OH - 1) * SH + (KH - 1) * DH + 1)
     WP = max(spec.W + PL, (owo_count * lanes - 1) * SW + (KW - 1) * DW + 1)
     padded = PT or PL or HP > spec.H or WP > spec.W
-    if padded and HP * WP * 4 > MAX_PLANE_BYTES:
-        return _masked_window_kernel(spec, lanes)
-
     acc = Buffer("acc", (lanes,), spec.dtype, "local")
-    plane = Buffer("plane", (HP, WP), spec.dtype, "local")
-    t, oh, owo, l, kh, kw = Var("t"), Var("oh"), Var("owo"), Var("l"), Var("kh"), Var("kw")
-    n, c = t // spec.C, t % spec.C
-    ow = owo * lanes + l
-    tail = Cmp("lt", ow, IntImm(spec.OW)) if spec.OW % lanes else None
-    init = init_value(spec.reduce, spec.dtype)
+    t, oh, owo = Var("t"), Var("oh"), Var("owo")
 
+    if padded and HP * WP * 4 > MAX_PLANE_BYTES:  # masked taps, parallel over output rows
+        n, c, oh = row_major_unflatten(t, (spec.N, spec.C, spec.OH))
+
+        def masked_tap(vl, vkh, vkw):
+            ih = oh * SH - PT + vkh * DH
+            iw = (owo * lanes + vl) * SW - PL + vkw * DW
+            return _guarded_input(spec, n, c, ih, iw)
+
+        body = Allocate(acc, loop(owo, owo_count, _output_vector(spec, acc, lanes, n, c, oh, owo, masked_tap, True)))
+        return _window_func(spec, loop(t, spec.N * spec.C * spec.OH, body, "parallel"))
+
+    n, c = t // spec.C, t % spec.C
     if padded:
+        plane = Buffer("plane", (HP, WP), spec.dtype, "local")
         r, jo, jl = Var("r"), Var("jo"), Var("jl")
         col = jo * lanes + jl
 
@@ -115,24 +120,40 @@ def window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
         def source(ih, iw):
             return spec.x(n, c, ih, iw)
 
-    fill = loop(l, lanes, block("acc_init", [("S", lanes, l)], lambda vl: BufferStore(acc, init, (vl,))),
-                "vectorized")
-
     def tap(vl, vkh, vkw):
-        return _accumulate(spec, acc, vl, source(oh * SH + vkh * DH, (owo * lanes + vl) * SW + vkw * DW),
-                           c, vkh, vkw)
+        return source(oh * SH + vkh * DH, (owo * lanes + vl) * SW + vkw * DW)
 
-    unroll = "unrolled" if KH * KW <= MAX_UNROLLED_TAPS else "serial"
-    taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
-        "tap", [("S", lanes, l), ("R", KH, kh), ("R", KW, kw)], tap), "vectorized"), unroll), unroll)
-    out = loop(l, lanes, block("out", [("S", spec.OW, ow)], lambda vow: spec.store(
-        spec.finish(acc[l], n, c, oh, vow, _counter(spec, oh, vow)), n, c, oh, vow), predicate=tail),
-        "vectorized")
-    rows = loop(oh, spec.OH, loop(owo, owo_count, seq(fill, taps, out)))
+    rows = loop(oh, spec.OH, loop(owo, owo_count, _output_vector(spec, acc, lanes, n, c, oh, owo, tap, False)))
     body = Allocate(acc, seq(fill_plane, rows))
     if padded:
         body = Allocate(plane, body)
-    nest = loop(t, spec.N * spec.C, body, "parallel")
+    return _window_func(spec, loop(t, spec.N * spec.C, body, "parallel"))
+
+
+def _output_vector(spec: WindowSpec, acc: Buffer, lanes: int, n, c, oh, owo, tap_value, mask_taps: bool):
+    """One vector of outputs: acc = init; acc (+ or max)= tap_value(lane, kh, kw) over the
+    window; out[n, c, oh, owo*L + lane] = finish(acc), tail lanes masked."""
+    KH, KW = spec.kernel
+    l, kh, kw = Var("l"), Var("kh"), Var("kw")
+    ow = owo * lanes + l
+    tail = Cmp("lt", ow, IntImm(spec.OW)) if spec.OW % lanes else None
+    init = init_value(spec.reduce, spec.dtype)
+    fill = loop(l, lanes, block("acc_init", [("S", lanes, l)], lambda vl: BufferStore(acc, init, (vl,))),
+                "vectorized")
+    unroll = "unrolled" if KH * KW <= MAX_UNROLLED_TAPS else "serial"
+    taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
+        "tap", [("S", lanes, l), ("R", KH, kh), ("R", KW, kw)],
+        lambda vl, vkh, vkw: _accumulate(spec, acc, vl, tap_value(vl, vkh, vkw), c, vkh, vkw),
+        predicate=tail if mask_taps else None), "vectorized"), unroll), unroll)
+    out = loop(l, lanes, block("out", [("S", spec.OW, ow)], lambda vow: spec.store(
+        spec.finish(acc[l], n, c, oh, vow, _counter(spec, oh, vow)), n, c, oh, vow), predicate=tail),
+        "vectorized")
+    return seq(fill, taps, out)
+
+
+def _window_func(spec: WindowSpec, nest) -> PrimFunc:
+    KH, KW = spec.kernel
+    SH, SW = spec.strides
     attrs = {"kind": "window", "window": f"{KH}x{KW} stride {SH}x{SW}", "reduce": spec.reduce}
     return PrimFunc(spec.name, spec.params, nest, attrs)
 
@@ -160,42 +181,9 @@ def _counter(spec: WindowSpec, oh, ow):
     return count
 
 
-def _masked_window_kernel(spec: WindowSpec, lanes: int) -> PrimFunc:
-    KH, KW = spec.kernel
-    SH, SW = spec.strides
-    PT, PL = spec.pads[:2]
-    DH, DW = spec.dilations
-    acc = Buffer("acc", (lanes,), spec.dtype, "local")
-    t, owo, l, kh, kw = Var("t"), Var("owo"), Var("l"), Var("kh"), Var("kw")
-    n, c, oh = row_major_unflatten(t, (spec.N, spec.C, spec.OH))
-    ow = owo * lanes + l
-    tail = Cmp("lt", ow, IntImm(spec.OW)) if spec.OW % lanes else None
-    init = init_value(spec.reduce, spec.dtype)
-    fill = loop(l, lanes, block("acc_init", [("S", lanes, l)], lambda vl: BufferStore(acc, init, (vl,))),
-                "vectorized")
-
-    def tap(vl, vkh, vkw):
-        ih = oh * SH - PT + vkh * DH
-        iw = (owo * lanes + vl) * SW - PL + vkw * DW
-        return _accumulate(spec, acc, vl, _guarded_input(spec, n, c, ih, iw), c, vkh, vkw)
-
-    unroll = "unrolled" if KH * KW <= MAX_UNROLLED_TAPS else "serial"
-    taps = loop(kh, KH, loop(kw, KW, loop(l, lanes, block(
-        "tap", [("S", lanes, l), ("R", KH, kh), ("R", KW, kw)], tap, predicate=tail), "vectorized"), unroll), unroll)
-    out = loop(l, lanes, block("out", [("S", spec.OW, ow)], lambda vow: spec.store(
-        spec.finish(acc[l], n, c, oh, vow, _counter(spec, oh, vow)), n, c, oh, vow), predicate=tail),
-        "vectorized")
-    body = Allocate(acc, loop(owo, -(-spec.OW // lanes), seq(fill, taps, out)))
-    nest = loop(t, spec.N * spec.C * spec.OH, body, "parallel")
-    attrs = {"kind": "window", "window": f"{KH}x{KW} stride {SH}x{SW}", "reduce": spec.reduce}
-    return PrimFunc(spec.name, spec.params, nest, attrs)
-
-
 def _count_in_range(start, taps, dilation, lo, hi):
     """How many of start + i*dilation (i < taps) lie in [lo, hi), as a float32 expression."""
-    from ..tir.expr import cast
-
-    count = const(0, "int64")
+    count = IntImm(0)
     for i in range(taps):
         pos = start + i * dilation
         inside = logical_and(Cmp("ge", pos, IntImm(lo)), Cmp("lt", pos, IntImm(hi)))

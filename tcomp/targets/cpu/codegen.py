@@ -22,11 +22,11 @@ import llvmlite.ir as ir
 
 from ...errors import TcompError
 from ...tir import arith
-from ...tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, free_vars,
-                         is_float, is_unsigned, substitute)
+from ...tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, dtype_bits,
+                         free_vars, is_float, is_unsigned, substitute)
 from ...tir.stmt import (Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, PrimFunc, SeqStmt, Stmt)
-from ...tir.transform import substitute_stmt, walk_stmts
-from .llvm_math import FAST, INLINE_F32, intrinsic, splat
+from ...tir.transform import stmt_exprs, substitute_stmt, walk_stmts
+from .llvm_math import FAST, INLINE_F32, intrinsic, splat, type_suffix
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -320,26 +320,23 @@ class CPUCodegen:
         lane_var, lanes = st.lane
         mask = self._and_mask(st.mask, self._as_vector(pred, lanes)) if pred is not None else st.mask
         stride = arith.lane_stride(flat, lane_var, st.bounds)
-        vec_ty = ir.VectorType(mem_ty, lanes)
         if stride == 0 and mask is None and not isinstance(value.type, ir.VectorType):
             b.store(value, b.gep(base, [self._expr(flat)], source_etype=mem_ty))
             return
         value = self._as_vector(value, lanes)
         if stride == 1:
-            ptr = b.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
+            ptr = self._lane0_ptr(base, flat, lane_var, mem_ty)
             if mask is None:
-                b.store(value, ptr).align = mem_ty.width // 8 if isinstance(mem_ty, ir.IntType) else 4
+                b.store(value, ptr).align = _element_bytes(mem_ty)
             else:
-                fn = self._declare(f"llvm.masked.store.v{lanes}{_suffix(mem_ty)}.p0", ir.VoidType(),
-                                   [vec_ty, PTR, I32, ir.VectorType(I1, lanes)])
-                b.call(fn, [value, ptr, ir.Constant(I32, 1), mask])
+                self._call_external(f"llvm.masked.store.v{lanes}{type_suffix(mem_ty)}.p0", ir.VoidType(),
+                           [value, ptr, ir.Constant(I32, 1), mask])
             return
         ptrs = self._vector_gep(base, self._as_vector(self._expr(flat), lanes), mem_ty, lanes)
         if mask is None:
             mask = ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
-        fn = self._declare(f"llvm.masked.scatter.v{lanes}{_suffix(mem_ty)}.v{lanes}p0", ir.VoidType(),
-                           [vec_ty, ir.VectorType(PTR, lanes), I32, ir.VectorType(I1, lanes)])
-        b.call(fn, [value, ptrs, ir.Constant(I32, 1), mask])
+        self._call_external(f"llvm.masked.scatter.v{lanes}{type_suffix(mem_ty)}.v{lanes}p0", ir.VoidType(),
+                   [value, ptrs, ir.Constant(I32, 1), mask])
 
     # ------------------------------------------------------------------ memory helpers
     def _buffer_ptr(self, buf: Buffer):
@@ -353,6 +350,14 @@ class CPUCodegen:
         for index, stride in zip(indices, buf.strides()):
             flat = flat + index * stride
         return arith.simplify(flat, self.st.bounds)
+
+    def _lane0_ptr(self, base, flat: Expr, lane_var: Var, mem_ty):
+        """Address of lane 0's element (the start of a contiguous or strided vector access)."""
+        return self.st.builder.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
+
+    def _call_external(self, name: str, ret: ir.Type, args: list):
+        """Calls an external function or intrinsic, declaring it from the argument types."""
+        return self.st.builder.call(self._declare(name, ret, [a.type for a in args]), args)
 
     def _vector_gep(self, base, index_vec, elem_ty, lanes):
         gep = self.st.builder.gep(base, [index_vec], source_etype=elem_ty)
@@ -410,40 +415,37 @@ class CPUCodegen:
         if pred is not None:
             mask = self._and_mask(mask, self._as_vector(pred, lanes))
         if stride == 1:
-            ptr = b.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
+            ptr = self._lane0_ptr(base, flat, lane_var, mem_ty)
             if mask is None:
                 value = b.load(ptr, typ=vec_ty)
-                value.align = 4 if not isinstance(mem_ty, ir.IntType) else max(1, mem_ty.width // 8)
+                value.align = _element_bytes(mem_ty)
             else:
-                fn = self._declare(f"llvm.masked.load.v{lanes}{_suffix(mem_ty)}.p0", vec_ty,
-                                   [PTR, I32, ir.VectorType(I1, lanes), vec_ty])
-                value = b.call(fn, [ptr, ir.Constant(I32, 1), mask, zero_vec])
+                value = self._call_external(f"llvm.masked.load.v{lanes}{type_suffix(mem_ty)}.p0", vec_ty,
+                                   [ptr, ir.Constant(I32, 1), mask, zero_vec])
             return self._from_memory(value, buf.dtype)
         if stride in (2, 3, 4):
             # strided: one contiguous load covering every lane, then pick every stride-th element;
             # under a mask, only the picked positions of active lanes are loaded
             span = (lanes - 1) * stride + 1
             wide_ty = ir.VectorType(mem_ty, span)
-            ptr = b.gep(base, [self._expr(substitute(flat, {lane_var: IntImm(0)}))], source_etype=mem_ty)
+            ptr = self._lane0_ptr(base, flat, lane_var, mem_ty)
             if mask is None:
                 wide = b.load(ptr, typ=wide_ty)
-                wide.align = 4 if not isinstance(mem_ty, ir.IntType) else max(1, mem_ty.width // 8)
+                wide.align = _element_bytes(mem_ty)
             else:
                 spread = [j // stride if j % stride == 0 else lanes for j in range(span)]
                 wide_mask = b.shuffle_vector(mask, ir.Constant(mask.type, [0] * lanes),
                                              ir.Constant(ir.VectorType(I32, span), spread))
-                fn = self._declare(f"llvm.masked.load.v{span}{_suffix(mem_ty)}.p0", wide_ty,
-                                   [PTR, I32, ir.VectorType(I1, span), wide_ty])
-                wide = b.call(fn, [ptr, ir.Constant(I32, 1), wide_mask, ir.Constant(wide_ty, [0] * span)])
+                wide = self._call_external(f"llvm.masked.load.v{span}{type_suffix(mem_ty)}.p0", wide_ty,
+                                  [ptr, ir.Constant(I32, 1), wide_mask, ir.Constant(wide_ty, [0] * span)])
             picks = ir.Constant(ir.VectorType(I32, lanes), [i * stride for i in range(lanes)])
             return self._from_memory(b.shuffle_vector(wide, ir.Constant(wide_ty, ir.Undefined), picks), buf.dtype)
         index_vec = self._as_vector(self._expr(flat), lanes)
         if mask is None:
             mask = ir.Constant(ir.VectorType(I1, lanes), [1] * lanes)
         ptrs = self._vector_gep(base, index_vec, mem_ty, lanes)
-        fn = self._declare(f"llvm.masked.gather.v{lanes}{_suffix(mem_ty)}.v{lanes}p0", vec_ty,
-                           [ir.VectorType(PTR, lanes), I32, ir.VectorType(I1, lanes), vec_ty])
-        value = b.call(fn, [ptrs, ir.Constant(I32, 1), mask, zero_vec])
+        value = self._call_external(f"llvm.masked.gather.v{lanes}{type_suffix(mem_ty)}.v{lanes}p0", vec_ty,
+                           [ptrs, ir.Constant(I32, 1), mask, zero_vec])
         return self._from_memory(value, buf.dtype)
 
     # ------------------------------------------------------------------ expressions
@@ -604,7 +606,7 @@ class CPUCodegen:
         if src == "bool":
             return b.uitofp(value, ty(dst)) if is_float(dst) else b.zext(value, ty(dst))
         if is_float(src) and is_float(dst):
-            sw, dw = _float_width(src), _float_width(dst)
+            sw, dw = dtype_bits(src), dtype_bits(dst)
             return b.fpext(value, ty(dst)) if dw > sw else b.fptrunc(value, ty(dst)) if dw < sw else value
         if is_float(src):
             return b.fptoui(value, ty(dst)) if is_unsigned(dst) else b.fptosi(value, ty(dst))
@@ -678,19 +680,14 @@ def _alloca(builder: ir.IRBuilder, ty: ir.Type, name: str):
     return ptr
 
 
-def _float_width(dtype):
-    return {"float16": 16, "bfloat16": 16, "float32": 32, "float64": 64}[dtype]
-
-
-def _suffix(ty):
-    from .llvm_math import type_suffix
-
-    return type_suffix(ty)
+def _element_bytes(ty: ir.Type) -> int:
+    """Natural alignment of one element in memory."""
+    if isinstance(ty, ir.IntType):
+        return max(1, ty.width // 8)
+    return {ir.FloatType: 4, ir.DoubleType: 8, ir.HalfType: 2}[type(ty)]
 
 
 def _stmt_free_vars(stmt: Stmt) -> set:
-    from ...tir.transform import stmt_exprs
-
     result = set()
     for node in walk_stmts(stmt):
         for expr in stmt_exprs(node):
