@@ -15,6 +15,7 @@ import onnx
 
 from ..graph.ir import dtype_of_numpy
 from ..ops.elementwise import BINARY, FLOAT_ONLY, UNARY
+from ..ops.registry import broadcast_shapes
 
 
 class ConvertError(Exception):
@@ -78,8 +79,6 @@ def _binary(ctx, inputs, attrs):
         raise ConvertError(f"{op} on bool is not supported")
     if op == "Pow" and not inputs[0].dtype.startswith("float"):
         raise ConvertError("integer Pow is not supported")
-    if op == "BitShift":
-        raise ConvertError("BitShift is not supported")
     return [ctx.emit1(op, inputs, attrs)]
 
 
@@ -288,8 +287,6 @@ def _gather_elements(ctx, inputs, attrs):
 
 @converter("Expand")
 def _expand(ctx, inputs, attrs):
-    from ..ops.registry import broadcast_shapes
-
     x = inputs[0]
     target = [int(s) for s in const_input(inputs[1], "Expand's shape")]
     try:
@@ -373,7 +370,7 @@ def _gemm(ctx, inputs, attrs):
     return [out]
 
 
-def _spatial_attrs(attrs, kernel_shape, in_spatial, op):
+def _spatial_attrs(attrs, kernel_shape, in_spatial):
     nd = len(kernel_shape)
     strides = list(attrs.get("strides", [1] * nd))
     dilations = list(attrs.get("dilations", [1] * nd))
@@ -409,7 +406,7 @@ def _conv(ctx, inputs, attrs):
         raise ConvertError(f"{nd}-D convolution is not supported (1-D and 2-D are)")
     if not x.dtype.startswith("float"):
         raise ConvertError(f"Conv on {x.dtype}")
-    spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:], "Conv")
+    spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
     group = attrs.get("group", 1)
     if nd == 1:
         x = _reshape(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
@@ -433,7 +430,7 @@ def _pool(ctx, inputs, attrs):
     if op == "MaxPool" and len([o for o in ctx.onnx_node.output if o]) > 1:
         raise ConvertError("the Indices output of MaxPool is not supported")
     kernel = list(attrs["kernel_shape"])
-    spatial = _spatial_attrs(attrs, kernel, x.shape[2:], op)
+    spatial = _spatial_attrs(attrs, kernel, x.shape[2:])
     if nd == 1:  # as 2-D with a height of 1
         x = _reshape(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
         kernel = [1] + kernel

@@ -65,7 +65,7 @@ class ImportContext:
         """Adds a canonical node; returns its output values with inferred types."""
         if op not in OPS:
             raise ConvertError(f"internal op {op} has no definition")
-        base = self.onnx_node.name or self.onnx_node.op_type if self.onnx_node is not None else op
+        base = (self.onnx_node.name or self.onnx_node.op_type) if self.onnx_node is not None else op
         node = Node(op, list(inputs), [], dict(attrs or {}), name=base)
         try:
             types = infer_types(node)
@@ -98,8 +98,12 @@ def import_onnx(model, input_shapes: dict | None = None) -> Graph:
             continue
         values[inp.name] = _graph_input(inp, (input_shapes or {}).get(inp.name))
         graph.inputs.append(values[inp.name])
-    for sparse in g.sparse_initializer:
-        raise ModelError(f"sparse initializer {sparse.values.name} is not supported")
+    if g.sparse_initializer:
+        raise ModelError(f"sparse initializer {g.sparse_initializer[0].values.name} is not supported")
+    unknown = sorted(set(input_shapes or {}) - {v.name for v in graph.inputs})
+    if unknown:
+        raise TcompError(f"input_shapes names {unknown}, which are not inputs of the model; its inputs are "
+                         f"{[v.name for v in graph.inputs]}")
     for onnx_node in g.node:
         _import_node(ctx, onnx_node, values, model)
     for out in g.output:

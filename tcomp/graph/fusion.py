@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from ..ops.registry import ANCHOR, ELEMENTWISE, OPS
 from .ir import Graph, Node, Value
 
-# Elementwise ops too costly to recompute inside an anchor's operand packing
-# (a prologue is evaluated once per output tile that reads it).
-TRANSCENDENTAL = {"Exp", "Log", "Tanh", "Erf", "Sigmoid", "Pow", "Sqrt", "Gelu", "Softplus", "Elu", "Selu",
+# Elementwise ops too costly to recompute inside an anchor's operand packing (a prologue
+# is evaluated once per output tile that reads it): transcendental functions and division.
+COSTLY_ELEMENTWISE = {"Exp", "Log", "Tanh", "Erf", "Sigmoid", "Pow", "Sqrt", "Gelu", "Softplus", "Elu", "Selu",
                   "Sin", "Cos", "HardSwish", "HardSigmoid", "Reciprocal", "Div"}
 
 
@@ -104,9 +104,9 @@ def _epilogue_region_values(graph: Graph, anchor_index: int, consumers: dict, ou
     """Values inside the largest elementwise region after an anchor with a single exit.
 
     E.g. GELU after a MatMul reads the MatMul's output twice: x * 0.5 * (1 + erf(x / sqrt 2)).
-    The region grows in topological order over elementwise nodes of the anchor's output
-    shape that read a region value; it is valid up to a node when every region value
-    before it is read only inside the region. Returns the values that may stay in
+    The region grows in topological order over nodes that read a region value and may
+    extend the epilogue (``_extends_epilogue``); it is valid up to a node when every
+    region value before it is read only inside the region. Returns the values that may stay in
     registers although they have several consumers.
     """
     anchor = graph.nodes[anchor_index]
@@ -130,14 +130,14 @@ def _epilogue_region_values(graph: Graph, anchor_index: int, consumers: dict, ou
 
 
 def _costly_prologue(value: Value, materialized: set) -> bool:
-    """Whether the inlined producers of ``value`` include a transcendental op."""
+    """Whether the inlined producers of ``value`` include a costly elementwise op."""
     stack = [value]
     while stack:
         current = stack.pop()
         producer = current.producer
         if producer is None or current.is_const or current.uid in materialized:
             continue
-        if producer.op in TRANSCENDENTAL:
+        if producer.op in COSTLY_ELEMENTWISE:
             return True
         stack.extend(v for v in producer.inputs if v is not None)
     return False

@@ -72,43 +72,47 @@ def _channel_vector(value: Value, channels: int, rank: int):
 
 
 def fold_affine_into_conv(graph: Graph) -> None:
-    changed = True
-    while changed:
-        changed = False
-        consumers = graph.consumers()
-        for conv in graph.nodes:
-            if conv.op != "Conv" or not conv.inputs[1].is_const:
-                continue
-            if len(conv.inputs) > 2 and not conv.inputs[2].is_const:
-                continue
-            user = _single_consumer(graph, conv.outputs[0], consumers)
-            if user is None or user.op not in ("Mul", "Add", "Sub", "Div"):
-                continue
-            other = user.inputs[1] if user.inputs[0] is conv.outputs[0] else user.inputs[0]
-            if user.op in ("Sub", "Div") and user.inputs[0] is not conv.outputs[0]:
-                continue
-            channels = conv.inputs[1].shape[0]
-            vec = _channel_vector(other, channels, len(conv.outputs[0].shape))
-            if vec is None or user.outputs[0].shape != conv.outputs[0].shape:
-                continue
-            weight = conv.inputs[1].const.astype(np.float64)
-            bias = conv.inputs[2].const.astype(np.float64) if len(conv.inputs) > 2 else np.zeros(channels)
-            if user.op in ("Mul", "Div"):
-                scale = vec if user.op == "Mul" else 1.0 / vec
-                weight = weight * scale.reshape(-1, 1, 1, 1)
-                bias = bias * scale
-            else:
-                bias = bias + (vec if user.op == "Add" else -vec)
-            dtype = conv.inputs[1].dtype
-            new_w = Value.constant(conv.inputs[1].name + "_folded", weight.astype(dtype))
-            new_b = Value.constant(conv.name + "_bias_folded", bias.astype(dtype))
-            conv.inputs = [conv.inputs[0], new_w, new_b]
-            out = user.outputs[0]
-            conv.outputs = [out]
-            out.producer = conv
-            graph.nodes.remove(user)
-            changed = True
-            break
+    consumers = graph.consumers()  # keyed by value: stays valid as folds move values between nodes
+    for conv in list(graph.nodes):
+        if conv.op != "Conv" or not all(v.is_const for v in conv.inputs[1:]):
+            continue
+        while (found := _foldable_affine_user(graph, conv, consumers)) is not None:
+            _fold_affine(graph, conv, *found)
+
+
+def _foldable_affine_user(graph: Graph, conv: Node, consumers: dict):
+    """(consumer, per-channel vector) if the single consumer of ``conv`` multiplies, divides, adds or
+    subtracts a per-channel constant, else None."""
+    user = _single_consumer(graph, conv.outputs[0], consumers)
+    if user is None or user.op not in ("Mul", "Add", "Sub", "Div"):
+        return None
+    if user.op in ("Sub", "Div") and user.inputs[0] is not conv.outputs[0]:
+        return None
+    other = user.inputs[1] if user.inputs[0] is conv.outputs[0] else user.inputs[0]
+    vec = _channel_vector(other, conv.inputs[1].shape[0], len(conv.outputs[0].shape))
+    if vec is None or user.outputs[0].shape != conv.outputs[0].shape:
+        return None
+    return user, vec
+
+
+def _fold_affine(graph: Graph, conv: Node, user: Node, vec: np.ndarray) -> None:
+    channels = conv.inputs[1].shape[0]
+    weight = conv.inputs[1].const.astype(np.float64)
+    bias = conv.inputs[2].const.astype(np.float64) if len(conv.inputs) > 2 else np.zeros(channels)
+    if user.op in ("Mul", "Div"):
+        scale = vec if user.op == "Mul" else 1.0 / vec
+        weight = weight * scale.reshape(-1, 1, 1, 1)
+        bias = bias * scale
+    else:
+        bias = bias + (vec if user.op == "Add" else -vec)
+    dtype = conv.inputs[1].dtype
+    new_w = Value.constant(conv.inputs[1].name + "_folded", weight.astype(dtype))
+    new_b = Value.constant(conv.name + "_bias_folded", bias.astype(dtype))
+    conv.inputs = [conv.inputs[0], new_w, new_b]
+    out = user.outputs[0]
+    conv.outputs = [out]
+    out.producer = conv
+    graph.nodes.remove(user)
 
 
 def fuse_sibling_matmuls(graph: Graph) -> None:
@@ -132,7 +136,7 @@ def fuse_sibling_matmuls(graph: Graph) -> None:
             biases.append((user, bias) if bias_ok else None)
         with_bias = all(b is not None for b in biases)
         weights = np.concatenate([mm.inputs[1].const for mm in siblings], axis=1)
-        fused_w = Value.constant("_".join(mm.name for mm in siblings[:1]) + "_qkv_weight", weights)
+        fused_w = Value.constant(siblings[0].name + "_horizontal_weight", weights)
         out_shape = x.shape[:-1] + (weights.shape[1],)
         fused_out = Value(siblings[0].outputs[0].name + "_fused", TensorType(out_shape, x.dtype))
         fused = Node("MatMul", [x, fused_w], [fused_out], {"horizontal": len(siblings)},
