@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 
+from .compiler import compile
 from .errors import TcompError
 from .graph.ir import numpy_dtype
 
@@ -42,8 +43,6 @@ def _input_shapes(items) -> dict | None:
 
 
 def _cmd_run(args) -> int:
-    from . import compile
-
     mod = compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape))
     print(f"compiled {args.model} for {mod.target.describe()} in {mod.compile_seconds:.2f} s: "
           f"{len(mod.groups)} fused groups, {len(mod.kernels)} distinct kernels")
@@ -76,8 +75,6 @@ def _cmd_run(args) -> int:
 
 
 def _cmd_inspect(args) -> int:
-    from . import compile
-
     mod = compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape))
     graph = mod.graph
     print(f"model {args.model}: {len(graph.nodes)} graph nodes after simplification, "

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from ..graph.ir import TensorType
 from ..tir.compute import TensorView, broadcast_index
-from ..tir.expr import BinOp, Cmp, FloatImm, Select, call, cast, const, const_like, is_float, maximum, minimum
+from ..tir.expr import (BinOp, Cmp, FloatImm, Select, call, cast, const, const_like, is_float, logical_or, maximum,
+                        minimum)
 from .registry import ELEMENTWISE, broadcast_shapes, register
 
 
@@ -145,23 +146,15 @@ def elementwise_expr(node, args):
         return call("isnan", args[0], dtype="bool")
     if op == "IsInf":
         x = args[0]
-        checks = [Cmp("eq", x, const_like(float("inf"), x)) if node.attrs.get("detect_positive", 1) else None,
-                  Cmp("eq", x, const_like(float("-inf"), x)) if node.attrs.get("detect_negative", 1) else None]
-        return any_of(checks)
+        detected = logical_or(
+            Cmp("eq", x, const_like(float("inf"), x)) if node.attrs.get("detect_positive", 1) else None,
+            Cmp("eq", x, const_like(float("-inf"), x)) if node.attrs.get("detect_negative", 1) else None)
+        return detected if detected is not None else const(0, "bool")
     if op == "Where":
         return _where(node.attrs, *args)
     if op in UNARY:
         return UNARY[op](node.attrs, args[0])
     return BINARY[op](node.attrs, *args)
-
-
-def any_of(conds):
-    """Disjunction of the non-None conditions (False if none)."""
-    result = None
-    for cond in conds:
-        if cond is not None:
-            result = cond if result is None else BinOp("or", result, cond)
-    return result if result is not None else const(0, "bool")
 
 
 def _view_elementwise(node, views):

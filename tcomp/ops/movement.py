@@ -7,7 +7,7 @@ length 2*rank.
 from __future__ import annotations
 
 from ..graph.ir import TensorType
-from ..tir.compute import TensorView, row_major_flatten, row_major_unflatten
+from ..tir.compute import TensorView, broadcast_index, row_major_flatten, row_major_unflatten
 from ..tir.expr import (Cmp, IntImm, Select, cast, const, logical_and, maximum, minimum)
 from .registry import INJECTIVE, register
 
@@ -49,8 +49,6 @@ def _infer_expand(node):
 
 
 def _view_expand(node, views):
-    from ..tir.compute import broadcast_index
-
     (src,) = views
     shape = tuple(node.attrs["shape"])
     return [TensorView(shape, src.dtype, lambda *idx: src.fn(*broadcast_index(idx, src.shape, shape)))]

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..costmodel.analytic import matmul_cost
-from ..tir.expr import Buffer, Cmp, IntImm, Select, Var, const, logical_and, minimum
+from ..tir.arith import linear_form, simplify
+from ..tir.expr import Buffer, Cmp, IntImm, Load, Select, Var, const, logical_and, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 
 
@@ -104,17 +105,11 @@ def _pack_b_grid(spec, t, Bp, b_idx, n0, k0, kc_len, lanes):
 def _is_plain(operand_fn) -> bool:
     """Whether operand(b, i, j) is a load whose address is affine in b, i, j with unit stride
     in j (the vectorized axis): such an operand is read in place, unpacked."""
-    from ..tir.arith import linear_form, simplify
-    from ..tir.expr import Load
-
     args = (Var("b"), Var("i"), Var("j"))
     value = operand_fn(*args)
     if not isinstance(value, Load) or value.predicate is not None:
         return False
-    flat = IntImm(0)
-    for index, stride in zip(value.indices, value.buffer.strides()):
-        flat = flat + index * stride
-    terms = linear_form(simplify(flat)).terms
+    terms = linear_form(simplify(value.buffer.offset(value.indices))).terms
     return terms.get(args[2]) == 1 and all(any(atom is a for a in args) for atom in terms)
 
 

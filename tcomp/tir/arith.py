@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 
 from .expr import (BinOp, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, children, is_float,
-                   is_int)
+                   is_int, walk)
+from .printer import expr_to_str
 
 Bounds = dict  # Var -> (lo, hi) inclusive, either may be None for unknown
 
@@ -56,8 +57,6 @@ class Linear:
 
 
 def _atom_key(atom: Expr):
-    from .printer import expr_to_str
-
     return (expr_to_str(atom), atom.uid if isinstance(atom, Var) else 0)
 
 
@@ -394,6 +393,4 @@ def lane_stride(index: Expr, lane: Var, bounds: Bounds | None = None) -> int | N
 
 
 def _depends_on(expr: Expr, var: Var) -> bool:
-    from .expr import walk
-
     return any(node is var for node in walk(expr))

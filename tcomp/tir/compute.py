@@ -5,9 +5,9 @@ the scalar expression of that element. A buffer is a view that loads; an
 elementwise op is a view that combines its inputs' views. Composing views is
 how fusion inlines producers into consumers::
 
-    x = TensorView.of_buffer(X)                       # x[i, j] = X[i, j]
-    y = x.map(lambda v: maximum(v, 0.0))              # y[i, j] = max(X[i, j], 0.0)
-    y.transpose((1, 0))[j, i]                         # -> max(X[i, j], 0.0)
+    x = TensorView.of_buffer(X)                                   # x[i, j] = X[i, j]
+    y = TensorView(x.shape, x.dtype, lambda i, j: maximum(x.fn(i, j), 0.0))
+    y.transpose((1, 0))[j, i]                                     # -> max(X[i, j], 0.0)
 """
 from __future__ import annotations
 
@@ -38,10 +38,6 @@ class TensorView:
         if len(indices) != len(self.shape):
             raise IndexError(f"view of rank {len(self.shape)} indexed with {len(indices)} indices")
         return self.fn(*(as_expr(i) for i in indices))
-
-    def map(self, fn: Callable[[Expr], Expr], dtype: str | None = None) -> "TensorView":
-        src = self.fn
-        return TensorView(self.shape, dtype or self.dtype, lambda *idx: fn(src(*idx)))
 
     def transpose(self, perm) -> "TensorView":
         src = self.fn

@@ -246,6 +246,13 @@ class Buffer:
             strides.insert(0, strides[0] * extent)
         return strides
 
+    def offset(self, indices) -> Expr:
+        """Row-major element offset of ``indices`` (unsimplified)."""
+        flat: Expr = IntImm(0)
+        for index, stride in zip(indices, self.strides()):
+            flat = flat + index * stride
+        return flat
+
     def num_elements(self) -> Expr:
         total: Expr = IntImm(1)
         for extent in self.shape:
@@ -298,16 +305,20 @@ def maximum(a: Expr, b) -> Expr:
 
 def logical_and(*conds: Expr) -> Expr | None:
     """Conjunction of the given conditions, skipping ``None``; ``None`` if empty."""
+    return _combine_conditions("and", conds)
+
+
+def logical_or(*conds: Expr) -> Expr | None:
+    """Disjunction of the given conditions, skipping ``None``; ``None`` if empty."""
+    return _combine_conditions("or", conds)
+
+
+def _combine_conditions(op: str, conds) -> Expr | None:
     result = None
     for cond in conds:
-        if cond is None:
-            continue
-        result = cond if result is None else BinOp("and", result, cond)
+        if cond is not None:
+            result = cond if result is None else BinOp(op, result, cond)
     return result
-
-
-def select(cond: Expr, a: Expr, b: Expr) -> Expr:
-    return Select(cond, a, const_like(b, a))
 
 
 def children(expr: Expr) -> tuple:

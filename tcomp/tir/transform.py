@@ -1,6 +1,7 @@
 """Generic traversals of statements: substitution, buffer access collection."""
 from __future__ import annotations
 
+from .arith import simplify
 from .expr import Load, substitute, walk
 from .stmt import (Allocate, Block, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt)
 
@@ -12,8 +13,6 @@ def substitute_stmt(stmt: Stmt, mapping: dict) -> Stmt:
 
 def simplify_stmt(stmt: Stmt) -> Stmt:
     """Simplifies every expression of ``stmt`` (see ``tir.arith``), e.g. ``(0 * 16 + l) * 1 -> l``."""
-    from .arith import simplify
-
     return map_exprs(stmt, simplify)
 
 

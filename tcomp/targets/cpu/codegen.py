@@ -346,10 +346,7 @@ class CPUCodegen:
             raise CodegenError(f"buffer {buf.name} is used but neither a parameter nor allocated") from None
 
     def _flat_index(self, buf: Buffer, indices) -> Expr:
-        flat: Expr = IntImm(0)
-        for index, stride in zip(indices, buf.strides()):
-            flat = flat + index * stride
-        return arith.simplify(flat, self.st.bounds)
+        return arith.simplify(buf.offset(indices), self.st.bounds)
 
     def _lane0_ptr(self, base, flat: Expr, lane_var: Var, mem_ty):
         """Address of lane 0's element (the start of a contiguous or strided vector access)."""
