@@ -14,6 +14,7 @@ from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Slot, Step,
 from .runtime.memory_plan import MemoryPlan, plan_memory
 from .schedule.lower import kernel_inputs, lower_group
 from .targets import resolve_target
+from .tir.stmt import PrimFunc
 
 
 @dataclass
@@ -21,7 +22,7 @@ class Kernel:
     """One generated kernel and the fused groups that run it."""
 
     name: str
-    func: object           # PrimFunc
+    func: PrimFunc
     groups: list = field(default_factory=list)
 
 
