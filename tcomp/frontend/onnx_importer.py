@@ -3,7 +3,7 @@
 Walks the ONNX graph in order. Nodes whose inputs are all constant are
 evaluated at import time (constant folding, through ``onnx.reference``), and
 so are shape queries of statically shaped tensors (``Shape``, ``Size``); every
-other node goes through its converter (``converters.py``), which emits
+other node goes through its converter (``converters/``), which emits
 canonical graph-IR nodes with static attributes and inferred types.
 """
 from __future__ import annotations

@@ -1,0 +1,16 @@
+"""ONNX node converters: one function per op type, aware of the model's opset.
+
+A converter receives the import context, the input values (``None`` for an
+omitted optional input) and the ONNX attributes, and emits canonical
+graph-IR nodes. Where an ONNX op changed between opsets (attributes that
+became inputs, Softmax's axis semantics before opset 13 ...), the converter
+branches on ``ctx.opset``. Inputs that the canonical op needs as static
+attributes must be constants; otherwise the converter raises ``ConvertError``
+and the importer reports the node.
+
+Converters live in one module per area; importing this package registers them all.
+"""
+from . import elementwise, nn, tensor  # noqa: F401
+from .common import CONVERTERS, ConvertError, converter
+
+__all__ = ["CONVERTERS", "ConvertError", "converter"]

@@ -1,0 +1,80 @@
+"""Converters of elementwise ops and aliases."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ...graph.ir import dtype_of_numpy
+from ...ops.elementwise import BINARY, FLOAT_ONLY, UNARY
+from .common import ConvertError, converter
+
+
+# Aliases -----------------------------------------------------------------
+@converter("Identity", "Dropout")
+def _identity(ctx, inputs, attrs):
+    if ctx.onnx_node.op_type == "Dropout" and len([o for o in ctx.onnx_node.output if o]) > 1:
+        raise ConvertError("the mask output of Dropout is not supported")
+    return [inputs[0]]
+
+
+# Elementwise -----------------------------------------------------------------
+@converter(*[name for name in UNARY if name != "Clip"], "IsNaN", "IsInf")
+def _unary(ctx, inputs, attrs):
+    op = ctx.onnx_node.op_type
+    if op in FLOAT_ONLY and not inputs[0].dtype.startswith("float"):
+        raise ConvertError(f"{op} on {inputs[0].dtype} is not supported")
+    return [ctx.emit1(op, [inputs[0]], attrs)]
+
+
+@converter(*[name for name in BINARY if name not in ("Max", "Min")], "Where")
+def _binary(ctx, inputs, attrs):
+    op = ctx.onnx_node.op_type
+    if op in ("Add", "Sub", "Mul", "Div", "Pow") and inputs[0].dtype == "bool":
+        raise ConvertError(f"{op} on bool is not supported")
+    if op == "Pow" and not inputs[0].dtype.startswith("float"):
+        raise ConvertError("integer Pow is not supported")
+    return [ctx.emit1(op, inputs, attrs)]
+
+
+@converter("Max", "Min", "Sum", "Mean")
+def _variadic(ctx, inputs, attrs):
+    op = {"Max": "Max", "Min": "Min", "Sum": "Add", "Mean": "Add"}[ctx.onnx_node.op_type]
+    result = inputs[0]
+    for value in inputs[1:]:
+        result = ctx.emit1(op, [result, value])
+    if ctx.onnx_node.op_type == "Mean":
+        result = ctx.emit1("Div", [result, ctx.const(np.array(len(inputs), dtype=result.dtype))])
+    return [result]
+
+
+@converter("Cast")
+def _cast(ctx, inputs, attrs):
+    dtype = dtype_of_numpy(onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
+    if dtype in ("str", "object") or dtype.startswith("<U"):
+        raise ConvertError("Cast to string is not supported")
+    return [ctx.emit1("Cast", [inputs[0]], {"to": dtype})]
+
+
+@converter("CastLike")
+def _cast_like(ctx, inputs, attrs):
+    return [ctx.emit1("Cast", [inputs[0]], {"to": inputs[1].dtype})]
+
+
+@converter("Clip")
+def _clip(ctx, inputs, attrs):
+    x = inputs[0]
+    if ctx.opset < 11:
+        bounds = {k: attrs[k] for k in ("min", "max") if k in attrs}
+        return [ctx.emit1("Clip", [x], bounds)]
+    result = x
+    for value, op in zip(inputs[1:3], ("Max", "Min")):
+        if value is None:
+            continue
+        if value.is_const:
+            key = "min" if op == "Max" else "max"
+            result = ctx.emit1("Clip", [result], {key: value.const.item()})
+        else:
+            result = ctx.emit1(op, [result, value])
+    return [result]
+
+

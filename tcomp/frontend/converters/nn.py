@@ -1,0 +1,186 @@
+"""Converters of linear algebra, convolution, pooling, reduction and normalization ops."""
+from __future__ import annotations
+
+import numpy as np
+
+from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
+
+
+# Linear algebra ----------------------------------------------------------------
+@converter("MatMul")
+def _matmul(ctx, inputs, attrs):
+    a, b = inputs
+    if a.dtype not in ("float32", "float64", "int32", "int64", "uint32", "uint64"):
+        raise ConvertError(f"MatMul on {a.dtype} is not supported")
+    a2 = reshape_to(ctx, a, (1,) + a.shape) if len(a.shape) == 1 else a
+    b2 = reshape_to(ctx, b, b.shape + (1,)) if len(b.shape) == 1 else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ConvertError(f"inner dimensions differ: {list(a.shape)} @ {list(b.shape)}")
+    out = ctx.emit1("MatMul", [a2, b2])
+    shape = list(out.shape)
+    if len(b.shape) == 1:
+        shape.pop(-1)
+    if len(a.shape) == 1:
+        shape.pop(-2 if len(b.shape) != 1 else -1)
+    return [reshape_to(ctx, out, shape)]
+
+
+@converter("Gemm")
+def _gemm(ctx, inputs, attrs):
+    a, b = inputs[0], inputs[1]
+    c = inputs[2] if len(inputs) > 2 else None
+    if attrs.get("transA", 0):
+        a = ctx.emit1("Transpose", [a], {"perm": [1, 0]})
+    if attrs.get("transB", 0):
+        b = ctx.emit1("Transpose", [b], {"perm": [1, 0]})
+    out = ctx.emit1("MatMul", [a, b])
+    alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    if alpha != 1.0:
+        out = ctx.emit1("Mul", [out, ctx.const(np.array(alpha, dtype=out.dtype))])
+    if c is not None and beta != 0.0:
+        if beta != 1.0:
+            c = ctx.emit1("Mul", [c, ctx.const(np.array(beta, dtype=c.dtype))])
+        out = ctx.emit1("Add", [out, c])
+    return [out]
+
+
+def _spatial_attrs(attrs, kernel_shape, in_spatial):
+    nd = len(kernel_shape)
+    strides = list(attrs.get("strides", [1] * nd))
+    dilations = list(attrs.get("dilations", [1] * nd))
+    pads = list(attrs.get("pads", [0] * (2 * nd)))
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = [0] * (2 * nd)
+        for axis in range(nd):
+            out = -(-in_spatial[axis] // strides[axis])
+            total = max(0, (out - 1) * strides[axis] + dilations[axis] * (kernel_shape[axis] - 1) + 1
+                        - in_spatial[axis])
+            small, big = total // 2, total - total // 2
+            pads[axis], pads[axis + nd] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * nd)
+    elif auto_pad != "NOTSET":
+        raise ConvertError(f"auto_pad {auto_pad}")
+    return {"strides": strides, "dilations": dilations, "pads": pads}
+
+
+def _spatial_as_2d(spatial: dict) -> dict:
+    """1-D window attributes as 2-D ones over a height of 1."""
+    return {"strides": [1] + spatial["strides"], "dilations": [1] + spatial["dilations"],
+            "pads": [0, spatial["pads"][0], 0, spatial["pads"][1]]}
+
+
+@converter("Conv")
+def _conv(ctx, inputs, attrs):
+    x, w = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 else None
+    nd = len(x.shape) - 2
+    if nd not in (1, 2):
+        raise ConvertError(f"{nd}-D convolution is not supported (1-D and 2-D are)")
+    if not x.dtype.startswith("float"):
+        raise ConvertError(f"Conv on {x.dtype}")
+    spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
+    group = attrs.get("group", 1)
+    if nd == 1:
+        x = reshape_to(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
+        w = reshape_to(ctx, w, w.shape[:2] + (1,) + w.shape[2:])
+        spatial = _spatial_as_2d(spatial)
+    if x.shape[1] != w.shape[1] * group:
+        raise ConvertError(f"input has {x.shape[1]} channels, weights expect {w.shape[1]} x {group} groups")
+    out = ctx.emit1("Conv", [x, w] + ([bias] if bias is not None else []), {**spatial, "group": group})
+    if nd == 1:
+        out = reshape_to(ctx, out, out.shape[:2] + out.shape[3:])
+    return [out]
+
+
+@converter("MaxPool", "AveragePool")
+def _pool(ctx, inputs, attrs):
+    x = inputs[0]
+    op = ctx.onnx_node.op_type
+    nd = len(x.shape) - 2
+    if nd not in (1, 2):
+        raise ConvertError(f"{nd}-D pooling is not supported (1-D and 2-D are)")
+    if op == "MaxPool" and len([o for o in ctx.onnx_node.output if o]) > 1:
+        raise ConvertError("the Indices output of MaxPool is not supported")
+    kernel = list(attrs["kernel_shape"])
+    spatial = _spatial_attrs(attrs, kernel, x.shape[2:])
+    if nd == 1:  # as 2-D with a height of 1
+        x = reshape_to(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
+        kernel = [1] + kernel
+        spatial = _spatial_as_2d(spatial)
+    extra = {"ceil_mode": attrs.get("ceil_mode", 0), "count_include_pad": attrs.get("count_include_pad", 0)}
+    out = ctx.emit1(op, [x], {"kernel_shape": kernel, **spatial, **extra})
+    if nd == 1:
+        out = reshape_to(ctx, out, out.shape[:2] + out.shape[3:])
+    return [out]
+
+
+@converter("GlobalAveragePool", "GlobalMaxPool")
+def _global_pool(ctx, inputs, attrs):
+    x = inputs[0]
+    op = "ReduceMean" if ctx.onnx_node.op_type == "GlobalAveragePool" else "ReduceMax"
+    return [ctx.emit1(op, [x], {"axes": list(range(2, len(x.shape))), "keepdims": 1})]
+
+
+@converter("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "ReduceL1",
+           "ReduceL2", "ReduceLogSumExp")
+def _reduce(ctx, inputs, attrs):
+    x = inputs[0]
+    op = ctx.onnx_node.op_type
+    axes_as_input = ctx.opset >= 18 or (op == "ReduceSum" and ctx.opset >= 13)
+    if axes_as_input:
+        axes = const_input(inputs[1], "reduction axes") if len(inputs) > 1 and inputs[1] is not None else None
+    else:
+        axes = attrs.get("axes")
+    rank = len(x.shape)
+    if axes is None or len(axes) == 0:
+        if attrs.get("noop_with_empty_axes", 0):
+            return [x]
+        axes = list(range(rank))
+    axes = sorted({normalize_axis(int(a), rank) for a in axes})
+    if op not in ("ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd") and not x.dtype.startswith("float"):
+        raise ConvertError(f"{op} on {x.dtype}")
+    return [ctx.emit1(op, [x], {"axes": axes, "keepdims": attrs.get("keepdims", 1)})]
+
+
+@converter("Softmax", "LogSoftmax")
+def _softmax(ctx, inputs, attrs):
+    x = inputs[0]
+    op = ctx.onnx_node.op_type
+    rank = len(x.shape)
+    if ctx.opset < 13:
+        return [ctx.emit1(op, [x], {"axis": normalize_axis(attrs.get("axis", 1), rank)})]
+    axis = normalize_axis(attrs.get("axis", -1), rank)
+    if axis == rank - 1:
+        return [ctx.emit1(op, [x], {"axis": axis})]
+    perm = [a for a in range(rank) if a != axis] + [axis]
+    moved = ctx.emit1("Transpose", [x], {"perm": perm})
+    soft = ctx.emit1(op, [moved], {"axis": rank - 1})
+    inverse = [perm.index(a) for a in range(rank)]
+    return [ctx.emit1("Transpose", [soft], {"perm": inverse})]
+
+
+@converter("LayerNormalization")
+def _layernorm(ctx, inputs, attrs):
+    if len([o for o in ctx.onnx_node.output if o]) > 1:
+        raise ConvertError("the Mean and InvStdDev outputs are not supported")
+    x = inputs[0]
+    axis = normalize_axis(attrs.get("axis", -1), len(x.shape))
+    return [ctx.emit1("LayerNormalization", inputs, {"axis": axis, "epsilon": attrs.get("epsilon", 1e-5)})]
+
+
+@converter("BatchNormalization")
+def _batchnorm(ctx, inputs, attrs):
+    x, scale, bias, mean, var = inputs[:5]
+    if attrs.get("training_mode", 0) or len([o for o in ctx.onnx_node.output if o]) > 1:
+        raise ConvertError("training-mode BatchNormalization is not supported")
+    for value, what in ((scale, "scale"), (bias, "bias"), (mean, "mean"), (var, "var")):
+        const_input(value, f"BatchNormalization {what}")
+    eps = attrs.get("epsilon", 1e-5)
+    factor = scale.const / np.sqrt(var.const + eps)
+    shift = bias.const - mean.const * factor
+    channel_shape = (-1,) + (1,) * (len(x.shape) - 2)
+    dtype = x.dtype
+    scaled = ctx.emit1("Mul", [x, ctx.const(factor.reshape(channel_shape).astype(dtype), "bn_scale")])
+    return [ctx.emit1("Add", [scaled, ctx.const(shift.reshape(channel_shape).astype(dtype), "bn_shift")])]
