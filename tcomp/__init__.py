@@ -5,7 +5,8 @@
 """
 from . import ops as _ops  # noqa: F401  (registers the operator library)
 from .compiler import CompiledModule, compile
-from .errors import InputError, ModelError, TcompError, UnsupportedOpError
+from .errors import InputError, ModelError, ShapeOperandError, TcompError, UnsupportedOpError
 
-__all__ = ["compile", "CompiledModule", "TcompError", "UnsupportedOpError", "ModelError", "InputError"]
+__all__ = ["compile", "CompiledModule", "TcompError", "UnsupportedOpError", "ShapeOperandError", "ModelError",
+           "InputError"]
 __version__ = "0.1.0"

@@ -79,11 +79,18 @@ class CompiledModule:
 
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None,
-            num_threads: int | None = None) -> CompiledModule:
-    """Compiles an ONNX model (``onnx.ModelProto`` or path) for ``target``."""
+            num_threads: int | None = None, constant_inputs: dict | None = None) -> CompiledModule:
+    """Compiles an ONNX model (``onnx.ModelProto`` or path) for ``target``.
+
+    ``input_shapes`` ({input name: shape}) sizes symbolic dimensions. ``constant_inputs``
+    ({input name: array}) freezes graph inputs to the given values: the module is
+    specialized on them and no longer takes them as inputs. Models that compute a
+    shape, axes, pads ... from a graph input need it (``tcomp.ShapeOperandError``
+    names those inputs); ``tcomp.backend`` recompiles on new values automatically.
+    """
     start = time.perf_counter()
     tgt = resolve_target(target, num_threads)
-    graph = import_onnx(model, input_shapes)
+    graph = import_onnx(model, input_shapes, constant_inputs)
     simplify_graph(graph)
     groups = fuse(graph)
     kernels, group_kernel = _lower_unique(groups, tgt)

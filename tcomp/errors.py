@@ -15,6 +15,20 @@ class UnsupportedOpError(TcompError):
         super().__init__(f"unsupported: node '{node_name}' (op {op_type}, opset {opset}): {reason}")
 
 
+class ShapeOperandError(UnsupportedOpError):
+    """A node needs an operand at compile time (a shape, axes, pads ...) that comes from graph inputs.
+
+    ``input_names`` are those graph inputs; compiling with their values,
+    ``tcomp.compile(model, constant_inputs={name: array})``, specializes the model on them.
+    """
+
+    def __init__(self, op_type: str, node_name: str, opset: int, reason: str, input_names: list):
+        self.input_names = list(input_names)
+        super().__init__(op_type, node_name, opset,
+                         f"{reason}; it comes from graph input(s) {self.input_names}: compile with "
+                         f"constant_inputs={{name: value}} to specialize on their values")
+
+
 class ModelError(TcompError):
     """A malformed model (fails onnx.checker, missing tensors, inconsistent shapes)."""
 

@@ -5,6 +5,12 @@ evaluated at import time (constant folding, through ``onnx.reference``), and
 so are shape queries of statically shaped tensors (``Shape``, ``Size``); every
 other node goes through its converter (``converters/``), which emits
 canonical graph-IR nodes with static attributes and inferred types.
+
+Graph inputs named in ``constant_inputs`` are constants of the given values (a
+model specialized on them). A converter that needs a compile-time operand
+computed from graph inputs raises ``ShapeOperandError`` naming those inputs.
+Sequences, optionals and string tensors are rejected with an
+``UnsupportedOpError`` at the first node that reads them.
 """
 from __future__ import annotations
 
@@ -14,10 +20,12 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..errors import ModelError, TcompError, UnsupportedOpError
-from ..graph.ir import Graph, Node, TensorType, Value, dtype_of_numpy
+from ..errors import ModelError, ShapeOperandError, TcompError, UnsupportedOpError
+from ..graph.ir import Graph, Node, TensorType, Value, dtype_of_numpy, symbolic_array
+from ..graph.symbolic import SymbolicError, SymInt
 from ..ops.registry import OPS, infer_types
-from .converters import CONVERTERS, ConvertError
+from . import shape_eval
+from .converters import CONVERTERS, ConvertError, NotConstantError
 
 # Ops that must never be folded (their result is not a function of their inputs).
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -82,55 +90,108 @@ class ImportContext:
         return Value.constant(self.fresh_name(hint), np.asarray(data))
 
 
-def import_onnx(model, input_shapes: dict | None = None) -> Graph:
+class NonTensor:
+    """What a graph input that is no tensor (a sequence, an optional, a map) holds; no node may read it."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+
+def import_onnx(model, input_shapes: dict | None = None, constant_inputs: dict | None = None) -> Graph:
     model = load_model(model)
     opset = next((imp.version for imp in model.opset_import if imp.domain in ("", "ai.onnx")), None)
-    if opset is None:
-        raise ModelError("the model imports no version of the default ONNX opset")
     g = model.graph
     graph = Graph(g.name or "model")
     ctx = ImportContext(graph, opset)
     values: dict = {}
     for init in g.initializer:
         values[init.name] = Value.constant(init.name, numpy_helper.to_array(init))
+    for init in g.sparse_initializer:
+        values[init.values.name] = Value.constant(init.values.name, _sparse_to_dense(init))
+    input_names = [inp.name for inp in g.input if inp.name not in values]
+    for what, given in (("input_shapes", input_shapes), ("constant_inputs", constant_inputs)):
+        unknown = sorted(set(given or {}) - set(input_names))
+        if unknown:
+            raise TcompError(f"{what} names {unknown}, which are not inputs of the model; its inputs are "
+                             f"{input_names}")
     for inp in g.input:
         if inp.name in values:
             continue
+        if inp.name in (constant_inputs or {}):
+            values[inp.name] = _constant_input(inp, constant_inputs[inp.name])
+            continue
         values[inp.name] = _graph_input(inp, (input_shapes or {}).get(inp.name))
-        graph.inputs.append(values[inp.name])
-    if g.sparse_initializer:
-        raise ModelError(f"sparse initializer {g.sparse_initializer[0].values.name} is not supported")
-    unknown = sorted(set(input_shapes or {}) - {v.name for v in graph.inputs})
-    if unknown:
-        raise TcompError(f"input_shapes names {unknown}, which are not inputs of the model; its inputs are "
-                         f"{[v.name for v in graph.inputs]}")
+        if isinstance(values[inp.name], Value):
+            graph.inputs.append(values[inp.name])
     for onnx_node in g.node:
         _import_node(ctx, onnx_node, values, model)
     for out in g.output:
         if out.name not in values:
             raise ModelError(f"graph output {out.name} is produced by no node")
         value = values[out.name]
+        if not isinstance(value, Value) or value.dtype == "object":
+            raise TcompError(f"graph output {out.name} is {_describe(value)}; tcomp compiles numeric tensors only")
         graph.outputs.append(value)
     graph.output_names = [out.name for out in g.output]
     return graph
 
 
-def _graph_input(inp: onnx.ValueInfoProto, override) -> Value:
-    tensor_type = inp.type.tensor_type
+def _describe(value) -> str:
+    return value.what if isinstance(value, NonTensor) else "a string tensor"
+
+
+def _sparse_to_dense(sparse: onnx.SparseTensorProto) -> np.ndarray:
+    values = numpy_helper.to_array(sparse.values)
+    indices = numpy_helper.to_array(sparse.indices).astype(np.int64)
+    dense = np.zeros(tuple(sparse.dims), dtype=values.dtype)
+    if indices.ndim == 2:  # [nnz, rank] coordinates
+        dense[tuple(indices.T)] = values
+    else:  # linear indices
+        dense.reshape(-1)[indices] = values
+    return dense
+
+
+def _constant_input(inp: onnx.ValueInfoProto, data) -> Value:
+    """A graph input frozen to ``data`` (``constant_inputs``)."""
     if not inp.type.HasField("tensor_type"):
-        raise ModelError(f"graph input {inp.name} is not a tensor")
+        raise TcompError(f"constant_inputs gives {inp.name}, which is not a tensor input")
+    data = np.asarray(data)
+    want = onnx.helper.tensor_dtype_to_np_dtype(inp.type.tensor_type.elem_type)
+    if data.dtype != want:
+        raise TcompError(f"constant_inputs['{inp.name}'] has dtype {data.dtype}, the model declares {np.dtype(want)}")
+    dims = inp.type.tensor_type.shape.dim
+    if inp.type.tensor_type.HasField("shape") and (
+            len(dims) != data.ndim or any(d.HasField("dim_value") and d.dim_value != s for d, s in zip(dims, data.shape))):
+        declared = [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in dims]
+        raise TcompError(f"constant_inputs['{inp.name}'] has shape {list(data.shape)}, the model declares {declared}")
+    return Value.constant(inp.name, data)
+
+
+def _graph_input(inp: onnx.ValueInfoProto, override):
+    """The Value of a tensor input, or a ``NonTensor`` for sequences, optionals and maps."""
+    kind = inp.type.WhichOneof("value")
+    if kind != "tensor_type":
+        return NonTensor(f"of type {onnx.helper.printable_type(inp.type)} ({kind or 'no type'})")
+    tensor_type = inp.type.tensor_type
     dtype = onnx_dtype(tensor_type.elem_type)
     if override is not None:
         return Value(inp.name, TensorType(tuple(int(s) for s in override), dtype))
+    if not tensor_type.HasField("shape"):
+        raise TcompError(f"graph input {inp.name} has no declared shape; pass it with "
+                         f"tcomp.compile(..., input_shapes={{'{inp.name}': (...)}})")
     shape = []
-    for dim in tensor_type.shape.dim:
+    for axis, dim in enumerate(tensor_type.shape.dim):
         if dim.HasField("dim_value") and dim.dim_value > 0:
             shape.append(dim.dim_value)
-        else:
-            symbol = dim.dim_param or "?"
-            raise TcompError(f"graph input {inp.name} has a symbolic dimension '{symbol}'; pass its size with "
-                             f"tcomp.compile(..., input_shapes={{'{inp.name}': (...)}})")
+        else:  # a symbolic dimension: its name, or one made up for an unnamed dimension
+            shape.append(SymInt.symbol(_symbol_name(dim.dim_param or f"{inp.name}_dim{axis}")))
     return Value(inp.name, TensorType(tuple(shape), dtype))
+
+
+def _symbol_name(text: str) -> str:
+    """A dimension name usable as an identifier in the loop IR ("batch size" -> "batch_size")."""
+    name = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in text)
+    return name if name and not name[0].isdigit() else f"d_{name}"
 
 
 def _import_node(ctx: ImportContext, onnx_node, values: dict, model) -> None:
@@ -138,13 +199,17 @@ def _import_node(ctx: ImportContext, onnx_node, values: dict, model) -> None:
     op = onnx_node.op_type
     name = onnx_node.name or f"{op}_{len(ctx.graph.nodes)}"
     if onnx_node.domain not in ("", "ai.onnx"):
-        raise UnsupportedOpError(op, name, ctx.opset, f"operator domain '{onnx_node.domain}' is not supported")
+        version = next((imp.version for imp in model.opset_import if imp.domain == onnx_node.domain), 0)
+        raise UnsupportedOpError(op, name, version, f"operator domain '{onnx_node.domain}' is not supported")
     inputs = []
     for input_name in onnx_node.input:
         if not input_name:
             inputs.append(None)
         elif input_name not in values:
             raise ModelError(f"node '{name}' ({op}) reads '{input_name}', which no earlier node produces")
+        elif not isinstance(values[input_name], Value) or values[input_name].dtype == "object":
+            raise UnsupportedOpError(op, name, ctx.opset, f"input '{input_name}' is {_describe(values[input_name])}; "
+                                     f"tcomp compiles numeric tensors only")
         else:
             inputs.append(values[input_name])
     attrs = {a.name: _attribute(a) for a in onnx_node.attribute}
@@ -155,13 +220,35 @@ def _import_node(ctx: ImportContext, onnx_node, values: dict, model) -> None:
             if converter is None:
                 raise UnsupportedOpError(op, name, ctx.opset, "no converter for this operator")
             outputs = converter(ctx, inputs, attrs)
-    except ConvertError as exc:
+    except NotConstantError as exc:
+        sources = _graph_inputs_of(exc.value, ctx.graph)
+        if sources:
+            raise ShapeOperandError(op, name, ctx.opset, str(exc), sources) from None
+        raise UnsupportedOpError(op, name, ctx.opset, str(exc)) from None
+    except (ConvertError, SymbolicError) as exc:
         raise UnsupportedOpError(op, name, ctx.opset, str(exc)) from None
     if len(outputs) < len([o for o in onnx_node.output if o]):
         raise UnsupportedOpError(op, name, ctx.opset, f"only the first {len(outputs)} output(s) are supported")
+    if any(v.dtype == "object" for v in outputs):
+        raise UnsupportedOpError(op, name, ctx.opset, "produces a string tensor; tcomp compiles numeric tensors only")
     for out_name, value in zip(onnx_node.output, outputs):
         if out_name:
             values[out_name] = value
+
+
+def _graph_inputs_of(value: Value, graph: Graph) -> list:
+    """Names of the graph inputs that ``value`` is computed from, in graph-input order."""
+    found, stack, seen = set(), [value], set()
+    while stack:
+        v = stack.pop()
+        if v is None or v.uid in seen or v.is_const:
+            continue
+        seen.add(v.uid)
+        if v.producer is None:
+            found.add(v.uid)
+        else:
+            stack.extend(v.producer.inputs)
+    return [v.name for v in graph.inputs if v.uid in found]
 
 
 def _attribute(attr: onnx.AttributeProto):
@@ -178,30 +265,44 @@ def _constant_outputs(ctx, onnx_node, inputs, attrs, model):
     """Outputs known at compile time (folded constants and static shape queries), else None."""
     op = onnx_node.op_type
     if op == "Constant":
-        key, value = next(iter(attrs.items()))
-        if key == "value":
-            data = numpy_helper.to_array(onnx_node.attribute[0].t)
-        elif key in ("value_float", "value_int"):
-            data = np.array(value, dtype=np.float32 if key == "value_float" else np.int64)
-        elif key in ("value_floats", "value_ints"):
-            data = np.array(value, dtype=np.float32 if key == "value_floats" else np.int64)
-        else:
-            raise ConvertError(f"Constant with attribute {key} is not supported")
-        return [ctx.const(data, "constant")]
+        return [ctx.const(_constant_data(onnx_node.attribute[0]), "constant")]
     if op == "Shape" and inputs[0] is not None:
-        shape = np.array(inputs[0].shape, dtype=np.int64)
+        shape = symbolic_array(np.array(inputs[0].shape, dtype=object))
         start, end = attrs.get("start", 0), attrs.get("end", len(shape))
         return [ctx.const(shape[start:end], "shape")]
     if op == "Size" and inputs[0] is not None:
-        return [ctx.const(np.array(inputs[0].type.size, dtype=np.int64), "size")]
+        return [ctx.const(symbolic_array(np.array(inputs[0].type.size, dtype=object)), "size")]
     present = [v for v in inputs if v is not None]
     if op in NONDETERMINISTIC or not present or not all(v.is_const for v in present):
         return None
+    if any(v.is_symbolic_const for v in present):  # a shape computation over symbolic dimensions
+        consts = [v.const if v is not None else None for v in inputs]
+        results = shape_eval.evaluate(op, consts, attrs, ctx.opset)
+        return None if results is None else [ctx.const(data, "shape") for data in results]
     try:
         results = _evaluate_node(onnx_node, inputs, model)
     except Exception:  # the reference evaluator lacks or fails this case: compile the node instead
         return None
     return [ctx.const(data, "folded") for data in results]
+
+
+def _constant_data(attr: onnx.AttributeProto) -> np.ndarray:
+    """The tensor of a Constant node, from whichever attribute holds it."""
+    if attr.name == "value":
+        data = numpy_helper.to_array(attr.t)
+    elif attr.name == "sparse_value":
+        data = _sparse_to_dense(attr.sparse_tensor)
+    elif attr.name in ("value_float", "value_floats"):
+        data = np.array(onnx.helper.get_attribute_value(attr), dtype=np.float32)
+    elif attr.name in ("value_int", "value_ints"):
+        data = np.array(onnx.helper.get_attribute_value(attr), dtype=np.int64)
+    elif attr.name in ("value_string", "value_strings"):
+        raise ConvertError("string constants are not supported (tcomp compiles numeric tensors only)")
+    else:
+        raise ConvertError(f"Constant with attribute {attr.name} is not supported")
+    if data.dtype == object:
+        raise ConvertError("string constants are not supported (tcomp compiles numeric tensors only)")
+    return data
 
 
 def _evaluate_node(onnx_node, inputs, model) -> list:

@@ -5,12 +5,14 @@ omitted optional input) and the ONNX attributes, and emits canonical
 graph-IR nodes. Where an ONNX op changed between opsets (attributes that
 became inputs, Softmax's axis semantics before opset 13 ...), the converter
 branches on ``ctx.opset``. Inputs that the canonical op needs as static
-attributes must be constants; otherwise the converter raises ``ConvertError``
-and the importer reports the node.
+attributes must be constants; otherwise the converter raises ``NotConstantError``
+(``const_input`` does) and the importer reports the node, naming the graph
+inputs the operand comes from (``ShapeOperandError``).
 
 Converters live in one module per area; importing this package registers them all.
 """
-from . import elementwise, nn, tensor  # noqa: F401
-from .common import CONVERTERS, ConvertError, converter
+from . import elementwise, integer, nn, tensor  # noqa: F401
+from . import resize  # noqa: F401  (vision)
+from .common import CONVERTERS, ConvertError, NotConstantError, converter
 
-__all__ = ["CONVERTERS", "ConvertError", "converter"]
+__all__ = ["CONVERTERS", "ConvertError", "NotConstantError", "converter"]

@@ -8,6 +8,14 @@ class ConvertError(Exception):
     pass
 
 
+class NotConstantError(ConvertError):
+    """An operand that the converter needs at compile time is computed at run time."""
+
+    def __init__(self, value, what: str):
+        self.value = value
+        super().__init__(f"{what} must be a constant (tcomp compiles static shapes)")
+
+
 CONVERTERS: dict = {}
 
 
@@ -24,7 +32,7 @@ def const_input(value, what: str) -> np.ndarray:
     if value is None:
         return None
     if not value.is_const:
-        raise ConvertError(f"{what} must be a constant (tcomp compiles static shapes)")
+        raise NotConstantError(value, what)
     return value.const
 
 
