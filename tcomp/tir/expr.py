@@ -141,7 +141,8 @@ class FloatImm(Expr):
     dtype: str = "float32"
 
 
-BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "floormod", "min", "max", "pow", "and", "or", "xor")
+BINARY_OPS = ("add", "sub", "mul", "div", "floordiv", "floormod", "min", "max", "pow", "and", "or", "xor",
+              "shl", "shr")
 COMPARE_OPS = ("lt", "le", "gt", "ge", "eq", "ne")
 @dataclass(frozen=True, eq=True, repr=False)
 class BinOp(Expr):

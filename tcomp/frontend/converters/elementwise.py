@@ -31,8 +31,10 @@ def _binary(ctx, inputs, attrs):
     op = ctx.onnx_node.op_type
     if op in ("Add", "Sub", "Mul", "Div", "Pow") and inputs[0].dtype == "bool":
         raise ConvertError(f"{op} on bool is not supported")
-    if op == "Pow" and not inputs[0].dtype.startswith("float"):
-        raise ConvertError("integer Pow is not supported")
+    if op == "Pow" and not inputs[0].dtype.startswith("float") and inputs[1].dtype.startswith("float"):
+        # an integer base with a float exponent: computed in double precision, truncated like numpy's astype
+        wide = [ctx.emit1("Cast", [v], {"to": "float64"}) for v in inputs]
+        return [ctx.emit1("Cast", [ctx.emit1("Pow", wide)], {"to": inputs[0].dtype})]
     return [ctx.emit1(op, inputs, attrs)]
 
 

@@ -544,6 +544,10 @@ class CPUCodegen:
             return b.or_(x, y)
         if op == "xor":
             return b.xor(x, y)
+        if op == "shl":
+            return b.shl(x, y)
+        if op == "shr":  # logical for unsigned, arithmetic for signed
+            return b.lshr(x, y) if unsigned else b.ashr(x, y)
         if op == "pow":
             return self._int_pow(x, y)
         raise CodegenError(f"integer {op} is not supported")
@@ -624,6 +628,10 @@ class CPUCodegen:
         x = args[0]
         name = expr.name
         dtype = expr.dtype
+        if name == "bitcast":  # the same bits as another type of the same width (bool: its byte)
+            mem = llvm_type(dtype, memory=True)
+            ty = ir.VectorType(mem, x.type.count) if isinstance(x.type, ir.VectorType) else mem
+            return self._from_memory(b.bitcast(self._to_memory(x, expr.args[0].dtype), ty), dtype)
         if is_float(dtype):
             if dtype == "float32" and name in INLINE_F32:
                 return INLINE_F32[name](b, x)
