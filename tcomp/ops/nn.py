@@ -96,6 +96,7 @@ def _conv_kernel(node, views, ctx: AnchorContext):
     DH, DW = a["dilations"]
     PT, PL = a["pads"][0], a["pads"][1]
     CO_G = CO // G
+    acc_dtype = "int32" if x.dtype == "int32" else "float32"  # integer convolutions accumulate exactly
 
     def with_bias(value, co):
         return value + bias.fn(co) if bias is not None else value
@@ -105,7 +106,8 @@ def _conv_kernel(node, views, ctx: AnchorContext):
                           x=lambda n, co, h, w_: x.fn(n, co // CO_G, h, w_), reduce="sum",
                           weight=lambda co, kh, kw: w.fn(co, IntImm(0), kh, kw),
                           finish=lambda acc, n, co, oh, ow, count: with_bias(acc, co),
-                          store=lambda value, n, co, oh, ow: ctx.store(value, (n, co, oh, ow)), params=ctx.params)
+                          store=lambda value, n, co, oh, ow: ctx.store(value, (n, co, oh, ow)), params=ctx.params,
+                          dtype=acc_dtype)
         return window_kernel(spec, ctx.lanes)
 
     # implicit GEMM: M = CO/G, N = OH*OW, K = CI/G*KH*KW, batch = N*G
@@ -137,7 +139,7 @@ def _conv_kernel(node, views, ctx: AnchorContext):
     else:  # B over the pixel grid: packed by output rows
         b_operand, grid = b_fn, (OH, OW)
     spec = MatmulSpec(ctx.name, N * G, CO_G, OH * OW, CI_G * KH * KW, a_fn, b_operand,
-                      store=store, params=ctx.params, b_grid=grid)
+                      store=store, params=ctx.params, b_grid=grid, acc_dtype=acc_dtype)
     func = matmul_kernel(spec, ctx.lanes, ctx.num_threads)
     func.attrs["kind"] = "conv"
     return func

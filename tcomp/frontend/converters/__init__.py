@@ -13,6 +13,7 @@ Converters live in one module per area; importing this package registers them al
 """
 from . import elementwise, integer, nn, tensor  # noqa: F401
 from . import resize  # noqa: F401  (vision)
+from . import quant  # noqa: F401  (quantization)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 
 __all__ = ["CONVERTERS", "ConvertError", "NotConstantError", "converter"]

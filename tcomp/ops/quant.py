@@ -1,0 +1,45 @@
+"""Quantization ops.
+
+``DequantizeLinear(x, scale, zero_point, to=dtype, work=dtype)`` is elementwise:
+``to((work(x) - work(zero_point)) * work(scale))``, with ``scale`` and
+``zero_point`` already shaped to broadcast against ``x`` (the converter
+reshapes per-axis vectors and repeats blocked ones). ``work`` is the float type
+onnx.reference computes in.
+It stays a graph op of its own, not a Sub/Mul chain, so that
+``graph/quantized.py`` can recognise quantized operands of MatMul and Conv
+and compute those in integer arithmetic.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..graph.ir import TensorType, numpy_dtype
+from ..tir.compute import TensorView, broadcast_index
+from ..tir.expr import cast
+from .registry import ELEMENTWISE, broadcast_shapes, register
+
+
+def dequantize_numpy(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, to: str, work: str) -> np.ndarray:
+    """The op on constants (the graph passes fold dequantized weights with it)."""
+    value = (x.astype(work) - zero_point.astype(work)) * scale.astype(work)
+    return value.astype(numpy_dtype(to))
+
+
+def _infer_dequantize(node):
+    shape = broadcast_shapes(*(v.shape for v in node.inputs))
+    return [TensorType(shape, node.attrs["to"])]
+
+
+def _view_dequantize(node, views):
+    shape = _infer_dequantize(node)[0].shape
+    to = node.attrs["to"]
+    work = node.attrs["work"]
+
+    def fn(*idx):
+        x, scale, zero_point = (cast(work, v.fn(*broadcast_index(idx, v.shape, shape))) for v in views)
+        return cast(to, (x - zero_point) * scale)
+
+    return [TensorView(shape, to, fn)]
+
+
+register("DequantizeLinear", ELEMENTWISE, _infer_dequantize, _view_dequantize)
