@@ -1,0 +1,203 @@
+"""Vision / spatial operator tests: tcomp vs onnxruntime on fresh random inputs.
+
+Resize and Upsample (every mode, coordinate transform, nearest rounding, opset),
+ConvTranspose, 3-D and Lp pooling, GridSample, AffineGrid, DepthToSpace,
+SpaceToDepth, CenterCropPad, Col2Im. Shape operands (scales, sizes, roi ...) are
+initializers: tcomp compiles static shapes.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnx.reference import ReferenceEvaluator
+
+try:
+    from onnx_helpers import assert_matches, check, make_model, node, rand, randint, run_tcomp, with_static_outputs
+except ImportError:  # run from the repository root as a package
+    from tests.onnx_helpers import (assert_matches, check, make_model, node, rand, randint, run_tcomp,
+                                    with_static_outputs)
+
+F32 = np.float32
+CONV_TOL = 1e-4  # relative-norm tolerance of convolution-like reductions
+
+
+def _resize(x, opset, inits, names, rtol=1e-4, atol=1e-5, op="Resize", **attrs):
+    return check([node(op, ["x"] + names, ["y"], **attrs)], {"x": x}, ["y"], opset=opset, inits=inits,
+                 rtol=rtol, atol=atol)
+
+
+def check_onnx_reference(nodes, inputs, outputs, opset, inits=None, rtol=1e-4, atol=1e-5):
+    """Like ``check`` but against onnx.reference, for cases onnxruntime does not implement."""
+    model = make_model(nodes, inputs, outputs, opset, inits)
+    refs = [np.asarray(r) for r in ReferenceEvaluator(model).run(None, inputs)]
+    ours = run_tcomp(with_static_outputs(model, refs), inputs)
+    for name, o, r in zip(outputs, ours, refs):
+        assert_matches(o, r, rtol=rtol, atol=atol, name=name)
+
+
+def _f(values):
+    return np.array(values, dtype=F32)
+
+
+def _i(values):
+    return np.array(values, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resize
+# ---------------------------------------------------------------------------------------------
+
+COORD_MODES = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric"]
+NEAREST_MODES = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"]
+# scales exact in float32, so that nearest rounding ties are exact ties: onnxruntime computes
+# source coordinates in float32, the ONNX reference (and tcomp's tables) in float64
+SCALES = [[1, 1, 2.0, 3.0], [1, 1, 0.5, 0.75], [1, 1, 1.75, 0.625], [1, 1, 3.0, 1.0]]
+
+
+@pytest.mark.parametrize("coord", COORD_MODES)
+@pytest.mark.parametrize("nearest_mode", NEAREST_MODES)
+@pytest.mark.parametrize("scales", SCALES[:3])
+def test_resize_nearest_scales(coord, nearest_mode, scales):
+    x = rand((2, 3, 7, 9))
+    _resize(x, 13, {"roi": _f([]), "scales": _f(scales)}, ["roi", "scales"], mode="nearest",
+            coordinate_transformation_mode=coord, nearest_mode=nearest_mode)
+
+
+@pytest.mark.parametrize("coord", ["half_pixel", "pytorch_half_pixel", "asymmetric"])
+@pytest.mark.parametrize("nearest_mode", NEAREST_MODES)
+@pytest.mark.parametrize("scales", [[1, 1, 0.6, 0.7], [1, 1, 1.3, 2.2]])
+def test_resize_nearest_rounding_ties(coord, nearest_mode, scales):
+    """Scales inexact in float32 make (half-)integer coordinates ties only up to rounding: the
+    ONNX reference (float64 coordinates, like tcomp) decides; onnxruntime computes in float32.
+    (align_corners is left out: the reference divides by scale * length, not the integer
+    output length as the specification and onnxruntime do.)"""
+    x = rand((1, 2, 7, 10))
+    check_onnx_reference([node("Resize", ["x", "roi", "scales"], ["y"], mode="nearest", nearest_mode=nearest_mode,
+                               coordinate_transformation_mode=coord)], {"x": x}, ["y"], 13,
+                         {"roi": _f([]), "scales": _f(scales)})
+
+
+@pytest.mark.parametrize("coord", COORD_MODES)
+@pytest.mark.parametrize("scales", SCALES)
+def test_resize_linear_scales(coord, scales):
+    x = rand((2, 3, 7, 9))
+    _resize(x, 13, {"roi": _f([]), "scales": _f(scales)}, ["roi", "scales"], mode="linear",
+            coordinate_transformation_mode=coord)
+
+
+@pytest.mark.parametrize("coord", COORD_MODES)
+@pytest.mark.parametrize("a, exclude", [(-0.75, 0), (-0.5, 1), (-0.6, 0)])
+@pytest.mark.parametrize("scales", SCALES[:3])
+def test_resize_cubic_scales(coord, a, exclude, scales):
+    x = rand((1, 2, 8, 7))
+    _resize(x, 13, {"roi": _f([]), "scales": _f(scales)}, ["roi", "scales"], mode="cubic",
+            coordinate_transformation_mode=coord, cubic_coeff_a=a, exclude_outside=exclude)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear", "cubic"])
+@pytest.mark.parametrize("sizes", [[1, 3, 13, 5], [1, 3, 4, 17], [2, 3, 6, 9]])
+def test_resize_sizes(mode, sizes):
+    x = rand((1, 3, 6, 9)) if sizes[0] == 1 else rand((2, 3, 6, 9))
+    _resize(x, 13, {"roi": _f([]), "sizes": _i(sizes)}, ["roi", "", "sizes"], mode=mode)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+def test_resize_batch_axes(mode):
+    """onnxruntime resizes only the inner axes: onnx.reference is the reference."""
+    x = rand((3, 4, 5, 6))
+    check_onnx_reference([node("Resize", ["x", "roi", "scales"], ["y"], mode=mode)], {"x": x}, ["y"], 13,
+                         {"roi": _f([]), "scales": _f([2.0, 1.0, 0.7, 1.5])})
+
+
+@pytest.mark.parametrize("mode", ["linear", "nearest"])
+@pytest.mark.parametrize("extrapolation", [0.0, 7.5])
+def test_resize_tf_crop_and_resize(mode, extrapolation):
+    x = rand((1, 2, 8, 9))
+    roi = _f([0, 0, -0.2, 0.35, 1, 1, 0.8, 1.3])
+    _resize(x, 13, {"roi": roi, "sizes": _i([1, 2, 5, 7])}, ["roi", "", "sizes"], mode=mode,
+            coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=extrapolation)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int32])
+def test_resize_nearest_dtypes(dtype):
+    x = randint((1, 2, 5, 6), 0, 100).astype(dtype)
+    _resize(x, 13, {"roi": _f([]), "scales": _f([1, 1, 2.5, 0.5])}, ["roi", "scales"], mode="nearest")
+
+
+@pytest.mark.parametrize("mode, dtype", [("nearest", np.int64), ("linear", np.float64), ("cubic", np.float64)])
+def test_resize_dtypes_onnx_reference(mode, dtype):
+    """int64 and float64 Resize are not in onnxruntime."""
+    x = (rand((1, 2, 5, 6)) * 100).astype(dtype)
+    # the reference computes cubic coefficients in float32 (cubic_coeff_a is a float32 attribute)
+    rtol, atol = (1e-5, 1e-4) if mode == "cubic" else (1e-10, 1e-9)
+    check_onnx_reference([node("Resize", ["x", "roi", "scales"], ["y"], mode=mode)], {"x": x}, ["y"], 13,
+                         {"roi": _f([]), "scales": _f([1, 1, 1.5, 2.5])}, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+@pytest.mark.parametrize("scales", [[1, 1, 2.0, 2.0], [1, 1, 0.5, 0.4], [1, 1, 1.5, 3.0]])
+def test_resize_opset10(mode, scales):
+    x = rand((1, 3, 6, 10))
+    _resize(x, 10, {"scales": _f(scales)}, ["scales"], mode=mode)
+
+
+@pytest.mark.parametrize("coord", ["half_pixel", "align_corners", "asymmetric", "tf_crop_and_resize"])
+def test_resize_opset11(coord):
+    x = rand((1, 2, 6, 7))
+    roi = _f([0, 0, 0.1, 0.2, 1, 1, 0.9, 1.0])
+    _resize(x, 11, {"roi": roi, "scales": _f([1, 1, 1.5, 0.75])}, ["roi", "scales"], mode="linear",
+            coordinate_transformation_mode=coord)
+
+
+@pytest.mark.parametrize("axes", [[2, 3], [3, 2], [-1], [1]])
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+def test_resize_axes(axes, mode):
+    x = rand((1, 3, 6, 7))
+    scales = _f([2.0, 0.6][:len(axes)])
+    _resize(x, 18, {"scales": scales}, ["", "scales"], mode=mode, axes=axes)
+
+
+@pytest.mark.parametrize("policy", ["stretch", "not_larger", "not_smaller"])
+@pytest.mark.parametrize("sizes", [[9, 13], [4, 5]])
+def test_resize_keep_aspect_ratio(policy, sizes):
+    x = rand((1, 2, 6, 7))
+    _resize(x, 18, {"sizes": _i(sizes)}, ["", "", "sizes"], mode="nearest", axes=[2, 3],
+            keep_aspect_ratio_policy=policy)
+
+
+@pytest.mark.parametrize("mode", ["linear", "cubic"])
+@pytest.mark.parametrize("scales", [[1, 1, 0.6, 0.8], [1, 1, 0.34, 0.5], [1, 1, 2.0, 0.7]])
+def test_resize_antialias(mode, scales):
+    x = rand((1, 2, 12, 15))
+    _resize(x, 18, {"scales": _f(scales)}, ["", "scales"], mode=mode, antialias=1)
+
+
+@pytest.mark.parametrize("scales", [[1, 1, 0.6, 0.8], [1, 1, 1.7, 2.3]])
+def test_resize_half_pixel_symmetric(scales):
+    x = rand((1, 2, 7, 9))
+    _resize(x, 19, {"scales": _f(scales)}, ["", "scales"], mode="linear",
+            coordinate_transformation_mode="half_pixel_symmetric")
+
+
+def test_resize_fuses_with_consumer():
+    """nearest 2x upsampling then an elementwise op: one kernel, still exact."""
+    x = rand((2, 4, 5, 6))
+    nodes = [node("Resize", ["x", "", "scales"], ["r"], mode="nearest"), node("Relu", ["r"], ["y"])]
+    check(nodes, {"x": x}, ["y"], opset=13, inits={"scales": _f([1, 1, 2, 2])})
+
+
+def test_resize_refuses_linear_integers():
+    x = randint((1, 1, 4, 4), 0, 9).astype(np.uint8)
+    with pytest.raises(Exception, match="linear resize of uint8"):
+        _resize(x, 13, {"roi": _f([]), "scales": _f([1, 1, 2, 2])}, ["roi", "scales"], mode="linear")
+
+
+@pytest.mark.parametrize("opset, mode", [(9, "nearest"), (9, "linear"), (7, "nearest")])
+def test_upsample(opset, mode):
+    x = rand((1, 2, 4, 5))
+    scales = [1.0, 1.0, 2.0, 3.0]
+    if opset < 9:
+        _resize(x, opset, {}, [], op="Upsample", mode=mode, scales=scales)
+    else:
+        _resize(x, opset, {"scales": _f(scales)}, ["scales"], op="Upsample", mode=mode)
