@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 from onnx.reference import ReferenceEvaluator
-from onnx_helpers import (IR_VERSION, assert_matches, check_op, make_model, node, rand, randint, rng,
+from onnx_helpers import (IR_VERSION, assert_matches, check, check_op, make_model, node, rand, randint, rng,
                           run_tcomp)
 
 import tcomp
@@ -106,3 +106,113 @@ def test_pow_integer_types(xt, yt):
     x = randint((4, 7), -6, 6).astype(xt)
     y = (randint((7,), 0, 5) if np.issubdtype(yt, np.integer) else rand((7,), 0, 4)).astype(yt)
     check_op("Pow", {"x": x, "y": y}, opset=15)
+
+
+# ---------------------------------------------------------------------------------------------
+# ArgMax / ArgMin
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("shape,axis", [((7, 13), 1), ((7, 13), 0), ((3, 5, 37), -2), ((2, 1, 19), 1), ((33,), 0)],
+                         ids=str)
+@pytest.mark.parametrize("keepdims", [0, 1])
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_float(op, shape, axis, keepdims, last):
+    check_op(op, {"x": rand(shape, -3, 3)}, axis=axis, keepdims=keepdims, select_last_index=last)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int8, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("last", [0, 1])
+def test_arg_ties(op, dtype, last):
+    """Few distinct values: ties everywhere; the first (or last) index wins."""
+    x = randint((6, 41), 0, 3).astype(dtype)
+    check_op(op, {"x": x}, axis=1, select_last_index=last)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+def test_arg_default_axis_opset11(op):
+    check_op(op, {"x": rand((5, 4, 3))}, opset=11)
+
+
+@pytest.mark.parametrize("op", ["ArgMax", "ArgMin"])
+def test_arg_nan_like_numpy(op):
+    """A NaN wins, the first one (numpy's and onnx.reference's convention)."""
+    x = rand((4, 29), -3, 3)
+    x[1, 7] = x[1, 20] = x[3, 0] = np.nan
+    check_ref([node(op, ["x"], ["y"], axis=1)], {"x": x}, ["y"], opset=13)
+
+
+def test_arg_fused_prologue_and_epilogue():
+    """ArgMax of a computed value, its index used by later arithmetic."""
+    x = rand((9, 23), -3, 3)
+    check([node("Mul", ["x", "x"], ["sq"]), node("ArgMax", ["sq"], ["i"], axis=1),
+           node("Add", ["i", "one"], ["y"])], {"x": x}, ["y"], inits={"one": np.array(1, np.int64)})
+
+
+# ---------------------------------------------------------------------------------------------
+# CumSum / CumProd
+# ---------------------------------------------------------------------------------------------
+
+SCAN_SHAPES = [((37,), 0), ((7, 13), 0), ((7, 13), 1), ((7, 13), -1), ((3, 5, 33), 1), ((2, 19, 1), 1)]
+
+
+@pytest.mark.parametrize("shape,axis", SCAN_SHAPES, ids=str)
+@pytest.mark.parametrize("exclusive", [0, 1])
+@pytest.mark.parametrize("reverse", [0, 1])
+def test_cumsum(shape, axis, exclusive, reverse):
+    check_op("CumSum", {"x": rand(shape, -3, 3)}, inits={"axis": np.array(axis, np.int64)},
+             exclusive=exclusive, reverse=reverse)
+
+
+@pytest.mark.parametrize("dtype,axis_type", [(np.int32, np.int32), (np.int64, np.int64), (np.float64, np.int32)],
+                         ids=str)
+def test_cumsum_types(dtype, axis_type):
+    x = randint((5, 27), -50, 50).astype(dtype)
+    check_op("CumSum", {"x": x}, inits={"axis": np.array(1, axis_type)}, exclusive=1)
+
+
+@pytest.mark.parametrize("shape,axis", SCAN_SHAPES, ids=str)
+@pytest.mark.parametrize("exclusive", [0, 1])
+@pytest.mark.parametrize("reverse", [0, 1])
+def test_cumprod(shape, axis, exclusive, reverse):
+    """CumProd (opset 26) against onnx.reference; factors near 1 keep products in range."""
+    x = rand(shape, 0.8, 1.25) * np.where(rng().random(shape) < 0.5, -1, 1).astype(F32)
+    check_ref([node("CumProd", ["x", "axis"], ["y"], exclusive=exclusive, reverse=reverse)], {"x": x}, ["y"],
+              opset=26, inits={"axis": np.array(axis, np.int64)}, rtol=1e-5)
+
+
+def test_cumprod_int64():
+    check_ref([node("CumProd", ["x", "axis"], ["y"])], {"x": randint((4, 9), -3, 3)}, ["y"], opset=26,
+              inits={"axis": np.array(1, np.int64)})
+
+
+def test_cumsum_axis_at_run_time_is_refused():
+    model = make_model([node("CumSum", ["x", "axis"], ["y"])], {"x": rand((3, 4)), "axis": np.array(1)}, ["y"])
+    with pytest.raises(tcomp.UnsupportedOpError, match="axis must be a constant"):
+        tcomp.compile(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trilu / EyeLike
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("upper", [0, 1])
+@pytest.mark.parametrize("shape", [(5, 7), (7, 5), (2, 3, 4, 19), (1, 6)], ids=str)
+@pytest.mark.parametrize("k", [None, 0, 2, -3, 9, -9])
+def test_trilu_constant_k(upper, shape, k):
+    inits = {} if k is None else {"k": np.array(k, np.int64)}
+    check_op("Trilu", {"x": rand(shape)}, opset=14, inits=inits, upper=upper)
+
+
+@pytest.mark.parametrize("upper", [0, 1])
+def test_trilu_k_at_run_time(upper):
+    k = np.array(rng().integers(-4, 5), np.int64)
+    check_op("Trilu", {"x": randint((3, 6, 8), -9, 9), "k": k}, opset=14, upper=upper)
+
+
+@pytest.mark.parametrize("shape,k", [((4, 4), 0), ((3, 7), 2), ((6, 2), -1), ((5, 5), 9)], ids=str)
+@pytest.mark.parametrize("dtype", [None, TensorProto.INT32, TensorProto.FLOAT])
+def test_eyelike(shape, k, dtype):
+    attrs = {"k": k} if dtype is None else {"k": k, "dtype": dtype}
+    check_op("EyeLike", {"x": rand(shape)}, **attrs)

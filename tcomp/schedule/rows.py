@@ -53,38 +53,47 @@ class RowKernel:
         self.dtype = dtype
         self.lanes = lanes
         self.row = Var("row")
-        self.part = Buffer("part", (lanes,), dtype, "local")
-        self.red = Buffer("red", (4,), dtype, "local")
+        self.buffers: dict = {}   # dtype -> (per-lane partials, folded results)
         self.passes: list = []
         self.slots = 0
 
-    def reduce(self, kind: str, value_fn: Callable, keep: Callable | None = None) -> object:
+    def _buffers(self, dtype: str) -> tuple:
+        if dtype not in self.buffers:
+            suffix = "" if dtype == self.dtype else f"_{dtype}"
+            self.buffers[dtype] = (Buffer("part" + suffix, (self.lanes,), dtype, "local"),
+                                   Buffer("red" + suffix, (4,), dtype, "local"))
+        return self.buffers[dtype]
+
+    def reduce(self, kind: str, value_fn: Callable, keep: Callable | None = None, dtype: str | None = None) -> object:
         """Adds a pass computing ``kind`` over ``value_fn(row, j)``; returns the scalar result expression.
 
         ``keep(value, row, j)``, if given, also stores each value (for a later pass to reuse).
+        ``dtype`` is that of the values (default: the kernel's).
         """
         slot = self.slots
         self.slots += 1
         lanes, L = self.lanes, self.length
         jo, l, s = Var("jo"), Var("l"), Var("s")
-        init = init_value(kind, self.dtype)
+        dtype = dtype or self.dtype
+        part, red = self._buffers(dtype)
+        init = init_value(kind, dtype)
         j = jo * lanes + l
         tail = Cmp("lt", j, IntImm(L)) if L % lanes else None
         name = f"{kind}{slot}"
         fill = loop(l, lanes, block(f"{name}_init", [("S", lanes, l)],
-                                    lambda vl: BufferStore(self.part, init, (vl,))), "vectorized")
+                                    lambda vl: BufferStore(part, init, (vl,))), "vectorized")
         def body(vl, vj):
             value = value_fn(self.row, vj)
-            update = BufferStore(self.part, _combine(kind, self.part[vl], value), (vl,))
+            update = BufferStore(part, _combine(kind, part[vl], value), (vl,))
             return update if keep is None else seq(keep(value, self.row, vj), update)
 
         accumulate = loop(jo, -(-L // lanes), loop(l, lanes, block(
             f"{name}_part", [("S", lanes, l), ("R", L, j)], body, predicate=tail), "vectorized"))
-        fold = seq(BufferStore(self.red, init, (IntImm(slot),)),
+        fold = seq(BufferStore(red, init, (IntImm(slot),)),
                    loop(s, lanes, block(f"{name}_fold", [("R", lanes, s)], lambda vs: BufferStore(
-                       self.red, _combine(kind, self.red[slot], self.part[vs]), (IntImm(slot),)))))
+                       red, _combine(kind, red[slot], part[vs]), (IntImm(slot),)))))
         self.passes.append(seq(fill, accumulate, fold))
-        return self.red[slot]
+        return red[slot]
 
     def store(self, store_fn: Callable) -> None:
         """Final pass: ``store_fn(row, j)`` returns the store of element j of the row."""
@@ -100,7 +109,9 @@ class RowKernel:
         self.passes.append(block(f"{self.name}_out", [("S", self.rows, self.row)], store_fn))
 
     def build(self, params, attrs: dict) -> PrimFunc:
-        body = Allocate(self.part, Allocate(self.red, seq(*self.passes)))
+        body = seq(*self.passes)
+        for part, red in self.buffers.values():
+            body = Allocate(part, Allocate(red, body))
         kind = "parallel" if self.rows > 1 else "serial"
         return PrimFunc(self.name, tuple(params), loop(self.row, self.rows, body, kind), attrs)
 

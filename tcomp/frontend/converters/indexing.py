@@ -1,0 +1,62 @@
+"""Converters of indexing and scan ops: ArgMax/ArgMin, CumSum/CumProd, Trilu, EyeLike."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ...graph.ir import dtype_of_numpy
+from .common import ConvertError, const_input, converter, normalize_axis
+
+
+@converter("ArgMax", "ArgMin")
+def _arg(ctx, inputs, attrs):
+    x = inputs[0]
+    if x.dtype == "bool":
+        raise ConvertError(f"{ctx.onnx_node.op_type} on bool is not supported")
+    if not x.shape:
+        raise ConvertError("the input must have at least one axis")
+    axis = normalize_axis(attrs.get("axis", 0), len(x.shape))
+    if x.shape[axis] == 0:
+        raise ConvertError(f"cannot take {ctx.onnx_node.op_type} over the empty axis {axis}")
+    return [ctx.emit1(ctx.onnx_node.op_type, [x], {"axis": axis, "keepdims": attrs.get("keepdims", 1),
+                                                  "select_last_index": attrs.get("select_last_index", 0)})]
+
+
+@converter("CumSum", "CumProd")
+def _cumulative(ctx, inputs, attrs):
+    x = inputs[0]
+    op = ctx.onnx_node.op_type
+    if x.dtype == "bool" or not x.shape:
+        raise ConvertError(f"{op} needs a numeric tensor of rank >= 1, got {x.dtype}{list(x.shape)}")
+    axis = normalize_axis(int(np.asarray(const_input(inputs[1], f"{op}'s axis")).reshape(())), len(x.shape))
+    if x.type.size == 0:
+        return [x]
+    return [ctx.emit1(op, [x], {"axis": axis, "exclusive": attrs.get("exclusive", 0),
+                                "reverse": attrs.get("reverse", 0)})]
+
+
+@converter("Trilu")
+def _trilu(ctx, inputs, attrs):
+    x = inputs[0]
+    if len(x.shape) < 2:
+        raise ConvertError(f"Trilu needs a tensor of rank >= 2, got rank {len(x.shape)}")
+    k = inputs[1] if len(inputs) > 1 else None
+    node_attrs = {"upper": attrs.get("upper", 1), "k": 0}
+    if k is not None and k.type.size != 1:
+        raise ConvertError(f"Trilu's k must hold one value, got shape {list(k.shape)}")
+    if k is None or k.is_const:
+        node_attrs["k"] = int(k.const.reshape(())) if k is not None else 0
+        return [ctx.emit1("Trilu", [x], node_attrs)]
+    return [ctx.emit1("Trilu", [x, k], node_attrs)]  # k read at run time
+
+
+@converter("EyeLike")
+def _eye_like(ctx, inputs, attrs):
+    """A constant: only the input's (static) shape matters."""
+    x = inputs[0]
+    if len(x.shape) != 2:
+        raise ConvertError(f"EyeLike needs a 2-D input, got rank {len(x.shape)}")
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(attrs["dtype"]) if "dtype" in attrs else np.dtype(x.dtype)
+    if dtype_of_numpy(dtype) in ("str", "object"):
+        raise ConvertError(f"EyeLike to {dtype} is not supported")
+    return [ctx.const(np.eye(*x.shape, k=attrs.get("k", 0), dtype=dtype), "eye")]

@@ -1,0 +1,106 @@
+"""Index-producing and scan ops: ArgMax/ArgMin, CumSum/CumProd (anchors), Trilu (injective).
+
+Static attributes (the converters resolved them): ``axis`` (non-negative),
+``keepdims`` and ``select_last_index`` for the arg ops; ``exclusive`` and
+``reverse`` for the scans; ``upper`` for Trilu, with ``k`` an attribute or,
+computed at run time, a second input.
+"""
+from __future__ import annotations
+
+import math
+
+from ..graph.ir import TensorType
+from ..schedule.rows import RowKernel
+from ..schedule.scan import scan_kernel
+from ..tir.compute import TensorView, row_major_unflatten
+from ..tir.expr import Cmp, IntImm, Select, call, cast, const, is_float, logical_or
+from .nn import AnchorContext
+from .registry import ANCHOR, INJECTIVE, register
+
+
+def _split_axis(shape, axis):
+    """(outer, length, inner) extents around ``axis``."""
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+def _around(shape, axis, o, k, i):
+    """The full index of (outer position, axis position, inner position)."""
+    return (*row_major_unflatten(o, shape[:axis]), k, *row_major_unflatten(i, shape[axis + 1:]))
+
+
+# ArgMax / ArgMin ----------------------------------------------------------
+def _infer_arg(node):
+    shape = list(node.inputs[0].shape)
+    axis = node.attrs["axis"]
+    if node.attrs["keepdims"]:
+        shape[axis] = 1
+    else:
+        del shape[axis]
+    return [TensorType(tuple(shape), "int64")]
+
+
+def _arg_kernel(node, views, ctx: AnchorContext):
+    """Two passes per row: the extreme value, then the first (or last) index holding it (or a NaN)."""
+    (x,) = views
+    axis, keep, last = node.attrs["axis"], node.attrs["keepdims"], node.attrs["select_last_index"]
+    outer, length, inner = _split_axis(x.shape, axis)
+
+    def load(row, j):
+        return x.fn(*_around(x.shape, axis, row // inner, j, row % inner))
+
+    k = RowKernel(ctx.name, outer * inner, length, x.dtype, ctx.lanes)
+    best = k.reduce("max" if node.op == "ArgMax" else "min", load)
+
+    def candidate(row, j):
+        value = load(row, j)
+        hit = logical_or(Cmp("eq", value, best), call("isnan", value, dtype="bool") if is_float(x.dtype) else None)
+        return Select(hit, j, IntImm(-1 if last else length))
+
+    index = k.reduce("max" if last else "min", candidate, dtype="int64")
+
+    def store(row):
+        idx = _around(x.shape, axis, row // inner, IntImm(0), row % inner)
+        return ctx.store(index, idx if keep else idx[:axis] + idx[axis + 1:])
+
+    k.store_row(store)
+    return k.build(ctx.params, {"kind": "reduce", "rows": outer * inner, "length": length})
+
+
+register("ArgMax", ANCHOR, _infer_arg, kernel=_arg_kernel)
+register("ArgMin", ANCHOR, _infer_arg, kernel=_arg_kernel)
+
+
+# CumSum / CumProd -----------------------------------------------------------
+def _infer_same(node):
+    return [TensorType(node.inputs[0].shape, node.inputs[0].dtype)]
+
+
+def _scan_kernel(node, views, ctx: AnchorContext):
+    (x,) = views
+    axis = node.attrs["axis"]
+    outer, length, inner = _split_axis(x.shape, axis)
+    return scan_kernel(ctx.name, outer, length, inner, "sum" if node.op == "CumSum" else "prod",
+                       lambda o, k, i: x.fn(*_around(x.shape, axis, o, k, i)),
+                       lambda value, o, k, i: ctx.store(value, _around(x.shape, axis, o, k, i)),
+                       ctx.params, ctx.lanes, x.dtype, bool(node.attrs["exclusive"]), bool(node.attrs["reverse"]))
+
+
+register("CumSum", ANCHOR, _infer_same, kernel=_scan_kernel)
+register("CumProd", ANCHOR, _infer_same, kernel=_scan_kernel)
+
+
+# Trilu ----------------------------------------------------------------------
+def _view_trilu(node, views):
+    x = views[0]
+    upper = node.attrs["upper"]
+
+    def fn(*idx):
+        k = cast("int64", views[1].fn(*[IntImm(0)] * views[1].ndim)) if len(views) > 1 else IntImm(node.attrs["k"])
+        offset = idx[-1] - idx[-2]  # column - row
+        keep = Cmp("ge", offset, k) if upper else Cmp("le", offset, k)
+        return Select(keep, x.fn(*idx), const(0, x.dtype))
+
+    return [TensorView(x.shape, x.dtype, fn)]
+
+
+register("Trilu", INJECTIVE, _infer_same, _view_trilu)
