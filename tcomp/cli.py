@@ -10,12 +10,21 @@ import numpy as np
 from .compiler import compile
 from .errors import TcompError
 from .graph.ir import numpy_dtype
+from .graph.symbolic import SymInt
+from .runtime.executor import TensorSpec
 
 
-def random_feeds(module, rng: np.random.Generator) -> dict:
-    """Random inputs of the right shapes: normal floats, small non-negative ints, all-ones masks."""
+def random_feeds(module, rng: np.random.Generator, shapes: dict | None = None) -> dict:
+    """Random inputs: normal floats, small non-negative ints, all-ones masks. ``shapes`` gives the
+    sizes of inputs with symbolic dimensions."""
     feeds = {}
     for spec in module.inputs:
+        shape = (shapes or {}).get(spec.name, spec.shape)
+        symbolic = [str(s) for s in shape if isinstance(s, SymInt)]
+        if symbolic:
+            raise TcompError(f"input {spec.name} has symbolic dimension(s) {', '.join(repr(s) for s in symbolic)}; "
+                             f"give its size with --input-shape {spec.name}=D0,D1,...")
+        spec = TensorSpec(spec.name, tuple(shape), spec.dtype)
         dtype = np.dtype(numpy_dtype(spec.dtype))
         if dtype.kind == "f":
             feeds[spec.name] = rng.standard_normal(spec.shape).astype(dtype)
@@ -43,10 +52,10 @@ def _input_shapes(items) -> dict | None:
 
 
 def _cmd_run(args) -> int:
-    mod = compile(args.model, target=args.target, input_shapes=_input_shapes(args.input_shape))
+    mod = compile(args.model, target=args.target)
     print(f"compiled {args.model} for {mod.target.describe()} in {mod.compile_seconds:.2f} s: "
           f"{len(mod.groups)} fused groups, {len(mod.kernels)} distinct kernels")
-    feeds = random_feeds(mod, np.random.default_rng())
+    feeds = random_feeds(mod, np.random.default_rng(), _input_shapes(args.input_shape))
     outputs = mod.run(feeds)
     times = []
     for _ in range(args.repeat):
@@ -80,8 +89,9 @@ def _cmd_inspect(args) -> int:
     print(f"model {args.model}: {len(graph.nodes)} graph nodes after simplification, "
           f"{len(mod.groups)} fused groups, {len(mod.kernels)} distinct kernels")
     plan = mod.memory_plan
-    print(f"peak intermediate memory: {plan.arena_bytes / 2**20:.2f} MiB "
-          f"(without reuse {plan.unplanned_bytes / 2**20:.2f} MiB)")
+    if plan is not None:  # symbolic shapes are planned per run
+        print(f"peak intermediate memory: {plan.arena_bytes / 2**20:.2f} MiB "
+              f"(without reuse {plan.unplanned_bytes / 2**20:.2f} MiB)")
     print("inputs:  " + ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in mod.inputs))
     print("outputs: " + ", ".join(f"{s.name}: {s.dtype}{list(s.shape)}" for s in mod.outputs))
     print("\nfused groups (in execution order):")
@@ -113,14 +123,14 @@ def main(argv=None) -> int:
     run.add_argument("--target", default="cpu")
     run.add_argument("--repeat", type=int, default=20)
     run.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
-                     help="size of an input with symbolic dimensions (repeatable)")
+                     help="run-time size of an input with symbolic dimensions (repeatable)")
     run.set_defaults(func=_cmd_run)
     inspect = sub.add_parser("inspect", help="show fused groups, kernels and loop IR")
     inspect.add_argument("model")
     inspect.add_argument("--target", default="cpu")
     inspect.add_argument("--kernel", help="index or name of the kernel whose loop IR to print")
     inspect.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
-                         help="size of an input with symbolic dimensions (repeatable)")
+                         help="compile for this static size of an input with symbolic dimensions (repeatable)")
     inspect.set_defaults(func=_cmd_inspect)
     args = parser.parse_args(argv)
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -10,8 +11,8 @@ from .frontend.onnx_importer import import_onnx
 from .graph.fusion import fuse
 from .graph.ir import Graph
 from .graph.passes import simplify_graph
-from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Slot, Step, TensorSpec
-from .runtime.memory_plan import MemoryPlan, plan_memory
+from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Intermediate, Slot, Step, TensorSpec
+from .runtime.memory_plan import MemoryPlan
 from .schedule.lower import kernel_inputs, lower_group
 from .targets import resolve_target
 from .tir.stmt import PrimFunc
@@ -29,15 +30,19 @@ class Kernel:
 class CompiledModule:
     """A compiled model: ``run(feeds)`` like onnxruntime's ``InferenceSession.run(None, feeds)``."""
 
-    def __init__(self, graph: Graph, groups: list, kernels: dict, executor: Executor, plan: MemoryPlan,
-                 target, compile_seconds: float):
+    def __init__(self, graph: Graph, groups: list, kernels: dict, executor: Executor, target,
+                 compile_seconds: float):
         self.graph = graph
         self.groups = groups
         self.kernels = kernels
         self.executor = executor
-        self.memory_plan = plan
         self.target = target
         self.compile_seconds = compile_seconds
+
+    @property
+    def memory_plan(self) -> MemoryPlan | None:
+        """The arena layout of intermediates (for symbolic shapes: of the sizes last run, None before)."""
+        return self.executor.memory_plan
 
     @property
     def input_names(self) -> list:
@@ -60,7 +65,7 @@ class CompiledModule:
         if not isinstance(feeds, dict):
             raise TcompError("run() takes a dict {input name: numpy array}; call the module itself with "
                              "positional arrays")
-        return self.executor.run(feeds)
+        return self.executor.run({name: host_array(value) for name, value in feeds.items()})
 
     def __call__(self, *arrays, **named):
         if arrays and len(arrays) != len(self.input_names):
@@ -79,8 +84,13 @@ class CompiledModule:
 
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None,
-            num_threads: int | None = None, constant_inputs: dict | None = None) -> CompiledModule:
+            num_threads: int | None = None, constant_inputs: dict | None = None,
+            example_inputs=None) -> CompiledModule:
     """Compiles an ONNX model (``onnx.ModelProto`` or path) for ``target``.
+
+    A ``torch.nn.Module`` is traced with ``example_inputs`` (a tuple of tensors) by
+    ``torch.export`` and imported from its ATen graph (``frontend/torch_importer.py``);
+    a ``torch.export.ExportedProgram`` is imported as is; a graph-IR ``Graph`` is compiled as is.
 
     ``input_shapes`` ({input name: shape}) sizes symbolic dimensions. ``constant_inputs``
     ({input name: array}) freezes graph inputs to the given values: the module is
@@ -90,13 +100,38 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     """
     start = time.perf_counter()
     tgt = resolve_target(target, num_threads)
-    graph = import_onnx(model, input_shapes, constant_inputs)
+    graph = _import_model(model, input_shapes, constant_inputs, example_inputs)
     simplify_graph(graph)
     groups = fuse(graph)
     kernels, group_kernel = _lower_unique(groups, tgt)
     jit = tgt.build([k.func for k in kernels.values()])
-    executor, plan = _build_executor(graph, groups, group_kernel, jit)
-    return CompiledModule(graph, groups, kernels, executor, plan, tgt, time.perf_counter() - start)
+    executor = _build_executor(graph, groups, group_kernel, kernels, jit)
+    return CompiledModule(graph, groups, kernels, executor, tgt, time.perf_counter() - start)
+
+
+def _import_model(model, input_shapes, constant_inputs, example_inputs) -> Graph:
+    """The graph of ``model``; torch is imported only for a torch model (it is an optional dependency)."""
+    if isinstance(model, Graph):
+        return model
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, (torch.nn.Module, torch.export.ExportedProgram)):
+        if input_shapes or constant_inputs:
+            raise TcompError("input_shapes and constant_inputs apply to ONNX models; a torch module is "
+                             "specialized on the shapes of its example_inputs")
+        from .frontend.torch_importer import import_torch  # needs torch: loaded only for torch models
+
+        return import_torch(model, example_inputs)
+    if example_inputs is not None:
+        raise TcompError(f"example_inputs apply to torch modules, not to {type(model).__name__}")
+    return import_onnx(model, input_shapes, constant_inputs)
+
+
+def host_array(value):
+    """A numpy array of ``value``; torch tensors (recognized without importing torch) convert without a copy
+    where their layout allows."""
+    if type(value).__module__.startswith("torch") and hasattr(value, "numpy"):
+        return value.detach().cpu().numpy()
+    return value
 
 
 def _lower_unique(groups: list, target) -> tuple:
@@ -126,7 +161,7 @@ def _lower_unique(groups: list, target) -> tuple:
     return kernels, group_kernel
 
 
-def _build_executor(graph: Graph, groups: list, group_kernel: list, jit) -> tuple:
+def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dict, jit) -> Executor:
     input_index = {v.uid: i for i, v in enumerate(graph.inputs)}
     output_index = {}
     for i, v in enumerate(graph.outputs):
@@ -137,13 +172,12 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, jit) -> tupl
     for step, group in enumerate(groups):
         for value in group.inputs:
             last_use[value.uid] = step
-    lifetimes, sizes = {}, {}
+    intermediates, arena_index = [], {}
     for step, group in enumerate(groups):
         uid = group.output.uid
         if uid not in output_index:
-            lifetimes[uid] = (step, last_use.get(uid, step))
-            sizes[uid] = group.output.type.nbytes
-    plan = plan_memory(lifetimes, sizes)
+            arena_index[uid] = len(intermediates)
+            intermediates.append(Intermediate(step, last_use.get(uid, step), group.output.type.nbytes))
 
     def slot_of(value) -> Slot:
         if value.uid in input_index:
@@ -155,10 +189,13 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, jit) -> tupl
             return Slot(CONST, const_index[value.uid])
         if value.uid in output_index:
             return Slot(OUTPUT, output_index[value.uid])
-        return Slot(ARENA, plan.offsets[value.uid])
+        return Slot(ARENA, arena_index[value.uid])
 
-    steps = [Step(group_kernel[i], [slot_of(v) for v in kernel_inputs(g)] + [slot_of(g.output)], g.label)
-             for i, g in enumerate(groups)]
+    steps = []
+    for i, g in enumerate(groups):
+        func = kernels[group_kernel[i]].func
+        args = [slot_of(v) for v in kernel_inputs(g)] + [slot_of(g.output)]
+        steps.append(Step(group_kernel[i], args, g.label, tuple(v.name for v in func.size_vars)))
     output_sources = []  # None where a kernel writes the output, else where to copy it from
     for index, v in enumerate(graph.outputs):
         if v.uid in produced_at and output_index[v.uid] == index:
@@ -170,7 +207,7 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, jit) -> tupl
     inputs = [TensorSpec(v.name, v.shape, v.dtype) for v in graph.inputs]
     names = graph.output_names or [v.name for v in graph.outputs]
     outputs = [TensorSpec(name, v.shape, v.dtype) for name, v in zip(names, graph.outputs)]
-    return Executor(jit, steps, inputs, outputs, output_sources, constants, plan.arena_bytes), plan
+    return Executor(jit, steps, inputs, outputs, output_sources, constants, intermediates, graph.constraints)
 
 
 __all__ = ["compile", "CompiledModule"]

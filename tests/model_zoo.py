@@ -121,8 +121,8 @@ def _spec(name: str, small: bool) -> ModelSpec:
     raise KeyError(f"unknown model {name!r}; known: {MODEL_NAMES}")
 
 
-def model_path(name: str, out_dir: Union[str, os.PathLike], small: bool = False) -> Path:
-    return Path(out_dir) / f"{name}{'_small' if small else ''}.onnx"
+def model_path(name: str, out_dir: Union[str, os.PathLike], small: bool = False, dynamic: bool = False) -> Path:
+    return Path(out_dir) / f"{name}{'_small' if small else ''}{'_dynamic' if dynamic else ''}.onnx"
 
 
 def _example_inputs(spec: ModelSpec):
@@ -138,6 +138,11 @@ def _example_inputs(spec: ModelSpec):
     mask = torch.ones(1, spec.seq_len, dtype=torch.int64)
     mask[:, -4:] = 0
     return {"input_ids": ids, "attention_mask": mask}
+
+
+def _dynamic_axes(spec: ModelSpec, inputs: dict) -> dict:
+    axes = {0: "batch"} if spec.kind == "vision" else {0: "batch", 1: "sequence"}
+    return {name: axes for name in list(inputs) + ["last_hidden_state"]}
 
 
 def _cache_is_valid(path: Path) -> bool:
@@ -219,8 +224,11 @@ def _calibrate_batchnorm(hf, spec: ModelSpec, batch: int = 8) -> None:
 
 
 def export_model(name: str, out_dir: Union[str, os.PathLike], small: bool = False,
-                 force: bool = False) -> Path:
+                 force: bool = False, dynamic: bool = False) -> Path:
     """Export ``name`` (one of MODEL_NAMES) to ONNX in ``out_dir``; cached.
+
+    ``dynamic`` leaves the batch (and for text models the sequence) dimension
+    symbolic: ``dim_param`` "batch" and "sequence".
 
     Returns the path of the .onnx file.  The file is re-used if it exists and
     was written by the same ZOO_VERSION (unless ``force``).
@@ -231,7 +239,7 @@ def export_model(name: str, out_dir: Union[str, os.PathLike], small: bool = Fals
     spec = _spec(name, small)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = model_path(name, out_dir, small)
+    path = model_path(name, out_dir, small, dynamic)
     if not force and _cache_is_valid(path):
         return path
 
@@ -250,6 +258,7 @@ def export_model(name: str, out_dir: Union[str, os.PathLike], small: bool = Fals
                 opset_version=OPSET,
                 dynamo=False,
                 do_constant_folding=True,
+                dynamic_axes=_dynamic_axes(spec, inputs) if dynamic else None,
             )
         model = onnx.load(str(raw))
         if model.ir_version > MAX_IR_VERSION:

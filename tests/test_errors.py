@@ -2,7 +2,7 @@
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 import tcomp
 
@@ -69,15 +69,41 @@ def test_wrong_input_name_shape_and_dtype():
     np.testing.assert_array_equal(mod.run({"x": good})[0], np.maximum(good, 0))
 
 
-def test_symbolic_dimension_asks_for_a_shape():
+def test_symbolic_dimension_compiles_once_and_checks_sizes_at_run_time():
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3])
+    w = helper.make_tensor_value_info("w", TensorProto.FLOAT, ["batch", 3])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 3])
-    model = _model([helper.make_node("Relu", ["x"], ["y"])], [x], [y])
-    with pytest.raises(tcomp.TcompError, match="symbolic dimension 'batch'.*input_shapes"):
-        tcomp.compile(model)
-    mod = tcomp.compile(model, input_shapes={"x": (5, 3)})
-    data = np.random.default_rng().standard_normal((5, 3)).astype(np.float32)
-    np.testing.assert_array_equal(mod.run({"x": data})[0], np.maximum(data, 0))
+    model = _model([helper.make_node("Add", ["x", "w"], ["y"])], [x, w], [y])
+    mod = tcomp.compile(model)
+    rng = np.random.default_rng()
+    for batch in (1, 5):
+        a, b = (rng.standard_normal((batch, 3)).astype(np.float32) for _ in range(2))
+        np.testing.assert_array_equal(mod.run({"x": a, "w": b})[0], a + b)
+    a = rng.standard_normal((4, 3)).astype(np.float32)
+    with pytest.raises(tcomp.InputError, match="input 'w' has batch=2 .*input 'x' has batch=4"):
+        mod.run({"x": a, "w": a[:2]})
+    with pytest.raises(tcomp.InputError, match=r"has shape \[4, 2\], expected \[batch, 3\]"):
+        mod.run({"x": a[:, :2], "w": a[:, :2]})
+    static = tcomp.compile(model, input_shapes={"x": (5, 3), "w": (5, 3)})
+    with pytest.raises(tcomp.InputError, match=r"expected \[5, 3\]"):
+        static.run({"x": a, "w": a})
+
+
+def test_size_constraint_of_the_model_is_checked_at_run_time():
+    """x[:, :seq] of a 4-wide constant needs seq <= 4: a larger sequence is refused, never read out of bounds."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "seq"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, "seq"])
+    table = numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), "table")
+    nodes = [helper.make_node("Shape", ["x"], ["shape"], start=1, end=2),
+             helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.array([0], np.int64))),
+             helper.make_node("Constant", [], ["axis"], value=numpy_helper.from_array(np.array([1], np.int64))),
+             helper.make_node("Slice", ["table", "zero", "shape", "axis"], ["part"]),
+             helper.make_node("Add", ["x", "part"], ["y"])]
+    mod = tcomp.compile(_model(nodes, [x], [y], [table]))
+    data = np.random.default_rng().standard_normal((1, 3)).astype(np.float32)
+    np.testing.assert_allclose(mod.run({"x": data})[0], data + np.arange(3, dtype=np.float32))
+    with pytest.raises(tcomp.InputError, match="seq=6 violate a constraint.*Slice.*seq <= 4"):
+        mod.run({"x": np.zeros((1, 6), np.float32)})
 
 
 def test_unknown_target():

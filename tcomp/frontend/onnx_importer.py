@@ -23,6 +23,7 @@ from onnx import numpy_helper
 from ..errors import ModelError, ShapeOperandError, TcompError, UnsupportedOpError
 from ..graph.ir import Graph, Node, TensorType, Value, dtype_of_numpy, symbolic_array
 from ..graph.symbolic import SymbolicError, SymInt
+from ..ops.quant import kept_unfolded
 from ..ops.registry import OPS, infer_types
 from . import shape_eval
 from .converters import CONVERTERS, ConvertError, NotConstantError
@@ -82,6 +83,17 @@ class ImportContext:
         node.outputs = [Value(self.fresh_name(base), t) for t in types]
         self.graph.add_node(node)
         return node.outputs
+
+    def require(self, lhs, op: str, rhs, reason: str) -> None:
+        """Records a relation between symbolic sizes that every run must satisfy (checked at run time)."""
+        where = f"node '{self.onnx_node.name or self.onnx_node.op_type}' ({self.onnx_node.op_type})"
+        try:
+            holds = shape_eval.decide(lhs, rhs, op)
+        except SymbolicError:  # depends on the sizes: checked when a run binds them
+            self.graph.constraints.append((lhs, op, rhs, f"{where} {reason}"))
+            return
+        if not holds:
+            raise ConvertError(f"{reason}: {lhs} {op} {rhs} never holds")
 
     def emit1(self, op: str, inputs: list, attrs: dict | None = None) -> Value:
         return self.emit(op, inputs, attrs)[0]
@@ -273,7 +285,7 @@ def _constant_outputs(ctx, onnx_node, inputs, attrs, model):
     if op == "Size" and inputs[0] is not None:
         return [ctx.const(symbolic_array(np.array(inputs[0].type.size, dtype=object)), "size")]
     present = [v for v in inputs if v is not None]
-    if op in NONDETERMINISTIC or not present or not all(v.is_const for v in present):
+    if op in NONDETERMINISTIC or kept_unfolded(op, inputs) or not present or not all(v.is_const for v in present):
         return None
     if any(v.is_symbolic_const for v in present):  # a shape computation over symbolic dimensions
         consts = [v.const if v is not None else None for v in inputs]

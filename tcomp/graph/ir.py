@@ -2,8 +2,11 @@
 
 Ops keep ONNX names and semantics, with attributes normalised by the importer
 (inputs that must be constant, such as Reshape's shape or Slice's starts,
-become attributes). Every value has a static shape and a dtype; constant
-values carry their numpy data.
+become attributes). Every value has a shape and a dtype; a dimension is an
+``int`` or a ``SymInt`` (``symbolic.py``: a size known at run time, such as
+``batch`` or ``sequence``). Constant values carry their numpy data; a shape
+computation over symbolic dimensions (``Shape`` -> ``Gather`` -> ``Concat``)
+is a constant too, an object array holding ints and SymInts.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from .symbolic import SymInt, is_static_shape, product
 
 
 @dataclass(frozen=True)
@@ -22,12 +27,17 @@ class TensorType:
         return f"{self.dtype}[{', '.join(str(s) for s in self.shape)}]"
 
     @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+    def size(self):
+        """Number of elements: an int, or a SymInt for a symbolic shape."""
+        return product(self.shape)
 
     @property
-    def nbytes(self) -> int:
+    def nbytes(self):
         return self.size * np.dtype(numpy_dtype(self.dtype)).itemsize
+
+    @property
+    def is_static(self) -> bool:
+        return is_static_shape(self.shape)
 
 
 def numpy_dtype(dtype: str):
@@ -37,6 +47,18 @@ def numpy_dtype(dtype: str):
 def dtype_of_numpy(dtype) -> str:
     dtype = np.dtype(dtype)
     return "bool" if dtype == np.bool_ else dtype.name
+
+
+def symbolic_array(data) -> np.ndarray:
+    """``data`` as an array: int64 where every element is an int, else an object array of ints/SymInts."""
+    data = np.asarray(data)
+    if data.dtype != object:
+        return data
+    if any(isinstance(x, SymInt) for x in data.flat):
+        return data
+    if data.size and all(isinstance(x, (bool, np.bool_)) for x in data.flat):
+        return data.astype(np.bool_)
+    return data.astype(np.int64)
 
 
 _ids = itertools.count()
@@ -53,9 +75,15 @@ class Value:
         self.uid = next(_ids)
 
     @staticmethod
-    def constant(name: str, data) -> "Value":
-        data = np.asarray(data)
-        return Value(name, TensorType(tuple(int(s) for s in data.shape), dtype_of_numpy(data.dtype)), data)
+    def constant(name: str, data) -> Value:
+        data = symbolic_array(data)
+        dtype = "int64" if data.dtype == object else dtype_of_numpy(data.dtype)
+        return Value(name, TensorType(tuple(int(s) for s in data.shape), dtype), data)
+
+    @property
+    def is_symbolic_const(self) -> bool:
+        """A constant whose elements involve symbolic dimensions (a shape computation)."""
+        return self.const is not None and self.const.dtype == object
 
     @property
     def shape(self) -> tuple:
@@ -97,6 +125,9 @@ class Graph:
         self.outputs: list[Value] = []
         self.nodes: list[Node] = []
         self.output_names: list[str] = []   # the model's names for ``outputs``
+        # size relations the model needs of its symbolic dimensions, checked when a run binds them:
+        # (lhs, op, rhs, reason) with lhs/rhs ints or SymInts and op one of "==", "<=", ">="
+        self.constraints: list = []
 
     def add_node(self, node: Node) -> Node:
         for out in node.outputs:

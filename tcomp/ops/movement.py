@@ -204,3 +204,13 @@ def _view_pad(node, views):
 
 
 register("Pad", INJECTIVE, _infer_pad, _view_pad)
+
+
+# Range -----------------------------------------------------------------
+def _view_range(node, views):
+    a = node.attrs
+    dtype = a["dtype"]
+    return [TensorView((a["length"],), dtype, lambda i: const(a["start"], dtype) + cast(dtype, i) * a["delta"])]
+
+
+register("Range", INJECTIVE, lambda node: [TensorType((node.attrs["length"],), node.attrs["dtype"])], _view_range)

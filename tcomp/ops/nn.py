@@ -11,10 +11,10 @@ from typing import Callable
 
 from ..graph.ir import TensorType
 from ..schedule.matmul import MatmulSpec, matmul_kernel
-from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reduce_kernel, softmax_kernel
+from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reciprocal, reduce_kernel, softmax_kernel
 from ..schedule.window import WindowSpec, guarded_load, window_kernel
 from ..tir.compute import broadcast_index, row_major_unflatten
-from ..tir.expr import Buffer, Expr, IntImm, call, const
+from ..tir.expr import Buffer, Expr, IntImm, call, cast, const
 from ..tir.stmt import BufferStore
 from .registry import ANCHOR, broadcast_shapes, register
 
@@ -232,7 +232,7 @@ def _reduce_kernel(node, views, ctx: AnchorContext):
 
     def finish(result):
         if op == "ReduceMean":
-            return result / const(length, x.dtype)
+            return result * reciprocal(length, x.dtype)
         if op == "ReduceL2":
             return call("sqrt", result)
         return result
@@ -279,12 +279,13 @@ def _softmax_kernel(node, views, ctx: AnchorContext):
     def index(r, j):
         return _row_index(x.shape, axis, r, j)
 
+    acc = "float64" if x.dtype == "float64" else "float32"  # half precision computes in float32
     scratch = None
-    if ctx.out.dtype == x.dtype:  # the output buffer holds exp(x - max) between two passes
+    if ctx.out.dtype == acc:  # the output buffer holds exp(x - max) between two passes
         scratch = (lambda r, j: ctx.out[index(r, j)], lambda value, r, j: BufferStore(ctx.out, value, index(r, j)))
-    return softmax_kernel(ctx.name, rows, length, lambda r, j: x.fn(*index(r, j)),
-                          lambda value, r, j: ctx.store(value, index(r, j)),
-                          ctx.params, ctx.lanes, log=node.op == "LogSoftmax", scratch=scratch)
+    return softmax_kernel(ctx.name, rows, length, lambda r, j: cast(acc, x.fn(*index(r, j))),
+                          lambda value, r, j: ctx.store(cast(x.dtype, value), index(r, j)),
+                          ctx.params, ctx.lanes, log=node.op == "LogSoftmax", scratch=scratch, dtype=acc)
 
 
 def _infer_same(node):

@@ -12,36 +12,36 @@ other axes are fused into one loop, parallel when there is enough work::
 from __future__ import annotations
 
 from ..tir.compute import row_major_unflatten
-from ..tir.expr import Buffer, Cmp, IntImm, Var
+from ..tir.expr import Buffer, Cmp, Var, as_expr
 from ..tir.stmt import BufferStore, PrimFunc, block, loop
+from .extents import ceil_div, divisible, extent_of, is_static, product
 
 # Below this many elements a kernel runs on one thread (waking the pool costs more).
 PARALLEL_MIN_ELEMENTS = 1 << 14
 
 
 def injective_kernel(name: str, out: Buffer, value_fn, params, lanes: int, attrs: dict | None = None) -> PrimFunc:
-    """``value_fn(*idx)`` gives the element at ``idx`` of ``out``."""
-    shape = [int(s.value) for s in out.shape]
-    total = 1
-    for s in shape:
-        total *= s
+    """``value_fn(*idx)`` gives the element at ``idx`` of ``out``; extents may be symbolic."""
+    shape = [extent_of(s) for s in out.shape]
     if not shape:
         body = block(name, [], lambda: BufferStore(out, value_fn(), ()))
         return PrimFunc(name, tuple(params), body, {"kind": "injective", **(attrs or {})})
+    total = product(shape)
     inner = shape[-1]
-    if inner < lanes // 2 and len(shape) > 1:
+    if is_static(inner) and inner < lanes // 2 and len(shape) > 1:
         # Short rows: vectorize over the flattened index instead.
         outer_shape, inner = [], total
     else:
         outer_shape = shape[:-1]
-    rows = total // inner
+    rows = product(outer_shape)
     r, jo, ji = Var("r"), Var("jo"), Var("ji")
     j = jo * lanes + ji
     flat = r * inner + j
     idx = row_major_unflatten(flat, shape) if not outer_shape else row_major_unflatten(r, outer_shape) + [j]
     iters = [("S", extent, value) for extent, value in zip(shape, idx)]
-    predicate = Cmp("lt", j, IntImm(inner)) if inner % lanes else None
+    predicate = None if divisible(inner, lanes) else Cmp("lt", j, as_expr(inner))
     body_block = block(name, iters, lambda *v: BufferStore(out, value_fn(*v), v), predicate=predicate)
-    kind = "parallel" if total >= PARALLEL_MIN_ELEMENTS and rows > 1 else "serial"
-    nest = loop(r, rows, loop(jo, -(-inner // lanes), loop(ji, lanes, body_block, "vectorized")), kind)
+    big = not is_static(total) or total >= PARALLEL_MIN_ELEMENTS
+    kind = "parallel" if big and not (is_static(rows) and rows == 1) else "serial"
+    nest = loop(r, rows, loop(jo, ceil_div(inner, lanes), loop(ji, lanes, body_block, "vectorized")), kind)
     return PrimFunc(name, tuple(params), nest, {"kind": "injective", **(attrs or {})})

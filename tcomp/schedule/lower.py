@@ -16,15 +16,32 @@ from ..graph.fusion import FusedGroup
 from ..ops.nn import AnchorContext
 from ..ops.registry import OPS
 from ..tir.compute import TensorView, row_major_flatten, row_major_unflatten
-from ..tir.expr import Buffer, Var, const, substitute
+from ..tir.expr import Buffer, Cmp, IntImm, Select, Var, as_expr, cast, const, substitute
 from ..tir.stmt import PrimFunc
-from ..tir.transform import simplify_stmt
+from ..tir.transform import simplify_stmt, used_size_vars
 from .elementwise import injective_kernel
 
 
 def kernel_inputs(group: FusedGroup) -> list:
-    """The group inputs passed as buffers (scalar constants are folded into the code)."""
-    return [v for v in group.inputs if not (v.is_const and v.const.size == 1)]
+    """The group inputs passed as buffers (scalar constants and symbolic shape values are
+    folded into the code)."""
+    return [v for v in group.inputs if not (v.is_const and (v.const.size == 1 or v.is_symbolic_const))]
+
+
+def _immediate_view(value) -> TensorView:
+    """A constant folded into the code: a scalar, or a (small) vector of symbolic sizes."""
+    elements = [as_expr(x) if hasattr(x, "to_expr") else const(x, value.dtype) for x in value.const.reshape(-1)]
+    elements = [cast(value.dtype, e) for e in elements]
+    shape = value.shape
+
+    def fn(*idx):
+        flat = row_major_flatten(idx, shape)
+        result = elements[-1]
+        for position in reversed(range(len(elements) - 1)):
+            result = Select(Cmp("eq", flat, IntImm(position)), elements[position], result)
+        return result
+
+    return TensorView(shape, value.dtype, fn)
 
 
 def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> PrimFunc:
@@ -33,8 +50,7 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
     params = [Buffer(f"p{i}", v.shape, v.dtype) for i, v in enumerate(buffered)]
     views = {v.uid: TensorView.of_buffer(buf) for v, buf in zip(buffered, params)}
     for v in scalars:  # scalar constants become immediates in the expressions
-        value = const(v.const.reshape(()).item(), v.dtype)
-        views[v.uid] = TensorView(v.shape, v.dtype, lambda *idx, value=value: value)
+        views[v.uid] = _immediate_view(v)
     attrs = {"ops": group.label}
     anchor = group.anchor
     acc = Var("acc", anchor.outputs[0].dtype) if anchor is not None else None
@@ -50,6 +66,7 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
         out = Buffer("out", group.output.shape, group.output.dtype)
         func = injective_kernel(name, out, root.fn, tuple(params) + (out,), lanes, attrs)
         func.body = simplify_stmt(func.body)
+        func.size_vars = used_size_vars(func)
         return func
 
     anchor_shape = anchor.outputs[0].shape
@@ -67,4 +84,5 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
     func = OPS[anchor.op].kernel(anchor, anchor_views, ctx)
     func.attrs.update(attrs)
     func.body = simplify_stmt(func.body)
+    func.size_vars = used_size_vars(func)
     return func

@@ -35,9 +35,13 @@ from typing import Callable
 
 from ..costmodel.analytic import matmul_cost
 from ..tir.arith import linear_form, simplify
-from ..tir.expr import Buffer, Cmp, IntImm, Load, Select, Var, const, logical_and, minimum
+from ..tir.expr import Buffer, Cmp, IntImm, Load, Select, Var, as_expr, const, logical_and, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
+from .extents import ceil_div, divisible, extent_of, hint
 
+
+# Symbolic extents get the tiles of this size.
+SIZE_HINT = 128
 
 # Budget of the per-thread output tile Ct (stack memory), and the widest N tile.
 LOCAL_TILE_BYTES = 128 * 1024
@@ -77,7 +81,7 @@ def default_tiles(M: int, N: int, K: int, lanes: int, num_threads: int, batch: i
 
 def _pack_b(spec, t, Bp, b_idx, n0, k0, kc_len, lanes):
     kk, vo, vi = Var("kk"), Var("vo"), Var("vi")
-    tail = Cmp("lt", n0 + vo * lanes + vi, IntImm(spec.N)) if spec.N % t.nb else None
+    tail = None if divisible(spec.N, t.nb) else Cmp("lt", n0 + vo * lanes + vi, as_expr(spec.N))
     return loop(kk, kc_len, loop(vo, t.nb // lanes, loop(vi, lanes, block(
         "pack_B", [("S", t.kc, kk), ("S", t.nb, vo * lanes + vi)],
         lambda vk, vj: BufferStore(Bp, spec.b(b_idx, k0 + vk, n0 + vj), (vk, vj)), predicate=tail),
@@ -152,9 +156,12 @@ class MatmulSpec:
 
 
 def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulTiles | None = None) -> PrimFunc:
-    M, N, K = spec.M, spec.N, spec.K
-    t = tiles or default_tiles(M, N, K, lanes, num_threads, spec.batch, spec.b_grid)
-    mt_count, nt_count, kt_count = _ceil(M, t.mb), _ceil(N, t.nb), _ceil(K, t.kc)
+    """Extents may be symbolic: tiles are then chosen for a representative size and every
+    tail is handled at run time."""
+    M, N, K = extent_of(spec.M), extent_of(spec.N), extent_of(spec.K)
+    t = tiles or default_tiles(hint(M, SIZE_HINT), hint(N, SIZE_HINT), hint(K, SIZE_HINT), lanes, num_threads,
+                               hint(spec.batch, 1), spec.b_grid)
+    mt_count, nt_count, kt_count = ceil_div(M, t.mb), ceil_div(N, t.nb), ceil_div(K, t.kc)
     dt = spec.acc_dtype
     zero = const(0, dt)
 
@@ -169,20 +176,23 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
     n0 = tile % nt_count * t.nb
     kt, kk, mm = Var("kt"), Var("kk"), Var("mm")
     k0 = kt * t.kc
-    kc_len = minimum(IntImm(t.kc), K - k0) if K % t.kc else IntImm(t.kc)
+    kc_len = IntImm(t.kc) if divisible(K, t.kc) else minimum(IntImm(t.kc), K - k0)
+    # rows of this tile that exist: register tiles past them are skipped
+    m_rows = IntImm(t.mb) if divisible(M, t.mb) else minimum(IntImm(t.mb), M - m0)
 
     # pack A: Ap[mm, kk] = A(b, min(m0 + mm, M - 1), k0 + kk); vectorized along k.
     # A plain row-major operand is read in place instead.
     ko, ki = Var("ko"), Var("ki")
     direct_a = _is_plain(spec.a)
-    pack_a = None if direct_a else loop(mm, t.mb, loop(ko, _ceil(t.kc, lanes), loop(ki, lanes, block(
+    pack_a = None if direct_a else loop(mm, m_rows, loop(ko, _ceil(t.kc, lanes), loop(ki, lanes, block(
         "pack_A", [("S", t.mb, mm), ("S", t.kc, ko * lanes + ki)],
         lambda vm, vk: BufferStore(Ap, spec.a(b_idx, minimum(m0 + vm, M - 1), k0 + vk), (vm, vk)),
-        predicate=Cmp("lt", ko * lanes + ki, kc_len) if t.kc % lanes or K % t.kc else None), "vectorized")))
+        predicate=Cmp("lt", ko * lanes + ki, kc_len) if t.kc % lanes or not divisible(K, t.kc) else None),
+        "vectorized")))
 
     # pack B: Bp[kk, j] = B(b, k0 + kk, n0 + j) for n0 + j < N; vectorized along n.
     # A plain row-major operand whose tiles are all full is read in place.
-    direct_b = spec.b_grid is None and N % t.nb == 0 and _is_plain(spec.b)
+    direct_b = spec.b_grid is None and divisible(N, t.nb) and _is_plain(spec.b)
     if direct_b:
         pack_b = None
     elif spec.b_grid:
@@ -217,7 +227,8 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
     save_acc = reg_loops(lambda ri, ji: block(
         "acc_save", [("S", t.mr, ri), ("S", t.nr, ji)],
         lambda vr, vj: BufferStore(Ct, acc[vr, vj], (mr_ * t.mr + vr, p * t.nr + vj))))
-    micro = loop(p, t.nb // t.nr, loop(mr_, t.mb // t.mr, Allocate(acc, seq(load_acc, update, save_acc))))
+    reg_tiles = IntImm(t.mb // t.mr) if divisible(M, t.mb) else (m_rows + (t.mr - 1)) // t.mr
+    micro = loop(p, t.nb // t.nr, loop(mr_, reg_tiles, Allocate(acc, seq(load_acc, update, save_acc))))
 
     k_loop = loop(kt, kt_count, seq(pack_a, pack_b, micro))
 
@@ -228,9 +239,8 @@ def matmul_kernel(spec: MatmulSpec, lanes: int, num_threads: int, tiles: MatmulT
         m, n = m0 + vm, n0 + vn
         return spec.store(Ct[vm, vn], b_idx, m, n)
 
-    valid = logical_and(Cmp("lt", m0 + mm, IntImm(M)) if M % t.mb else None,
-                        Cmp("lt", n0 + eo * lanes + ei, IntImm(N)) if N % t.nb else None)
-    epilogue = loop(mm, t.mb, loop(eo, t.nb // lanes, loop(ei, lanes, block(
+    valid = None if divisible(N, t.nb) else Cmp("lt", n0 + eo * lanes + ei, as_expr(N))
+    epilogue = loop(mm, m_rows, loop(eo, t.nb // lanes, loop(ei, lanes, block(
         "epilogue", [("S", t.mb, mm), ("S", t.nb, eo * lanes + ei)], epi_body, predicate=valid), "vectorized")))
 
     tile_body = seq(k_loop, epilogue)

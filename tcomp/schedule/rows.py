@@ -21,8 +21,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..tir.expr import BinOp, Buffer, Cmp, IntImm, Var, call, const
+from ..tir.expr import BinOp, Buffer, Cmp, IntImm, Var, as_expr, call, cast, const
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
+from .extents import ceil_div, divisible, extent_of, is_static
 
 _INIT = {"sum": 0.0, "prod": 1.0, "max": float("-inf"), "min": float("inf")}
 
@@ -33,6 +34,14 @@ def _combine(kind: str, a, b):
     if kind == "prod":
         return a * b
     return BinOp(kind, a, b)
+
+
+def reciprocal(length, dtype: str):
+    """1 / length as a ``dtype`` expression (a constant when the length is static)."""
+    length = extent_of(length)
+    if isinstance(length, int):
+        return const(1.0 / length, dtype)
+    return const(1.0, dtype) / cast(dtype, length)
 
 
 def init_value(kind: str, dtype: str):
@@ -78,7 +87,7 @@ class RowKernel:
         part, red = self._buffers(dtype)
         init = init_value(kind, dtype)
         j = jo * lanes + l
-        tail = Cmp("lt", j, IntImm(L)) if L % lanes else None
+        tail = None if divisible(L, lanes) else Cmp("lt", j, as_expr(L))
         name = f"{kind}{slot}"
         fill = loop(l, lanes, block(f"{name}_init", [("S", lanes, l)],
                                     lambda vl: BufferStore(part, init, (vl,))), "vectorized")
@@ -87,7 +96,7 @@ class RowKernel:
             update = BufferStore(part, _combine(kind, part[vl], value), (vl,))
             return update if keep is None else seq(keep(value, self.row, vj), update)
 
-        accumulate = loop(jo, -(-L // lanes), loop(l, lanes, block(
+        accumulate = loop(jo, ceil_div(L, lanes), loop(l, lanes, block(
             f"{name}_part", [("S", lanes, l), ("R", L, j)], body, predicate=tail), "vectorized"))
         fold = seq(BufferStore(red, init, (IntImm(slot),)),
                    loop(s, lanes, block(f"{name}_fold", [("R", lanes, s)], lambda vs: BufferStore(
@@ -100,8 +109,8 @@ class RowKernel:
         lanes, L = self.lanes, self.length
         jo, l = Var("jo"), Var("l")
         j = jo * lanes + l
-        tail = Cmp("lt", j, IntImm(L)) if L % lanes else None
-        self.passes.append(loop(jo, -(-L // lanes), loop(l, lanes, block(
+        tail = None if divisible(L, lanes) else Cmp("lt", j, as_expr(L))
+        self.passes.append(loop(jo, ceil_div(L, lanes), loop(l, lanes, block(
             f"{self.name}_out", [("S", L, j)], lambda vj: store_fn(self.row, vj), predicate=tail), "vectorized")))
 
     def store_row(self, store_fn: Callable) -> None:
@@ -112,17 +121,20 @@ class RowKernel:
         body = seq(*self.passes)
         for part, red in self.buffers.values():
             body = Allocate(part, Allocate(red, body))
-        kind = "parallel" if self.rows > 1 else "serial"
+        kind = "serial" if is_static(self.rows) and extent_of(self.rows) == 1 else "parallel"
         return PrimFunc(self.name, tuple(params), loop(self.row, self.rows, body, kind), attrs)
 
 
-def softmax_kernel(name, rows, length, x, store, params, lanes, log=False, scratch=None) -> PrimFunc:
+def softmax_kernel(name, rows, length, x, store, params, lanes, log=False, scratch=None,
+                   dtype="float32") -> PrimFunc:
     """``x(row, j)`` loads an input element; ``store(value, row, j)`` writes one output element.
+
+    Both are of ``dtype``, the type the kernel computes in.
 
     With ``scratch = (load, store_raw)`` (the output buffer seen without the epilogue),
     the exponentials of the sum pass are kept there and only rescaled by the last pass.
     """
-    k = RowKernel(name, rows, length, "float32", lanes)
+    k = RowKernel(name, rows, length, dtype, lanes)
     row_max = k.reduce("max", x)
     keep = None if log or scratch is None else scratch[1]
     total = k.reduce("sum", lambda r, j: call("exp", x(r, j) - row_max), keep)
@@ -138,8 +150,8 @@ def softmax_kernel(name, rows, length, x, store, params, lanes, log=False, scrat
 def layernorm_kernel(name, rows, length, x, scale, bias, epsilon, store, params, lanes) -> PrimFunc:
     """Normalises each row, then ``* scale(j) + bias(j)`` (either may be None)."""
     k = RowKernel(name, rows, length, "float32", lanes)
-    mean = k.reduce("sum", x) * (1.0 / length)
-    var = k.reduce("sum", lambda r, j: (x(r, j) - mean) * (x(r, j) - mean)) * (1.0 / length)
+    mean = k.reduce("sum", x) * reciprocal(length, "float32")
+    var = k.reduce("sum", lambda r, j: (x(r, j) - mean) * (x(r, j) - mean)) * reciprocal(length, "float32")
     inv_std = call("rsqrt", var + epsilon)
 
     def value(r, j):

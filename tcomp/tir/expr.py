@@ -265,6 +265,8 @@ def as_expr(value, dtype: str | None = None) -> Expr:
     """Wraps Python numbers as immediates; passes expressions through."""
     if isinstance(value, Expr):
         return value
+    if hasattr(value, "to_expr"):  # a symbolic size of the graph IR
+        return value.to_expr()
     if isinstance(value, bool):
         return IntImm(int(value), "bool")
     if isinstance(value, int):
@@ -285,7 +287,26 @@ def const(value, dtype: str) -> Expr:
 def const_like(value, other: Expr) -> Expr:
     if isinstance(value, Expr):
         return value
+    if hasattr(value, "to_expr"):  # a symbolic size of the graph IR
+        return cast(other.dtype, value.to_expr())
     return const(value, other.dtype)
+
+
+_size_vars: dict = {}
+
+
+def size_var(name: str) -> Var:
+    """The size variable of the graph's symbolic dimension ``name`` (one per name).
+
+    Kernels that use it take its value as an argument (``PrimFunc.size_vars``).
+    """
+    if name not in _size_vars:
+        _size_vars[name] = Var(name)
+    return _size_vars[name]
+
+
+def is_size_var(var) -> bool:
+    return _size_vars.get(getattr(var, "name", None)) is var
 
 
 def call(name: str, *args: Expr, dtype: str | None = None) -> Call:

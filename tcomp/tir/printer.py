@@ -93,6 +93,7 @@ def stmt_to_str(stmt: Stmt, indent: int = 0) -> str:
 
 def func_to_str(func: PrimFunc) -> str:
     params = ", ".join(f"{b.name}: {b.dtype}[{', '.join(expr_to_str(s) for s in b.shape)}]" for b in func.params)
-    header = f"def {func.name}({params}):"
+    sizes = "".join(f", {v.name}: int64" for v in func.size_vars)
+    header = f"def {func.name}({params}{sizes}):"
     attrs = "".join(f"\n  # {key}: {value}" for key, value in func.attrs.items())
     return header + attrs + "\n" + stmt_to_str(func.body, 1)

@@ -125,12 +125,17 @@ class Evaluate(Stmt):
 
 @dataclass(eq=False, repr=False)
 class PrimFunc:
-    """A kernel: buffer parameters and a body. ``attrs`` carries e.g. the kernel kind."""
+    """A kernel: buffer parameters and a body. ``attrs`` carries e.g. the kernel kind.
+
+    ``size_vars`` are the symbolic sizes (``size_var``) that the buffer shapes and
+    the body use; the kernel takes their values as arguments after the buffers.
+    """
 
     name: str
     params: tuple
     body: Stmt
     attrs: dict = field(default_factory=dict)
+    size_vars: tuple = ()
 
     def __str__(self):
         from .printer import func_to_str

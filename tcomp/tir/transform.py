@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .arith import simplify
-from .expr import Load, substitute, walk
+from .expr import Load, free_vars, is_size_var, substitute, walk
 from .stmt import (Allocate, Block, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt)
 
 
@@ -97,3 +97,18 @@ def buffer_accesses(stmt: Stmt) -> tuple[list, list]:
                 if isinstance(sub, Load) and sub.buffer not in reads:
                     reads.append(sub.buffer)
     return reads, writes
+
+
+def used_size_vars(func) -> tuple:
+    """The symbolic sizes (``size_var``) that a kernel's buffers and body use, by name."""
+    found = set()
+    for buf in func.params:
+        for extent in buf.shape:
+            found |= free_vars(extent)
+    for node in walk_stmts(func.body):
+        for expr in stmt_exprs(node):
+            found |= free_vars(expr)
+        if isinstance(node, Allocate):
+            for extent in node.buffer.shape:
+                found |= free_vars(extent)
+    return tuple(sorted((v for v in found if is_size_var(v)), key=lambda v: v.name))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...graph.symbolic import SymInt
+
 
 class ConvertError(Exception):
     pass
@@ -36,6 +38,11 @@ def const_input(value, what: str) -> np.ndarray:
     return value.const
 
 
+def dims(values) -> list:
+    """Elements of a (possibly symbolic) shape operand as ints and SymInts."""
+    return [v if isinstance(v, SymInt) else int(v) for v in np.asarray(values, dtype=object).reshape(-1)]
+
+
 def normalize_axis(axis: int, rank: int) -> int:
     if not -rank <= axis < max(rank, 1):
         raise ConvertError(f"axis {axis} is out of range for rank {rank}")
@@ -43,7 +50,7 @@ def normalize_axis(axis: int, rank: int) -> int:
 
 
 def reshape_to(ctx, value, shape):
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(s if isinstance(s, SymInt) else int(s) for s in shape)
     if shape == value.shape:
         return value
     return ctx.emit1("Reshape", [value], {"shape": shape})

@@ -2,28 +2,40 @@
 from __future__ import annotations
 
 import numpy as np
+from onnx import numpy_helper
 
+from ...graph.symbolic import SymInt, product
 from ...ops.registry import broadcast_shapes
-from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
+from .common import (
+    ConvertError,
+    const_input,
+    converter,
+    dims,
+    normalize_axis,
+    reshape_to,
+)
 
 
 # Shape manipulation ------------------------------------------------------------
 @converter("Reshape")
 def _reshape_op(ctx, inputs, attrs):
     x = inputs[0]
-    shape = list(const_input(inputs[1], "Reshape's shape") if ctx.opset >= 5 else attrs["shape"])
+    shape = dims(const_input(inputs[1], "Reshape's shape") if ctx.opset >= 5 else attrs["shape"])
     allowzero = attrs.get("allowzero", 0)
-    out = []
-    for axis, s in enumerate(shape):
-        out.append(x.shape[axis] if s == 0 and not allowzero else int(s))
-    if out.count(-1) > 1:
+    out = [x.shape[axis] if _is_int(s, 0) and not allowzero else s for axis, s in enumerate(shape)]
+    wildcard = [axis for axis, s in enumerate(out) if _is_int(s, -1)]
+    if len(wildcard) > 1:
         raise ConvertError("more than one -1 in the target shape")
-    if -1 in out:
-        known = int(np.prod([s for s in out if s != -1]))
-        out[out.index(-1)] = x.type.size // known if known else 0
-    if int(np.prod(out)) != x.type.size:
+    if wildcard:
+        known = product(s for axis, s in enumerate(out) if axis != wildcard[0])
+        out[wildcard[0]] = x.type.size // known if not _is_int(known, 0) else 0
+    if product(out) != x.type.size:
         raise ConvertError(f"cannot reshape {list(x.shape)} to {shape}")
     return [reshape_to(ctx, x, out)]
+
+
+def _is_int(value, number: int) -> bool:
+    return not isinstance(value, SymInt) and value == number
 
 
 @converter("Flatten")
@@ -34,8 +46,7 @@ def _flatten(ctx, inputs, attrs):
     axis = axis + rank if axis < 0 else axis
     if not 0 <= axis <= rank:
         raise ConvertError(f"Flatten axis {attrs.get('axis')} is out of range for rank {rank}")
-    outer = int(np.prod(x.shape[:axis]))
-    return [reshape_to(ctx, x, (outer, x.type.size // outer if outer else 0))]
+    return [reshape_to(ctx, x, (product(x.shape[:axis]), product(x.shape[axis:])))]
 
 
 @converter("Squeeze")
@@ -84,7 +95,11 @@ def _concat(ctx, inputs, attrs):
     return [ctx.emit1("Concat", values, {"axis": axis})]
 
 
-def _slice_attrs(shape, starts, ends, axes, steps):
+# Slice bounds at or beyond this mean "to the end of the axis" (exporters write INT64_MAX)
+END_OF_AXIS = 2**31 - 1
+
+
+def _slice_attrs(ctx, shape, starts, ends, axes, steps):
     rank = len(shape)
     full_starts, full_steps, out_shape = [0] * rank, [1] * rank, list(shape)
     for start, end, axis, step in zip(starts, ends, axes, steps):
@@ -93,17 +108,41 @@ def _slice_attrs(shape, starts, ends, axes, steps):
         step = int(step)
         if step == 0:
             raise ConvertError("slice step 0")
-        start, end = int(start), int(end)
-        start = start + extent if start < 0 else start
-        end = end + extent if end < 0 else end
-        if step > 0:
-            start, end = min(max(start, 0), extent), min(max(end, 0), extent)
-            count = max(0, -(-(end - start) // step))
+        if isinstance(extent, SymInt) or isinstance(start, SymInt) or isinstance(end, SymInt):
+            start, count = _symbolic_slice(ctx, extent, start, end, step)
         else:
-            start, end = min(max(start, 0), extent - 1), min(max(end, -1), extent - 1)
-            count = max(0, -(-(start - end) // -step))
+            start, end = int(start), int(end)
+            start = start + extent if start < 0 else start
+            end = end + extent if end < 0 else end
+            if step > 0:
+                start, end = min(max(start, 0), extent), min(max(end, 0), extent)
+                count = max(0, -(-(end - start) // step))
+            else:
+                start, end = min(max(start, 0), extent - 1), min(max(end, -1), extent - 1)
+                count = max(0, -(-(start - end) // -step))
         full_starts[axis], full_steps[axis], out_shape[axis] = start, step, count
     return {"starts": full_starts, "steps": full_steps, "out_shape": out_shape}
+
+
+def _symbolic_slice(ctx, extent, start, end, step):
+    """(start, count) of a unit-step slice involving symbolic sizes; the bounds the result
+    relies on become run-time constraints instead of clamps."""
+    if step != 1:
+        raise ConvertError("a slice with a step other than 1 over a symbolic extent is not supported")
+    if not isinstance(start, SymInt) and start < 0:
+        start = extent + start
+    if not isinstance(end, SymInt) and end >= END_OF_AXIS:
+        end = extent
+    elif not isinstance(end, SymInt) and end < 0:
+        end = extent + end
+    for value, what in ((start, "start"), (end, "end")):
+        if isinstance(value, SymInt) or isinstance(extent, SymInt):
+            ctx.require(value, "<=", extent, f"slices [{start}:{end}] of an axis of {extent} ({what} in bounds)")
+            ctx.require(value, ">=", 0, f"slices [{start}:{end}] ({what} not negative)")
+    count = end - start
+    if isinstance(count, SymInt) or isinstance(start, SymInt):
+        ctx.require(count, ">=", 0, f"slices [{start}:{end}] (end not before start)")
+    return start, count
 
 
 @converter("Slice")
@@ -124,7 +163,7 @@ def _slice(ctx, inputs, attrs):
 
 
 def _emit_slice(ctx, x, starts, ends, axes, steps):
-    sliced = _slice_attrs(x.shape, starts, ends, axes, steps)
+    sliced = _slice_attrs(ctx, x.shape, dims(starts), dims(ends), axes, steps)
     if sliced["out_shape"] == list(x.shape) and all(s == 1 for s in sliced["steps"]):
         return x
     return ctx.emit1("Slice", [x], sliced)
@@ -171,7 +210,7 @@ def _gather_elements(ctx, inputs, attrs):
 @converter("Expand")
 def _expand(ctx, inputs, attrs):
     x = inputs[0]
-    target = [int(s) for s in const_input(inputs[1], "Expand's shape")]
+    target = dims(const_input(inputs[1], "Expand's shape"))
     try:
         shape = broadcast_shapes(x.shape, tuple(target))
     except ValueError as exc:
@@ -215,3 +254,27 @@ def _pad(ctx, inputs, attrs):
     return [ctx.emit1("Pad", [x], {"pads": pads, "mode": mode, "value": value})]
 
 
+
+
+@converter("ConstantOfShape")
+def _constant_of_shape(ctx, inputs, attrs):
+    shape = dims(const_input(inputs[0], "ConstantOfShape's shape"))
+    fill = attrs.get("value")
+    fill = np.zeros(1, dtype=np.float32) if fill is None else numpy_helper.to_array(fill)
+    return [ctx.emit1("Expand", [ctx.const(fill.reshape(()))], {"shape": tuple(shape)})]
+
+
+@converter("Range")
+def _range(ctx, inputs, attrs):
+    start, limit, delta = (const_input(v, f"Range's {what}").reshape(()).item()
+                           for v, what in zip(inputs, ("start", "limit", "delta")))
+    dtype = inputs[0].dtype
+    if isinstance(start, SymInt) or isinstance(delta, SymInt):
+        raise ConvertError("a symbolic start or delta of Range is not supported (a symbolic limit is)")
+    if delta == 0:
+        raise ConvertError("Range with delta 0")
+    span = limit - start
+    length = span // delta if isinstance(span, SymInt) else max(0, -(-span // delta))
+    if isinstance(length, SymInt):
+        ctx.require(length, ">=", 0, f"computes Range({start}, {limit}, {delta}) (limit not before start)")
+    return [ctx.emit1("Range", [], {"start": start, "delta": delta, "length": length, "dtype": dtype})]

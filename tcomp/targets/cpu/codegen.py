@@ -70,6 +70,7 @@ class _FunctionState:
         self.lane: tuple | None = None  # (Var, lanes) inside a vectorized loop
         self.mask = None              # lane mask inside a predicated block, or None
         self.in_parallel = False
+        self.size_vars: tuple = ()     # the kernel's symbolic sizes
 
 
 class CPUCodegen:
@@ -96,6 +97,11 @@ class CPUCodegen:
         for index, buf in enumerate(func.params):
             slot = st.builder.gep(fn.args[0], [ir.Constant(I64, index)], source_etype=PTR)
             st.buffers[buf] = st.builder.load(slot, typ=PTR, name=buf.name)
+        for index, var in enumerate(func.size_vars, start=len(func.params)):  # sizes travel as pointer-sized ints
+            slot = st.builder.gep(fn.args[0], [ir.Constant(I64, index)], source_etype=PTR)
+            st.vars[var] = st.builder.ptrtoint(st.builder.load(slot, typ=PTR), I64, name=var.name)
+            st.bounds[var] = (1, None)
+        st.size_vars = func.size_vars
         self._stmt(func.body)
         st.builder.ret_void()
         self.st = None
@@ -177,8 +183,8 @@ class CPUCodegen:
     def _parallel(self, loop: For, extent: Expr) -> None:
         """Outlines the loop body and runs it on the thread pool."""
         st = self.st
-        captured_vars = sorted((v for v in _stmt_free_vars(loop.body) if v is not loop.var and v in st.vars),
-                               key=lambda v: v.uid)
+        used = _stmt_free_vars(loop.body) | set(st.size_vars)  # buffer shapes may use sizes the body does not name
+        captured_vars = sorted((v for v in used if v is not loop.var and v in st.vars), key=lambda v: v.uid)
         captured_bufs = list(st.buffers)
         self._outlined += 1
         name = f"{st.func.name}_par{self._outlined}"
@@ -194,10 +200,14 @@ class CPUCodegen:
             b.store(value, b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, index)],
                                  source_etype=ir.ArrayType(I64, slots)))
         gomp = self._declare("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
-        threads = self.num_threads
         if isinstance(extent, IntImm):
-            threads = max(1, min(threads, extent.value))
-        b.call(gomp, [body_fn, ctx, ir.Constant(I32, threads), ir.Constant(I32, 0)])
+            threads = ir.Constant(I32, max(1, min(self.num_threads, extent.value)))
+        else:  # a symbolic extent: no more threads than iterations, decided at run time
+            most = ir.Constant(I64, self.num_threads)
+            count = b.select(b.icmp_signed("<", values[0], most), values[0], most)
+            count = b.select(b.icmp_signed("<", count, ir.Constant(I64, 1)), ir.Constant(I64, 1), count)
+            threads = b.trunc(count, I32)
+        b.call(gomp, [body_fn, ctx, threads, ir.Constant(I32, 0)])
 
         outer = st
         inner = _FunctionState(body_fn)
@@ -215,6 +225,7 @@ class CPUCodegen:
         for index, buf in enumerate(captured_bufs):
             inner.buffers[buf] = ib.inttoptr(slot(1 + len(captured_vars) + index), PTR)
         inner.in_parallel = True
+        inner.size_vars = outer.size_vars
         tid = ib.sext(ib.call(self._declare("omp_get_thread_num", I32, []), []), I64)
         nth = ib.sext(ib.call(self._declare("omp_get_num_threads", I32, []), []), I64)
         chunk = ib.sdiv(ib.sub(ib.add(total, nth), ir.Constant(I64, 1)), nth)
