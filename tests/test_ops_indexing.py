@@ -216,3 +216,39 @@ def test_trilu_k_at_run_time(upper):
 def test_eyelike(shape, k, dtype):
     attrs = {"k": k} if dtype is None else {"k": k, "dtype": dtype}
     check_op("EyeLike", {"x": rand(shape)}, **attrs)
+
+
+# ---------------------------------------------------------------------------------------------
+# OneHot / GatherND / ReverseSequence
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("axis", [-1, 0, 1, -2])
+@pytest.mark.parametrize("itype,vtype", [(np.int64, np.float32), (np.int32, np.int64), (np.float32, np.int32)],
+                         ids=str)
+def test_onehot(axis, itype, vtype):
+    """Negative indices count from the end; out-of-range ones give an all-off row."""
+    depth = 7
+    indices = randint((4, 5), -depth - 2, depth + 2).astype(itype)
+    values = np.array([rng().integers(-5, 0), rng().integers(1, 9)]).astype(vtype)
+    check_ref([node("OneHot", ["indices", "depth", "values"], ["y"], axis=axis)],
+              {"indices": indices, "values": values}, ["y"], opset=11, inits={"depth": np.array(depth, np.int64)})
+
+
+@pytest.mark.parametrize("data_shape,ind_shape,batch", [
+    ((5, 7), (3, 2), 0), ((5, 7), (4, 1), 0), ((2, 3, 4), (5, 6, 3), 0), ((3, 4, 6), (3, 2, 1), 1),
+    ((2, 3, 5, 4), (2, 3, 7, 1), 2), ((4, 3, 8), (4, 2), 1)], ids=str)
+def test_gathernd(data_shape, ind_shape, batch):
+    depth = ind_shape[-1]
+    extents = data_shape[batch:batch + depth]
+    g = rng()
+    indices = np.stack([g.integers(-e, e, size=ind_shape[:-1]) for e in extents], axis=-1).astype(np.int64)
+    check_op("GatherND", {"data": rand(data_shape), "indices": indices}, opset=13, batch_dims=batch)
+
+
+@pytest.mark.parametrize("batch_axis,time_axis", [(1, 0), (0, 1)])
+def test_reverse_sequence(batch_axis, time_axis):
+    shape = [0, 0, 3]
+    shape[batch_axis], shape[time_axis] = 5, 9
+    lengths = rng().integers(1, 10, size=5).astype(np.int64)
+    check_op("ReverseSequence", {"x": rand(tuple(shape)), "lengths": lengths}, opset=10,
+             batch_axis=batch_axis, time_axis=time_axis)

@@ -1,4 +1,5 @@
-"""Index-producing and scan ops: ArgMax/ArgMin, CumSum/CumProd (anchors), Trilu (injective).
+"""Index-producing and scan ops: ArgMax/ArgMin, CumSum/CumProd (anchors); Trilu, OneHot, GatherND,
+ReverseSequence (injective).
 
 Static attributes (the converters resolved them): ``axis`` (non-negative),
 ``keepdims`` and ``select_last_index`` for the arg ops; ``exclusive`` and
@@ -13,7 +14,7 @@ from ..graph.ir import TensorType
 from ..schedule.rows import RowKernel
 from ..schedule.scan import scan_kernel
 from ..tir.compute import TensorView, row_major_unflatten
-from ..tir.expr import Cmp, IntImm, Select, call, cast, const, is_float, logical_or
+from ..tir.expr import Cmp, IntImm, Select, call, cast, const, is_float, logical_or, maximum, minimum
 from .nn import AnchorContext
 from .registry import ANCHOR, INJECTIVE, register
 
@@ -104,3 +105,80 @@ def _view_trilu(node, views):
 
 
 register("Trilu", INJECTIVE, _infer_same, _view_trilu)
+
+
+def _normalized_index(value, extent):
+    """An index read from a tensor, negative values counted from the end (int64)."""
+    j = cast("int64", value)
+    return Select(Cmp("lt", j, IntImm(0)), j + extent, j)
+
+
+def _clamped(index, extent):
+    return minimum(maximum(index, IntImm(0)), IntImm(max(extent - 1, 0)))
+
+
+# OneHot ---------------------------------------------------------------------
+def _infer_onehot(node):
+    indices, values = node.inputs
+    shape = list(indices.shape)
+    shape.insert(node.attrs["axis"], node.attrs["depth"])
+    return [TensorType(tuple(shape), values.dtype)]
+
+
+def _view_onehot(node, views):
+    indices, values = views
+    axis, depth = node.attrs["axis"], node.attrs["depth"]
+
+    def fn(*idx):
+        j = idx[:axis] + idx[axis + 1:]
+        hit = Cmp("eq", _normalized_index(indices.fn(*j), depth), idx[axis])
+        return Select(hit, values.fn(IntImm(1)), values.fn(IntImm(0)))
+
+    return [TensorView(_infer_onehot(node)[0].shape, values.dtype, fn)]
+
+
+register("OneHot", INJECTIVE, _infer_onehot, _view_onehot)
+
+
+# GatherND -------------------------------------------------------------------
+def _infer_gathernd(node):
+    data, indices = node.inputs
+    batch = node.attrs["batch_dims"]
+    return [TensorType(tuple(indices.shape[:-1]) + tuple(data.shape[batch + indices.shape[-1]:]), data.dtype)]
+
+
+def _view_gathernd(node, views):
+    data, indices = views
+    batch = node.attrs["batch_dims"]
+    depth = indices.shape[-1]
+    lead = indices.ndim - 1
+
+    def fn(*idx):
+        picked = []
+        for axis in range(depth):
+            extent = data.shape[batch + axis]
+            picked.append(_clamped(_normalized_index(indices.fn(*idx[:lead], IntImm(axis)), extent), extent))
+        return data.fn(*idx[:batch], *picked, *idx[lead:])
+
+    return [TensorView(_infer_gathernd(node)[0].shape, data.dtype, fn)]
+
+
+register("GatherND", INJECTIVE, _infer_gathernd, _view_gathernd)
+
+
+# ReverseSequence --------------------------------------------------------------
+def _view_reverse_sequence(node, views):
+    x, lengths = views
+    batch_axis, time_axis = node.attrs["batch_axis"], node.attrs["time_axis"]
+
+    def fn(*idx):
+        t = idx[time_axis]
+        n = cast("int64", lengths.fn(idx[batch_axis]))
+        source = list(idx)
+        source[time_axis] = _clamped(Select(Cmp("lt", t, n), n - 1 - t, t), x.shape[time_axis])
+        return x.fn(*source)
+
+    return [TensorView(x.shape, x.dtype, fn)]
+
+
+register("ReverseSequence", INJECTIVE, _infer_same, _view_reverse_sequence)

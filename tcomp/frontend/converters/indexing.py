@@ -1,11 +1,12 @@
-"""Converters of indexing and scan ops: ArgMax/ArgMin, CumSum/CumProd, Trilu, EyeLike."""
+"""Converters of indexing and scan ops: ArgMax/ArgMin, CumSum/CumProd, Trilu, EyeLike, OneHot, GatherND,
+ReverseSequence."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 
 from ...graph.ir import dtype_of_numpy
-from .common import ConvertError, const_input, converter, normalize_axis
+from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
 
 
 @converter("ArgMax", "ArgMin")
@@ -60,3 +61,48 @@ def _eye_like(ctx, inputs, attrs):
     if dtype_of_numpy(dtype) in ("str", "object"):
         raise ConvertError(f"EyeLike to {dtype} is not supported")
     return [ctx.const(np.eye(*x.shape, k=attrs.get("k", 0), dtype=dtype), "eye")]
+
+
+@converter("OneHot")
+def _onehot(ctx, inputs, attrs):
+    indices, depth, values = inputs
+    depth = np.asarray(const_input(depth, "OneHot's depth"))
+    if depth.size != 1:
+        raise ConvertError(f"OneHot's depth must hold one value, got shape {list(depth.shape)}")
+    depth = int(depth.reshape(()))  # a float depth is truncated, as in onnxruntime
+    if depth < 1:
+        raise ConvertError(f"OneHot's depth must be positive, got {depth}")
+    if values.type.size != 2:
+        raise ConvertError(f"OneHot's values must hold [off, on], got shape {list(values.shape)}")
+    if indices.dtype == "bool":
+        raise ConvertError("OneHot indices of type bool")
+    axis = normalize_axis(attrs.get("axis", -1), len(indices.shape) + 1)
+    values = reshape_to(ctx, values, (2,))
+    return [ctx.emit1("OneHot", [indices, values], {"axis": axis, "depth": depth})]
+
+
+@converter("GatherND")
+def _gathernd(ctx, inputs, attrs):
+    data, indices = inputs
+    batch = attrs.get("batch_dims", 0)
+    if indices.dtype != "int64" or not indices.shape:
+        raise ConvertError(f"GatherND indices must be int64 of rank >= 1, got {indices.dtype}{list(indices.shape)}")
+    depth = indices.shape[-1]
+    if batch < 0 or batch >= min(len(data.shape), len(indices.shape)):
+        raise ConvertError(f"batch_dims {batch} is out of range for ranks {len(data.shape)} and {len(indices.shape)}")
+    if batch + depth > len(data.shape):
+        raise ConvertError(f"indices of depth {depth} after {batch} batch axes exceed data rank {len(data.shape)}")
+    if data.shape[:batch] != indices.shape[:batch]:
+        raise ConvertError(f"batch axes differ: data {list(data.shape[:batch])}, indices {list(indices.shape[:batch])}")
+    return [ctx.emit1("GatherND", [data, indices], {"batch_dims": batch})]
+
+
+@converter("ReverseSequence")
+def _reverse_sequence(ctx, inputs, attrs):
+    x, lengths = inputs
+    batch_axis, time_axis = attrs.get("batch_axis", 1), attrs.get("time_axis", 0)
+    if {batch_axis, time_axis} != {0, 1} or len(x.shape) < 2:
+        raise ConvertError(f"batch_axis {batch_axis} and time_axis {time_axis} must be 0 and 1 (rank >= 2)")
+    if lengths.shape != (x.shape[batch_axis],):
+        raise ConvertError(f"sequence_lens of shape {list(lengths.shape)} for a batch of {x.shape[batch_axis]}")
+    return [ctx.emit1("ReverseSequence", [x, lengths], {"batch_axis": batch_axis, "time_axis": time_axis})]
