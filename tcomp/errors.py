@@ -6,13 +6,14 @@ class TcompError(Exception):
 
 
 class UnsupportedOpError(TcompError):
-    """An ONNX node whose op (or attribute, or dtype) tcomp cannot compile."""
+    """A node (ONNX, or an ATen op of a torch program) whose op, attribute or dtype tcomp cannot compile."""
 
     def __init__(self, op_type: str, node_name: str, opset: int, reason: str):
         self.op_type = op_type
         self.node_name = node_name
         self.opset = opset
-        super().__init__(f"unsupported: node '{node_name}' (op {op_type}, opset {opset}): {reason}")
+        opset_text = f", opset {opset}" if opset is not None else ""  # None: not an ONNX node
+        super().__init__(f"unsupported: node '{node_name}' (op {op_type}{opset_text}): {reason}")
 
 
 class ShapeOperandError(UnsupportedOpError):
