@@ -261,9 +261,14 @@ def test_qlinear_conv(per_channel, attrs):
 # QDQ graphs: integer arithmetic inside, float interface
 # ---------------------------------------------------------------------------------------------
 
-def _group_labels(model):
-    mod = tcomp.compile(model, target="cpu")
-    return [g.label for g in mod.groups]
+def _product_dtypes(model) -> dict:
+    """{op: [output dtypes]} of the MatMul and Conv nodes of the compiled graph."""
+    graph = tcomp.compile(model, target="cpu").graph
+    found: dict = {}
+    for n in graph.nodes:
+        if n.op in ("MatMul", "Conv"):
+            found.setdefault(n.op, []).append(n.outputs[0].dtype)
+    return found
 
 
 def test_qdq_matmul_is_integer():
@@ -283,29 +288,32 @@ def test_qdq_matmul_is_integer():
     # the quantized output may differ by one step where yf / sy is within rounding error of a tie
     diff = np.abs(ours[0].astype(np.int32) - refs[0].astype(np.int32))
     assert diff.max() <= 1 and np.count_nonzero(diff) <= max(1, diff.size // 100)
-    labels = _group_labels(model)
-    matmul = [label for label in labels if "MatMul" in label]
-    assert len(matmul) == 1 and "DequantizeLinear" not in matmul[0], labels
+    assert _product_dtypes(model) == {"MatMul": ["int32"]}
 
 
 def test_qdq_gemm_conv_integer_and_fallback():
-    """Conv over DQ(x) and DQ(W per output channel) with a float bias, then Gemm(transB) over a
-    DQ of a non-quantized-scale-compatible operand (per-K scales: stays float)."""
+    """Conv over DQ(x) and DQ(W per output channel) with a float bias: int32. Gemm(transB)
+    over DQ(a) and DQ(W) per output column: int32; and one over DQ(W) with scales along K,
+    which do not factor out of the sum: float."""
     x = rand((1, 3, 8, 8), -1, 1)
-    w = _q(np.int8, (4, 3, 3, 3))
+    sa = _scale()
+    a = _away_from_ties(rand((2, 40), -2, 2), sa)
     nodes = [node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]), node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
-             node("DequantizeLinear", ["w", "sw"], ["wd"], axis=0), node("Conv", ["xd", "wd", "b"], ["c"], pads=[1, 1, 1, 1]),
-             node("Relu", ["c"], ["r"]), node("Flatten", ["r"], ["f"]),
-             node("DequantizeLinear", ["g", "sg"], ["gd"], axis=1), node("Gemm", ["f", "gd"], ["y"], transB=1)]
-    inits = {"sx": _scale(), "zx": _zero_point(np.uint8), "w": w, "sw": _scale((4,)), "b": rand((4,)),
-             "g": _q(np.int8, (5, 256)), "sg": _scale((256,))}
-    model = make_model(nodes, {"x": x}, ["y", "c"], 13, inits)
-    refs = reference(model, {"x": x})
-    ours = run_tcomp(with_static_outputs(model, refs), {"x": x})
-    assert_matches(ours[1], refs[1], relnorm=1e-5, name="c")
-    assert_matches(ours[0], refs[0], relnorm=1e-5, name="y")
-    labels = _group_labels(with_static_outputs(model, refs))
-    assert not any("Dequantize" in label and "Conv" in label for label in labels), labels
+             node("DequantizeLinear", ["w", "sw"], ["wd"], axis=0),
+             node("Conv", ["xd", "wd", "b"], ["c"], pads=[1, 1, 1, 1]),
+             node("QuantizeLinear", ["a", "sa", "za"], ["aq"]), node("DequantizeLinear", ["aq", "sa", "za"], ["ad"]),
+             node("DequantizeLinear", ["g", "sg"], ["gd"], axis=0), node("Gemm", ["ad", "gd", "bg"], ["y"], transB=1),
+             node("DequantizeLinear", ["h", "sh"], ["hd"], axis=1), node("Gemm", ["ad", "hd"], ["z"], transB=1)]
+    inits = {"sx": _scale(), "zx": _zero_point(np.uint8), "w": _q(np.int8, (4, 3, 3, 3)), "sw": _scale((4,)),
+             "b": rand((4,)), "sa": sa, "za": _zero_point(np.uint8), "g": _q(np.int8, (5, 40)), "sg": _scale((5,)),
+             "bg": rand((5,)), "h": _q(np.int8, (3, 40)), "sh": _scale((40,))}
+    model = make_model(nodes, {"x": x, "a": a}, ["c", "y", "z"], 13, inits)
+    refs = reference(model, {"x": x, "a": a})
+    model = with_static_outputs(model, refs)
+    ours = run_tcomp(model, {"x": x, "a": a})
+    for name, o, r in zip(["c", "y", "z"], ours, refs):
+        assert_matches(o, r, relnorm=1e-5, name=name)
+    assert _product_dtypes(model) == {"Conv": ["int32"], "MatMul": ["int32", "float32"]}
 
 
 def test_dequantize_bad_axis_is_reported():

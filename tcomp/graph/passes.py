@@ -6,15 +6,19 @@
 * ``fuse_sibling_matmuls``: MatMul(x, W1) [+ b1], MatMul(x, W2) [+ b2] ...
                             -> Slice(MatMul(x, concat(W1, W2)) [+ concat(b1, b2)])  (horizontal fusion)
 * ``eliminate_dead_code``:  drops nodes whose outputs nobody reads.
+
+First, ``quantized.lower_quantized_products`` computes quantized MatMul/Conv in integers.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from .ir import Graph, Node, TensorType, Value
+from .quantized import lower_quantized_products
 
 
 def simplify_graph(graph: Graph) -> Graph:
+    lower_quantized_products(graph)
     fold_pad_into_conv(graph)
     fold_affine_into_conv(graph)
     fuse_sibling_matmuls(graph)

@@ -18,11 +18,20 @@ from ..tir.compute import TensorView, broadcast_index
 from ..tir.expr import cast
 from .registry import ELEMENTWISE, broadcast_shapes, register
 
+INTEGER_TYPES = ("uint8", "int8", "uint16", "int16")
+
 
 def dequantize_numpy(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, to: str, work: str) -> np.ndarray:
     """The op on constants (the graph passes fold dequantized weights with it)."""
     value = (x.astype(work) - zero_point.astype(work)) * scale.astype(work)
     return value.astype(numpy_dtype(to))
+
+
+def kept_unfolded(op: str, inputs: list) -> bool:
+    """Whether the importer keeps this node over constants as a graph node (not folded):
+    dequantized 8- and 16-bit weights, which ``graph/quantized.py`` multiplies in integers
+    (and folds where it cannot)."""
+    return op == "DequantizeLinear" and inputs[0] is not None and inputs[0].dtype in INTEGER_TYPES
 
 
 def _infer_dequantize(node):
