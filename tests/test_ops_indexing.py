@@ -252,3 +252,57 @@ def test_reverse_sequence(batch_axis, time_axis):
     lengths = rng().integers(1, 10, size=5).astype(np.int64)
     check_op("ReverseSequence", {"x": rand(tuple(shape)), "lengths": lengths}, opset=10,
              batch_axis=batch_axis, time_axis=time_axis)
+
+
+# ---------------------------------------------------------------------------------------------
+# Einsum
+# ---------------------------------------------------------------------------------------------
+
+EINSUM_CASES = [
+    ("ij,jk->ik", [(7, 13), (13, 5)]),
+    ("ij,kj->ik", [(7, 13), (5, 13)]),
+    ("bij,bjk->bik", [(3, 7, 9), (3, 9, 5)]),
+    ("bhqd,bhkd->bhqk", [(2, 3, 5, 8), (2, 3, 7, 8)]),
+    ("...ij,...jk->...ik", [(2, 1, 4, 6), (1, 3, 6, 5)]),
+    ("...ij,...jk", [(5, 4, 6), (1, 6, 3)]),
+    ("ij,jk", [(4, 6), (6, 3)]),
+    ("i,i", [(17,), (17,)]),
+    ("i,j->ij", [(5,), (7,)]),
+    ("ij,ij->ij", [(4, 9), (4, 9)]),
+    ("ij,ij->", [(4, 9), (4, 9)]),
+    ("ii->i", [(6, 6)]),
+    ("ii", [(6, 6)]),
+    ("bii->bi", [(3, 5, 5)]),
+    ("...ii->...i", [(2, 3, 4, 4)]),
+    ("ij->", [(7, 13)]),
+    ("ij->ji", [(7, 13)]),
+    ("ijk->kji", [(2, 3, 4)]),
+    ("ij->i", [(7, 13)]),
+    ("abc,cd->abd", [(2, 3, 4), (4, 5)]),
+    ("ij,jk,kl->il", [(3, 4), (4, 5), (5, 6)]),
+    ("ijk,ikj->i", [(3, 4, 5), (3, 5, 4)]),
+    ("iij,jk->ik", [(4, 4, 5), (5, 3)]),
+    ("bn,anm,bm->ba", [(2, 3), (4, 3, 5), (2, 5)]),
+    ("...,...->...", [(3, 1), (1, 4)]),
+    ("i...,i...->...", [(5, 2, 3), (5, 1, 3)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUM_CASES, ids=[c[0] for c in EINSUM_CASES])
+def test_einsum(equation, shapes):
+    inputs = {f"x{i}": rand(s, -2, 2) for i, s in enumerate(shapes)}
+    check_op("Einsum", inputs, opset=12, relnorm=1e-5, equation=equation)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.int64, np.int32], ids=lambda d: d.__name__)
+def test_einsum_types(dtype):
+    inputs = {"a": randint((3, 4, 5), -5, 5).astype(dtype), "b": randint((3, 5, 2), -5, 5).astype(dtype)}
+    check_op("Einsum", inputs, opset=12, equation="bij,bjk->bik")
+
+
+def test_einsum_bad_equation_is_refused():
+    model = make_model([node("Einsum", ["a", "b"], ["y"], equation="ij,jk->ik")],
+                       {"a": rand((3, 4)), "b": rand((4, 2))}, ["y"], opset=12)
+    model.graph.node[0].attribute[0].s = b"ij,jk,kl->il"
+    with pytest.raises(tcomp.UnsupportedOpError, match="names 3 operands"):
+        tcomp.compile(model)

@@ -182,3 +182,21 @@ def _view_reverse_sequence(node, views):
 
 
 register("ReverseSequence", INJECTIVE, _infer_same, _view_reverse_sequence)
+
+
+# Diagonal (Einsum's repeated labels) -------------------------------------------
+def _infer_diagonal(node):
+    x = node.inputs[0]
+    drop = node.attrs["axes"][1]
+    return [TensorType(x.shape[:drop] + x.shape[drop + 1:], x.dtype)]
+
+
+def _view_diagonal(node, views):
+    """Axis ``b`` of ``axes = (a, b)``, a < b, follows axis ``a``: out[.., i@a, ..] = x[.., i@a, .., i@b, ..]."""
+    (x,) = views
+    a, b = node.attrs["axes"]
+    return [TensorView(_infer_diagonal(node)[0].shape, x.dtype,
+                       lambda *idx: x.fn(*idx[:b], idx[a], *idx[b:]))]
+
+
+register("Diagonal", INJECTIVE, _infer_diagonal, _view_diagonal)
