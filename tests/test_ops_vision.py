@@ -201,3 +201,76 @@ def test_upsample(opset, mode):
         _resize(x, opset, {}, [], op="Upsample", mode=mode, scales=scales)
     else:
         _resize(x, opset, {"scales": _f(scales)}, ["scales"], op="Upsample", mode=mode)
+
+
+# ---------------------------------------------------------------------------------------------
+# ConvTranspose
+# ---------------------------------------------------------------------------------------------
+
+def _conv_transpose(x_shape, w_shape, bias=True, opset=17, **attrs):
+    x, w = rand(x_shape), rand(w_shape)
+    inits = {"w": w}
+    names = ["x", "w"]
+    if bias:
+        inits["b"] = rand((w_shape[1] * attrs.get("group", 1),))
+        names.append("b")
+    check([node("ConvTranspose", names, ["y"], **attrs)], {"x": x}, ["y"], opset=opset, inits=inits,
+          relnorm=CONV_TOL)
+
+
+@pytest.mark.parametrize("strides, kernel, pads, dilations, output_padding", [
+    ([1, 1], [3, 3], [0, 0, 0, 0], [1, 1], [0, 0]),
+    ([2, 2], [4, 4], [1, 1, 1, 1], [1, 1], [0, 0]),
+    ([2, 2], [3, 3], [1, 1, 1, 1], [1, 1], [1, 1]),
+    ([3, 2], [3, 5], [0, 2, 1, 0], [1, 1], [2, 1]),
+    ([2, 2], [3, 3], [0, 0, 0, 0], [2, 2], [0, 0]),      # dilation sharing a factor with the stride
+    ([4, 3], [3, 2], [1, 0, 2, 1], [2, 1], [1, 0]),
+    ([3, 3], [2, 1], [0, 0, 0, 0], [1, 1], [0, 0]),      # kernel smaller than stride: bias-only phases
+    ([1, 2], [2, 3], [1, 1, 0, 2], [3, 2], [0, 1]),
+])
+def test_conv_transpose_2d(strides, kernel, pads, dilations, output_padding):
+    _conv_transpose((2, 5, 6, 7), [5, 3] + kernel, strides=strides, pads=pads, dilations=dilations,
+                    output_padding=output_padding)
+
+
+@pytest.mark.parametrize("group, ci, co_g", [(2, 6, 3), (3, 3, 1), (4, 8, 5)])
+def test_conv_transpose_groups(group, ci, co_g):
+    _conv_transpose((1, ci, 5, 6), (ci, co_g, 3, 3), group=group, strides=[2, 2], pads=[1, 0, 0, 1])
+
+
+@pytest.mark.parametrize("auto_pad", ["SAME_UPPER", "SAME_LOWER", "VALID"])
+@pytest.mark.parametrize("strides", [[2, 2], [3, 1]])
+def test_conv_transpose_auto_pad(auto_pad, strides):
+    _conv_transpose((1, 3, 5, 6), (3, 2, 3, 4), strides=strides, auto_pad=auto_pad)
+
+
+@pytest.mark.parametrize("output_shape", [[10, 12], [11, 13], [9, 14]])
+def test_conv_transpose_output_shape(output_shape):
+    _conv_transpose((1, 3, 5, 6), (3, 2, 3, 3), strides=[2, 2], output_shape=output_shape)
+
+
+def test_conv_transpose_1d():
+    _conv_transpose((2, 4, 11), (4, 3, 5), strides=[3], pads=[1, 2], output_padding=[1])
+
+
+def test_conv_transpose_3d():
+    _conv_transpose((1, 3, 4, 5, 3), (3, 2, 3, 2, 3), strides=[2, 1, 2], pads=[1, 0, 0, 0, 1, 1],
+                    dilations=[1, 2, 1])
+
+
+def test_conv_transpose_no_bias_float64():
+    x, w = rand((1, 4, 5, 5), dtype=np.float64), rand((4, 3, 4, 4), dtype=np.float64)
+    check_onnx_reference([node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])],
+                         {"x": x}, ["y"], 17, {"w": w}, rtol=1e-10, atol=1e-12)
+
+
+def test_conv_transpose_epilogue_fuses():
+    """A decoder block: ConvTranspose -> Add(skip) -> Relu, the epilogue in the same kernel."""
+    x, w, b, skip = rand((1, 8, 9, 9)), rand((8, 4, 4, 4)), rand((4,)), rand((1, 4, 18, 18))
+    nodes = [node("ConvTranspose", ["x", "w", "b"], ["c"], strides=[2, 2], pads=[1, 1, 1, 1]),
+             node("Add", ["c", "skip"], ["s"]), node("Relu", ["s"], ["y"])]
+    check(nodes, {"x": x, "skip": skip}, ["y"], inits={"w": w, "b": b}, relnorm=CONV_TOL)
+
+
+def test_conv_transpose_large_channels():
+    _conv_transpose((1, 64, 17, 19), (64, 32, 4, 4), strides=[2, 2], pads=[1, 1, 1, 1])

@@ -1,6 +1,7 @@
 """The operator library (importing it registers every op)."""
 from . import elementwise, integer, movement, nn  # noqa: F401
 from . import indexing  # noqa: F401  (indexing, scans)
+from . import vision  # noqa: F401  (vision)
 from . import quant  # noqa: F401  (quantization)
 from .registry import OPS, OpDef
 

@@ -13,7 +13,7 @@ Converters live in one module per area; importing this package registers them al
 """
 from . import elementwise, integer, nn, tensor  # noqa: F401
 from . import einsum, indexing  # noqa: F401  (indexing, scans)
-from . import resize  # noqa: F401  (vision)
+from . import resize, vision  # noqa: F401  (vision)
 from . import quant  # noqa: F401  (quantization)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 
