@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from ...graph.ir import dtype_of_numpy
+from ...graph.ir import dtype_of_numpy, numpy_dtype
 from ...ops.elementwise import BINARY, FLOAT_ONLY, UNARY
 from .common import ConvertError, converter
 
@@ -59,7 +59,10 @@ def _cast(ctx, inputs, attrs):
 
 @converter("CastLike")
 def _cast_like(ctx, inputs, attrs):
-    return [ctx.emit1("Cast", [inputs[0]], {"to": inputs[1].dtype})]
+    x, like = inputs[0], inputs[1]
+    if x.is_const and not x.is_symbolic_const:  # only the type of ``like`` matters: fold
+        return [ctx.const(x.const.astype(numpy_dtype(like.dtype)), "cast")]
+    return [ctx.emit1("Cast", [x], {"to": like.dtype})]
 
 
 @converter("Clip")

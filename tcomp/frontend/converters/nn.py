@@ -10,6 +10,9 @@ from .common import ConvertError, const_input, converter, normalize_axis, reshap
 @converter("MatMul")
 def _matmul(ctx, inputs, attrs):
     a, b = inputs
+    if a.dtype in ("float16", "bfloat16"):  # computed in float32, rounded once
+        wide = [ctx.emit1("Cast", [x], {"to": "float32"}) for x in (a, b)]
+        return [ctx.emit1("Cast", [_matmul(ctx, wide, attrs)[0]], {"to": a.dtype})]
     if a.dtype not in ("float32", "float64", "int32", "int64", "uint32", "uint64"):
         raise ConvertError(f"MatMul on {a.dtype} is not supported")
     a2 = reshape_to(ctx, a, (1,) + a.shape) if len(a.shape) == 1 else a

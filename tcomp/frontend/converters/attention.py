@@ -1,0 +1,229 @@
+"""Converters of the language-model attention ops: Attention (opsets 23-25) and RotaryEmbedding.
+
+Attention decomposes into graph ops that fusion merges back::
+
+    Q*s @ (K*s)^T -> [softcap] -> + bias -> Softmax -> [fully-masked rows -> 0] -> @ V
+
+``bias`` is the additive mask: the attention mask (a boolean mask becomes 0 / -inf,
+a short one is padded with -inf), the causal and sliding-window masks, aligned to the
+bottom right (offset by the past length, or per batch by ``nonpad_kv_seqlen``), and the
+padding mask of ``nonpad_kv_seqlen``. Parts known at compile time are folded into one
+constant. Grouped-query attention runs each key/value head against its group of query
+heads as one matmul (the query heads of a group are consecutive). Half-precision inputs
+are computed in float32 and rounded once at the end.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from ...graph.ir import dtype_of_numpy, numpy_dtype
+from .common import ConvertError, converter, reshape_to
+
+NEG_INF = float("-inf")
+_HALF = ("float16", "bfloat16")
+
+
+def _scalar(ctx, value, dtype):
+    return ctx.const(np.array(value, dtype=numpy_dtype(dtype)))
+
+
+def _cast(ctx, value, dtype):
+    return value if value.dtype == dtype else ctx.emit1("Cast", [value], {"to": dtype})
+
+
+def _split_heads(ctx, x, heads, what):
+    """(B, S, H*D) -> (B, H, S, D)."""
+    batch, seq, hidden = x.shape
+    if heads <= 0 or hidden % heads:
+        raise ConvertError(f"{what} hidden size {hidden} is not a multiple of {heads} heads")
+    x = reshape_to(ctx, x, (batch, seq, heads, hidden // heads))
+    return ctx.emit1("Transpose", [x], {"perm": [0, 2, 1, 3]})
+
+
+class _Bias:
+    """The additive attention bias: a constant part (numpy) plus run-time terms (graph values)."""
+
+    def __init__(self, ctx, dtype):
+        self.ctx, self.dtype = ctx, dtype
+        self.static = np.zeros((), dtype=numpy_dtype(dtype))
+        self.terms: list = []
+
+    def add(self, term):
+        if term.is_const:
+            self.static = self.static + term.const.astype(self.static.dtype)
+        else:
+            self.terms.append(term)
+
+    def add_allowed(self, allowed):
+        """Adds 0 where ``allowed`` (a bool value), -inf elsewhere."""
+        if allowed.is_const:
+            self.static = self.static + np.where(allowed.const, 0, NEG_INF).astype(self.static.dtype)
+        else:
+            ctx = self.ctx
+            self.terms.append(ctx.emit1("Where", [allowed, _scalar(ctx, 0, self.dtype),
+                                                  _scalar(ctx, NEG_INF, self.dtype)]))
+
+    def value(self):
+        """The whole bias as one value, or None when it is all zero."""
+        ctx = self.ctx
+        result = None
+        if self.static.ndim or self.static != 0:
+            result = ctx.const(self.static, "attn_bias")
+        for term in self.terms:
+            result = term if result is None else ctx.emit1("Add", [result, term])
+        return result
+
+
+def _mask_bias(ctx, mask, kv_len, dtype):
+    """The attention mask as an additive bias of ``dtype``, padded with -inf up to ``kv_len`` keys."""
+    if mask.dtype == "bool":
+        mask = ctx.emit1("Where", [mask, _scalar(ctx, 0, dtype), _scalar(ctx, NEG_INF, dtype)])
+    else:
+        mask = _cast(ctx, mask, dtype)
+    short = kv_len - mask.shape[-1]
+    if short < 0:
+        raise ConvertError(f"attn_mask has {mask.shape[-1]} keys, more than the {kv_len} of the keys")
+    if short:
+        rank = len(mask.shape)
+        pads = [0] * (2 * rank)
+        pads[2 * rank - 1] = short
+        mask = ctx.emit1("Pad", [mask], {"pads": pads, "mode": "constant", "value": NEG_INF})
+    return mask
+
+
+def _position_masks(ctx, bias, attrs, q_len, kv_len, past_len, nonpad):
+    """Causal and sliding-window masks: query i (at absolute position i + offset) sees key j.
+
+    ``offset`` is the past length, or ``nonpad_kv_seqlen[b] - q_len`` per batch.
+    """
+    causal = bool(attrs.get("is_causal", 0))
+    left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
+    if left < -1 or right < -1:
+        raise ConvertError("left_window_size and right_window_size must be -1 or nonnegative")
+    if not causal and left < 0 and right < 0:
+        return
+    i = np.arange(q_len).reshape(q_len, 1)
+    j = np.arange(kv_len).reshape(1, kv_len)
+    if nonpad is None:  # diff = (i + offset) - j, known now
+        diff = i + past_len - j
+        allowed = np.ones((q_len, kv_len), dtype=bool)
+        if causal:
+            allowed &= diff >= 0
+        if left >= 0:
+            allowed &= diff <= left
+        if right >= 0:
+            allowed &= -diff <= right
+        bias.add_allowed(ctx.const(allowed))
+        return
+    # per batch: diff = n[b] - (j - i + q_len); compare n[b] with constants
+    n = reshape_to(ctx, nonpad, (nonpad.shape[0], 1, 1, 1))
+    base = (j - i + q_len).reshape(1, 1, q_len, kv_len)
+    conds = []
+    if causal:  # diff >= 0
+        conds.append(ctx.emit1("GreaterOrEqual", [n, ctx.const(base.astype(np.int64))]))
+    if left >= 0:  # diff <= left
+        conds.append(ctx.emit1("LessOrEqual", [n, ctx.const((base + left).astype(np.int64))]))
+    if right >= 0:  # -diff <= right
+        conds.append(ctx.emit1("GreaterOrEqual", [n, ctx.const((base - right).astype(np.int64))]))
+    allowed = conds[0]
+    for cond in conds[1:]:
+        allowed = ctx.emit1("And", [allowed, cond])
+    bias.add_allowed(allowed)
+
+
+def _all_masked_rows(ctx, bias):
+    """A bool value, true for the query rows whose bias is -inf for every key; None if there are none."""
+    if bias is None:
+        return None
+    if bias.is_const:
+        rows = np.isneginf(np.max(bias.const, axis=-1, keepdims=True))
+        return ctx.const(rows) if rows.any() else None
+    row_max = ctx.emit1("ReduceMax", [bias], {"axes": [len(bias.shape) - 1], "keepdims": 1})
+    return ctx.emit1("Equal", [row_max, _scalar(ctx, NEG_INF, bias.dtype)])
+
+
+@converter("Attention")
+def _attention(ctx, inputs, attrs):
+    inputs = list(inputs) + [None] * (7 - len(inputs))
+    q, k, v, mask, past_key, past_value, nonpad = inputs[:7]
+    out_dtype = q.dtype
+    if not out_dtype.startswith("float") and out_dtype != "bfloat16":
+        raise ConvertError(f"Attention on {out_dtype} is not supported")
+    rank = len(q.shape)
+    if rank not in (3, 4) or len(k.shape) != rank or len(v.shape) != rank:
+        raise ConvertError(f"Q, K and V must all be 3-D or all 4-D, got ranks {len(q.shape)}, "
+                           f"{len(k.shape)}, {len(v.shape)}")
+    if (past_key is None) != (past_value is None):
+        raise ConvertError("past_key and past_value must be given together")
+    if nonpad is not None and past_key is not None:
+        raise ConvertError("nonpad_kv_seqlen cannot be combined with past_key / past_value")
+    dtype = "float32" if out_dtype in _HALF else out_dtype
+    if rank == 3:
+        for name in ("q_num_heads", "kv_num_heads"):
+            if name not in attrs:
+                raise ConvertError(f"3-D inputs need the {name} attribute")
+        q = _split_heads(ctx, q, attrs["q_num_heads"], "Q")
+        k = _split_heads(ctx, k, attrs["kv_num_heads"], "K")
+        v = _split_heads(ctx, v, attrs["kv_num_heads"], "V")
+    if past_key is not None:
+        k = ctx.emit1("Concat", [past_key, k], {"axis": 2})
+        v = ctx.emit1("Concat", [past_value, v], {"axis": 2})
+    present_key, present_value = k, v
+    batch, q_heads, q_len, head_size = q.shape
+    kv_heads, kv_len = k.shape[1], k.shape[2]
+    if q_heads % kv_heads or v.shape[1] != kv_heads:
+        raise ConvertError(f"{q_heads} query heads cannot be grouped over {kv_heads} key / {v.shape[1]} "
+                           f"value heads")
+    if k.shape[3] != head_size:
+        raise ConvertError(f"query head size {head_size} differs from key head size {k.shape[3]}")
+    group = q_heads // kv_heads
+
+    scale = attrs.get("scale")
+    if scale is None:
+        scale = 1.0 / np.sqrt(head_size)
+    # sqrt(scale) on both Q and K (rounded to the input type), as the ONNX function does
+    root = _scalar(ctx, np.array(np.sqrt(scale), dtype=numpy_dtype(out_dtype)).astype(np.float64), dtype)
+    qs = ctx.emit1("Mul", [_cast(ctx, q, dtype), root])
+    ks = ctx.emit1("Mul", [_cast(ctx, k, dtype), root])
+    kt = ctx.emit1("Transpose", [ks], {"perm": [0, 1, 3, 2]})
+    qs = reshape_to(ctx, qs, (batch, kv_heads, group * q_len, head_size))
+    scores = reshape_to(ctx, ctx.emit1("MatMul", [qs, kt]), (batch, q_heads, q_len, kv_len))
+    softcap = attrs.get("softcap", 0.0)
+    if softcap > 0:
+        capped = ctx.emit1("Tanh", [ctx.emit1("Div", [scores, _scalar(ctx, softcap, dtype)])])
+        scores = ctx.emit1("Mul", [capped, _scalar(ctx, softcap, dtype)])
+
+    bias = _Bias(ctx, dtype)
+    if mask is not None:
+        bias.add(_mask_bias(ctx, mask, kv_len, dtype))
+    past_len = past_key.shape[2] if past_key is not None else 0
+    _position_masks(ctx, bias, attrs, q_len, kv_len, past_len, nonpad)
+    if nonpad is not None:
+        n = reshape_to(ctx, nonpad, (nonpad.shape[0], 1, 1, 1))
+        keys = ctx.const(np.arange(kv_len, dtype=np.int64).reshape(1, 1, 1, kv_len))
+        bias.add_allowed(ctx.emit1("Less", [keys, _cast(ctx, n, "int64")]))
+    bias = bias.value()
+    biased = scores if bias is None else ctx.emit1("Add", [scores, bias])
+
+    precision = attrs.get("softmax_precision")
+    soft_dtype = dtype_of_numpy(onnx.helper.tensor_dtype_to_np_dtype(precision)) if precision else dtype
+    if soft_dtype in _HALF:
+        soft_dtype = "float32"
+    probs = ctx.emit1("Softmax", [_cast(ctx, biased, soft_dtype)], {"axis": 3})
+    masked_rows = _all_masked_rows(ctx, bias)
+    if masked_rows is not None:  # a row with no key to attend gives zeros, not 0/0
+        probs = ctx.emit1("Where", [masked_rows, _scalar(ctx, 0, soft_dtype), probs])
+    probs = _cast(ctx, probs, dtype)
+
+    pv = reshape_to(ctx, probs, (batch, kv_heads, group * q_len, kv_len))
+    y = reshape_to(ctx, ctx.emit1("MatMul", [pv, _cast(ctx, v, dtype)]), (batch, q_heads, q_len, v.shape[3]))
+    if rank == 3:
+        y = ctx.emit1("Transpose", [y], {"perm": [0, 2, 1, 3]})
+        y = reshape_to(ctx, y, (batch, q_len, q_heads * v.shape[3]))
+
+    mode = attrs.get("qk_matmul_output_mode", 0)
+    if mode not in (0, 1, 2, 3):
+        raise ConvertError(f"qk_matmul_output_mode {mode} is not one of 0, 1, 2, 3")
+    qk_out = {0: scores, 1: scores, 2: biased, 3: probs}[mode]
+    return [_cast(ctx, y, out_dtype), present_key, present_value, _cast(ctx, qk_out, out_dtype)]
