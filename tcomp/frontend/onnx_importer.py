@@ -326,4 +326,25 @@ def _evaluate_node(onnx_node, inputs, model) -> list:
     node.attribute.extend(onnx_node.attribute)
     evaluator = ReferenceEvaluator(node, opsets={imp.domain: imp.version for imp in model.opset_import})
     feeds = {name: v.const for name, v in zip(names, inputs) if name}
-    return [np.asarray(out) for out in evaluator.run(None, feeds)]
+    results = [np.asarray(out) for out in evaluator.run(None, feeds)]
+    _check_folded_shapes(node, feeds, results, model)
+    return results
+
+
+def _check_folded_shapes(node, feeds: dict, results: list, model) -> None:
+    """Raises when onnx's shape inference gives a folded output another shape.
+
+    ``onnx.reference`` has wrong cases that shape inference gets right (Slice with a negative
+    step and a start before the beginning follows numpy, GlobalMaxPool over one spatial axis
+    reduces the channels); the node is then compiled instead of folded.
+    """
+    inits = [numpy_helper.from_array(np.asarray(data), name) for name, data in feeds.items()]
+    graph = onnx.helper.make_graph([node], "fold", [], [onnx.helper.make_empty_tensor_value_info(o)
+                                                         for o in node.output], initializer=inits)
+    probe = onnx.helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    inferred = onnx.shape_inference.infer_shapes(probe).graph.output
+    for out, data in zip(inferred, results):
+        dims = out.type.tensor_type.shape.dim if out.type.tensor_type.HasField("shape") else None
+        if dims is not None and all(d.HasField("dim_value") for d in dims) and \
+                tuple(d.dim_value for d in dims) != data.shape:
+            raise ValueError(f"folded {node.op_type} gives {data.shape}, shape inference {[d.dim_value for d in dims]}")
