@@ -15,7 +15,7 @@ from . import elementwise, integer, nn, tensor  # noqa: F401
 from . import einsum, indexing  # noqa: F401  (indexing, scans)
 from . import resize, vision  # noqa: F401  (vision)
 from . import quant  # noqa: F401  (quantization)
-from . import attention  # noqa: F401  (language models)
+from . import attention, losses  # noqa: F401  (language models)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 
 __all__ = ["CONVERTERS", "ConvertError", "NotConstantError", "converter"]
