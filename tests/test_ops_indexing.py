@@ -306,3 +306,69 @@ def test_einsum_bad_equation_is_refused():
     model.graph.node[0].attribute[0].s = b"ij,jk,kl->il"
     with pytest.raises(tcomp.UnsupportedOpError, match="names 3 operands"):
         tcomp.compile(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# ScatterElements / ScatterND
+# ---------------------------------------------------------------------------------------------
+
+def _distinct_positions(extent, count, size):
+    """``size`` rows of ``count`` distinct indices in [-extent, extent), as int64."""
+    g = rng()
+    rows = [g.permutation(extent)[:count] for _ in range(size)]
+    return np.array([[j - extent if g.random() < 0.3 else j for j in row] for row in rows], np.int64)
+
+
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_scatter_elements_distinct(axis):
+    data = rand((6, 9))
+    count_axis = axis % 2
+    ind_shape = (4, 5) if count_axis == 0 else (5, 4)
+    extent = data.shape[count_axis]
+    rows = _distinct_positions(extent, ind_shape[count_axis], ind_shape[1 - count_axis])
+    indices = rows.T if count_axis == 0 else rows
+    check_op("ScatterElements", {"data": data, "indices": np.ascontiguousarray(indices), "updates": rand(ind_shape)},
+             opset=18, axis=axis)
+
+
+@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+@pytest.mark.parametrize("dtype", [np.float32, np.int64], ids=lambda d: d.__name__)
+def test_scatter_elements_reduction_duplicates(reduction, dtype):
+    data = randint((5, 7), -4, 4).astype(dtype)
+    indices = randint((8, 7), -5, 4)  # many duplicates along axis 0
+    updates = randint((8, 7), -3, 3).astype(dtype)
+    check_op("ScatterElements", {"data": data, "indices": indices, "updates": updates}, opset=18,
+             reduction=reduction)
+
+
+@pytest.mark.parametrize("data_shape,ind_shape", [((8,), (4, 1)), ((5, 6, 3), (2, 2)), ((4, 5), (3, 2)),
+                                                  ((7, 4, 5), (2, 3, 1))], ids=str)
+def test_scatternd_distinct(data_shape, ind_shape):
+    depth = ind_shape[-1]
+    count = int(np.prod(ind_shape[:-1]))
+    flat = rng().permutation(int(np.prod(data_shape[:depth])))[:count]
+    indices = np.stack(np.unravel_index(flat, data_shape[:depth]), axis=-1).reshape(ind_shape).astype(np.int64)
+    updates = rand(ind_shape[:-1] + data_shape[depth:])
+    check_op("ScatterND", {"data": rand(data_shape), "indices": indices, "updates": updates}, opset=18)
+
+
+@pytest.mark.parametrize("reduction", ["add", "mul", "max", "min"])
+def test_scatternd_reduction_duplicates(reduction):
+    indices = randint((6, 1), 0, 3)
+    check_op("ScatterND", {"data": rand((4, 5)), "indices": indices, "updates": rand((6, 5))}, opset=18,
+             reduction=reduction)
+
+
+def test_scatter_with_prologue_and_epilogue():
+    """Computed data and updates; the scatter's result feeds elementwise ops and a Cast."""
+    indices = _distinct_positions(7, 3, 4).T.copy()
+    check([node("Abs", ["data"], ["a"]), node("Neg", ["upd"], ["u"]),
+           node("ScatterElements", ["a", "indices", "u"], ["s"], reduction="add"),
+           node("Relu", ["s"], ["r"]), node("Cast", ["r"], ["y"], to=TensorProto.INT32)],
+          {"data": rand((7, 4), -3, 3) * 5, "indices": np.ascontiguousarray(indices), "upd": rand((3, 4)) * 5},
+          ["y", "s"], opset=18)
+
+
+def test_scatter_opset9():
+    indices = _distinct_positions(6, 2, 3)
+    check_op("Scatter", {"data": rand((3, 6)), "indices": indices, "updates": rand((3, 2))}, opset=9, axis=1)

@@ -57,7 +57,8 @@ def fuse(graph: Graph) -> list:
     materialized: set = set()
     for node in graph.nodes:
         for out in node.outputs:
-            if out.uid in outputs or (len(consumers.get(out.uid, [])) != 1 and out.uid not in shared):
+            if out.uid in outputs or not OPS[node.op].epilogue or (len(consumers.get(out.uid, [])) != 1
+                                                                   and out.uid not in shared):
                 materialized.add(out.uid)
 
     carried: dict = {}   # value uid -> anchor node whose epilogue the value belongs to

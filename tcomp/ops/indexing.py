@@ -1,10 +1,10 @@
-"""Index-producing and scan ops: ArgMax/ArgMin, CumSum/CumProd (anchors); Trilu, OneHot, GatherND,
-ReverseSequence (injective).
+"""Index-producing, scan and scatter ops: ArgMax/ArgMin, CumSum/CumProd, ScatterElements/ScatterND (anchors);
+Trilu, OneHot, GatherND, Diagonal, ReverseSequence (injective).
 
 Static attributes (the converters resolved them): ``axis`` (non-negative),
 ``keepdims`` and ``select_last_index`` for the arg ops; ``exclusive`` and
 ``reverse`` for the scans; ``upper`` for Trilu, with ``k`` an attribute or,
-computed at run time, a second input.
+computed at run time, a second input; ``reduction`` for the scatters.
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import math
 from ..graph.ir import TensorType
 from ..schedule.rows import RowKernel
 from ..schedule.scan import scan_kernel
+from ..schedule.scatter import scatter_kernel
 from ..tir.compute import TensorView, row_major_unflatten
 from ..tir.expr import Cmp, IntImm, Select, call, cast, const, is_float, logical_or, maximum, minimum
 from .nn import AnchorContext
@@ -200,3 +201,29 @@ def _view_diagonal(node, views):
 
 
 register("Diagonal", INJECTIVE, _infer_diagonal, _view_diagonal)
+
+
+# ScatterElements / ScatterND (anchors without epilogue) -------------------------
+def _scatter_kernel(node, views, ctx: AnchorContext):
+    data, indices, updates = views
+    if node.op == "ScatterElements":
+        axis = node.attrs["axis"]
+        extent = data.shape[axis]
+
+        def target(*u):
+            j = _clamped(_normalized_index(indices.fn(*u), extent), extent)
+            return (*u[:axis], j, *u[axis + 1:])
+    else:
+        depth, lead = indices.shape[-1], indices.ndim - 1
+
+        def target(*u):
+            picked = [_clamped(_normalized_index(indices.fn(*u[:lead], IntImm(axis)), data.shape[axis]),
+                               data.shape[axis]) for axis in range(depth)]
+            return (*picked, *u[lead:])
+
+    return scatter_kernel(ctx.name, ctx.out, data.fn, updates.shape, target, updates.fn,
+                          node.attrs["reduction"], ctx.params, ctx.lanes)
+
+
+register("ScatterElements", ANCHOR, _infer_same, kernel=_scatter_kernel, epilogue=False)
+register("ScatterND", ANCHOR, _infer_same, kernel=_scatter_kernel, epilogue=False)

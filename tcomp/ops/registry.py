@@ -30,13 +30,14 @@ class OpDef:
     infer: Callable          # (node) -> list[TensorType]
     view: Callable | None = None      # (node, input_views) -> list[TensorView]
     kernel: Callable | None = None    # anchors: (node, input_views, ctx) -> AnchorKernel
+    epilogue: bool = True             # anchors that re-read their output (scatters) take no epilogue
 
 
 OPS: dict = {}
 
 
-def register(name: str, kind: str, infer, view=None, kernel=None) -> None:
-    OPS[name] = OpDef(name, kind, infer, view, kernel)
+def register(name: str, kind: str, infer, view=None, kernel=None, epilogue: bool = True) -> None:
+    OPS[name] = OpDef(name, kind, infer, view, kernel, epilogue)
 
 
 def infer_types(node: Node) -> list:

@@ -1,5 +1,5 @@
 """Converters of indexing and scan ops: ArgMax/ArgMin, CumSum/CumProd, Trilu, EyeLike, OneHot, GatherND,
-ReverseSequence."""
+ReverseSequence, ScatterElements (and Scatter), ScatterND."""
 from __future__ import annotations
 
 import numpy as np
@@ -106,3 +106,32 @@ def _reverse_sequence(ctx, inputs, attrs):
     if lengths.shape != (x.shape[batch_axis],):
         raise ConvertError(f"sequence_lens of shape {list(lengths.shape)} for a batch of {x.shape[batch_axis]}")
     return [ctx.emit1("ReverseSequence", [x, lengths], {"batch_axis": batch_axis, "time_axis": time_axis})]
+
+
+REDUCTIONS = ("none", "add", "mul", "max", "min")
+
+
+@converter("ScatterElements", "Scatter", "ScatterND")
+def _scatter(ctx, inputs, attrs):
+    data, indices, updates = inputs
+    op = ctx.onnx_node.op_type
+    reduction = attrs.get("reduction", "none")
+    if reduction not in REDUCTIONS:
+        raise ConvertError(f"reduction {reduction!r} is not one of {', '.join(REDUCTIONS)}")
+    if indices.dtype not in ("int32", "int64"):
+        raise ConvertError(f"{op} indices of type {indices.dtype}")
+    if updates.dtype != data.dtype:
+        raise ConvertError(f"updates of type {updates.dtype} for data of type {data.dtype}")
+    if op == "ScatterND":
+        depth = indices.shape[-1] if indices.shape else 0
+        if not indices.shape or depth > len(data.shape):
+            raise ConvertError(f"indices of shape {list(indices.shape)} for data of rank {len(data.shape)}")
+        expected = indices.shape[:-1] + data.shape[depth:]
+        if updates.shape != expected:
+            raise ConvertError(f"updates of shape {list(updates.shape)}, expected {list(expected)}")
+        return [ctx.emit1("ScatterND", [data, indices, updates], {"reduction": reduction})]
+    axis = normalize_axis(attrs.get("axis", 0), len(data.shape))
+    if updates.shape != indices.shape or len(indices.shape) != len(data.shape):
+        raise ConvertError(f"indices {list(indices.shape)} and updates {list(updates.shape)} must have one shape "
+                           f"of the data's rank {len(data.shape)}")
+    return [ctx.emit1("ScatterElements", [data, indices, updates], {"axis": axis, "reduction": reduction})]
