@@ -15,6 +15,7 @@ from . import elementwise, integer, nn, tensor  # noqa: F401
 from . import einsum, indexing  # noqa: F401  (indexing, scans)
 from . import resize, vision  # noqa: F401  (vision)
 from . import quant  # noqa: F401  (quantization)
+from . import recurrent  # noqa: F401  (RNN, GRU, LSTM)
 from . import attention, losses  # noqa: F401  (language models)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 
