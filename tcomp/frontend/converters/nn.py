@@ -164,15 +164,6 @@ def _softmax(ctx, inputs, attrs):
     return [ctx.emit1("Transpose", [soft], {"perm": inverse})]
 
 
-@converter("LayerNormalization")
-def _layernorm(ctx, inputs, attrs):
-    if len([o for o in ctx.onnx_node.output if o]) > 1:
-        raise ConvertError("the Mean and InvStdDev outputs are not supported")
-    x = inputs[0]
-    axis = normalize_axis(attrs.get("axis", -1), len(x.shape))
-    return [ctx.emit1("LayerNormalization", inputs, {"axis": axis, "epsilon": attrs.get("epsilon", 1e-5)})]
-
-
 @converter("BatchNormalization")
 def _batchnorm(ctx, inputs, attrs):
     x, scale, bias, mean, var = inputs[:5]
