@@ -372,3 +372,28 @@ def test_scatter_with_prologue_and_epilogue():
 def test_scatter_opset9():
     indices = _distinct_positions(6, 2, 3)
     check_op("Scatter", {"data": rand((3, 6)), "indices": indices, "updates": rand((3, 2))}, opset=9, axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# TopK
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,axis,k", [((7, 13), -1, 4), ((7, 13), 0, 7), ((3, 19, 5), 1, 1), ((40,), 0, 40),
+                                          ((2, 3, 33), 2, 17)], ids=str)
+@pytest.mark.parametrize("largest", [0, 1])
+def test_topk(shape, axis, k, largest):
+    check_op("TopK", {"x": rand(shape, -3, 3)}, opset=11, inits={"k": np.array([k], np.int64)}, n_outputs=2,
+             axis=axis, largest=largest)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int64, np.int32, np.float64], ids=lambda d: d.__name__)
+@pytest.mark.parametrize("largest", [0, 1])
+def test_topk_ties(dtype, largest):
+    """Equal values: the lower index comes first."""
+    x = randint((5, 23), 0, 3).astype(dtype)
+    check_op("TopK", {"x": x}, opset=11, inits={"k": np.array([9], np.int64)}, n_outputs=2, largest=largest)
+
+
+def test_topk_opset1_attribute():
+    check_op("TopK", {"x": rand((4, 11))}, opset=1, n_outputs=2, k=3)
+

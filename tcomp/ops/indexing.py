@@ -1,5 +1,5 @@
-"""Index-producing, scan and scatter ops: ArgMax/ArgMin, CumSum/CumProd, ScatterElements/ScatterND (anchors);
-Trilu, OneHot, GatherND, Diagonal, ReverseSequence (injective).
+"""Index-producing, scan and scatter ops: ArgMax/ArgMin, CumSum/CumProd, ScatterElements/ScatterND, TopKIndices
+(anchors); Trilu, OneHot, GatherND, Diagonal, ReverseSequence (injective).
 
 Static attributes (the converters resolved them): ``axis`` (non-negative),
 ``keepdims`` and ``select_last_index`` for the arg ops; ``exclusive`` and
@@ -14,6 +14,7 @@ from ..graph.ir import TensorType
 from ..schedule.rows import RowKernel
 from ..schedule.scan import scan_kernel
 from ..schedule.scatter import scatter_kernel
+from ..schedule.topk import topk_kernel
 from ..tir.compute import TensorView, row_major_unflatten
 from ..tir.expr import Cmp, IntImm, Select, call, cast, const, is_float, logical_or, maximum, minimum
 from .nn import AnchorContext
@@ -227,3 +228,24 @@ def _scatter_kernel(node, views, ctx: AnchorContext):
 
 register("ScatterElements", ANCHOR, _infer_same, kernel=_scatter_kernel, epilogue=False)
 register("ScatterND", ANCHOR, _infer_same, kernel=_scatter_kernel, epilogue=False)
+
+
+# TopK (indices; the values are a GatherElements of them) ------------------------
+def _infer_topk(node):
+    shape = list(node.inputs[0].shape)
+    shape[node.attrs["axis"]] = node.attrs["k"]
+    return [TensorType(tuple(shape), "int64")]
+
+
+def _topk_kernel(node, views, ctx: AnchorContext):
+    (x,) = views
+    axis, k = node.attrs["axis"], node.attrs["k"]
+    outer, length, inner = _split_axis(x.shape, axis)
+    out_shape = _infer_topk(node)[0].shape
+    return topk_kernel(ctx.name, outer * inner, length, k, bool(node.attrs["largest"]),
+                       lambda row, j: x.fn(*_around(x.shape, axis, row // inner, j, row % inner)),
+                       lambda index, row, t: ctx.store(index, _around(out_shape, axis, row // inner, t, row % inner)),
+                       ctx.params, ctx.lanes, x.dtype)
+
+
+register("TopKIndices", ANCHOR, _infer_topk, kernel=_topk_kernel)

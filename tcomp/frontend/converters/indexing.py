@@ -1,5 +1,5 @@
 """Converters of indexing and scan ops: ArgMax/ArgMin, CumSum/CumProd, Trilu, EyeLike, OneHot, GatherND,
-ReverseSequence, ScatterElements (and Scatter), ScatterND."""
+ReverseSequence, ScatterElements (and Scatter), ScatterND, TopK."""
 from __future__ import annotations
 
 import numpy as np
@@ -135,3 +135,23 @@ def _scatter(ctx, inputs, attrs):
         raise ConvertError(f"indices {list(indices.shape)} and updates {list(updates.shape)} must have one shape "
                            f"of the data's rank {len(data.shape)}")
     return [ctx.emit1("ScatterElements", [data, indices, updates], {"axis": axis, "reduction": reduction})]
+
+
+@converter("TopK")
+def _topk(ctx, inputs, attrs):
+    """Indices from a selection kernel; values gathered with them."""
+    x = inputs[0]
+    if x.dtype == "bool" or not x.shape:
+        raise ConvertError(f"TopK needs a numeric tensor of rank >= 1, got {x.dtype}{list(x.shape)}")
+    if ctx.opset < 10:
+        k = attrs["k"]
+    else:
+        k = np.asarray(const_input(inputs[1], "TopK's k"))
+        if k.size != 1:
+            raise ConvertError(f"TopK's k must hold one value, got shape {list(k.shape)}")
+        k = int(k.reshape(()))
+    axis = normalize_axis(attrs.get("axis", -1), len(x.shape))
+    if not 1 <= k <= x.shape[axis]:
+        raise ConvertError(f"k = {k} is not in [1, {x.shape[axis]}] (the extent of axis {axis})")
+    indices = ctx.emit1("TopKIndices", [x], {"axis": axis, "k": k, "largest": attrs.get("largest", 1)})
+    return [ctx.emit1("GatherElements", [x, indices], {"axis": axis}), indices]
