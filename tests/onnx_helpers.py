@@ -153,22 +153,24 @@ def _compile_and_run_many(model_bytes: bytes, feeds_list: list) -> list:
 WORKER_FUNCS = {"compile_and_run_many": _compile_and_run_many}
 
 
-class _Worker:
+class Worker:
     """A long-lived child process that compiles and runs models with tcomp.
 
     A crash in generated code (SIGFPE, SIGSEGV, ...) or a hang then fails one test instead of
     killing the whole pytest run; the worker is restarted for the next test.  Exceptions raised
-    in the worker are re-raised here with the same class and message.
+    in the worker are re-raised here with the same class and message.  ``script`` is the module
+    the child runs (``script --worker`` calls ``worker_main`` with that module's functions).
     """
 
-    def __init__(self):
+    def __init__(self, script: str = __file__):
+        self.script = os.path.abspath(script)
         self.proc = None
 
     def _start(self):
         here = os.path.dirname(os.path.abspath(__file__))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(here), here, env.get("PYTHONPATH", "")])
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker"], env=env,
+        self.proc = subprocess.Popen([sys.executable, self.script, "--worker"], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
 
     def stop(self):
@@ -233,11 +235,11 @@ class _WorkerDied(Exception):
         self.hung = hung
 
 
-_WORKER = _Worker()
+_WORKER = Worker()
 atexit.register(_WORKER.stop)
 
 
-def _worker_main():
+def worker_main(funcs: dict = WORKER_FUNCS):
     proto_in = os.fdopen(os.dup(0), "rb", buffering=0)
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # anything tcomp prints goes to stderr, not into the protocol
@@ -254,7 +256,7 @@ def _worker_main():
             data += chunk
         name, args = pickle.loads(data)
         try:
-            payload = ("ok", WORKER_FUNCS[name](*args))
+            payload = ("ok", funcs[name](*args))
         except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
             payload = ("err", type(exc), str(exc), traceback.format_exc())
         try:
@@ -320,4 +322,4 @@ def check_op(op: str, inputs: dict, opset: int = DEFAULT_OPSET, inits: dict | No
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
-    _worker_main()
+    worker_main()

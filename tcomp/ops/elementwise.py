@@ -59,7 +59,7 @@ def _div(a, x, y):
 
 
 def _mod(a, x, y):
-    if a.get("fmod", 0) or is_float(x.dtype):
+    if a.get("fmod", 0):
         # fmod: sign of the dividend, x - trunc(x / y) * y
         if is_float(x.dtype):
             q = x / y

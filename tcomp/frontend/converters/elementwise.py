@@ -6,15 +6,32 @@ import onnx
 
 from ...graph.ir import dtype_of_numpy, numpy_dtype
 from ...ops.elementwise import BINARY, FLOAT_ONLY, UNARY
-from .common import ConvertError, converter
+from .common import ConvertError, const_input, converter
 
 
 # Aliases -----------------------------------------------------------------
-@converter("Identity", "Dropout")
+@converter("Identity")
 def _identity(ctx, inputs, attrs):
-    if ctx.onnx_node.op_type == "Dropout" and len([o for o in ctx.onnx_node.output if o]) > 1:
-        raise ConvertError("the mask output of Dropout is not supported")
     return [inputs[0]]
+
+
+@converter("Dropout")
+def _dropout(ctx, inputs, attrs):
+    """Inference (or a ratio of 0) keeps every element: the data itself and a mask of ones."""
+    x = inputs[0]
+    if ctx.opset >= 12:
+        training = len(inputs) > 2 and inputs[2] is not None and bool(const_input(inputs[2], "training_mode"))
+        ratio = const_input(inputs[1], "Dropout ratio") if training and len(inputs) > 1 else None
+        if training and (ratio is None or float(ratio) != 0.0):
+            raise ConvertError("training-mode Dropout with a nonzero ratio draws a random mask; "
+                               "tcomp compiles deterministic inference graphs")
+    elif ctx.opset < 7 and not attrs.get("is_test", 0):
+        raise ConvertError("training-mode Dropout (is_test=0) draws a random mask")
+    outputs = [x]
+    if len(ctx.onnx_node.output) > 1 and ctx.onnx_node.output[1]:
+        mask_dtype = np.bool_ if ctx.opset >= 10 else numpy_dtype(x.dtype)
+        outputs.append(ctx.const(np.ones(x.shape, dtype=mask_dtype), "dropout_mask"))
+    return outputs
 
 
 # Elementwise -----------------------------------------------------------------
