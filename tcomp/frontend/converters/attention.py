@@ -227,3 +227,65 @@ def _attention(ctx, inputs, attrs):
         raise ConvertError(f"qk_matmul_output_mode {mode} is not one of 0, 1, 2, 3")
     qk_out = {0: scores, 1: scores, 2: biased, 3: probs}[mode]
     return [_cast(ctx, y, out_dtype), present_key, present_value, _cast(ctx, qk_out, out_dtype)]
+
+
+def _slice_last(ctx, x, start, count, step=1):
+    """x[..., start : start + count * step : step]."""
+    rank = len(x.shape)
+    starts, steps = [0] * rank, [1] * rank
+    starts[-1], steps[-1] = start, step
+    if start == 0 and step == 1 and count == x.shape[-1]:
+        return x
+    return ctx.emit1("Slice", [x], {"starts": starts, "steps": steps, "out_shape": list(x.shape[:-1]) + [count]})
+
+
+@converter("RotaryEmbedding")
+def _rotary_embedding(ctx, inputs, attrs):
+    """Rotates pairs of features by the cached angles: (x1, x2) -> (cos x1 - sin x2, sin x1 + cos x2).
+
+    The pairs are the two halves of the rotated features, or neighbours (``interleaved``).
+    Works in the input's layout: (B, H, S, D), or (B, S, H, D) for 3-D inputs.
+    """
+    x, cos, sin = inputs[:3]
+    positions = inputs[3] if len(inputs) > 3 else None
+    rank = len(x.shape)
+    if rank == 4:
+        batch, _, seq, head_size = x.shape
+        x4, angle_shape = x, (batch, 1, seq)
+    elif rank == 3:
+        heads = attrs.get("num_heads", 0)
+        batch, seq, hidden = x.shape
+        if heads <= 0 or hidden % heads:
+            raise ConvertError(f"3-D input needs num_heads dividing its hidden size {hidden}, got {heads}")
+        head_size = hidden // heads
+        x4, angle_shape = reshape_to(ctx, x, (batch, seq, heads, head_size)), (batch, seq, 1)
+    else:
+        raise ConvertError(f"input of rank {rank}; 3-D or 4-D expected")
+    rot = attrs.get("rotary_embedding_dim", 0) or head_size
+    if rot % 2 or rot > head_size:
+        raise ConvertError(f"rotary_embedding_dim {rot} must be even and at most the head size {head_size}")
+    half = rot // 2
+    angles = []
+    for cache, what in ((cos, "cos_cache"), (sin, "sin_cache")):
+        if positions is not None:
+            cache = ctx.emit1("Gather", [cache, positions], {"axis": 0})
+        if tuple(cache.shape) != (batch, seq, half):
+            raise ConvertError(f"{what} gives angles of shape {list(cache.shape)}, expected "
+                               f"{[batch, seq, half]}")
+        angles.append(reshape_to(ctx, _cast(ctx, cache, x.dtype), angle_shape + (half,)))
+    c, s = angles
+    if attrs.get("interleaved", 0):
+        x1, x2 = _slice_last(ctx, x4, 0, half, 2), _slice_last(ctx, x4, 1, half, 2)
+    else:
+        x1, x2 = _slice_last(ctx, x4, 0, half), _slice_last(ctx, x4, half, half)
+    real = ctx.emit1("Sub", [ctx.emit1("Mul", [c, x1]), ctx.emit1("Mul", [s, x2])])
+    imag = ctx.emit1("Add", [ctx.emit1("Mul", [s, x1]), ctx.emit1("Mul", [c, x2])])
+    if attrs.get("interleaved", 0):
+        pair = tuple(real.shape) + (1,)
+        both = ctx.emit1("Concat", [reshape_to(ctx, real, pair), reshape_to(ctx, imag, pair)], {"axis": 4})
+        rotated = reshape_to(ctx, both, tuple(real.shape[:-1]) + (rot,))
+    else:
+        rotated = ctx.emit1("Concat", [real, imag], {"axis": 3})
+    if rot < head_size:
+        rotated = ctx.emit1("Concat", [rotated, _slice_last(ctx, x4, rot, head_size - rot)], {"axis": 3})
+    return [reshape_to(ctx, rotated, x.shape)]
