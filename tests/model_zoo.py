@@ -298,11 +298,12 @@ def _vocab_for(model, path_hint: str = "") -> int:
     raise ValueError(f"cannot determine vocab size for {path_hint or name!r}")
 
 
-def random_inputs(onnx_path_or_model, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+def random_inputs(onnx_path_or_model, rng: np.random.Generator, sizes: dict | None = None) -> Dict[str, np.ndarray]:
     """Random feed dict for an exported zoo model (path or onnx.ModelProto).
 
     float inputs: standard normal; ``input_ids``: ints in [0, vocab);
-    ``attention_mask``: ones with a few (1..8) trailing zeros.
+    ``attention_mask``: ones with a few (1..8) trailing zeros (none for sequences shorter than 3).
+    ``sizes`` gives symbolic dimensions by name ({"batch": 3, "sequence": 7}); 1 otherwise.
     """
     import onnx
 
@@ -318,15 +319,17 @@ def random_inputs(onnx_path_or_model, rng: np.random.Generator) -> Dict[str, np.
         if inp.name in init_names:
             continue
         tt = inp.type.tensor_type
-        shape = tuple(d.dim_value if d.HasField("dim_value") else 1 for d in tt.shape.dim)
+        shape = tuple(d.dim_value if d.HasField("dim_value") else (sizes or {}).get(d.dim_param, 1)
+                      for d in tt.shape.dim)
         dtype = _NP_DTYPES[tt.elem_type]
         if inp.name == "input_ids":
             feed[inp.name] = rng.integers(0, _vocab_for(model, hint), size=shape, dtype=dtype)
         elif inp.name == "attention_mask":
             m = np.ones(shape, dtype=dtype)
             seq = shape[-1]
-            k = int(rng.integers(1, max(2, min(8, seq - 1) + 1)))
-            m[..., seq - k:] = 0
+            if seq >= 3:
+                k = int(rng.integers(1, min(8, seq - 1) + 1))
+                m[..., seq - k:] = 0
             feed[inp.name] = m
         elif np.issubdtype(dtype, np.floating):
             feed[inp.name] = rng.standard_normal(shape).astype(dtype)
