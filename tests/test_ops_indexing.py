@@ -397,3 +397,29 @@ def test_topk_ties(dtype, largest):
 def test_topk_opset1_attribute():
     check_op("TopK", {"x": rand((4, 11))}, opset=1, n_outputs=2, k=3)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# value-dependent extents: Compress (constant condition), refusals
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1])
+def test_compress_constant_condition(axis):
+    x = rand((6, 7))
+    extent = x.size if axis is None else x.shape[axis]
+    condition = rng().random(extent - 1) < 0.5  # shorter than the axis is allowed
+    condition[0] = True
+    attrs = {} if axis is None else {"axis": axis}
+    check_op("Compress", {"x": x}, opset=11, inits={"condition": condition}, **attrs)
+
+
+@pytest.mark.parametrize("op,inputs", [
+    ("NonZero", {"x": rand((3, 4))}),
+    ("Unique", {"x": rand((7,))}),
+    ("Compress", {"x": rand((3, 4)), "condition": np.array([True, False, True])}),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_value_dependent_extent_is_refused(op, inputs):
+    model = make_model([node(op, list(inputs), ["y"], **({"axis": 0} if op == "Compress" else {}))], inputs, ["y"],
+                       opset=11)
+    with pytest.raises(tcomp.ShapeOperandError, match="depends on its values|decides the output's extent"):
+        tcomp.compile(model)

@@ -12,7 +12,7 @@ inputs the operand comes from (``ShapeOperandError``).
 Converters live in one module per area; importing this package registers them all.
 """
 from . import elementwise, integer, nn, tensor  # noqa: F401
-from . import einsum, indexing  # noqa: F401  (indexing, scans)
+from . import einsum, indexing, selection  # noqa: F401  (indexing, scans)
 from . import resize, vision  # noqa: F401  (vision)
 from . import quant  # noqa: F401  (quantization)
 from . import recurrent  # noqa: F401  (RNN, GRU, LSTM)
