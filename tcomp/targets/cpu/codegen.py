@@ -646,7 +646,8 @@ class CPUCodegen:
         if is_float(dtype):
             if dtype == "float32" and name in INLINE_F32:
                 return INLINE_F32[name](b, x)
-            if name in ("exp", "log", "sqrt", "sin", "cos", "floor", "ceil", "roundeven", "fabs"):
+            if name in ("exp", "log", "sqrt", "sin", "cos", "floor", "ceil", "roundeven", "fabs", "tan", "asin",
+                        "acos", "atan", "sinh", "cosh"):
                 return intrinsic(b, name, [x])
             if name == "round":
                 return intrinsic(b, "roundeven", [x])
