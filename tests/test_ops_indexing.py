@@ -423,3 +423,20 @@ def test_value_dependent_extent_is_refused(op, inputs):
                        opset=11)
     with pytest.raises(tcomp.ShapeOperandError, match="depends on its values|decides the output's extent"):
         tcomp.compile(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Det
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(1, 1), (2, 2), (5, 5), (3, 7, 7), (2, 2, 4, 4), (16, 16)], ids=str)
+def test_det(shape):
+    check_op("Det", {"x": rand(shape, -2, 2)}, opset=11, rtol=1e-4, atol=1e-5)
+
+
+def test_det_singular_and_pivoting():
+    """A zero leading entry needs a row swap; a repeated row gives 0."""
+    x = rand((3, 4, 4), -2, 2)
+    x[0, 0, 0] = 0.0
+    x[1, 2] = x[1, 0]
+    check_op("Det", {"x": x}, opset=11, rtol=1e-4, atol=1e-5)

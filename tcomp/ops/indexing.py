@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 from ..graph.ir import TensorType
+from ..schedule.det import det_kernel
 from ..schedule.rows import RowKernel
 from ..schedule.scan import scan_kernel
 from ..schedule.scatter import scatter_kernel
@@ -249,3 +250,18 @@ def _topk_kernel(node, views, ctx: AnchorContext):
 
 
 register("TopKIndices", ANCHOR, _infer_topk, kernel=_topk_kernel)
+
+
+# Det ----------------------------------------------------------------------------
+def _det_kernel(node, views, ctx: AnchorContext):
+    (x,) = views
+    n = x.shape[-1]
+    lead = x.shape[:-2]
+    return det_kernel(ctx.name, math.prod(lead), n,
+                      lambda b, i, j: x.fn(*row_major_unflatten(b, lead), i, j) if lead else x.fn(i, j),
+                      lambda value, b: ctx.store(value, row_major_unflatten(b, lead) if lead else ()),
+                      ctx.params, x.dtype)
+
+
+register("Det", ANCHOR, lambda node: [TensorType(node.inputs[0].shape[:-2], node.inputs[0].dtype)],
+         kernel=_det_kernel)

@@ -155,3 +155,16 @@ def _topk(ctx, inputs, attrs):
         raise ConvertError(f"k = {k} is not in [1, {x.shape[axis]}] (the extent of axis {axis})")
     indices = ctx.emit1("TopKIndices", [x], {"axis": axis, "k": k, "largest": attrs.get("largest", 1)})
     return [ctx.emit1("GatherElements", [x, indices], {"axis": axis}), indices]
+
+
+MAX_DET_ORDER = 64  # the matrix is copied to the stack
+
+
+@converter("Det")
+def _det(ctx, inputs, attrs):
+    x = inputs[0]
+    if len(x.shape) < 2 or x.shape[-1] != x.shape[-2] or not x.dtype.startswith("float"):
+        raise ConvertError(f"Det needs float square matrices [..., n, n], got {x.dtype}{list(x.shape)}")
+    if not 1 <= x.shape[-1] <= MAX_DET_ORDER:
+        raise ConvertError(f"matrices of order {x.shape[-1]}: supported up to {MAX_DET_ORDER}")
+    return [ctx.emit1("Det", [x])]
