@@ -182,8 +182,13 @@ def _fold_binop(op: str, a, b, dtype: str):
             except (OverflowError, ValueError):
                 return None
         return None
-    if op in ("floordiv", "div"):
+    if op == "floordiv":
         return a // b if b != 0 else None
+    if op == "div":  # integer "div" truncates toward zero, as the generated code does
+        if b == 0:
+            return None
+        q = abs(a) // abs(b)
+        return q if (a >= 0) == (b >= 0) else -q
     if op == "floormod":
         return a % b if b != 0 else None
     if op == "and":
