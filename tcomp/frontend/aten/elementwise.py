@@ -149,6 +149,23 @@ def _rsqrt(ctx, x):
     return ctx.emit1("Reciprocal", [ctx.emit1("Sqrt", [cast(ctx, x, ctx.out_dtype())])])
 
 
+@aten("log1p.default", "expm1.default")
+def _log1p_expm1(ctx, x):
+    """log(1 + x) and exp(x) - 1 accurate near 0 (Kahan): u = 1 + x (or exp(x)), corrected by x / (u - 1)."""
+    x = cast(ctx, x, ctx.out_dtype())
+    one = scalar(ctx, 1, x.dtype)
+    if ctx.fx_node.target.__name__.startswith("log1p"):
+        u = ctx.emit1("Add", [x, one])
+        d = ctx.emit1("Sub", [u, one])
+        corrected = ctx.emit1("Mul", [ctx.emit1("Log", [u]), ctx.emit1("Div", [x, d])])
+    else:
+        u = ctx.emit1("Exp", [x])
+        d = ctx.emit1("Sub", [u, one])
+        corrected = ctx.emit1("Div", [ctx.emit1("Mul", [d, x]), ctx.emit1("Log", [u])])
+        corrected = ctx.emit1("Where", [ctx.emit1("Equal", [d, scalar(ctx, -1, x.dtype)]), d, corrected])
+    return ctx.emit1("Where", [ctx.emit1("Equal", [d, scalar(ctx, 0, x.dtype)]), x, corrected])
+
+
 @aten("isinf.default")
 def _isinf(ctx, x):
     return ctx.emit1("IsInf", [x]) if x.dtype.startswith("float") else scalar_like(ctx, False)

@@ -149,6 +149,37 @@ def _reduction(ctx, x, dim=None, keepdim=False, dtype=None):
     return _reduce(ctx, op, x, dim, keepdim)
 
 
+@aten("max.dim", "min.dim")
+def _max_min_dim(ctx, x, dim, keepdim=False):
+    is_max = ctx.fx_node.target.__name__.startswith("max")
+    values = _reduce(ctx, "ReduceMax" if is_max else "ReduceMin", x, dim, keepdim)
+    return [values, _arg_extreme(ctx, x, dim, keepdim, is_max)]
+
+
+@aten("argmax.default", "argmin.default")
+def _argmax_argmin(ctx, x, dim=None, keepdim=False):
+    is_max = ctx.fx_node.target.__name__.startswith("argmax")
+    if dim is None:  # over all elements
+        return reshape_to(ctx, _arg_extreme(ctx, reshape_to(ctx, x, (x.type.size,)), 0, False, is_max),
+                          ctx.out_shape())
+    return _arg_extreme(ctx, x, dim, keepdim, is_max)
+
+
+def _arg_extreme(ctx, x, dim, keepdim, is_max):
+    """The index of the first maximum (minimum) along ``dim``."""
+    if x.dtype == "bool":
+        x = cast(ctx, x, "int32")
+    return ctx.emit1("ArgMax" if is_max else "ArgMin", [x], {"axis": axis_of(dim, len(x.shape)),
+                                                             "keepdims": int(bool(keepdim)), "select_last_index": 0})
+
+
+@aten("cumsum.default", "cumprod.default")
+def _cumulative(ctx, x, dim, dtype=None):
+    op = "CumSum" if ctx.fx_node.target.__name__.startswith("cumsum") else "CumProd"
+    return ctx.emit1(op, [cast(ctx, x, ctx.out_dtype())], {"axis": axis_of(dim, len(x.shape)), "exclusive": 0,
+                                                           "reverse": 0})
+
+
 @aten("any.dim", "any.dims", "any.default", "all.dim", "all.dims", "all.default")
 def _any_all(ctx, x, dim=None, keepdim=False):
     is_any = ctx.fx_node.target.__name__.startswith("any")
