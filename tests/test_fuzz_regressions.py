@@ -57,6 +57,14 @@ CASES = {
         'v14': Spec(shape=(9, 5, 1), dtype='float32', lo=0.5, hi=3.0, away=0.0, err=1.430511474609375e-06),
     }, inputs=[], weights=['w2'], consts={
     }, outputs=['v14']),
+    # onnx.reference folds LpNormalization with p = 1 as x / sum(x), without the absolute value
+    "folded_lp_normalization_p1": Case(opset=20, nodes=[
+        N('LpNormalization', ['w5'], ['v6'], {'axis': -2, 'p': 1}),
+    ], specs={
+        'w5': Spec(shape=(3, 17), dtype='float32', lo=-2.0, hi=2.0, away=0.25, err=0.0),
+        'v6': Spec(shape=(3, 17), dtype='float32', lo=-1.0, hi=1.0, away=0.0, err=1.3113021850585938e-06),
+    }, inputs=[], weights=['w5'], consts={
+    }, outputs=['v6']),
 }
 
 

@@ -27,6 +27,7 @@ from ..ops.quant import kept_unfolded
 from ..ops.registry import OPS, infer_types
 from . import shape_eval
 from .converters import CONVERTERS, ConvertError, NotConstantError
+from .fold_ops import FOLD_OPS
 
 # Ops that must never be folded (their result is not a function of their inputs).
 NONDETERMINISTIC = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
@@ -324,7 +325,8 @@ def _evaluate_node(onnx_node, inputs, model) -> list:
     node = onnx.helper.make_node(onnx_node.op_type, names, [f"out{i}" for i in range(len(onnx_node.output))],
                                  domain=onnx_node.domain)
     node.attribute.extend(onnx_node.attribute)
-    evaluator = ReferenceEvaluator(node, opsets={imp.domain: imp.version for imp in model.opset_import})
+    evaluator = ReferenceEvaluator(node, opsets={imp.domain: imp.version for imp in model.opset_import},
+                                   new_ops=FOLD_OPS)
     feeds = {name: v.const for name, v in zip(names, inputs) if name}
     results = [np.asarray(out) for out in evaluator.run(None, feeds)]
     _check_folded_shapes(node, feeds, results, model)

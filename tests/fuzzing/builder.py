@@ -104,7 +104,7 @@ class Builder:
     def new_value(self, spec: Spec, weight: bool | None = None) -> str:
         """A new graph input, or (``weight``; random when None) an initializer drawn from ``spec``."""
         if weight is None:
-            weight = self.chance(0.25)
+            weight = self.chance(0.15)
         name = self.name("w" if weight else "x")
         self.specs[name] = spec
         (self.weights if weight else self.inputs).append(name)

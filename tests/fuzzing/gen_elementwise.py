@@ -105,6 +105,24 @@ UNARY = {
     "HardSwish": Unary(bounds=lambda s, a: (-0.375, max(s.hi, 0.0)), lip=lambda s, a: 1.5),
     "Gelu": Unary(bounds=lambda s, a: (-0.17, max(s.hi, 0.0)), lip=lambda s, a: 1.13, min_opset=20,
                   attrs=lambda b: {"approximate": b.choice(("none", "tanh"))}),
+    "Tan": Unary(lambda s: s.mag <= 1.2, _mono(lambda x, a: math.tan(x)), lambda s, a: 1 / math.cos(s.mag) ** 2),
+    "Asin": Unary(lambda s: s.mag <= 0.9, _mono(lambda x, a: math.asin(x)), lambda s, a: 2.3),
+    "Acos": Unary(lambda s: s.mag <= 0.9, lambda s, a: (math.acos(s.hi), math.acos(s.lo)), lambda s, a: 2.3),
+    "Atan": Unary(bounds=_mono(lambda x, a: math.atan(x))),
+    "Sinh": Unary(lambda s: s.mag <= 4, _mono(lambda x, a: math.sinh(x)), lambda s, a: math.cosh(s.mag)),
+    "Cosh": Unary(lambda s: s.mag <= 4, lambda s, a: (1.0, math.cosh(s.mag)), lambda s, a: math.sinh(s.mag)),
+    "Asinh": Unary(bounds=_mono(lambda x, a: math.asinh(x))),
+    "Acosh": Unary(lambda s: s.lo >= 1.1, _mono(lambda x, a: math.acosh(x)), lambda s, a: 2.2),
+    "Atanh": Unary(lambda s: s.mag <= 0.9, _mono(lambda x, a: math.atanh(x)), lambda s, a: 5.3),
+    "Celu": Unary(lambda s: s.lo >= -30, _mono(lambda x, a: x if x >= 0 else a["alpha"] * math.expm1(x / a["alpha"])),
+                  attrs=lambda b: {"alpha": b.choice((1.0, 0.5, 2.0))}),
+    "Mish": Unary(lambda s: s.hi <= 20, lambda s, a: (-0.31, max(s.hi, 0.0)), lambda s, a: 1.1, min_opset=18),
+    "Softsign": Unary(bounds=_mono(lambda x, a: x / (1 + abs(x)))),
+    # discontinuous at +-lambd (unless bias == lambd) and at alpha: bit-exact operands only
+    "Shrink": Unary(_exact, lambda s, a: (min(s.lo + a["bias"], 0.0), max(s.hi - a["bias"], 0.0)), exact=False,
+                    attrs=lambda b: {"lambd": b.choice((0.5, 1.0)), "bias": b.choice((0.0, 0.5, 1.5))}),
+    "ThresholdedRelu": Unary(_exact, lambda s, a: (0.0, max(s.hi, 0.0)), exact=True,
+                             attrs=lambda b: {"alpha": b.choice((1.0, 0.5, -0.5))}),
 }
 
 

@@ -382,3 +382,118 @@ def gen_layernorm(b: Builder) -> None:
         attrs["epsilon"] = epsilon
     b.emit1("LayerNormalization", inputs, Spec(xs.shape, FLOAT, -mag, mag, 0.0, err), **attrs)
 
+
+
+@op_generator("conv_transpose", weight=1.0)
+def gen_conv_transpose(b: Builder) -> None:
+    nd = b.choice((1, 2, 2))
+    x = _spatial_input(b, nd)
+    xs = b.specs[x]
+    channels = xs.shape[1]
+    group = b.choice([g for g in (1, 2, channels) if channels % g == 0])
+    cout_g = b.choice((1, 2, 3))
+    kernel = [b.choice((1, 2, 3)) for _ in range(nd)]
+    strides = [b.choice((1, 2, 3)) for _ in range(nd)]
+    dilations = [b.choice((1, 1, 2)) for _ in range(nd)]
+    pads = [b.randint(0, k - 1) for k in kernel] * 2
+    out_pad = [b.randint(0, s - 1) if b.chance(0.4) else 0 for s in strides]  # onnxruntime: < stride
+    spatial = [s * (e - 1) + op + (k - 1) * d + 1 - pads[i] - pads[i + nd]
+               for i, (e, s, op, k, d) in enumerate(zip(xs.shape[2:], strides, out_pad, kernel, dilations))]
+    shape = (xs.shape[0], cout_g * group, *spatial)
+    if min(spatial) < 1 or math.prod(shape) > MAX_SIZE:
+        return
+    w = b.new_value(b.float_spec((channels, cout_g, *kernel), -1.0, 1.0), weight=b.chance(0.7))
+    attrs = {"strides": strides, "pads": pads, "dilations": dilations}
+    if any(out_pad):
+        attrs["output_padding"] = out_pad
+    if group > 1:
+        attrs["group"] = group
+    if b.chance(0.5):
+        attrs["kernel_shape"] = kernel
+    spec = _dot_spec(xs, b.specs[w], channels // group * math.prod(kernel), shape)
+    inputs = [x, w]
+    if spec is None:
+        return
+    if b.chance(0.5):
+        inputs.append(b.new_value(b.float_spec((cout_g * group,), -1.0, 1.0), weight=b.chance(0.7)))
+        spec = Spec(shape, FLOAT, spec.lo - 1, spec.hi + 1, 0.0, spec.err + ulps(spec.mag + 1, 2))
+    b.emit1("ConvTranspose", inputs, spec, **attrs)
+
+
+@op_generator("instance_norm", weight=0.6)
+def gen_instance_norm(b: Builder) -> None:
+    x = _spatial_input(b, b.choice((1, 2)))
+    xs = b.specs[x]
+    n = math.prod(xs.shape[2:])
+    epsilon = b.choice((1e-5, 1e-2))
+    channels = xs.shape[1]
+    scale = b.new_value(b.float_spec((channels,), 0.5, 1.5), weight=b.chance(0.8))
+    bias = b.new_value(b.float_spec((channels,), -1.0, 1.0), weight=b.chance(0.8))
+    mag = 1.5 * math.sqrt(n) + 1
+    err = (2 * xs.err + ulps(xs.mag, n)) / math.sqrt(epsilon) * 1.5 + ulps(mag, n + 8)
+    b.emit1("InstanceNormalization", [x, scale, bias], Spec(xs.shape, FLOAT, -mag, mag, 0.0, err), epsilon=epsilon)
+
+
+@op_generator("lp_norm", weight=0.5)
+def gen_lp_norm(b: Builder) -> None:
+    """x / ||x||_p along an axis: bit-exact operands (a row of one element is its sign)."""
+    x = b.operand(lambda s: s.dtype == FLOAT and s.exact and s.away > 0 and len(s.shape) >= 1,
+                  lambda: Spec(b.shape(b.randint(1, 3)), FLOAT, -2.0, 2.0, 0.25), reuse=0.6)
+    xs = b.specs[x]
+    if not xs.shape or xs.away <= 0:
+        return
+    axis = b.randint(-len(xs.shape), len(xs.shape) - 1)
+    n = xs.shape[axis]
+    b.emit1("LpNormalization", [x], Spec(xs.shape, FLOAT, -1.0, 1.0, 0.0, ulps(1.0, n + 8)), axis=axis,
+            p=b.choice((1, 2)))
+
+
+@op_generator("mvn", weight=0.4)
+def gen_mvn(b: Builder) -> None:
+    """(x - mean) / std over axes: bit-exact operands (the variance may be tiny)."""
+    x = b.operand(lambda s: s.dtype == FLOAT and s.exact and len(s.shape) == 4,
+                  lambda: b.float_spec(b.shape(4, 256)), reuse=0.6)
+    xs = b.specs[x]
+    if len(xs.shape) != 4 or not xs.exact:
+        return
+    axes = sorted(int(a) for a in b.rng.choice(4, size=b.randint(1, 3), replace=False))
+    n = math.prod(xs.shape[a] for a in axes)
+    if n < 4:
+        return
+    mag = math.sqrt(n) + 1
+    attrs = {"axes": axes} if axes != [0, 2, 3] or b.chance(0.3) else {}
+    b.emit1("MeanVarianceNormalization", [x], Spec(xs.shape, FLOAT, -mag, mag, 0.0, ulps(mag, 4 * n + 16)), **attrs)
+
+
+@op_generator("lrn", weight=0.4)
+def gen_lrn(b: Builder) -> None:
+    x = _spatial_input(b, 2)
+    xs = b.specs[x]
+    size = b.choice((1, 3, 5))
+    attrs = {"size": size, "alpha": b.choice((1e-4, 0.1)), "beta": b.choice((0.75, 0.5)), "bias": b.choice((1.0, 2.0))}
+    b.emit1("LRN", [x], Spec(xs.shape, FLOAT, -xs.mag, xs.mag, 0.0, 2 * xs.err + ulps(xs.mag, size + 8)), **attrs)
+
+
+EINSUMS = (  # equation, operand labels, output labels
+    ("ij,jk->ik", ("ij", "jk"), "ik"), ("bij,bjk->bik", ("bij", "bjk"), "bik"), ("ij->ji", ("ij",), "ji"),
+    ("i,i->", ("i", "i"), ""), ("ij,ij->i", ("ij", "ij"), "i"), ("bhqd,bhkd->bhqk", ("bhqd", "bhkd"), "bhqk"),
+    ("ij,kj->ik", ("ij", "kj"), "ik"), ("ijk->ikj", ("ijk",), "ikj"), ("ij->i", ("ij",), "i"),
+    ("i,j->ij", ("i", "j"), "ij"),
+)
+
+
+@op_generator("einsum", weight=0.8)
+def gen_einsum(b: Builder) -> None:
+    equation, terms, out = b.choice(EINSUMS)
+    extents = {label: b.choice((1, 2, 3, 5, 8)) for label in "bhijkqd"}
+    operands = [b.new_value(b.float_spec(tuple(extents[c] for c in term)), weight=b.chance(0.2)) for term in terms]
+    contracted = {c for term in terms for c in term} - set(out)
+    k = math.prod(extents[c] for c in contracted)
+    specs = [b.specs[o] for o in operands]
+    shape = tuple(extents[c] for c in out)
+    if len(specs) == 1:
+        s = specs[0]
+        spec = Spec(shape, FLOAT, min(k * s.lo, s.lo), max(k * s.hi, s.hi), 0.0, ulps(k * s.mag, k))
+    else:
+        spec = _dot_spec(specs[0], specs[1], k, shape)
+    b.emit1("Einsum", operands, spec, equation=equation)

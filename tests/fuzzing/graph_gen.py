@@ -1,7 +1,7 @@
 """``generate(seed)``: a random valid ONNX graph over the ops tcomp supports.
 
 The graph starts from one random input and grows by random op generators (registered
-in ``gen_elementwise``, ``gen_tensor`` and ``gen_nn``) until it has 3 to 20 nodes. Each
+in ``gen_elementwise``, ``gen_tensor``, ``gen_indexing`` and ``gen_nn``) until it has 3 to 20 nodes. Each
 generator reads the newest value (chains that fusion merges), an older one (fan-out,
 shared values) or new inputs and random weights (initializers that constant folding
 and the Conv folding passes see). The same seed always gives the same case.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import gen_elementwise, gen_nn, gen_tensor  # noqa: F401  (they register the generators)
+from . import gen_elementwise, gen_indexing, gen_nn, gen_tensor  # noqa: F401  (they register the generators)
 from .builder import GENERATORS, Builder
 from .case import Case
 
