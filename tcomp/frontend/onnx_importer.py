@@ -66,6 +66,10 @@ class ImportContext:
         self.opset = opset
         self.onnx_node: onnx.NodeProto | None = None
         self._count = 0
+        # names visible to the node being converted, and the model: control-flow converters
+        # (If, Loop, Scan) import their subgraphs' nodes into this scope
+        self.scope: dict = {}
+        self.model: onnx.ModelProto | None = None
 
     def fresh_name(self, hint: str) -> str:
         self._count += 1
@@ -117,6 +121,7 @@ def import_onnx(model, input_shapes: dict | None = None, constant_inputs: dict |
     graph = Graph(g.name or "model")
     ctx = ImportContext(graph, opset)
     values: dict = {}
+    ctx.scope, ctx.model = values, model
     for init in g.initializer:
         values[init.name] = Value.constant(init.name, numpy_helper.to_array(init))
     for init in g.sparse_initializer:

@@ -17,6 +17,7 @@ from . import resize, vision  # noqa: F401  (vision)
 from . import quant  # noqa: F401  (quantization)
 from . import recurrent  # noqa: F401  (RNN, GRU, LSTM)
 from . import signal  # noqa: F401  (DFT, STFT, windows)
+from . import control  # noqa: F401  (If, Loop, Scan)
 from . import activations, attention, losses, norms  # noqa: F401  (language models)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 

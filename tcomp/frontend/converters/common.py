@@ -53,6 +53,8 @@ def reshape_to(ctx, value, shape):
     shape = tuple(s if isinstance(s, SymInt) else int(s) for s in shape)
     if shape == value.shape:
         return value
+    if value.is_const and all(isinstance(s, int) for s in shape):  # constants stay constants
+        return ctx.const(value.const.reshape(shape), "reshaped")
     return ctx.emit1("Reshape", [value], {"shape": shape})
 
 

@@ -39,13 +39,6 @@ def cast_to(ctx, value, dtype: str):
     return ctx.emit1("Cast", [value], {"to": dtype})
 
 
-def reshaped(ctx, value, shape):
-    """``value`` reshaped: constants at compile time."""
-    if value.is_const:
-        return ctx.const(value.const.reshape(shape), "reshaped") if value.shape != tuple(shape) else value
-    return reshape_to(ctx, value, shape)
-
-
 def arith(ctx, op: str, a, b):
     """``a op b`` (Add, Sub, Mul, Div) folded when both are constants."""
     if a.is_const and b.is_const:
@@ -70,7 +63,7 @@ def quant_param(ctx, param, x, axis: int, block_size: int, what: str):
     (blocked)."""
     rank = len(x.shape)
     if param.type.size == 1:
-        return reshaped(ctx, param, ())
+        return reshape_to(ctx, param, ())
     axis = normalize_axis(axis, rank)
     if block_size <= 0:
         if len(param.shape) != 1 or param.shape[0] != x.shape[axis]:
@@ -78,7 +71,7 @@ def quant_param(ctx, param, x, axis: int, block_size: int, what: str):
                                f"{list(x.shape)}")
         shape = [1] * rank
         shape[axis] = x.shape[axis]
-        return reshaped(ctx, param, shape)
+        return reshape_to(ctx, param, shape)
     blocks = -(-x.shape[axis] // block_size)
     expected = list(x.shape)
     expected[axis] = blocks
@@ -185,7 +178,7 @@ def integer_matmul(ctx, a, a_zero_point, b, b_zero_point):
     if a.shape[-1] != b.shape[-2]:
         raise ConvertError(f"inner dimensions differ: {list(a.shape)} @ {list(b.shape)}")
     if a_zero_point is not None and a_zero_point.type.size > 1:
-        a_zero_point = reshaped(ctx, a_zero_point, (a_zero_point.type.size, 1))
+        a_zero_point = reshape_to(ctx, a_zero_point, (a_zero_point.type.size, 1))
     return ctx.emit1("MatMul", [integer_operand(ctx, a, a_zero_point), integer_operand(ctx, b, b_zero_point)])
 
 
@@ -206,7 +199,7 @@ def _qlinear_matmul(ctx, inputs, attrs):
         if scale.type.size != 1:
             raise ConvertError(f"{what} must be a scalar")
     acc = integer_matmul(ctx, a, a_zero_point, b, b_zero_point)
-    b_scale = b_scale if b_scale.type.size == 1 else reshaped(ctx, b_scale, (b_scale.type.size,))
+    b_scale = b_scale if b_scale.type.size == 1 else reshape_to(ctx, b_scale, (b_scale.type.size,))
     multiplier = arith(ctx, "Div", arith(ctx, "Mul", cast_to(ctx, a_scale, b_scale.dtype), b_scale),
                        cast_to(ctx, y_scale, b_scale.dtype))
     value = ctx.emit1("Mul", [cast_to(ctx, acc, "float64"), cast_to(ctx, multiplier, "float64")])
@@ -223,7 +216,7 @@ def integer_conv(ctx, x, x_zero_point, w, w_zero_point, bias, attrs):
     if x_zero_point is not None and x_zero_point.type.size != 1:
         raise ConvertError("x_zero_point must be a scalar")
     if w_zero_point is not None and w_zero_point.type.size > 1:
-        w_zero_point = reshaped(ctx, w_zero_point, (w_zero_point.type.size,) + (1,) * (len(w.shape) - 1))
+        w_zero_point = reshape_to(ctx, w_zero_point, (w_zero_point.type.size,) + (1,) * (len(w.shape) - 1))
     xi, wi = integer_operand(ctx, x, x_zero_point), integer_operand(ctx, w, w_zero_point)
     spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
     group = attrs.get("group", 1)
@@ -262,7 +255,7 @@ def _qlinear_conv(ctx, inputs, attrs):
     acc = integer_conv(ctx, x, x_zero_point, w, w_zero_point, bias, attrs)
     rank = len(acc.shape)
     if w_scale.type.size > 1:  # per output channel
-        w_scale = reshaped(ctx, w_scale, (w_scale.type.size,) + (1,) * (rank - 2))
+        w_scale = reshape_to(ctx, w_scale, (w_scale.type.size,) + (1,) * (rank - 2))
     multiplier = arith(ctx, "Div", arith(ctx, "Mul", cast_to(ctx, x_scale, w_scale.dtype), w_scale),
                        cast_to(ctx, y_scale, w_scale.dtype))
     value = ctx.emit1("Mul", [cast_to(ctx, acc, "float64"), cast_to(ctx, multiplier, "float64")])
