@@ -6,6 +6,7 @@ import onnx
 
 from ...graph.ir import dtype_of_numpy, numpy_dtype
 from ...ops.elementwise import BINARY, FLOAT_ONLY, UNARY
+from ...tir.expr import is_float
 from .common import ConvertError, const_input, converter
 
 
@@ -38,7 +39,7 @@ def _dropout(ctx, inputs, attrs):
 @converter(*[name for name in UNARY if name != "Clip"], "IsNaN", "IsInf")
 def _unary(ctx, inputs, attrs):
     op = ctx.onnx_node.op_type
-    if op in FLOAT_ONLY and not inputs[0].dtype.startswith("float"):
+    if op in FLOAT_ONLY and not is_float(inputs[0].dtype):
         raise ConvertError(f"{op} on {inputs[0].dtype} is not supported")
     return [ctx.emit1(op, [inputs[0]], attrs)]
 
@@ -48,7 +49,7 @@ def _binary(ctx, inputs, attrs):
     op = ctx.onnx_node.op_type
     if op in ("Add", "Sub", "Mul", "Div", "Pow") and inputs[0].dtype == "bool":
         raise ConvertError(f"{op} on bool is not supported")
-    if op == "Pow" and not inputs[0].dtype.startswith("float") and inputs[1].dtype.startswith("float"):
+    if op == "Pow" and not is_float(inputs[0].dtype) and is_float(inputs[1].dtype):
         # an integer base with a float exponent: computed in double precision, truncated like numpy's astype
         wide = [ctx.emit1("Cast", [v], {"to": "float64"}) for v in inputs]
         return [ctx.emit1("Cast", [ctx.emit1("Pow", wide)], {"to": inputs[0].dtype})]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...tir.expr import is_float
 from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
 
 
@@ -81,7 +82,7 @@ def _conv(ctx, inputs, attrs):
     nd = len(x.shape) - 2
     if nd not in (1, 2):
         raise ConvertError(f"{nd}-D convolution is not supported (1-D and 2-D are)")
-    if not x.dtype.startswith("float"):
+    if not is_float(x.dtype):
         raise ConvertError(f"Conv on {x.dtype}")
     spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
     group = attrs.get("group", 1)
@@ -142,7 +143,7 @@ def _reduce(ctx, inputs, attrs):
             return [x]
         axes = list(range(rank))
     axes = sorted({normalize_axis(int(a), rank) for a in axes})
-    if op not in ("ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd") and not x.dtype.startswith("float"):
+    if op not in ("ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd") and not is_float(x.dtype):
         raise ConvertError(f"{op} on {x.dtype}")
     return [ctx.emit1(op, [x], {"axes": axes, "keepdims": attrs.get("keepdims", 1)})]
 

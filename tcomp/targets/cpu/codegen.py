@@ -19,6 +19,8 @@ Loop kinds map to code as follows:
 from __future__ import annotations
 
 import llvmlite.ir as ir
+import ml_dtypes
+import numpy as np
 
 from ...errors import TcompError
 from ...tir import arith
@@ -34,7 +36,23 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
 
+class BFloatType(ir.types._BaseFloatType):
+    """LLVM's ``bfloat`` (llvmlite has no class for it); LLVM computes with it in float32."""
+
+    null = "0.0"
+    intrinsic_name = "bf16"
+
+    def __str__(self):
+        return "bfloat"
+
+    def format_constant(self, value):
+        return ir.types._format_double(float(np.float32(value).astype(ml_dtypes.bfloat16)))
+
+
+BFloatType._create_instance()
+
 _LLVM_TYPES = {"float32": ir.FloatType(), "float64": ir.DoubleType(), "float16": ir.HalfType(),
+               "bfloat16": BFloatType(),
                "int8": I8, "uint8": I8, "int16": ir.IntType(16), "uint16": ir.IntType(16),
                "int32": I32, "uint32": I32, "int64": I64, "uint64": I64, "bool": I1}
 
@@ -619,6 +637,8 @@ class CPUCodegen:
             return b.uitofp(value, ty(dst)) if is_float(dst) else b.zext(value, ty(dst))
         if is_float(src) and is_float(dst):
             sw, dw = dtype_bits(src), dtype_bits(dst)
+            if dw == sw and src != dst:  # float16 <-> bfloat16: through float32
+                value, sw = b.fpext(value, ir.VectorType(ir.FloatType(), lanes) if lanes else ir.FloatType()), 32
             return b.fpext(value, ty(dst)) if dw > sw else b.fptrunc(value, ty(dst)) if dw < sw else value
         if is_float(src):
             return b.fptoui(value, ty(dst)) if is_unsigned(dst) else b.fptosi(value, ty(dst))
@@ -701,7 +721,7 @@ def _element_bytes(ty: ir.Type) -> int:
     """Natural alignment of one element in memory."""
     if isinstance(ty, ir.IntType):
         return max(1, ty.width // 8)
-    return {ir.FloatType: 4, ir.DoubleType: 8, ir.HalfType: 2}[type(ty)]
+    return {ir.FloatType: 4, ir.DoubleType: 8, ir.HalfType: 2, BFloatType: 2}[type(ty)]
 
 
 def _stmt_free_vars(stmt: Stmt) -> set:

@@ -44,6 +44,8 @@ def type_suffix(ty: ir.Type) -> str:
         return "f64"
     if isinstance(ty, ir.HalfType):
         return "f16"
+    if str(ty) == "bfloat":
+        return "bf16"
     if isinstance(ty, ir.IntType):
         return f"i{ty.width}"
     if isinstance(ty, ir.PointerType):
