@@ -78,11 +78,15 @@ class TcompRep(BackendRep):
         missing = [name for name in self.input_names if name not in feeds]
         if missing:
             raise InputError(f"missing input(s) {missing}; the model's inputs are {self.input_names}")
-        return {name: np.asarray(array) for name, array in feeds.items()}
+        # sequences (lists) and absent optionals (None) stay as they are: the compiler refuses them
+        return {name: value if value is None or isinstance(value, list) else np.asarray(value)
+                for name, value in feeds.items()}
 
     def _key(self, feeds: dict) -> tuple:
-        return tuple((name, feeds[name].dtype.name, feeds[name].shape,
-                      feeds[name].tobytes() if name in self.frozen else None) for name in self.input_names)
+        arrays = {name: value for name, value in feeds.items() if isinstance(value, np.ndarray)}
+        return tuple((name, arrays[name].dtype.name, arrays[name].shape,
+                      arrays[name].tobytes() if name in self.frozen else None) if name in arrays
+                     else (name, type(feeds[name]).__name__) for name in self.input_names)
 
     def _module_for(self, feeds: dict):
         while True:
@@ -101,7 +105,7 @@ class TcompRep(BackendRep):
     def _compile(self, feeds: dict):
         """Compiles for the shapes of ``feeds`` and the values of its frozen inputs; caches the module."""
         shapes = {name: feeds[name].shape for name in self.input_names
-                  if name not in self._static and name not in self.frozen}
+                  if name not in self._static and name not in self.frozen and isinstance(feeds[name], np.ndarray)}
         constants = {name: feeds[name] for name in self.frozen}
         module = tcomp_compile(self.model, target=self.target, input_shapes=shapes or None,
                                num_threads=self.num_threads, constant_inputs=constants or None)

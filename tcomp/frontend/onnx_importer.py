@@ -189,7 +189,9 @@ def _graph_input(inp: onnx.ValueInfoProto, override):
     """The Value of a tensor input, or a ``NonTensor`` for sequences, optionals and maps."""
     kind = inp.type.WhichOneof("value")
     if kind != "tensor_type":
-        return NonTensor(f"of type {onnx.helper.printable_type(inp.type)} ({kind or 'no type'})")
+        kinds = {"sequence_type": "a sequence", "optional_type": "an optional", "map_type": "a map",
+                 "sparse_tensor_type": "a sparse tensor"}
+        return NonTensor(kinds.get(kind, f"of type {kind or 'unknown'}"))
     tensor_type = inp.type.tensor_type
     dtype = onnx_dtype(tensor_type.elem_type)
     if override is not None:

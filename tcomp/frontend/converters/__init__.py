@@ -19,6 +19,7 @@ from . import recurrent  # noqa: F401  (RNN, GRU, LSTM)
 from . import signal  # noqa: F401  (DFT, STFT, windows)
 from . import control  # noqa: F401  (If, Loop, Scan)
 from . import activations, attention, losses, norms  # noqa: F401  (language models)
+from . import optional  # noqa: F401  (optional ops on tensors)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 
 __all__ = ["CONVERTERS", "ConvertError", "NotConstantError", "converter"]
