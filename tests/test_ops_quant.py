@@ -150,6 +150,49 @@ def test_dequantize_float16_scale():
 
 
 # ---------------------------------------------------------------------------------------------
+# Byte-coded types (int4, uint4, int2, uint2, float8, float4): one element per byte through
+# ml_dtypes; against onnx.reference (onnxruntime takes few of them as graph inputs)
+# ---------------------------------------------------------------------------------------------
+
+SUB_BYTE = {"int4": (-8, 7), "uint4": (0, 15), "int2": (-2, 1), "uint2": (0, 3)}
+
+
+def _against_reference(nodes, feeds, opset=21, inits=None):
+    model = make_model(nodes, feeds, ["y"], opset, inits)
+    ref = np.asarray(ReferenceEvaluator(model).run(None, feeds)[0])
+    ours = run_tcomp(with_static_outputs(model, [ref]), feeds)[0]
+    assert ours.dtype == ref.dtype and ours.shape == ref.shape
+    np.testing.assert_array_equal(ours, ref)
+
+
+@pytest.mark.parametrize("dtype", list(SUB_BYTE))
+@pytest.mark.parametrize("zero_point", ["const", "input"])
+def test_dequantize_sub_byte(dtype, zero_point):
+    low, high = SUB_BYTE[dtype]
+    x = randint((5, 6), low, high, dtype=np.int32).astype(dtype)
+    zp = randint((6,), low, high, dtype=np.int32).astype(dtype)
+    feeds, inits = {"x": x}, {"s": _scale((6,))}
+    (feeds if zero_point == "input" else inits)["zp"] = zp
+    _against_reference([node("DequantizeLinear", ["x", "s", "zp"], ["y"], axis=1)], feeds, inits=inits)
+
+
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float4_e2m1fn"])
+def test_dequantize_small_floats(dtype):
+    x = rand((4, 9), -6, 6).astype(dtype)
+    opset = 23 if dtype == "float4_e2m1fn" else 21
+    _against_reference([node("DequantizeLinear", ["x", "s"], ["y"])], {"x": x}, opset, {"s": _scale()})
+
+
+@pytest.mark.parametrize("dtype", list(SUB_BYTE))
+def test_quantize_sub_byte(dtype):
+    scale = _scale(lo=0.2, hi=0.5)
+    low, high = SUB_BYTE[dtype]
+    zp = np.array((low + high) // 2).astype(dtype)
+    x = _away_from_ties(rand((6, 7), -4, 4), scale)
+    _against_reference([node("QuantizeLinear", ["x", "s", "zp"], ["y"])], {"x": x}, inits={"s": scale, "zp": zp})
+
+
+# ---------------------------------------------------------------------------------------------
 # DynamicQuantizeLinear
 # ---------------------------------------------------------------------------------------------
 

@@ -8,6 +8,12 @@ onnx.reference computes in.
 It stays a graph op of its own, not a Sub/Mul chain, so that
 ``graph/quantized.py`` can recognise quantized operands of MatMul and Conv
 and compute those in integer arithmetic.
+
+Byte-coded types (int4, uint4, int2, uint2, float8 and float4 variants: one element
+per byte in numpy, through ml_dtypes) are stored as uint8 in kernels
+(``storage_dtype``): they are decoded by a Gather from a 256-entry table of their
+values (``decode_table``), and ``EncodeBits`` (attribute ``to``) gives computed
+bytes that type.
 """
 from __future__ import annotations
 
@@ -19,6 +25,18 @@ from ..tir.expr import cast
 from .registry import ELEMENTWISE, broadcast_shapes, register
 
 INTEGER_TYPES = ("uint8", "int8", "uint16", "int16")
+BYTE_CODED = ("int4", "uint4", "int2", "uint2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+              "float8_e5m2fnuz", "float4_e2m1fn")
+
+
+def storage_dtype(dtype: str) -> str:
+    """The element type kernels read and write for values of ``dtype``."""
+    return "uint8" if dtype in BYTE_CODED else dtype
+
+
+def decode_table(dtype: str) -> np.ndarray:
+    """float32 values of the 256 bytes of a byte-coded type."""
+    return np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32)
 
 
 def dequantize_numpy(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, to: str, work: str) -> np.ndarray:
@@ -52,3 +70,11 @@ def _view_dequantize(node, views):
 
 
 register("DequantizeLinear", ELEMENTWISE, _infer_dequantize, _view_dequantize)
+
+
+def _view_encode(node, views):
+    (src,) = views
+    return [TensorView(src.shape, "uint8", src.fn)]
+
+
+register("EncodeBits", ELEMENTWISE, lambda node: [TensorType(node.inputs[0].shape, node.attrs["to"])], _view_encode)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from ..graph.fusion import FusedGroup
 from ..ops.nn import AnchorContext
+from ..ops.quant import storage_dtype
 from ..ops.registry import OPS
 from ..tir.compute import TensorView, row_major_flatten, row_major_unflatten
 from ..tir.expr import Buffer, Cmp, IntImm, Select, Var, as_expr, cast, const, substitute
@@ -47,7 +48,7 @@ def _immediate_view(value) -> TensorView:
 def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> PrimFunc:
     buffered = kernel_inputs(group)
     scalars = [v for v in group.inputs if all(v is not b for b in buffered)]
-    params = [Buffer(f"p{i}", v.shape, v.dtype) for i, v in enumerate(buffered)]
+    params = [Buffer(f"p{i}", v.shape, storage_dtype(v.dtype)) for i, v in enumerate(buffered)]
     views = {v.uid: TensorView.of_buffer(buf) for v, buf in zip(buffered, params)}
     for v in scalars:  # scalar constants become immediates in the expressions
         views[v.uid] = _immediate_view(v)
@@ -63,7 +64,7 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
             views[value.uid] = view
     root = views[group.output.uid]
     if anchor is None:
-        out = Buffer("out", group.output.shape, group.output.dtype)
+        out = Buffer("out", group.output.shape, storage_dtype(group.output.dtype))
         func = injective_kernel(name, out, root.fn, tuple(params) + (out,), lanes, attrs)
         func.body = simplify_stmt(func.body)
         func.size_vars = used_size_vars(func)
@@ -78,7 +79,7 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
         return substitute(root.fn(*idx), {acc: value})
 
     # the anchor writes in its own index space; the bytes are those of the group's output
-    out = Buffer("out", anchor_shape, group.output.dtype)
+    out = Buffer("out", anchor_shape, storage_dtype(group.output.dtype))
     ctx = AnchorContext(name, out, epilogue, tuple(params) + (out,), lanes, num_threads)
     anchor_views = [views[v.uid] if v is not None else None for v in anchor.inputs]
     func = OPS[anchor.op].kernel(anchor, anchor_views, ctx)

@@ -7,7 +7,8 @@ operand packing), the MatMul or Conv accumulates in int32 (exact), and requantiz
 ``round(acc * scale_product / y_scale) + y_zero_point`` saturated to the output type is
 the kernel's epilogue. Requantization runs in float64, as onnx.reference does (numpy
 promotes int32 * float32 to float64). Integer types of 8 and 16 bits are supported;
-4-bit and float8 types are not tensor types of the loop IR.
+DequantizeLinear also decodes the byte-coded types (int4, int2, float8, float4: a table
+lookup), QuantizeLinear also encodes 4- and 2-bit integers.
 """
 from __future__ import annotations
 
@@ -15,19 +16,16 @@ import numpy as np
 import onnx
 
 from ...graph.ir import dtype_of_numpy
+from ...ops.quant import BYTE_CODED, decode_table
 from .common import ConvertError, converter, normalize_axis, reshape_to
 from .nn import _spatial_as_2d, _spatial_attrs
 
 QUANT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767)}
+PACKED_RANGES = {"uint4": (0, 15), "int4": (-8, 7), "uint2": (0, 3), "int2": (-2, 1)}
 
 
 def _onnx_type(code: int) -> str:
     return dtype_of_numpy(onnx.helper.tensor_dtype_to_np_dtype(code))
-
-
-def _check_quant_type(dtype: str, what: str) -> None:
-    if dtype not in QUANT_RANGES:
-        raise ConvertError(f"{what} of type {dtype} is not supported (8- and 16-bit integers are)")
 
 
 def cast_to(ctx, value, dtype: str):
@@ -96,7 +94,9 @@ def _quantize(ctx, inputs, attrs):
         out_dtype = zero_point.dtype
     else:
         out_dtype = _onnx_type(attrs["output_dtype"]) if attrs.get("output_dtype") else "uint8"
-    _check_quant_type(out_dtype, "QuantizeLinear output")
+    if out_dtype not in QUANT_RANGES and out_dtype not in PACKED_RANGES:
+        raise ConvertError(f"QuantizeLinear output of type {out_dtype} is not supported (8- and 16-bit, 4- and "
+                           f"2-bit integers are)")
     axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
     scale = quant_param(ctx, scale, x, axis, block, "y_scale")
     if attrs.get("precision"):
@@ -107,31 +107,46 @@ def _quantize(ctx, inputs, attrs):
     wide = "float32" if work in ("float16", "bfloat16") else work  # where adding the zero point is exact
     value = cast_to(ctx, ctx.emit1("Round", [quotient]), wide)
     if zero_point is not None:
-        zero_point = quant_param(ctx, zero_point, x, axis, block, "y_zero_point")
+        zero_point = _as_float(ctx, quant_param(ctx, zero_point, x, axis, block, "y_zero_point"))
         value = ctx.emit1("Add", [value, cast_to(ctx, zero_point, wide)])
-    low, high = QUANT_RANGES[out_dtype]
+    low, high = {**QUANT_RANGES, **PACKED_RANGES}[out_dtype]
     clipped = ctx.emit1("Clip", [value], {"min": float(low), "max": float(high)})
-    return [ctx.emit1("Cast", [clipped], {"to": out_dtype})]
+    if out_dtype in QUANT_RANGES:
+        return [ctx.emit1("Cast", [clipped], {"to": out_dtype})]
+    # sub-byte integers: the two's-complement low bits, one element per byte
+    bits = ctx.emit1("And", [ctx.emit1("Cast", [clipped], {"to": "int32"}), ctx.const(np.int32(high - low))])
+    return [ctx.emit1("EncodeBits", [ctx.emit1("Cast", [bits], {"to": "uint8"})], {"to": out_dtype})]
+
+
+def _as_float(ctx, value):
+    """A byte-coded value (int4, float8 ...) as float32; other values unchanged."""
+    if value.dtype not in BYTE_CODED:
+        return value
+    if value.is_const:
+        return ctx.const(value.const.astype(np.float32), "decoded")
+    return ctx.emit1("Gather", [ctx.const(decode_table(value.dtype), "decode_table"), value], {"axis": 0})
 
 
 @converter("DequantizeLinear")
 def _dequantize(ctx, inputs, attrs):
     x, scale, zero_point = inputs[0], inputs[1], _optional(inputs, 2)
-    if x.dtype not in QUANT_RANGES and x.dtype != "int32":
-        raise ConvertError(f"DequantizeLinear input of type {x.dtype} is not supported (8-, 16- and 32-bit "
-                           f"integers are)")
+    if x.dtype not in QUANT_RANGES and x.dtype not in BYTE_CODED and x.dtype != "int32":
+        raise ConvertError(f"DequantizeLinear input of type {x.dtype} is not supported")
     if zero_point is not None and zero_point.dtype != x.dtype:
         raise ConvertError(f"x_zero_point has type {zero_point.dtype}, x has {x.dtype}")
+    if x.dtype in BYTE_CODED and x.dtype not in PACKED_RANGES:
+        zero_point = None  # float8 / float4: the zero point is zero (onnx.reference ignores it)
     axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
     to = _onnx_type(attrs["output_dtype"]) if attrs.get("output_dtype") else scale.dtype
     scale = quant_param(ctx, scale, x, axis, block, "x_scale")
     # onnx.reference: x.astype(float32) - zero_point; numpy promotes float32 - int32 to float64
     work = "float64" if zero_point is not None and x.dtype == "int32" else "float32"
     if zero_point is None:
-        zero_point = ctx.const(np.zeros((), dtype=x.dtype), "x_zero_point")
+        zero_point = ctx.const(np.zeros((), dtype=x.dtype if x.dtype not in BYTE_CODED else np.float32),
+                               "x_zero_point")
     else:
-        zero_point = quant_param(ctx, zero_point, x, axis, block, "x_zero_point")
-    return [ctx.emit1("DequantizeLinear", [x, scale, zero_point], {"to": to, "work": work})]
+        zero_point = _as_float(ctx, quant_param(ctx, zero_point, x, axis, block, "x_zero_point"))
+    return [ctx.emit1("DequantizeLinear", [_as_float(ctx, x), scale, zero_point], {"to": to, "work": work})]
 
 
 @converter("DynamicQuantizeLinear")
