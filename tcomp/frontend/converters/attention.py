@@ -188,7 +188,7 @@ def _attention(ctx, inputs, attrs):
     ks = ctx.emit1("Mul", [_cast(ctx, k, dtype), root])
     kt = ctx.emit1("Transpose", [ks], {"perm": [0, 1, 3, 2]})
     qs = reshape_to(ctx, qs, (batch, kv_heads, group * q_len, head_size))
-    scores = reshape_to(ctx, ctx.emit1("MatMul", [qs, kt]), (batch, q_heads, q_len, kv_len))
+    scores = raw = reshape_to(ctx, ctx.emit1("MatMul", [qs, kt]), (batch, q_heads, q_len, kv_len))
     softcap = attrs.get("softcap", 0.0)
     if softcap > 0:
         capped = ctx.emit1("Tanh", [ctx.emit1("Div", [scores, _scalar(ctx, softcap, dtype)])])
@@ -225,7 +225,7 @@ def _attention(ctx, inputs, attrs):
     mode = attrs.get("qk_matmul_output_mode", 0)
     if mode not in (0, 1, 2, 3):
         raise ConvertError(f"qk_matmul_output_mode {mode} is not one of 0, 1, 2, 3")
-    qk_out = {0: scores, 1: scores, 2: biased, 3: probs}[mode]
+    qk_out = {0: raw, 1: scores, 2: biased, 3: probs}[mode]  # raw, softcapped, biased, softmax
     return [_cast(ctx, y, out_dtype), present_key, present_value, _cast(ctx, qk_out, out_dtype)]
 
 

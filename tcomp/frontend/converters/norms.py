@@ -90,9 +90,9 @@ def _group_norm(ctx, inputs, attrs):
         raise ConvertError(f"{channels} channels cannot be split into {groups} groups")
     grouped = reshape_to(ctx, x, (n, groups, int(np.prod(x.shape[1:])) // groups))
     y = ctx.emit1("LayerNormalization", [grouped], {"axis": 2, "epsilon": attrs.get("epsilon", 1e-5)})
-    if ctx.opset < 21:  # scale and bias per group
-        y = reshape_to(ctx, y, (n, groups, channels // groups) + tuple(x.shape[2:]))
-        return [reshape_to(ctx, _channel_affine(ctx, y, scale, bias), x.shape)]
+    if tuple(scale.shape) != (channels,) or tuple(bias.shape) != (channels,):
+        raise ConvertError(f"scale {list(scale.shape)} and bias {list(bias.shape)}: one per channel "
+                           f"({channels}) expected (opset 21)")
     return [_channel_affine(ctx, reshape_to(ctx, y, x.shape), scale, bias)]
 
 
