@@ -26,7 +26,7 @@ from .registry import ELEMENTWISE, broadcast_shapes, register
 
 INTEGER_TYPES = ("uint8", "int8", "uint16", "int16")
 BYTE_CODED = ("int4", "uint4", "int2", "uint2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
-              "float8_e5m2fnuz", "float4_e2m1fn")
+              "float8_e5m2fnuz", "float4_e2m1fn", "float8_e8m0fnu")
 
 
 def storage_dtype(dtype: str) -> str:

@@ -6,8 +6,10 @@ import onnx
 
 from ...graph.ir import dtype_of_numpy, numpy_dtype
 from ...ops.elementwise import BINARY, FLOAT_ONLY, UNARY
+from ...ops.quant import BYTE_CODED
 from ...tir.expr import is_float
 from .common import ConvertError, const_input, converter
+from .narrow import cast_narrow
 
 
 # Aliases -----------------------------------------------------------------
@@ -72,6 +74,8 @@ def _cast(ctx, inputs, attrs):
     dtype = dtype_of_numpy(onnx.helper.tensor_dtype_to_np_dtype(attrs["to"]))
     if dtype in ("str", "object") or dtype.startswith("<U"):
         raise ConvertError("Cast to string is not supported")
+    if dtype in BYTE_CODED or inputs[0].dtype in BYTE_CODED:
+        return [cast_narrow(ctx, inputs[0], dtype, attrs)]
     return [ctx.emit1("Cast", [inputs[0]], {"to": dtype})]
 
 
@@ -80,6 +84,8 @@ def _cast_like(ctx, inputs, attrs):
     x, like = inputs[0], inputs[1]
     if x.is_const and not x.is_symbolic_const:  # only the type of ``like`` matters: fold
         return [ctx.const(x.const.astype(numpy_dtype(like.dtype)), "cast")]
+    if like.dtype in BYTE_CODED or x.dtype in BYTE_CODED:
+        return [cast_narrow(ctx, x, like.dtype, attrs)]
     return [ctx.emit1("Cast", [x], {"to": like.dtype})]
 
 
