@@ -334,6 +334,24 @@ def test_qdq_matmul_is_integer():
     assert _product_dtypes(model) == {"MatMul": ["int32"]}
 
 
+def test_qdq_linear_layer_is_two_kernels():
+    """Quantize (writes uint8), then one int32 MatMul that widens the uint8 in its operand
+    packing and requantizes in its epilogue; results against onnxruntime."""
+    sx = _scale()
+    x = _away_from_ties(rand((8, 64), -2, 2), sx)
+    nodes = [node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]), node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             node("DequantizeLinear", ["w", "sw"], ["wd"], axis=1), node("MatMul", ["xd", "wd"], ["yf"]),
+             node("Relu", ["yf"], ["yr"])]
+    inits = {"sx": sx, "zx": _zero_point(np.uint8), "w": _q(np.int8, (64, 24)), "sw": _scale((24,))}
+    model = make_model(nodes, {"x": x}, ["yr"], 13, inits)
+    refs = reference(model, {"x": x})
+    model = with_static_outputs(model, refs)
+    assert_matches(run_tcomp(model, {"x": x})[0], refs[0], relnorm=1e-5)
+    groups = tcomp.compile(model, target="cpu").groups
+    assert [(g.label.split("+")[-1], g.output.dtype) for g in groups] == [("Cast", "uint8"), ("Relu", "float32")]
+    assert groups[1].label.startswith("Cast+Sub+MatMul"), groups[1].label
+
+
 def test_qdq_gemm_conv_integer_and_fallback():
     """Conv over DQ(x) and DQ(W per output channel) with a float bias: int32. Gemm(transB)
     over DQ(a) and DQ(W) per output column: int32; and one over DQ(W) with scales along K,

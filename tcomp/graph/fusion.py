@@ -76,8 +76,10 @@ def fuse(graph: Graph) -> list:
         if kind == ANCHOR:
             # an anchor's inputs may not carry another anchor, nor costly prologues: materialize them
             for value in node.inputs:
-                if value is not None and (value.uid in carried or _costly_prologue(value, materialized)):
+                if value is not None and value.uid in carried:
                     materialized.add(value.uid)
+                elif value is not None and _costly_prologue(value, materialized):
+                    materialized.add(_narrowest_cut(value, materialized).uid)
             chosen = node
         if chosen is not None:
             for out in node.outputs:
@@ -128,6 +130,24 @@ def _epilogue_region_values(graph: Graph, anchor_index: int, consumers: dict, ou
         if closed:
             best = set(interior)
     return best
+
+
+def _narrowest_cut(value: Value, materialized: set) -> Value:
+    """Where to materialize a costly prologue of an anchor input: walking back from ``value``
+    along single-operand elementwise ops, the value of fewest bytes (the latest of equals),
+    e.g. the uint8 of a QuantizeLinear before the int32 widening that the packing then does."""
+    best = current = value
+    while True:
+        producer = current.producer
+        if (producer is None or current.uid in materialized or producer.op in COSTLY_ELEMENTWISE
+                or OPS[producer.op].kind != ELEMENTWISE):
+            return best
+        operands = [v for v in producer.inputs if v is not None and not v.is_const]
+        if len(operands) != 1 or not isinstance(operands[0].type.nbytes, int):
+            return best
+        current = operands[0]
+        if current.type.nbytes < best.type.nbytes:
+            best = current
 
 
 def _costly_prologue(value: Value, materialized: set) -> bool:
