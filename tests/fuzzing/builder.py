@@ -17,12 +17,13 @@ import numpy as np
 
 from .case import BOOL, FLOAT, INT32, INT64, INTS, Case, N, Spec
 
-MAX_SIZE = 2048          # elements of any value
+MAX_SIZE = 16384         # elements of any value
 MAX_FLOAT_MAG = 1e4      # values above are not used as operands
 MAX_INT_MAG = 2 ** 20    # int results stay far from overflow and exact as float32
 MAX_REL_ERR = 1e-3       # values whose error bound exceeds this fraction of their magnitude are not used
 EPS = 2.0 ** -23         # float32 unit roundoff at 1 (x2)
 EXTENTS = (1, 1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 17)
+LARGE_EXTENTS = (1, 3, 8, 17, 31, 33, 64, 65, 97)   # vector tails, register tiles, parallel loops
 
 
 def ulps(mag: float, n: float = 1.0) -> float:
@@ -80,10 +81,14 @@ class Builder:
         return int(self.rng.integers(lo, hi + 1))
 
     def shape(self, rank: int | None = None, max_size: int = 512) -> tuple:
+        """A random shape; one in ten is large (up to 8192 elements)."""
         if rank is None:
             rank = self.choice((0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4))
+        extents = EXTENTS
+        if self.chance(0.1):
+            extents, max_size = LARGE_EXTENTS, max(max_size, 8192)
         while True:
-            shape = tuple(self.choice(EXTENTS) for _ in range(rank))
+            shape = tuple(self.choice(extents) for _ in range(rank))
             if math.prod(shape) <= max_size:
                 return shape
 

@@ -102,7 +102,7 @@ UNARY = {
     "Selu": Unary(lambda s: s.lo >= -30, _mono(_selu), lambda s, a: 1.8),
     "HardSigmoid": Unary(bounds=_mono(_hard_sigmoid), lip=lambda s, a: a["alpha"],
                          attrs=lambda b: {"alpha": b.choice((0.2, 0.3)), "beta": b.choice((0.5, 0.4))}),
-    "HardSwish": Unary(bounds=lambda s, a: (-0.375, max(s.hi, 0.0)), lip=lambda s, a: 1.5),
+    "HardSwish": Unary(bounds=lambda s, a: (-0.375, max(s.hi, 0.0)), lip=lambda s, a: 1.5, min_opset=14),
     "Gelu": Unary(bounds=lambda s, a: (-0.17, max(s.hi, 0.0)), lip=lambda s, a: 1.13, min_opset=20,
                   attrs=lambda b: {"approximate": b.choice(("none", "tanh"))}),
     "Tan": Unary(lambda s: s.mag <= 1.2, _mono(lambda x, a: math.tan(x)), lambda s, a: 1 / math.cos(s.mag) ** 2),

@@ -86,7 +86,7 @@ def gen_cumsum(b: Builder) -> None:
             **attrs)
 
 
-@op_generator("trilu", weight=0.7)
+@op_generator("trilu", weight=0.7, min_opset=14)
 def gen_trilu(b: Builder) -> None:
     x = b.operand(lambda s: len(s.shape) >= 2, lambda: b.random_spec(b.shape(b.randint(2, 4)), b.choice(ANY_DTYPES)),
                   reuse=0.7)

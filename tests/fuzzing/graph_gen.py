@@ -14,7 +14,7 @@ from . import gen_elementwise, gen_indexing, gen_nn, gen_tensor  # noqa: F401  (
 from .builder import GENERATORS, Builder
 from .case import Case
 
-OPSETS = (17, 17, 18, 20)
+OPSETS = (13, 17, 17, 18, 20)
 
 
 def generate(seed: int, min_nodes: int = 3, max_nodes: int = 20) -> Case:
