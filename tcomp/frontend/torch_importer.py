@@ -210,13 +210,13 @@ def _foldable(node, args, kwargs) -> bool:
 
 def _fold(ctx: AtenContext, node, args, kwargs):
     """Evaluates a node over constants with torch; its tensors become graph constants."""
-    def to_torch(x):
-        return torch.from_numpy(np.array(x.const)) if isinstance(x, Value) else x
+    def to_torch(x):  # shares the constant's memory: the ops are functional, they do not write to it
+        return torch.from_numpy(x.const) if isinstance(x, Value) else x
 
     def to_value(x):
         if isinstance(x, torch.Tensor):
             dtype_name(x.dtype)
-            return ctx.const(np.array(x.numpy()), node.name)
+            return ctx.const(x.contiguous().numpy(), node.name)  # a view of a constant is copied out here
         return x
 
     args, kwargs = torch.utils._pytree.tree_map(to_torch, (args, kwargs))
