@@ -18,7 +18,7 @@ from . import quant  # noqa: F401  (quantization)
 from . import recurrent  # noqa: F401  (RNN, GRU, LSTM)
 from . import signal  # noqa: F401  (DFT, STFT, windows)
 from . import control  # noqa: F401  (If, Loop, Scan)
-from . import activations, attention, losses, norms  # noqa: F401  (language models)
+from . import activations, attention, losses, norms, recurrent_lm  # noqa: F401  (language models)
 from . import optional  # noqa: F401  (optional ops on tensors)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 

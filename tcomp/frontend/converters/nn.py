@@ -84,6 +84,9 @@ def _conv(ctx, inputs, attrs):
         raise ConvertError(f"{nd}-D convolution is not supported (1-D and 2-D are)")
     if not is_float(x.dtype):
         raise ConvertError(f"Conv on {x.dtype}")
+    if x.dtype in ("float16", "bfloat16"):  # computed in float32, rounded once
+        wide = [v if v is None else ctx.emit1("Cast", [v], {"to": "float32"}) for v in inputs]
+        return [ctx.emit1("Cast", [_conv(ctx, wide, attrs)[0]], {"to": x.dtype})]
     spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
     group = attrs.get("group", 1)
     if nd == 1:
