@@ -345,3 +345,29 @@ def test_hardmax(axis, opset):
 def test_hardmax_integer_like_ties():
     x = randint((6, 7), -2, 2).astype(np.float32)
     check_op("Hardmax", {"x": x}, opset=13)
+
+
+# ---------------------------------------------------------------------------------------------
+# CausalConvWithState (opset 27: onnx.reference)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kernel", [1, 3, 4])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("with_past", [False, True])
+@pytest.mark.parametrize("activation", ["none", "silu"])
+def test_causal_conv_with_state(kernel, with_bias, with_past, activation):
+    batch, channels, length = 2, 5, 7
+    inputs = {"x": rand((batch, channels, length), -2, 2), "w": rand((channels, 1, kernel))}
+    names = ["x", "w", "", ""]
+    if with_bias:
+        inputs["b"] = rand((channels,))
+        names[2] = "b"
+    if with_past:
+        if kernel == 1:
+            pytest.skip("the past state of a 1-wide kernel is empty: tcomp takes no zero-size graph inputs")
+        inputs["s"] = rand((batch, channels, kernel - 1), -2, 2)
+        names[3] = "s"
+    while names[-1] == "":
+        names.pop()
+    check_onnx_reference([node("CausalConvWithState", names, ["y", "state"], activation=activation)], inputs,
+                         ["y", "state"], opset=27)
