@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph.ir import numpy_dtype
+from ...tir.expr import is_float
 from ...ops.trig import CALLS, WIDE
 from .common import ConvertError, converter, normalize_axis, reshape_to
 
@@ -16,7 +17,7 @@ def _scalar(ctx, value, dtype):
 
 
 def _float_input(ctx, x):
-    if not x.dtype.startswith("float"):
+    if not is_float(x.dtype):
         raise ConvertError(f"{ctx.onnx_node.op_type} on {x.dtype} is not supported")
 
 

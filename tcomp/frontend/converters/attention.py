@@ -18,6 +18,7 @@ import numpy as np
 import onnx
 
 from ...graph.ir import dtype_of_numpy, numpy_dtype
+from ...tir.expr import is_float
 from .common import ConvertError, converter, reshape_to
 
 NEG_INF = float("-inf")
@@ -148,7 +149,7 @@ def _attention(ctx, inputs, attrs):
     inputs = list(inputs) + [None] * (7 - len(inputs))
     q, k, v, mask, past_key, past_value, nonpad = inputs[:7]
     out_dtype = q.dtype
-    if not out_dtype.startswith("float") and out_dtype != "bfloat16":
+    if not is_float(out_dtype):
         raise ConvertError(f"Attention on {out_dtype} is not supported")
     rank = len(q.shape)
     if rank not in (3, 4) or len(k.shape) != rank or len(v.shape) != rank:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph.ir import numpy_dtype
+from ...tir.expr import is_float
 from .common import ConvertError, converter, normalize_axis, reshape_to
 
 
@@ -20,7 +21,7 @@ def _scalar(ctx, value, dtype):
 
 
 def _float_input(x, op):
-    if not x.dtype.startswith("float"):
+    if not is_float(x.dtype):
         raise ConvertError(f"{op} on {x.dtype} is not supported")
 
 
