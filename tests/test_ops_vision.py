@@ -274,3 +274,85 @@ def test_conv_transpose_epilogue_fuses():
 
 def test_conv_transpose_large_channels():
     _conv_transpose((1, 64, 17, 19), (64, 32, 4, 4), strides=[2, 2], pads=[1, 1, 1, 1])
+
+
+# ---------------------------------------------------------------------------------------------
+# GridSample
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["linear", "nearest", "cubic"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("align", [0, 1])
+def test_grid_sample_2d(mode, padding, align):
+    x = rand((2, 3, 7, 9))
+    grid = rand((2, 5, 11, 2), -1.4, 1.4)   # also outside [-1, 1]: the padding modes matter
+    nodes = [node("GridSample", ["x", "grid"], ["y"], mode=mode, padding_mode=padding, align_corners=align)]
+    if (mode, padding) == ("cubic", "border"):  # onnxruntime differs from the ONNX reference here
+        check_onnx_reference(nodes, {"x": x, "grid": grid}, ["y"], 20)
+    else:
+        check(nodes, {"x": x, "grid": grid}, ["y"], opset=20)
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest", "bicubic"])
+def test_grid_sample_opset16(mode):
+    x, grid = rand((1, 2, 6, 5)), rand((1, 4, 3, 2), -1.2, 1.2)
+    check([node("GridSample", ["x", "grid"], ["y"], mode=mode)], {"x": x, "grid": grid}, ["y"], opset=16)
+
+
+@pytest.mark.parametrize("mode", ["linear", "nearest"])
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+def test_grid_sample_3d(mode, padding):
+    x = rand((1, 2, 4, 5, 6))
+    grid = rand((1, 3, 4, 5, 3), -1.3, 1.3)
+    check([node("GridSample", ["x", "grid"], ["y"], mode=mode, padding_mode=padding)], {"x": x, "grid": grid},
+          ["y"], opset=20)
+
+
+def test_grid_sample_from_affine_grid_fused():
+    """The usual spatial-transformer pair: a computed grid feeding GridSample."""
+    x, theta = rand((2, 3, 8, 10)), rand((2, 2, 3), -0.8, 0.8)
+    nodes = [node("AffineGrid", ["theta", "size"], ["grid"], align_corners=0),
+             node("GridSample", ["x", "grid"], ["y"], mode="linear")]
+    check(nodes, {"x": x, "theta": theta}, ["y"], opset=20, inits={"size": _i([2, 3, 6, 7])})
+
+
+# ---------------------------------------------------------------------------------------------
+# AffineGrid, DepthToSpace, SpaceToDepth, CenterCropPad
+# ---------------------------------------------------------------------------------------------
+
+# (a single pixel with align_corners is left out: onnxruntime puts it at 1, the reference at -1)
+@pytest.mark.parametrize("size, align", [([2, 3, 5, 7], 0), ([2, 3, 5, 7], 1), ([1, 2, 1, 4], 0),
+                                         ([2, 1, 3, 4, 5], 0), ([1, 1, 2, 3, 4], 1)])
+def test_affine_grid(size, align):
+    nd = len(size) - 2
+    theta = rand((size[0], nd, nd + 1))
+    check([node("AffineGrid", ["theta", "size"], ["y"], align_corners=align)], {"theta": theta}, ["y"], opset=20,
+          inits={"size": _i(size)})
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+@pytest.mark.parametrize("shape, block", [((2, 8, 3, 5), 2), ((1, 27, 2, 3), 3), ((1, 4, 1, 1), 2)])
+def test_depth_to_space(mode, shape, block):
+    check([node("DepthToSpace", ["x"], ["y"], blocksize=block, mode=mode)], {"x": rand(shape)}, ["y"], opset=13)
+
+
+@pytest.mark.parametrize("shape, block", [((2, 3, 4, 6), 2), ((1, 2, 9, 3), 3)])
+@pytest.mark.parametrize("dtype", [F32, np.uint8])
+def test_space_to_depth(shape, block, dtype):
+    x = randint(shape, -50, 50).astype(dtype)
+    check([node("SpaceToDepth", ["x"], ["y"], blocksize=block)], {"x": x}, ["y"], opset=13)
+
+
+def test_space_to_depth_crd():
+    """mode (opset 28) is newer than onnxruntime: onnx.reference is the reference."""
+    check_onnx_reference([node("SpaceToDepth", ["x"], ["y"], blocksize=2, mode="CRD")], {"x": rand((2, 3, 4, 6))},
+                         ["y"], 28)
+
+
+@pytest.mark.parametrize("shape, target, axes", [
+    ((5, 8, 3), [3, 11, 3], None), ((6, 7, 2), [9, 4], [0, 1]), ((2, 5, 7), [3, 3], [-1, 1]),
+    ((4, 4), [4, 2], None)])
+def test_center_crop_pad(shape, target, axes):
+    attrs = {} if axes is None else {"axes": axes}
+    check([node("CenterCropPad", ["x", "shape"], ["y"], **attrs)], {"x": rand(shape)}, ["y"], opset=18,
+          inits={"shape": _i(target)})

@@ -1,4 +1,8 @@
-"""Vision ops: transposed convolution (an anchor) and grid sampling (an injective view).
+"""Vision ops (anchors): transposed convolution and grid sampling.
+
+GridSample (N-D) computes each output position's source coordinates, tap indices and
+weights once (vectorized along the innermost output axis, in local buffers) and then
+interpolates every channel with them (nearest: one load; linear: 2^d; cubic: 4^d).
 
 ConvTranspose (N-D, NC...) is computed by *phases*, without zero insertion: along an
 axis of stride ``s``, the outputs ``o`` with ``(o + pad_begin) % s == r`` receive only the
@@ -23,8 +27,9 @@ import math
 from ..graph.ir import TensorType
 from ..schedule.matmul import MatmulSpec, matmul_kernel
 from ..tir.compute import row_major_unflatten
-from ..tir.expr import Cmp, IntImm, Load, Select, Var, const, logical_and, maximum, minimum
-from ..tir.stmt import PrimFunc, block, loop, seq
+from ..tir.expr import (Buffer, Cmp, IntImm, Load, Select, Var, call, cast, const, logical_and, logical_or, maximum,
+                        minimum)
+from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from .nn import AnchorContext
 from .registry import ANCHOR, register
 
@@ -123,3 +128,121 @@ def _fill_kernel(N: int, CO: int, counts, store_fn):
 
 
 register("ConvTranspose", ANCHOR, _infer_conv_transpose, kernel=_conv_transpose_kernel)
+
+
+# GridSample ------------------------------------------------------------------------
+def _infer_grid_sample(node):
+    x, grid = node.inputs
+    return [TensorType(x.shape[:2] + grid.shape[1:-1], x.dtype)]
+
+
+def _reflect(v, lo: float, hi: float):
+    """Reflects ``v`` at the borders ``lo`` and ``hi`` until it lies between them."""
+    span = hi - lo
+    below = Cmp("lt", v, const(lo, v.dtype))
+    dist = Select(below, const(lo, v.dtype) - v, v - const(hi, v.dtype))
+    folds = call("floor", dist / const(span, v.dtype))
+    rest = dist - folds * span
+    odd = Cmp("ne", folds - call("floor", folds * 0.5) * 2.0, const(0, v.dtype))
+    from_lo, from_hi = const(lo, v.dtype) + rest, const(hi, v.dtype) - rest
+    inside = logical_and(Cmp("ge", v, const(lo, v.dtype)), Cmp("le", v, const(hi, v.dtype)))
+    return Select(inside, v, Select(below, Select(odd, from_hi, from_lo), Select(odd, from_lo, from_hi)))
+
+
+def _cubic_weights(t, a=-0.75):
+    """Keys cubic convolution weights of the 4 taps around a fractional offset ``t``."""
+    u, s, w = t + 1.0, 1.0 - t, 2.0 - t
+    return [((u * a - 5 * a) * u + 8 * a) * u - 4 * a,
+            (t * (a + 2) - (a + 3)) * t * t + 1.0,
+            (s * (a + 2) - (a + 3)) * s * s + 1.0,
+            ((w * a - 5 * a) * w + 8 * a) * w - 4 * a]
+
+
+def _grid_sample_kernel(node, views, ctx: AnchorContext):
+    """Per vector of output positions along the innermost axis: the source coordinate of
+    each axis (denormalized, rounded for nearest, folded into the borders), then each tap's
+    index and weight, kept in local buffers; then per channel the weighted taps::
+
+      for t in parallel(N * O[:-1]):  for wo in range(ceil(OW / L)):
+        coord[a, l] = ...;  index[a, k, l] = ...;  weight[a, k, l] = ...    (vectorized over l)
+        for c in range(C):
+          out[n, c, ..., wo*L + l] = sum_{k_0..k_d} prod_a weight[a, k_a, l] * x[n, c, index[0, k_0, l], ...]
+    """
+    x, grid = views
+    mode, padding, align = node.attrs["mode"], node.attrs["padding_mode"], node.attrs["align_corners"]
+    N, C, *dims = x.shape
+    out_sp = list(grid.shape[1:-1])
+    nd, dt, lanes = len(dims), x.dtype, ctx.lanes
+    taps = {"nearest": 1, "linear": 2, "cubic": 4}[mode]
+    borders = [(0.0, n - 1.0) if align else (-0.5, n - 0.5) for n in dims]
+    coord = Buffer("coord", (nd, lanes), dt, "local")
+    index = Buffer("tap_index", (nd * taps, lanes), "int64", "local")
+    weight = Buffer("tap_weight", (nd * taps, lanes), dt, "local")
+    t, wo, l, c = Var("t"), Var("wo"), Var("l"), Var("c")
+    n, *o_outer = row_major_unflatten(t, [N] + out_sp[:-1])
+    OW = out_sp[-1]
+    ow = wo * lanes + l
+    tail = Cmp("lt", ow, IntImm(OW)) if OW % lanes else None
+
+    def source_coord(axis, vow):
+        g = cast(dt, grid.fn(n, *o_outer, minimum(vow, OW - 1), IntImm(nd - 1 - axis)))
+        length = dims[axis]
+        v = (g + 1.0) / 2.0 * float(length - 1) if align else ((g + 1.0) * float(length) - 1.0) / 2.0
+        if mode == "nearest":
+            v = call("round", v)
+        lo, hi = borders[axis]
+        if padding == "border":
+            outside = logical_or(Cmp("lt", v, const(lo, dt)), Cmp("gt", v, const(hi, dt)))
+            return Select(outside, minimum(maximum(v, const(0, dt)), const(length - 1, dt)), v)
+        return _reflect(v, lo, hi) if padding == "reflection" else v
+
+    def tap_index(axis, i):
+        """Tap ``i`` of ``axis`` inside the image under the padding mode; -1 where it reads zero."""
+        length = dims[axis]
+        if padding == "zeros":
+            valid = logical_and(Cmp("ge", i, IntImm(0)), Cmp("lt", i, IntImm(length)))
+            return Select(valid, i, IntImm(-1))
+        if padding == "reflection":
+            i = cast("int64", _reflect(cast(dt, i), *borders[axis]))
+        return minimum(maximum(i, 0), length - 1)
+
+    def lanes_loop(name, store_fn):
+        return loop(l, lanes, block(name, [("S", OW, ow)], store_fn, predicate=tail), "vectorized")
+
+    stages = [lanes_loop("coord", lambda vow, a=a: BufferStore(coord, source_coord(a, vow), (IntImm(a), l)))
+              for a in range(nd)]
+    for a in range(nd):
+        v = coord[IntImm(a), l]
+        base = v if mode == "nearest" else call("floor", v)
+        first = cast("int64", base) - (1 if mode == "cubic" else 0)
+        frac = v - base
+        weights = {"nearest": [None], "linear": [1.0 - frac, frac], "cubic": _cubic_weights(frac)}[mode]
+        for k, wk in enumerate(weights):
+            row = IntImm(a * taps + k)
+            stages.append(lanes_loop("tap_index", lambda vow, row=row, a=a, k=k: BufferStore(
+                index, tap_index(a, first + k), (row, l))))
+            if wk is not None:
+                stages.append(lanes_loop("tap_weight", lambda vow, row=row, wk=wk: BufferStore(weight, wk, (row, l))))
+
+    def output(vc, vow):
+        total = None
+        for combo in itertools.product(range(taps), repeat=nd):
+            rows = [IntImm(a * taps + k) for a, k in enumerate(combo)]
+            idx = [index[r, l] for r in rows]
+            value = x.fn(n, vc, *[maximum(i, 0) for i in idx])
+            if padding == "zeros":
+                value = Select(logical_and(*[Cmp("ge", i, IntImm(0)) for i in idx]), value, const(0, dt))
+            if mode != "nearest":
+                for r in rows:
+                    value = value * weight[r, l]
+            total = value if total is None else total + value
+        return ctx.store(total, (n, vc, *o_outer, vow))
+
+    channels = loop(c, C, loop(l, lanes, block("out", [("S", C, c), ("S", OW, ow)], output, predicate=tail),
+                               "vectorized"))
+    body = Allocate(coord, Allocate(index, Allocate(weight, loop(wo, -(-OW // lanes), seq(*stages, channels)))))
+    nest = loop(t, N * math.prod(out_sp[:-1]), body, "parallel")
+    return PrimFunc(ctx.name, ctx.params, nest, {"kind": "grid_sample", "mode": mode, "padding": padding})
+
+
+register("GridSample", ANCHOR, _infer_grid_sample, kernel=_grid_sample_kernel)

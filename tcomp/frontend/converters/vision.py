@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
+from .tensor import _emit_slice as emit_slice
 
 
 # ConvTranspose -------------------------------------------------------------------
@@ -60,3 +61,115 @@ def _conv_transpose(ctx, inputs, attrs):
         raise ConvertError(f"kernel_shape {kernel} differs from the weights' {list(w.shape[2:])}")
     spatial = conv_transpose_attrs(attrs, x.shape[2:], kernel)
     return [ctx.emit1("ConvTranspose", [x, w] + ([bias] if bias is not None else []), {**spatial, "group": group})]
+
+
+# GridSample ------------------------------------------------------------------------
+GRID_MODES = {"bilinear": "linear", "linear": "linear", "nearest": "nearest", "bicubic": "cubic", "cubic": "cubic"}
+
+
+@converter("GridSample")
+def _grid_sample(ctx, inputs, attrs):
+    x, grid = inputs
+    nd = len(x.shape) - 2
+    if nd < 1 or len(grid.shape) != nd + 2 or grid.shape[-1] != nd or grid.shape[0] != x.shape[0]:
+        raise ConvertError(f"grid {list(grid.shape)} does not fit input {list(x.shape)}")
+    mode = attrs.get("mode", "bilinear" if ctx.opset < 20 else "linear")
+    padding = attrs.get("padding_mode", "zeros")
+    if mode not in GRID_MODES or padding not in ("zeros", "border", "reflection"):
+        raise ConvertError(f"mode {mode!r} with padding_mode {padding!r}")
+    if not x.dtype.startswith("float") or not grid.dtype.startswith("float"):
+        raise ConvertError(f"GridSample of {x.dtype} over a {grid.dtype} grid")
+    return [ctx.emit1("GridSample", [x, grid], {"mode": GRID_MODES[mode], "padding_mode": padding,
+                                                 "align_corners": int(attrs.get("align_corners", 0))})]
+
+
+# AffineGrid ------------------------------------------------------------------------
+def _base_coords(size: int, align_corners: bool) -> np.ndarray:
+    """Normalized coordinates of the pixel centers (or corners: a single one at -1) along one axis."""
+    if align_corners:
+        return np.linspace(-1.0, 1.0, size)
+    return (2.0 * np.arange(size) + 1.0) / size - 1.0
+
+
+@converter("AffineGrid")
+def _affine_grid(ctx, inputs, attrs):
+    """grid[n, *p] = theta[n] @ (x, y[, z], 1) of pixel p: a MatMul of a constant base grid."""
+    theta = inputs[0]
+    size = [int(s) for s in const_input(inputs[1], "AffineGrid size")]
+    spatial = size[2:]
+    nd = len(spatial)
+    if nd not in (2, 3) or tuple(theta.shape) != (size[0], nd, nd + 1):
+        raise ConvertError(f"theta {list(theta.shape)} does not fit size {size}")
+    if not theta.dtype.startswith("float"):
+        raise ConvertError(f"AffineGrid of {theta.dtype}")
+    align = bool(attrs.get("align_corners", 0))
+    axes = np.meshgrid(*[_base_coords(s, align) for s in spatial], indexing="ij")
+    # homogeneous coordinates with the innermost axis (x) first, as GridSample reads them
+    base = np.stack([a.reshape(-1) for a in reversed(axes)] + [np.ones(int(np.prod(spatial)))], axis=1)
+    base = ctx.const(base.reshape((1,) + base.shape).astype(theta.dtype), "affine_base")
+    theta_t = ctx.emit1("Transpose", [theta], {"perm": [0, 2, 1]})
+    grid = ctx.emit1("MatMul", [base, theta_t])
+    return [reshape_to(ctx, grid, [size[0]] + spatial + [nd])]
+
+
+# DepthToSpace / SpaceToDepth / CenterCropPad --------------------------------------------
+def _block_size(x, attrs, op):
+    if len(x.shape) != 4:
+        raise ConvertError(f"{op} needs a 4-D input, got {list(x.shape)}")
+    b = int(attrs["blocksize"])
+    mode = attrs.get("mode", "DCR")
+    if b < 1 or mode not in ("DCR", "CRD"):
+        raise ConvertError(f"blocksize {b}, mode {mode!r}")
+    return b, mode
+
+
+@converter("DepthToSpace")
+def _depth_to_space(ctx, inputs, attrs):
+    x = inputs[0]
+    b, mode = _block_size(x, attrs, "DepthToSpace")
+    n, c, h, w = x.shape
+    if c % (b * b):
+        raise ConvertError(f"{c} channels are not a multiple of blocksize^2 = {b * b}")
+    if mode == "DCR":
+        split, perm = (n, b, b, c // (b * b), h, w), [0, 3, 4, 1, 5, 2]
+    else:
+        split, perm = (n, c // (b * b), b, b, h, w), [0, 1, 4, 2, 5, 3]
+    moved = ctx.emit1("Transpose", [reshape_to(ctx, x, split)], {"perm": perm})
+    return [reshape_to(ctx, moved, (n, c // (b * b), h * b, w * b))]
+
+
+@converter("SpaceToDepth")
+def _space_to_depth(ctx, inputs, attrs):
+    x = inputs[0]
+    b, mode = _block_size(x, attrs, "SpaceToDepth")
+    n, c, h, w = x.shape
+    if h % b or w % b:
+        raise ConvertError(f"spatial extents {h}x{w} are not multiples of blocksize {b}")
+    perm = [0, 3, 5, 1, 2, 4] if mode == "DCR" else [0, 1, 3, 5, 2, 4]
+    moved = ctx.emit1("Transpose", [reshape_to(ctx, x, (n, c, h // b, b, w // b, b))], {"perm": perm})
+    return [reshape_to(ctx, moved, (n, c * b * b, h // b, w // b))]
+
+
+@converter("CenterCropPad")
+def _center_crop_pad(ctx, inputs, attrs):
+    """A centered Slice where the target is smaller, a centered zero Pad where it is larger."""
+    x = inputs[0]
+    rank = len(x.shape)
+    target = [int(s) for s in const_input(inputs[1], "CenterCropPad shape")]
+    axes = [normalize_axis(int(a), rank) for a in attrs.get("axes", range(rank))]
+    if len(axes) != len(target):
+        raise ConvertError(f"shape {target} for axes {axes}")
+    starts, ends, pads = [0] * rank, list(x.shape), [0] * (2 * rank)
+    for axis, size in zip(axes, target):
+        extent = x.shape[axis]
+        if size < extent:
+            starts[axis] = (extent - size) // 2
+            ends[axis] = starts[axis] + size
+        elif size > extent:
+            pads[axis] = (size - extent) // 2
+            pads[axis + rank] = size - extent - pads[axis]
+    if starts != [0] * rank or ends != list(x.shape):
+        x = emit_slice(ctx, x, starts, ends, list(range(rank)), [1] * rank)
+    if any(pads):
+        x = ctx.emit1("Pad", [x], {"pads": pads, "mode": "constant", "value": 0})
+    return [x]
