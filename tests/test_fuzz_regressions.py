@@ -65,6 +65,19 @@ CASES = {
         'v6': Spec(shape=(3, 17), dtype='float32', lo=-1.0, hi=1.0, away=0.0, err=1.3113021850585938e-06),
     }, inputs=[], weights=['w5'], consts={
     }, outputs=['v6']),
+    # onnx.reference folds LRN with a wrong channel window (size 1 mixes neighbouring channels)
+    "folded_lrn": Case(opset=17, nodes=[
+        N('Softmax', ['w28'], ['v30'], {'axis': 0}),
+        N('Reshape', ['v30', 'c32'], ['v33']),
+        N('LRN', ['v33'], ['v34'], {'size': 1, 'alpha': 0.1, 'beta': 0.5, 'bias': 2.0}),
+    ], specs={
+        'w28': Spec(shape=(4,), dtype='float32', lo=-1.0, hi=1.0, away=0.0, err=0.0),
+        'v30': Spec(shape=(4,), dtype='float32', lo=0.0, hi=1.0, away=0.0, err=1.430511474609375e-06),
+        'v33': Spec(shape=(1, 2, 1, 2), dtype='float32', lo=0.0, hi=1.0, away=0.0, err=1.430511474609375e-06),
+        'v34': Spec(shape=(1, 2, 1, 2), dtype='float32', lo=-1.0, hi=1.0, away=0.0, err=3.933906555175781e-06),
+    }, inputs=[], weights=['w28'], consts={
+        'c32': np.array([1, 2, 1, 2], dtype=np.int64),
+    }, outputs=['v34']),
 }
 
 

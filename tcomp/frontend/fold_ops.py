@@ -7,6 +7,8 @@ compares them with onnx's shape inference); wrong values are fixed here, one cla
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from onnx.reference.op_run import OpRun
 
@@ -23,4 +25,23 @@ class LpNormalization(OpRun):
         return (np.where(norm == 0, 0, x / np.where(norm == 0, 1, norm)).astype(x.dtype),)
 
 
-FOLD_OPS = [LpNormalization]
+class LRN(OpRun):
+    """x / (bias + alpha / size * sum of squares over the channel window) ** beta; the reference's
+    window is off (size 1 mixes neighbouring channels)."""
+
+    op_domain = ""
+
+    def _run(self, x, alpha=None, beta=None, bias=None, size=None):
+        alpha = self.alpha if alpha is None else alpha
+        beta = self.beta if beta is None else beta
+        bias = self.bias if bias is None else bias
+        size = self.size if size is None else size
+        channels = x.shape[1]
+        square_sum = np.zeros_like(x)
+        for c in range(channels):
+            lo, hi = max(0, c - (size - 1) // 2), min(channels - 1, c + math.ceil((size - 1) / 2))
+            square_sum[:, c] = np.sum(x[:, lo:hi + 1] ** 2, axis=1)
+        return ((x / (bias + alpha / size * square_sum) ** beta).astype(x.dtype),)
+
+
+FOLD_OPS = [LpNormalization, LRN]
