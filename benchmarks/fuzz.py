@@ -21,9 +21,9 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent / "tests"), str(HERE.parent)]
 
-from fuzzing.graph_gen import generate  # noqa: E402
-from fuzzing.minimize import minimize  # noqa: E402
-from fuzzing.runner import STATUSES, TIMEOUT_S, run_case  # noqa: E402
+from fuzzing.graph_gen import generate
+from fuzzing.minimize import minimize
+from fuzzing.runner import STATUSES, TIMEOUT_S, run_case
 
 
 def _report_failure(seed: int, status: str, detail: str, case, timeout: float, save_dir: Path | None) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fuzzing.graph_gen import generate
 from fuzzing.runner import run_case
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fuzzing.case import Case, N, Spec
 from fuzzing.runner import run_case
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from .case import BOOL, FLOAT, INT32, INT64, INTS, Case, N, Spec
+from .case import BOOL, FLOAT, INTS, Case, N, Spec
 
 MAX_SIZE = 16384         # elements of any value
 MAX_FLOAT_MAG = 1e4      # values above are not used as operands

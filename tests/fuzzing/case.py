@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
-
 from onnx_helpers import IR_VERSION
 
 FLOAT, INT32, INT64, BOOL = "float32", "int32", "int64", "bool"

@@ -8,14 +8,14 @@ bit-exact values, so both implementations see the same operands.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 from onnx import helper
 
-from .builder import (BOOL, FLOAT, INT32, INT64, INTS, MAX_FLOAT_MAG, MAX_INT_MAG, MAX_SIZE, Builder, Spec,
-                      broadcast, op_generator, partner_shape, ulps)
+from .builder import (BOOL, FLOAT, INT32, INT64, INTS, MAX_FLOAT_MAG, MAX_INT_MAG, MAX_SIZE, Builder, Spec, broadcast,
+                      op_generator, partner_shape, ulps)
 
 
 def _any(spec):

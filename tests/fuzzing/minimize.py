@@ -7,8 +7,8 @@ when ``still_fails`` holds for the smaller case.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Callable
 
 from .case import Case, Spec
 

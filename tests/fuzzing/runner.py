@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 import onnx_helpers
 from onnx_helpers import reference, with_static_outputs
+
 from tcomp.errors import UnsupportedOpError
 
 from .builder import ulps
