@@ -356,3 +356,51 @@ def test_center_crop_pad(shape, target, axes):
     attrs = {} if axes is None else {"axes": axes}
     check([node("CenterCropPad", ["x", "shape"], ["y"], **attrs)], {"x": rand(shape)}, ["y"], opset=18,
           inits={"shape": _i(target)})
+
+
+# ---------------------------------------------------------------------------------------------
+# 3-D pooling, LpPool, GlobalLpPool
+# ---------------------------------------------------------------------------------------------
+
+POOL_3D = [
+    dict(kernel_shape=[2, 2, 2]),
+    dict(kernel_shape=[3, 2, 3], strides=[2, 1, 2], pads=[1, 0, 1, 1, 1, 0]),
+    dict(kernel_shape=[2, 3, 2], strides=[2, 2, 1], pads=[0, 1, 0, 1, 1, 1], ceil_mode=1),
+    dict(kernel_shape=[2, 2, 2], dilations=[2, 1, 2], strides=[1, 2, 1]),
+    dict(kernel_shape=[3, 3, 3], auto_pad="SAME_UPPER", strides=[2, 2, 2]),
+]
+
+
+@pytest.mark.parametrize("attrs", POOL_3D)
+@pytest.mark.parametrize("op, extra", [("MaxPool", {}), ("AveragePool", {"count_include_pad": 0}),
+                                       ("AveragePool", {"count_include_pad": 1})])
+def test_pool_3d(attrs, op, extra):
+    x = rand((2, 3, 6, 7, 5))
+    check([node(op, ["x"], ["y"], **attrs, **extra)], {"x": x}, ["y"], opset=19)
+
+
+LP_POOL = [
+    dict(kernel_shape=[3, 3]),
+    dict(kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 0, 1]),
+    dict(kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
+    dict(kernel_shape=[2, 3], dilations=[2, 1], pads=[1, 0, 1, 2]),
+    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
+]
+
+
+@pytest.mark.parametrize("attrs", LP_POOL)
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_lp_pool_2d(attrs, p):
+    check([node("LpPool", ["x"], ["y"], p=p, **attrs)], {"x": rand((2, 3, 8, 9))}, ["y"], opset=18)
+
+
+@pytest.mark.parametrize("shape, attrs", [((1, 3, 11), dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
+                                          ((1, 2, 5, 6, 4), dict(kernel_shape=[2, 3, 2], pads=[1, 1, 0, 0, 1, 1]))])
+def test_lp_pool_1d_3d(shape, attrs):
+    check([node("LpPool", ["x"], ["y"], p=2, **attrs)], {"x": rand(shape)}, ["y"], opset=18)
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 4, 7), (1, 2, 3, 4, 5)])
+def test_global_lp_pool(p, shape):
+    check([node("GlobalLpPool", ["x"], ["y"], p=p)], {"x": rand(shape)}, ["y"], opset=18)

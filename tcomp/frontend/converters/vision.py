@@ -173,3 +173,81 @@ def _center_crop_pad(ctx, inputs, attrs):
     if any(pads):
         x = ctx.emit1("Pad", [x], {"pads": pads, "mode": "constant", "value": 0})
     return [x]
+
+
+# Pooling: 3-D, LpPool, GlobalLpPool ------------------------------------------------------
+def pool_3d(ctx, op, x, kernel, spatial, attrs):
+    """3-D MaxPool/AveragePool as two 2-D pools: over (H, W) with depth folded into the
+    channels, then over D. Exact: a box's max is the max of its planes' maxima, and its tap
+    count (inside the image, or image + pads) is the depth count times the plane count."""
+    n, c, d, h, w = x.shape
+    extra = {"ceil_mode": attrs.get("ceil_mode", 0), "count_include_pad": attrs.get("count_include_pad", 0)}
+    pads, strides, dilations = spatial["pads"], spatial["strides"], spatial["dilations"]
+    planes = ctx.emit1(op, [reshape_to(ctx, x, (n, c * d, h, w))], {
+        "kernel_shape": kernel[1:], "strides": strides[1:], "dilations": dilations[1:],
+        "pads": [pads[1], pads[2], pads[4], pads[5]], **extra})
+    oh, ow = planes.shape[2:]
+    depth = ctx.emit1(op, [reshape_to(ctx, planes, (n, c, d, oh * ow))], {
+        "kernel_shape": [kernel[0], 1], "strides": [strides[0], 1], "dilations": [dilations[0], 1],
+        "pads": [pads[0], 0, pads[3], 0], **extra})
+    return reshape_to(ctx, depth, (n, c, depth.shape[2], oh, ow))
+
+
+def _lp_power(ctx, x, p):
+    """|x|^p, with multiplies for p = 1, 2."""
+    if p == 1:
+        return ctx.emit1("Abs", [x])
+    if p == 2:
+        return ctx.emit1("Mul", [x, x])
+    return ctx.emit1("Pow", [ctx.emit1("Abs", [x]), ctx.const(np.array(p, dtype=x.dtype))])
+
+
+def _lp_root(ctx, x, p):
+    if p == 1:
+        return x
+    if p == 2:
+        return ctx.emit1("Sqrt", [x])
+    return ctx.emit1("Pow", [x, ctx.const(np.array(1.0 / p, dtype=x.dtype))])
+
+
+def _lp_order(ctx, x, attrs):
+    p = attrs.get("p", 2)
+    if not x.dtype.startswith("float") or p <= 0:
+        raise ConvertError(f"Lp pooling of {x.dtype} with p={p}")
+    return float(p) if ctx.opset < 2 else int(p)
+
+
+def _taps_inside(out_len, kernel, stride, dilation, begin, end, in_len):
+    """Per output position: the window taps inside the input extended by its pads."""
+    starts = np.arange(out_len)[:, None] * stride - begin + np.arange(kernel)[None, :] * dilation
+    return ((starts >= -begin) & (starts < in_len + end)).sum(axis=1)
+
+
+@converter("LpPool")
+def _lp_pool(ctx, inputs, attrs):
+    """(sum over the window of |x|^p)^(1/p), zeros outside the input: an AveragePool that
+    counts the pads, times its (compile-time) tap counts."""
+    from .nn import _pool, _spatial_attrs
+
+    x = inputs[0]
+    p = _lp_order(ctx, x, attrs)
+    avg_attrs = {**{k: v for k, v in attrs.items() if k != "p"}, "count_include_pad": 1}
+    avg = _pool(ctx, [_lp_power(ctx, x, p)], avg_attrs, op="AveragePool")[0]
+    kernel = list(attrs["kernel_shape"])
+    spatial = _spatial_attrs(attrs, kernel, x.shape[2:])
+    nd, total = len(kernel), avg
+    for axis in range(nd):
+        counts = _taps_inside(avg.shape[2 + axis], kernel[axis], spatial["strides"][axis],
+                              spatial["dilations"][axis], spatial["pads"][axis], spatial["pads"][axis + nd],
+                              x.shape[2 + axis])
+        shape = (-1,) + (1,) * (nd - 1 - axis)
+        total = ctx.emit1("Mul", [total, ctx.const(counts.reshape(shape).astype(x.dtype), "lp_pool_taps")])
+    return [_lp_root(ctx, total, p)]
+
+
+@converter("GlobalLpPool")
+def _global_lp_pool(ctx, inputs, attrs):
+    x = inputs[0]
+    p = _lp_order(ctx, x, attrs)
+    summed = ctx.emit1("ReduceSum", [_lp_power(ctx, x, p)], {"axes": list(range(2, len(x.shape))), "keepdims": 1})
+    return [_lp_root(ctx, summed, p)]
