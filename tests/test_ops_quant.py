@@ -192,6 +192,24 @@ def test_quantize_sub_byte(dtype):
     _against_reference([node("QuantizeLinear", ["x", "s", "zp"], ["y"])], {"x": x}, inits={"s": scale, "zp": zp})
 
 
+@pytest.mark.parametrize("dtype", ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e5m2fnuz",
+                                   "float4_e2m1fn"])
+def test_quantize_small_floats(dtype):
+    """Magnitudes over the whole range and past it (saturation), exact midpoints between
+    neighbouring values (ties to the even code), signed zeros."""
+    g = np.random.default_rng()
+    values = np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32)
+    finite = np.unique(np.abs(values[np.isfinite(values)]))
+    midpoints = (finite[:-1] + finite[1:]) / 2
+    spread = g.uniform(0.5, 1.5, 40) * 10.0 ** g.uniform(np.log10(finite[1]) - 1, np.log10(finite[-1]) + 1, 40)
+    x = np.concatenate([g.choice(midpoints, 24), spread, [0.0, -0.0, finite[-1] * 4]]).astype(np.float32)
+    x *= np.where(g.random(x.size) < 0.5, -1.0, 1.0).astype(np.float32)
+    opset = 23 if dtype == "float4_e2m1fn" else 21
+    zp = np.zeros((), dtype=dtype)
+    _against_reference([node("QuantizeLinear", ["x", "s", "zp"], ["y"])], {"x": x.reshape(1, -1)}, opset,
+                       {"s": np.array(1.0, np.float32), "zp": zp})
+
+
 # ---------------------------------------------------------------------------------------------
 # DynamicQuantizeLinear
 # ---------------------------------------------------------------------------------------------

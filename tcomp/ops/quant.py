@@ -13,15 +13,19 @@ Byte-coded types (int4, uint4, int2, uint2, float8 and float4 variants: one elem
 per byte in numpy, through ml_dtypes) are stored as uint8 in kernels
 (``storage_dtype``): they are decoded by a Gather from a 256-entry table of their
 values (``decode_table``), and ``EncodeBits`` (attribute ``to``) gives computed
-bytes that type.
+bytes that type. ``EncodeFloat(x, table, to=...)`` rounds float32 values to the nearest
+value of a small float type (ties to the even code, saturating, NaN to its NaN code):
+the code of the largest value not above the magnitude comes from its float32 bits, then
+rounds against its two neighbours in ``table`` (the finite non-negative values in code order).
 """
 from __future__ import annotations
 
+import ml_dtypes
 import numpy as np
 
 from ..graph.ir import TensorType, numpy_dtype
 from ..tir.compute import TensorView, broadcast_index
-from ..tir.expr import cast
+from ..tir.expr import BinOp, Cmp, IntImm, Select, call, cast, const, logical_and, logical_or, minimum
 from .registry import ELEMENTWISE, broadcast_shapes, register
 
 INTEGER_TYPES = ("uint8", "int8", "uint16", "int16")
@@ -37,6 +41,16 @@ def storage_dtype(dtype: str) -> str:
 def decode_table(dtype: str) -> np.ndarray:
     """float32 values of the 256 bytes of a byte-coded type."""
     return np.arange(256, dtype=np.uint8).view(dtype).astype(np.float32)
+
+
+def _sign_bit(dtype: str) -> int:
+    return 0x08 if dtype == "float4_e2m1fn" else 0x80
+
+
+def encode_table(dtype: str) -> np.ndarray:
+    """The finite non-negative values of a small float type, in code order."""
+    values = decode_table(dtype)[:_sign_bit(dtype)]
+    return values[:int(np.argmax(~np.isfinite(values))) if not np.all(np.isfinite(values)) else len(values)]
 
 
 def dequantize_numpy(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, to: str, work: str) -> np.ndarray:
@@ -78,3 +92,44 @@ def _view_encode(node, views):
 
 
 register("EncodeBits", ELEMENTWISE, lambda node: [TensorType(node.inputs[0].shape, node.attrs["to"])], _view_encode)
+
+
+def _view_encode_float(node, views):
+    x, table = views
+    dtype = node.attrs["to"]
+    n = table.shape[0]
+    info = ml_dtypes.finfo(dtype)
+    mantissa, smallest_normal = info.nmant, np.float32(info.smallest_normal)
+    tiny = smallest_normal / np.float32(2 ** mantissa)
+    offset = (int(smallest_normal.view(np.int32)) >> (23 - mantissa)) - (1 << mantissa)
+    nan_code = int(np.array(np.nan, np.float32).astype(dtype).view(np.uint8))
+    negative_zero = int(np.array(-0.0, np.float32).astype(dtype).view(np.uint8)) != 0
+
+    def entry(j):
+        return table.fn(minimum(j, IntImm(n - 1)))
+
+    def fn(*idx):
+        value = x.fn(*idx)
+        magnitude = minimum(call("abs", value), entry(IntImm(n - 1)))  # saturate
+        # the last code whose value is at most the magnitude: for normal values the float32
+        # exponent and leading mantissa bits, shifted into place; subnormals are a linear scale
+        bits = cast("int64", call("bitcast", magnitude, dtype="int32"))
+        normal = BinOp("shr", bits, IntImm(23 - mantissa)) - IntImm(offset)
+        subnormal = cast("int64", call("floor", magnitude * (1.0 / float(tiny))))
+        code = Select(Cmp("lt", magnitude, const(float(smallest_normal), "float32")), subnormal, normal)
+        below, above = magnitude - entry(code), entry(code + 1) - magnitude
+        odd = Cmp("eq", code % 2, IntImm(1))
+        up = logical_and(Cmp("lt", code, IntImm(n - 1)),
+                         logical_or(Cmp("lt", above, below), logical_and(Cmp("eq", above, below), odd)))
+        code = Select(up, code + 1, code)
+        negative = Cmp("lt", value, const(0, value.dtype)) if negative_zero else \
+            logical_and(Cmp("lt", value, const(0, value.dtype)), Cmp("gt", code, IntImm(0)))
+        code = Select(negative, BinOp("or", code, IntImm(_sign_bit(dtype))), code)
+        code = Select(call("isnan", value, dtype="bool"), IntImm(nan_code), code)
+        return cast("uint8", code)
+
+    return [TensorView(x.shape, "uint8", fn)]
+
+
+register("EncodeFloat", ELEMENTWISE, lambda node: [TensorType(node.inputs[0].shape, node.attrs["to"])],
+         _view_encode_float)

@@ -8,7 +8,7 @@ operand packing), the MatMul or Conv accumulates in int32 (exact), and requantiz
 the kernel's epilogue. Requantization runs in float64, as onnx.reference does (numpy
 promotes int32 * float32 to float64). Integer types of 8 and 16 bits are supported;
 DequantizeLinear also decodes the byte-coded types (int4, int2, float8, float4: a table
-lookup), QuantizeLinear also encodes 4- and 2-bit integers.
+lookup), QuantizeLinear also encodes them (small floats: saturating, round to nearest even).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 
 from ...graph.ir import dtype_of_numpy
-from ...ops.quant import BYTE_CODED, decode_table
+from ...ops.quant import BYTE_CODED, decode_table, encode_table
 from .common import ConvertError, converter, normalize_axis, reshape_to
 from .nn import _spatial_as_2d, _spatial_attrs
 
@@ -94,9 +94,10 @@ def _quantize(ctx, inputs, attrs):
         out_dtype = zero_point.dtype
     else:
         out_dtype = _onnx_type(attrs["output_dtype"]) if attrs.get("output_dtype") else "uint8"
+    if out_dtype in BYTE_CODED and out_dtype not in PACKED_RANGES:
+        return [_quantize_float(ctx, x, scale, zero_point, attrs, out_dtype)]
     if out_dtype not in QUANT_RANGES and out_dtype not in PACKED_RANGES:
-        raise ConvertError(f"QuantizeLinear output of type {out_dtype} is not supported (8- and 16-bit, 4- and "
-                           f"2-bit integers are)")
+        raise ConvertError(f"QuantizeLinear output of type {out_dtype} is not supported")
     axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
     scale = quant_param(ctx, scale, x, axis, block, "y_scale")
     if attrs.get("precision"):
@@ -116,6 +117,21 @@ def _quantize(ctx, inputs, attrs):
     # sub-byte integers: the two's-complement low bits, one element per byte
     bits = ctx.emit1("And", [ctx.emit1("Cast", [clipped], {"to": "int32"}), ctx.const(np.int32(high - low))])
     return [ctx.emit1("EncodeBits", [ctx.emit1("Cast", [bits], {"to": "uint8"})], {"to": out_dtype})]
+
+
+def _quantize_float(ctx, x, scale, zero_point, attrs, out_dtype):
+    """Quantization to a small float type: saturate(x / scale) rounded to its nearest value
+    (float4 adds the zero point first, as onnx.reference does)."""
+    if not attrs.get("saturate", 1) and out_dtype != "float4_e2m1fn":
+        raise ConvertError(f"QuantizeLinear to {out_dtype} without saturation is not supported")
+    axis, block = attrs.get("axis", 1), attrs.get("block_size", 0)
+    scale = quant_param(ctx, scale, x, axis, block, "y_scale")
+    value = cast_to(ctx, ctx.emit1("Div", [x, cast_to(ctx, scale, x.dtype)]), "float32")
+    if zero_point is not None and out_dtype == "float4_e2m1fn":
+        zero_point = _as_float(ctx, quant_param(ctx, zero_point, x, axis, block, "y_zero_point"))
+        value = ctx.emit1("Add", [value, zero_point])
+    table = ctx.const(encode_table(out_dtype), "encode_table")
+    return ctx.emit1("EncodeFloat", [value, table], {"to": out_dtype})
 
 
 def _as_float(ctx, value):
