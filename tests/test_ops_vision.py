@@ -404,3 +404,33 @@ def test_lp_pool_1d_3d(shape, attrs):
 @pytest.mark.parametrize("shape", [(2, 3, 5, 6), (1, 4, 7), (1, 2, 3, 4, 5)])
 def test_global_lp_pool(p, shape):
     check([node("GlobalLpPool", ["x"], ["y"], p=p)], {"x": rand(shape)}, ["y"], opset=18)
+
+
+# ---------------------------------------------------------------------------------------------
+# Col2Im
+# ---------------------------------------------------------------------------------------------
+
+def _blocks(image, block, strides, dilations, pads):
+    nd = len(image)
+    return [(i + pads[a] + pads[a + nd] - d * (k - 1) - 1) // s + 1
+            for a, (i, k, s, d) in enumerate(zip(image, block, strides, dilations))]
+
+
+@pytest.mark.parametrize("image, block, strides, dilations, pads", [
+    ([5, 6], [2, 3], [1, 1], [1, 1], [0, 0, 0, 0]),
+    ([7, 8], [3, 3], [2, 3], [1, 1], [1, 0, 1, 2]),
+    ([9, 7], [2, 2], [1, 2], [3, 2], [0, 1, 2, 1]),
+])
+def test_col2im_2d(image, block, strides, dilations, pads):
+    columns = int(np.prod(_blocks(image, block, strides, dilations, pads)))
+    x = rand((2, 3 * int(np.prod(block)), columns))
+    check([node("Col2Im", ["x", "image", "block"], ["y"], strides=strides, dilations=dilations, pads=pads)],
+          {"x": x}, ["y"], opset=18, inits={"image": _i(image), "block": _i(block)})
+
+
+def test_col2im_3d():
+    """N-D Col2Im is not in onnxruntime: onnx.reference is the reference."""
+    image, block, strides = [4, 5, 3], [2, 2, 2], [2, 1, 1]
+    columns = int(np.prod(_blocks(image, block, strides, [1, 1, 1], [0] * 6)))
+    check_onnx_reference([node("Col2Im", ["x", "image", "block"], ["y"], strides=strides)],
+                         {"x": rand((1, 2 * 8, columns))}, ["y"], 18, {"image": _i(image), "block": _i(block)})

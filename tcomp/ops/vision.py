@@ -1,4 +1,4 @@
-"""Vision ops (anchors): transposed convolution and grid sampling.
+"""Vision ops: transposed convolution and grid sampling (anchors), Col2Im (a view).
 
 GridSample (N-D) computes each output position's source coordinates, tap indices and
 weights once (vectorized along the innermost output axis, in local buffers) and then
@@ -26,12 +26,12 @@ import math
 
 from ..graph.ir import TensorType
 from ..schedule.matmul import MatmulSpec, matmul_kernel
-from ..tir.compute import row_major_unflatten
+from ..tir.compute import TensorView, row_major_flatten, row_major_unflatten
 from ..tir.expr import (Buffer, Cmp, IntImm, Load, Select, Var, call, cast, const, logical_and, logical_or, maximum,
                         minimum)
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from .nn import AnchorContext
-from .registry import ANCHOR, register
+from .registry import ANCHOR, INJECTIVE, register
 
 
 def _infer_conv_transpose(node):
@@ -246,3 +246,47 @@ def _grid_sample_kernel(node, views, ctx: AnchorContext):
 
 
 register("GridSample", ANCHOR, _infer_grid_sample, kernel=_grid_sample_kernel)
+
+
+# Col2Im --------------------------------------------------------------------------------
+def _infer_col2im(node):
+    x = node.inputs[0]
+    channels = x.shape[1] // math.prod(node.attrs["block_shape"])
+    return [TensorType((x.shape[0], channels) + tuple(node.attrs["image_shape"]), x.dtype)]
+
+
+def _view_col2im(node, views):
+    """image[n, c, *p] = sum over block offsets k of columns[n, c*K + k, l], where block l
+    covers p at offset k: along each axis (p + pad - k*d) = q*s with 0 <= q < blocks."""
+    (x,) = views
+    a = node.attrs
+    block, image = a["block_shape"], a["image_shape"]
+    strides, dilations, pads = a["strides"], a["dilations"], a["pads"]
+    nd = len(block)
+    blocks = [(i + pads[ax] + pads[ax + nd] - d * (k - 1) - 1) // s + 1
+              for ax, (i, k, s, d) in enumerate(zip(image, block, strides, dilations))]
+    out = _infer_col2im(node)[0]
+
+    def fn(n, c, *p):
+        total = None
+        for offsets in itertools.product(*[range(k) for k in block]):
+            qs, conds = [], []
+            for ax, (pi, k) in enumerate(zip(p, offsets)):
+                pos = pi + (pads[ax] - k * dilations[ax])
+                q = pos // strides[ax]
+                conds += [Cmp("ge", pos, IntImm(0)), Cmp("lt", q, IntImm(blocks[ax]))]
+                if strides[ax] > 1:
+                    conds.append(Cmp("eq", pos % strides[ax], IntImm(0)))
+                qs.append(minimum(maximum(q, 0), blocks[ax] - 1))
+            k_flat = 0
+            for k, extent in zip(offsets, block):
+                k_flat = k_flat * extent + k
+            column = row_major_flatten(qs, blocks)
+            value = Select(logical_and(*conds), x.fn(n, c * math.prod(block) + k_flat, column), const(0, x.dtype))
+            total = value if total is None else total + value
+        return total
+
+    return [TensorView(out.shape, out.dtype, fn)]
+
+
+register("Col2Im", INJECTIVE, _infer_col2im, _view_col2im)

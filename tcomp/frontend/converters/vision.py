@@ -251,3 +251,23 @@ def _global_lp_pool(ctx, inputs, attrs):
     p = _lp_order(ctx, x, attrs)
     summed = ctx.emit1("ReduceSum", [_lp_power(ctx, x, p)], {"axes": list(range(2, len(x.shape))), "keepdims": 1})
     return [_lp_root(ctx, summed, p)]
+
+
+# Col2Im --------------------------------------------------------------------------------
+@converter("Col2Im")
+def _col2im(ctx, inputs, attrs):
+    x = inputs[0]
+    image = [int(v) for v in const_input(inputs[1], "Col2Im image_shape")]
+    block = [int(v) for v in const_input(inputs[2], "Col2Im block_shape")]
+    nd = len(image)
+    strides = list(attrs.get("strides", [1] * nd))
+    dilations = list(attrs.get("dilations", [1] * nd))
+    pads = list(attrs.get("pads", [0] * (2 * nd)))
+    if len(block) != nd or len(x.shape) != 3 or x.shape[1] % int(np.prod(block)):
+        raise ConvertError(f"input {list(x.shape)} does not fit blocks {block} of an image {image}")
+    blocks = [(i + pads[a] + pads[a + nd] - d * (k - 1) - 1) // s + 1
+              for a, (i, k, s, d) in enumerate(zip(image, block, strides, dilations))]
+    if min(blocks) < 1 or int(np.prod(blocks)) != x.shape[2]:
+        raise ConvertError(f"{x.shape[2]} columns, but the image holds {blocks} blocks")
+    return [ctx.emit1("Col2Im", [x], {"image_shape": image, "block_shape": block, "strides": strides,
+                                       "dilations": dilations, "pads": pads})]
