@@ -152,6 +152,9 @@ class TcompBackend(Backend):
             [onnx.helper.make_empty_tensor_value_info(n) for n in node.output if n])
         opset = kwargs.get("opset_version", onnx.defs.onnx_opset_version())
         model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(node.domain, opset)])
+        typed = onnx.shape_inference.infer_shapes(model).graph.output  # the checker wants typed outputs
+        del model.graph.output[:]
+        model.graph.output.extend(typed)
         return cls.run_model(model, arrays, device, **kwargs)
 
 
