@@ -124,3 +124,7 @@ def test_clip(op):
 def test_lstm_activations():
     _case("LSTM", activations=["HardSigmoid", "Elu", "Softsign"], activation_alpha=[0.3, 0.8],
           activation_beta=[0.45])
+
+
+def test_lstm_input_forget():
+    _case("LSTM", directions=2, input_forget=1)
