@@ -371,3 +371,41 @@ def test_causal_conv_with_state(kernel, with_bias, with_past, activation):
         names.pop()
     check_onnx_reference([node("CausalConvWithState", names, ["y", "state"], activation=activation)], inputs,
                          ["y", "state"], opset=27)
+
+
+# ---------------------------------------------------------------------------------------------
+# LinearAttention (opset 27: onnx.reference)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rule,per_key_decay,scalar_beta", [
+    ("linear", False, False), ("gated", False, False), ("gated", True, False), ("delta", False, False),
+    ("delta", False, True), ("gated_delta", False, False), ("gated_delta", True, True)])
+@pytest.mark.parametrize("heads", [(2, 2), (4, 2), (3, 1)])
+@pytest.mark.parametrize("with_past", [False, True])
+def test_linear_attention(rule, per_key_decay, scalar_beta, heads, with_past):
+    batch, length, dk, dv = 2, 5, 4, 3
+    q_heads, kv_heads = heads
+    inputs = {"q": rand((batch, length, q_heads * dk)), "k": rand((batch, length, kv_heads * dk)),
+              "v": rand((batch, length, kv_heads * dv))}
+    names = ["q", "k", "v", "", "", ""]
+    if with_past:
+        inputs["s"] = rand((batch, kv_heads, dk, dv))
+        names[3] = "s"
+    if rule in ("gated", "gated_delta"):
+        inputs["d"] = rand((batch, length, kv_heads * dk if per_key_decay else kv_heads), -1.0, 0.0)
+        names[4] = "d"
+    if rule in ("delta", "gated_delta"):
+        inputs["b"] = rand((batch, length, 1 if scalar_beta else kv_heads), 0.0, 1.0)
+        names[5] = "b"
+    while names[-1] == "":
+        names.pop()
+    check_onnx_reference([node("LinearAttention", names, ["y", "state"], update_rule=rule, q_num_heads=q_heads,
+                               kv_num_heads=kv_heads, scale=0.0 if with_past else 0.7)],
+                         inputs, ["y", "state"], opset=27, rtol=1e-4, atol=1e-5)
+
+
+def test_linear_attention_float16():
+    inputs = {"q": rand((1, 6, 8)).astype(F16), "k": rand((1, 6, 8)).astype(F16), "v": rand((1, 6, 6)).astype(F16),
+              "d": rand((1, 6, 2), -1, 0).astype(F16), "b": rand((1, 6, 2), 0, 1).astype(F16)}
+    check_onnx_reference([node("LinearAttention", ["q", "k", "v", "", "d", "b"], ["y", "state"], q_num_heads=2,
+                               kv_num_heads=2)], inputs, ["y", "state"], opset=27, rtol=2e-3, atol=2e-3)
