@@ -72,9 +72,9 @@ def _kernel(node, views, ctx: AnchorContext):
                                                                    (vj,)), reduce_i=True))
         step.append(each_j("correct", lambda vj: BufferStore(
             tmp, at(beta, t, IntImm(0)) * (at(v, t, vj) - tmp[vj]), (vj,))))
-        update = lambda vi, vj: state[vi, vj] + at(k, t, vi) * tmp[vj]  # noqa: E731
+        update = lambda vi, vj: state[vi, vj] + at(k, t, vi) * tmp[vj]
     else:
-        update = lambda vi, vj: state[vi, vj] + at(k, t, vi) * at(v, t, vj)  # noqa: E731
+        update = lambda vi, vj: state[vi, vj] + at(k, t, vi) * at(v, t, vj)
     step.append(each_ij("update", lambda vi, vj: BufferStore(state, update(vi, vj), (vi, vj))))
     read = seq(
         each_j("read_init", lambda vj: BufferStore(tmp, const(0.0, f32), (vj,))),

@@ -40,10 +40,10 @@ def _infer(node):
 def _view(node, views):
     (src,) = views
     if node.op in CALLS:
-        fn = lambda *idx: call(CALLS[node.op], src.fn(*idx))  # noqa: E731
+        fn = lambda *idx: call(CALLS[node.op], src.fn(*idx))
     else:
         wide = WIDE[node.op]
-        fn = lambda *idx: cast(src.dtype, wide(cast("float64", src.fn(*idx))))  # noqa: E731
+        fn = lambda *idx: cast(src.dtype, wide(cast("float64", src.fn(*idx))))
     return [TensorView(src.shape, src.dtype, fn)]
 
 

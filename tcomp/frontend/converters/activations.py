@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph.ir import numpy_dtype
-from ...tir.expr import is_float
 from ...ops.trig import CALLS, WIDE
+from ...tir.expr import is_float
 from .common import ConvertError, converter, normalize_axis, reshape_to
 
 
