@@ -434,3 +434,23 @@ def test_col2im_3d():
     columns = int(np.prod(_blocks(image, block, strides, [1, 1, 1], [0] * 6)))
     check_onnx_reference([node("Col2Im", ["x", "image", "block"], ["y"], strides=strides)],
                          {"x": rand((1, 2 * 8, columns))}, ["y"], 18, {"image": _i(image), "block": _i(block)})
+
+
+# ---------------------------------------------------------------------------------------------
+# 3-D Conv
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("w_shape, attrs", [
+    ((4, 3, 3, 3, 3), dict()),
+    ((5, 3, 2, 3, 1), dict(strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 0])),
+    ((6, 1, 3, 2, 3), dict(group=3, dilations=[1, 2, 1], pads=[1, 1, 1, 1, 0, 1])),
+    ((4, 3, 3, 3, 3), dict(auto_pad="SAME_UPPER", strides=[2, 2, 2])),
+])
+@pytest.mark.parametrize("bias", [False, True])
+def test_conv_3d(w_shape, attrs, bias):
+    ci = w_shape[1] * attrs.get("group", 1)
+    inits = {"w": rand(w_shape)}
+    if bias:
+        inits["b"] = rand((w_shape[0],))
+    nodes = [node("Conv", ["x"] + list(inits), ["c"], **attrs), node("Relu", ["c"], ["y"])]
+    check(nodes, {"x": rand((2, ci, 5, 6, 7))}, ["y"], inits=inits, relnorm=CONV_TOL)

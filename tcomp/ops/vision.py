@@ -1,4 +1,4 @@
-"""Vision ops: transposed convolution and grid sampling (anchors), Col2Im (a view).
+"""Vision ops: transposed and N-D convolution, grid sampling (anchors), Col2Im (a view).
 
 GridSample (N-D) computes each output position's source coordinates, tap indices and
 weights once (vectorized along the innermost output axis, in local buffers) and then
@@ -290,3 +290,51 @@ def _view_col2im(node, views):
 
 
 register("Col2Im", INJECTIVE, _infer_col2im, _view_col2im)
+
+
+# Conv (N-D; the 1-D and 2-D ones are in nn.py) ------------------------------------------
+def _infer_conv_nd(node):
+    x, w = node.inputs[0], node.inputs[1]
+    a = node.attrs
+    nd = len(w.shape) - 2
+    out = [(i + a["pads"][ax] + a["pads"][ax + nd] - d * (k - 1) - 1) // s + 1
+           for ax, (i, k, s, d) in enumerate(zip(x.shape[2:], w.shape[2:], a["strides"], a["dilations"]))]
+    return [TensorType((x.shape[0], w.shape[0]) + tuple(out), x.dtype)]
+
+
+def _conv_nd_kernel(node, views, ctx: AnchorContext):
+    """Implicit GEMM over (CO/G) x (output pixels) x (CI/G * kernel taps), B packed by rows
+    of the innermost output axis."""
+    x, w = views[0], views[1]
+    bias = views[2] if len(views) > 2 else None
+    a = node.attrs
+    N, _, *in_sp = x.shape
+    CO, CI_G, *kernel = w.shape
+    G = a["group"]
+    CO_G = CO // G
+    out_sp = list(_infer_conv_nd(node)[0].shape[2:])
+    strides, dilations, begins = a["strides"], a["dilations"], a["pads"][:len(kernel)]
+
+    def a_fn(bg, m, k):
+        ci, *taps = row_major_unflatten(k, [CI_G] + kernel)
+        return w.fn((bg % G) * CO_G + m, ci, *taps)
+
+    def b_fn(bg, k, row, col):
+        ci, *taps = row_major_unflatten(k, [CI_G] + kernel)
+        out = row_major_unflatten(row, out_sp[:-1]) + [col]
+        coords = [o * s - p + t * d for o, s, p, t, d in zip(out, strides, begins, taps, dilations)]
+        return _guarded(x.fn, (bg // G, (bg % G) * CI_G + ci), coords, in_sp, x.dtype)
+
+    def store(value, bg, m, p):
+        co = (bg % G) * CO_G + m
+        value = value + bias.fn(co) if bias is not None else value
+        return ctx.store(value, (bg // G, co, *row_major_unflatten(p, out_sp)))
+
+    spec = MatmulSpec(ctx.name, N * G, CO_G, math.prod(out_sp), CI_G * math.prod(kernel), a_fn, b_fn, store=store,
+                      params=ctx.params, acc_dtype=x.dtype, b_grid=(math.prod(out_sp[:-1]), out_sp[-1]))
+    func = matmul_kernel(spec, ctx.lanes, ctx.num_threads)
+    func.attrs["kind"] = "conv"
+    return func
+
+
+register("ConvND", ANCHOR, _infer_conv_nd, kernel=_conv_nd_kernel)

@@ -80,13 +80,16 @@ def _conv(ctx, inputs, attrs):
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 else None
     nd = len(x.shape) - 2
-    if nd not in (1, 2):
-        raise ConvertError(f"{nd}-D convolution is not supported (1-D and 2-D are)")
+    if nd not in (1, 2, 3):
+        raise ConvertError(f"{nd}-D convolution is not supported (1-D, 2-D and 3-D are)")
     if not is_float(x.dtype):
         raise ConvertError(f"Conv on {x.dtype}")
     if x.dtype in ("float16", "bfloat16"):  # computed in float32, rounded once
         wide = [v if v is None else ctx.emit1("Cast", [v], {"to": "float32"}) for v in inputs]
         return [ctx.emit1("Cast", [_conv(ctx, wide, attrs)[0]], {"to": x.dtype})]
+    if nd == 3:
+        from .vision import conv_3d
+        return [conv_3d(ctx, x, w, bias, attrs)]
     spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
     group = attrs.get("group", 1)
     if nd == 1:

@@ -1,10 +1,11 @@
-"""Converters of vision / spatial ops: ConvTranspose, LpPool, GlobalLpPool, DepthToSpace,
-SpaceToDepth, CenterCropPad, GridSample, AffineGrid, Col2Im."""
+"""Converters of vision / spatial ops: ConvTranspose, 3-D Conv and pooling, LpPool,
+GlobalLpPool, DepthToSpace, SpaceToDepth, CenterCropPad, GridSample, AffineGrid, Col2Im."""
 from __future__ import annotations
 
 import numpy as np
 
 from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
+from .nn import _pool, _spatial_attrs
 from .tensor import _emit_slice as emit_slice
 
 
@@ -175,6 +176,16 @@ def _center_crop_pad(ctx, inputs, attrs):
     return [x]
 
 
+# 3-D convolution -------------------------------------------------------------------------
+def conv_3d(ctx, x, w, bias, attrs):
+    """Conv over 3 spatial axes (nn.py's converter hands them here): one implicit GEMM."""
+    group = attrs.get("group", 1)
+    if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
+        raise ConvertError(f"input has {x.shape[1]} channels, weights expect {w.shape[1]} x {group} groups")
+    spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
+    return ctx.emit1("ConvND", [x, w] + ([bias] if bias is not None else []), {**spatial, "group": group})
+
+
 # Pooling: 3-D, LpPool, GlobalLpPool ------------------------------------------------------
 def pool_3d(ctx, op, x, kernel, spatial, attrs):
     """3-D MaxPool/AveragePool as two 2-D pools: over (H, W) with depth folded into the
@@ -227,8 +238,6 @@ def _taps_inside(out_len, kernel, stride, dilation, begin, end, in_len):
 def _lp_pool(ctx, inputs, attrs):
     """(sum over the window of |x|^p)^(1/p), zeros outside the input: an AveragePool that
     counts the pads, times its (compile-time) tap counts."""
-    from .nn import _pool, _spatial_attrs
-
     x = inputs[0]
     p = _lp_order(ctx, x, attrs)
     avg_attrs = {**{k: v for k, v in attrs.items() if k != "p"}, "count_include_pad": 1}
