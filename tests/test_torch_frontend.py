@@ -242,6 +242,48 @@ def test_run_takes_torch_tensors_and_arrays():
     assert compiled.input_names == ["x", "y"]  # named like the forward arguments
 
 
+# Dynamic shapes: torch.export's size symbols become symbolic dimensions ---------------------------
+def test_dynamic_batch_from_exported_program():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = torch.nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x):
+            y = torch.relu(self.conv(x))
+            return torch.softmax(self.fc(y.flatten(1)), -1), y[:, 1:].sum(1) * x.shape[0]
+
+    model = Net().eval()
+    batch = torch.export.Dim("batch", max=16)
+    program = torch.export.export(model, (torch.randn(2, 3, 6, 6),), dynamic_shapes={"x": {0: batch}}, strict=False)
+    compiled = tcomp.compile(program)
+    assert str(compiled.inputs[0].shape[0]).startswith("s")
+    for size in np.random.default_rng().choice(np.arange(1, 17), 3, replace=False):
+        x = torch.randn(int(size), 3, 6, 6)
+        with torch.no_grad():
+            expected = model(x)
+        for ours, ref in zip(compiled(x), expected):
+            np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-4, atol=1e-5)
+    with pytest.raises(tcomp.InputError, match="torch.export"):
+        compiled(torch.randn(17, 3, 6, 6))  # outside the Dim's range
+
+
+def test_dynamic_sequence_bert():
+    model = build_torch_model("bert", small=True)
+    seq = torch.export.Dim("seq", min=2, max=128)
+    ids, mask = _model_inputs("bert", True)
+    program = torch.export.export(model, (ids, mask), dynamic_shapes={"input_ids": {1: seq}, "attention_mask": {1: seq}},
+                                  strict=False)
+    compiled = tcomp.compile(program)
+    for length in (9, int(torch.randint(10, 129, ()))):
+        ids, mask = torch.randint(0, 1024, (1, length)), torch.ones(1, length, dtype=torch.int64)
+        mask[:, -3:] = 0
+        with torch.no_grad():
+            ref = model(ids, mask)
+        assert _relative_error(compiled(ids, mask)[0], ref) <= 1e-4
+
+
 # torch.compile ----------------------------------------------------------------------
 @pytest.fixture
 def dynamo():

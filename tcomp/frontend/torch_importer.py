@@ -17,7 +17,9 @@ node, its target and the reason. Every converted node's result is checked
 against the shape and dtype torch recorded for it.
 
 Sizes: ``graph_dim`` is the one place where a torch size (an int, or a
-``SymInt`` of a dynamic export) becomes a graph-IR dimension.
+``SymInt`` of an export with ``dynamic_shapes``) becomes a graph-IR dimension
+(an int or a graph ``SymInt`` over the same symbols); the ranges the export
+allows its symbols become run-time constraints of the graph.
 """
 from __future__ import annotations
 
@@ -26,27 +28,46 @@ import operator
 import numpy as np
 import torch
 from torch.export import ExportedProgram
+from torch.utils._sympy.functions import FloorDiv
+from torch.utils._sympy.numbers import int_oo
 from torch.export.graph_signature import InputKind, OutputKind
 
 from ..errors import TcompError, UnsupportedOpError
 from ..graph.ir import Graph, TensorType, Value
+from ..graph.symbolic import SymInt, product
 from .aten import ATEN, dtype_name
 from .converters.common import ConvertError
 from .onnx_importer import ImportContext
 
 # Ops kept out of the core-ATen decomposition: tcomp decomposes them into fewer, fusable graph ops.
 KEPT = (torch.ops.aten.scaled_dot_product_attention.default,)
+# Python arithmetic on sizes in graphs of symbolic shapes.
+SIZE_ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.floordiv, operator.neg}
 # Nodes that check metadata at trace time and compute nothing.
 CHECKS = {"aten._assert_tensor_metadata.default", "aten._assert_scalar.default", "aten._assert_async.msg",
           "aten.sym_constrain_range_for_size.default", "aten.sym_constrain_range.default"}
 
 
-def graph_dim(size) -> int:
-    """A torch size as a graph-IR dimension; symbolic sizes (dynamic shapes) are not imported yet."""
+def graph_dim(size):
+    """A torch size as a graph-IR dimension: an int, or a ``SymInt`` over the export's size symbols."""
     if isinstance(size, torch.SymInt):
-        raise ConvertError(f"symbolic size {size}: tcomp imports torch programs with static shapes "
-                           "(export without dynamic_shapes)")
+        return _symbolic(size.node.expr)
     return int(size)
+
+
+def _symbolic(expr):
+    """A sympy size expression of torch.export (sums, products, exact floor divisions) as a SymInt."""
+    if expr.is_Integer:
+        return int(expr)
+    if expr.is_Symbol:
+        return SymInt.symbol(expr.name)
+    if expr.is_Add:
+        return sum((_symbolic(term) for term in expr.args), 0)
+    if expr.is_Mul:
+        return product(_symbolic(factor) for factor in expr.args)
+    if isinstance(expr, FloorDiv):
+        return _symbolic(expr.args[0]) // _symbolic(expr.args[1])
+    raise ConvertError(f"the symbolic size {expr} is not a polynomial of the input sizes")
 
 
 def import_torch(model, example_inputs=None) -> Graph:
@@ -81,6 +102,7 @@ def import_exported(program: ExportedProgram, frozen: dict | None = None) -> Gra
         raise TcompError(f"the module writes to {mutated} in forward (a BatchNorm in training mode?); "
                          "tcomp compiles inference: call module.eval() first")
     graph = Graph(type(program.graph_module).__name__)
+    graph.constraints += _size_ranges(program)
     ctx = AtenContext(graph)
     env: dict = {}
     placeholders = [node for node in program.graph.nodes if node.op == "placeholder"]
@@ -112,6 +134,20 @@ def import_exported(program: ExportedProgram, frozen: dict | None = None) -> Gra
             raise UnsupportedOpError(str(node.target), node.name, None,
                                      f"FX node kind '{node.op}' (control flow or submodules) is not supported")
     return graph
+
+
+def _size_ranges(program: ExportedProgram) -> list:
+    """The ranges torch.export allows the size symbols (a Dim's min and max), checked by every run."""
+    constraints = []
+    for symbol, allowed in program.range_constraints.items():
+        if not symbol.is_Symbol:
+            continue
+        size = SymInt.symbol(symbol.name)
+        if allowed.lower not in (-int_oo, int_oo) and int(allowed.lower) > 1:  # sizes are at least 1 anyway
+            constraints.append((size, ">=", int(allowed.lower), f"the range torch.export gives {symbol}"))
+        if allowed.upper not in (-int_oo, int_oo):
+            constraints.append((size, "<=", int(allowed.upper), f"the range torch.export gives {symbol}"))
+    return constraints
 
 
 def _graph_input(graph: Graph, node) -> Value:
@@ -183,6 +219,9 @@ def _import_node(ctx: AtenContext, node, env: dict):
         return outputs[index]
     if target in CHECKS:
         return None
+    if node.target in SIZE_ARITHMETIC:  # arithmetic on sizes: SymInts compute it
+        args = torch.fx.node.map_arg(node.args, lambda n: env[n])
+        return node.target(*args)
     args, kwargs = torch.fx.node.map_arg((node.args, node.kwargs), lambda n: env[n])
     ctx.fx_node = node
     try:
@@ -198,14 +237,11 @@ def _import_node(ctx: AtenContext, node, env: dict):
     return result
 
 
-def _values(tree) -> list:
-    return [leaf for leaf in torch.utils._pytree.tree_leaves(tree) if isinstance(leaf, Value)]
-
-
 def _foldable(node, args, kwargs) -> bool:
     if torch.Tag.nondeterministic_seeded in getattr(node.target, "tags", ()):
         return False
-    return all(v.is_const for v in _values((args, kwargs)))
+    leaves = torch.utils._pytree.tree_leaves((args, kwargs))
+    return not any(isinstance(leaf, SymInt) or (isinstance(leaf, Value) and not leaf.is_const) for leaf in leaves)
 
 
 def _fold(ctx: AtenContext, node, args, kwargs):
@@ -229,7 +265,7 @@ def _check_result(ctx: AtenContext, node, result) -> None:
     results = result if isinstance(result, (list, tuple)) else [result]
     examples = node.meta["val"] if isinstance(result, (list, tuple)) else [node.meta["val"]]
     for value, example in zip(results, examples):
-        if value is None or example is None:
+        if not isinstance(value, Value) or example is None:  # sizes, outputs not computed
             continue
         expected = TensorType(tuple(graph_dim(s) for s in example.shape), dtype_name(example.dtype))
         if value.type != expected:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ...graph.ir import Value, numpy_dtype
+from ...graph.symbolic import SymInt
 from ..converters.common import ConvertError
 
 ATEN: dict = {}
@@ -44,7 +45,16 @@ def cast(ctx, value, dtype: str):
 
 
 def scalar(ctx, number, dtype: str):
+    if isinstance(number, SymInt):  # a size known at run time: a symbolic constant, folded into the code
+        return cast(ctx, ctx.const(np.array(number, dtype=object), "size"), dtype)
     return ctx.const(np.array(number, dtype=numpy_dtype(dtype)), "scalar")
+
+
+def filled(ctx, shape, value, dtype: str):
+    """A tensor of ``shape`` filled with ``value``: a constant, or a broadcast scalar for a symbolic shape."""
+    if all(isinstance(s, int) for s in shape):
+        return ctx.const(np.full(shape, value, dtype=numpy_dtype(dtype)), "filled")
+    return ctx.emit1("Expand", [scalar(ctx, value, dtype)], {"shape": tuple(shape)})
 
 
 def operand(ctx, x, dtype: str):

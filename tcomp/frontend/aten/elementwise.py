@@ -1,11 +1,10 @@
 """Converters of ATen elementwise ops: arithmetic with torch's type promotion, activations, casts."""
 from __future__ import annotations
 
-import numpy as np
-
-from ...graph.ir import Value, numpy_dtype
+from ...graph.ir import Value
+from ...graph.symbolic import SymInt
 from ..converters.common import ConvertError
-from .common import aten, cast, dtype_name, operand, promoted, scalar
+from .common import aten, cast, dtype_name, filled, operand, promoted, scalar
 
 
 def _arith(op):
@@ -172,8 +171,23 @@ def _isinf(ctx, x):
 
 
 def scalar_like(ctx, value):
-    """A constant of the node's result shape and dtype (ops whose result does not depend on the data)."""
-    return ctx.const(np.full(ctx.out_shape(), value, dtype=numpy_dtype(ctx.out_dtype())), "filled")
+    """``value`` in the node's result shape and dtype (ops whose result does not depend on the data)."""
+    return filled(ctx, ctx.out_shape(), value, ctx.out_dtype())
+
+
+@aten("full.default", "zeros.default", "ones.default", "empty.memory_format")
+def _full(ctx, size, *args, **options):  # folded at import unless the size is symbolic
+    name = ctx.fx_node.target.__name__.split(".")[0]
+    return scalar_like(ctx, args[0] if name == "full" else 1 if name == "ones" else 0)
+
+
+@aten("arange.start_step", "arange.default", "arange.start")
+def _arange(ctx, *bounds, **options):  # folded at import unless a bound is symbolic
+    start, end, step = (0, bounds[0], 1) if len(bounds) == 1 else (*bounds, 1)[:3]
+    if isinstance(start, SymInt) or isinstance(step, SymInt) or step != 1:
+        raise ConvertError("arange over symbolic sizes needs an int start and step 1")
+    dtype = ctx.out_dtype()
+    return ctx.emit1("Range", [], {"start": start, "length": end - start, "delta": 1, "dtype": dtype})
 
 
 @aten("gelu.default")

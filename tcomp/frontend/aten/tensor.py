@@ -8,8 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...graph.ir import Value
+from ...graph.symbolic import SymInt, product
 from ..converters.common import ConvertError, reshape_to
 from .common import aten, axis_of, cast, scalar
+
+END_OF_AXIS = 2 ** 62  # torch spells "to the end" as a huge end (sys.maxsize)
 
 
 @aten("view.default", "_unsafe_view.default", "reshape.default", "unsqueeze.default", "squeeze.default",
@@ -46,13 +49,28 @@ def slice_axis(ctx, x, axis: int, start, end, step: int = 1):
     extent = x.shape[axis]
     if step <= 0:
         raise ConvertError(f"slice step {step} (must be positive)")
-    start, end, step = slice(start, end, step).indices(extent)
-    count = len(range(start, end, step))
+    if isinstance(extent, SymInt) or isinstance(start, SymInt) or isinstance(end, SymInt):
+        start, count = _symbolic_slice(extent, start, end, step)
+    else:
+        start, end, step = slice(start, end, step).indices(extent)
+        count = len(range(start, end, step))
     if count == extent:
         return x
     starts, steps, shape = [0] * len(x.shape), [1] * len(x.shape), list(x.shape)
     starts[axis], steps[axis], shape[axis] = start, step, count
     return ctx.emit1("Slice", [x], {"starts": starts, "steps": steps, "out_shape": shape})
+
+
+def _symbolic_slice(extent, start, end, step):
+    """(start, count) of a unit-step slice over symbolic sizes; torch.export checked its bounds for every size
+    it allows."""
+    if step != 1:
+        raise ConvertError(f"a slice with step {step} over the symbolic extent {extent} is not supported")
+    start = 0 if start is None else start
+    end = extent if end is None or (isinstance(end, int) and end >= END_OF_AXIS) else end
+    start = extent + start if isinstance(start, int) and start < 0 else start
+    end = extent + end if isinstance(end, int) and end < 0 else end
+    return start, end - start
 
 
 @aten("slice.Tensor", "slice_copy.Tensor")
@@ -63,9 +81,12 @@ def _slice(ctx, x, dim=0, start=None, end=None, step=1):
 @aten("select.int", "select_copy.int")
 def _select(ctx, x, dim, index):
     axis = axis_of(dim, len(x.shape))
-    if not -x.shape[axis] <= index < x.shape[axis]:
-        raise ConvertError(f"index {index} is out of range for dimension {dim} of extent {x.shape[axis]}")
-    index %= x.shape[axis]
+    if not isinstance(x.shape[axis], SymInt):
+        if not -x.shape[axis] <= index < x.shape[axis]:
+            raise ConvertError(f"index {index} is out of range for dimension {dim} of extent {x.shape[axis]}")
+        index %= x.shape[axis]
+    elif index < 0:
+        index = x.shape[axis] + index
     return reshape_to(ctx, slice_axis(ctx, x, axis, index, index + 1), ctx.out_shape())
 
 
@@ -131,6 +152,11 @@ def _pad(ctx, x, pad, value=0):
 
 
 # Indexing --------------------------------------------------------------------------
+@aten("sym_size.int")
+def _sym_size(ctx, x, dim):
+    return x.shape[axis_of(dim, len(x.shape))]
+
+
 @aten("embedding.default")
 def _embedding(ctx, weight, indices, padding_idx=-1, scale_grad_by_freq=False, sparse=False):
     return ctx.emit1("Gather", [weight, _int_indices(ctx, indices)], {"axis": 0})
@@ -165,14 +191,14 @@ def _index(ctx, x, indices):
         dims = list(range(len(dims)))
     first, extents = dims[0], [x.shape[d] for d in dims]
     flat = _flat_index(ctx, index_values, extents)
-    merged = reshape_to(ctx, x, x.shape[:first] + (int(np.prod(extents)),) + x.shape[dims[-1] + 1:])
+    merged = reshape_to(ctx, x, x.shape[:first] + (product(extents),) + x.shape[dims[-1] + 1:])
     return ctx.emit1("Gather", [merged, flat], {"axis": first})
 
 
 def _flat_index(ctx, indices, extents) -> Value:
     """The row-major position of (indices...) in a block of ``extents``, negative indices wrapped."""
-    strides = [int(np.prod(extents[i + 1:])) for i in range(len(extents))]
-    if all(v.is_const for v in indices):
+    strides = [product(extents[i + 1:]) for i in range(len(extents))]
+    if all(v.is_const for v in indices) and not any(isinstance(e, SymInt) for e in extents):
         parts = [np.where(v.const < 0, v.const + extent, v.const).astype(np.int64) * stride
                  for v, extent, stride in zip(indices, extents, strides)]
         return ctx.const(sum(parts[1:], parts[0]), "flat_index")
