@@ -454,3 +454,33 @@ def test_conv_3d(w_shape, attrs, bias):
         inits["b"] = rand((w_shape[0],))
     nodes = [node("Conv", ["x"] + list(inits), ["c"], **attrs), node("Relu", ["c"], ["y"])]
     check(nodes, {"x": rand((2, ci, 5, 6, 7))}, ["y"], inits=inits, relnorm=CONV_TOL)
+
+
+# ---------------------------------------------------------------------------------------------
+# RoiAlign
+# ---------------------------------------------------------------------------------------------
+
+def _rois(count, height, width, scale):
+    """Boxes (x1, y1, x2, y2) in input coordinates / scale, some reaching past the image."""
+    corner = rand((count, 2), -2.0, 1.0) * np.array([width, height], dtype=F32) / scale
+    size = rand((count, 2), 0.1, 1.2) * np.array([width, height], dtype=F32) / scale
+    return np.concatenate([corner, corner + size], axis=1).astype(F32)
+
+
+@pytest.mark.parametrize("mode", ["avg", "max"])
+@pytest.mark.parametrize("coord", ["half_pixel", "output_half_pixel"])
+@pytest.mark.parametrize("sampling, scale, out", [(2, 1.0, (5, 5)), (1, 0.5, (3, 7)), (3, 0.25, (2, 4))])
+def test_roi_align(mode, coord, sampling, scale, out):
+    x = rand((2, 3, 9, 11))
+    rois = _rois(5, 9, 11, scale)
+    batch = randint((5,), 0, 1)
+    check([node("RoiAlign", ["x", "rois", "batch"], ["y"], mode=mode, coordinate_transformation_mode=coord,
+                sampling_ratio=sampling, spatial_scale=scale, output_height=out[0], output_width=out[1])],
+          {"x": x, "rois": rois, "batch": batch}, ["y"], opset=16)
+
+
+def test_roi_align_refuses_adaptive_sampling():
+    x, rois, batch = rand((1, 2, 6, 6)), _rois(2, 6, 6, 1.0), randint((2,), 0, 0)
+    with pytest.raises(Exception, match="sampling_ratio 0"):
+        check([node("RoiAlign", ["x", "rois", "batch"], ["y"], sampling_ratio=0)],
+              {"x": x, "rois": rois, "batch": batch}, ["y"], opset=16)

@@ -338,3 +338,92 @@ def _conv_nd_kernel(node, views, ctx: AnchorContext):
 
 
 register("ConvND", ANCHOR, _infer_conv_nd, kernel=_conv_nd_kernel)
+
+
+# RoiAlign ------------------------------------------------------------------------------
+def _infer_roi_align(node):
+    x, rois = node.inputs[0], node.inputs[1]
+    return [TensorType((rois.shape[0], x.shape[1], node.attrs["output_height"], node.attrs["output_width"]),
+                       x.dtype)]
+
+
+def _roi_axis_taps(start, bin_size, pos, sampling, length, dt):
+    """The two bilinear taps (index, weight) of every sample along one axis, zero weights for
+    samples outside [-1, length] (the reference's arithmetic)."""
+    taps = []
+    for i in range(sampling):
+        v = start + cast(dt, pos) * bin_size + bin_size * ((i + 0.5) / sampling)
+        valid = logical_and(Cmp("ge", v, const(-1.0, dt)), Cmp("le", v, const(float(length), dt)))
+        v = maximum(v, const(0, dt))
+        low = cast("int64", v)
+        at_end = Cmp("ge", low, IntImm(length - 1))
+        low = Select(at_end, IntImm(length - 1), low)
+        high = Select(at_end, IntImm(length - 1), low + 1)
+        frac = Select(at_end, const(0, dt), v - cast(dt, low))
+        zero = const(0, dt)
+        taps.append([(low, Select(valid, 1.0 - frac, zero)), (high, Select(valid, frac, zero))])
+    return taps
+
+
+def _roi_align_kernel(node, views, ctx: AnchorContext):
+    """Per roi and output row, vectorized along the output columns: sample tap indices and
+    weights in local buffers, then every channel's average (or max) of its samples."""
+    x, rois, batch_index = views
+    a = node.attrs
+    _, C, H, W = x.shape
+    R, OH, OW = rois.shape[0], a["output_height"], a["output_width"]
+    sampling, scale, dt, lanes = a["sampling_ratio"], a["spatial_scale"], x.dtype, ctx.lanes
+    offset = 0.5 if a["half_pixel"] else 0.0
+    taps = 2 * sampling
+    buffers = {name: Buffer(name, (taps, lanes), "int64" if name.endswith("index") else dt, "local")
+               for name in ("y_index", "y_weight", "x_index", "x_weight")}
+    t, wo, l, c = Var("t"), Var("wo"), Var("l"), Var("c")
+    r, ph = t // OH, t % OH
+    pw = wo * lanes + l
+    tail = Cmp("lt", pw, IntImm(OW)) if OW % lanes else None
+
+    def roi(k):
+        return cast(dt, rois.fn(r, IntImm(k))) * scale - offset
+
+    def extent(k):
+        size = roi(k + 2) - roi(k)
+        return size if a["half_pixel"] else maximum(size, const(1.0, dt))
+
+    stages = []
+    for axis, (k, pos, out_len, length) in enumerate(((1, ph, OH, H), (0, minimum(pw, OW - 1), OW, W))):
+        name = "y" if axis == 0 else "x"
+        axis_taps = _roi_axis_taps(roi(k), extent(k) / float(out_len), pos, sampling, length, dt)
+        for row, (index, weight) in enumerate(tap for sample in axis_taps for tap in sample):
+            for buf, value in ((buffers[f"{name}_index"], index), (buffers[f"{name}_weight"], weight)):
+                stages.append(loop(l, lanes, block("roi_tap", [("S", OW, pw)], lambda vpw, buf=buf, value=value,
+                                                   row=row: BufferStore(buf, value, (IntImm(row), l)),
+                                                   predicate=tail), "vectorized"))
+
+    def output(vc, vpw):
+        batch = cast("int64", batch_index.fn(r))
+        total = None
+        for iy, ix in itertools.product(range(sampling), repeat=2):
+            terms = []
+            for ty, tx in itertools.product(range(2), repeat=2):
+                yr, xr = IntImm(2 * iy + ty), IntImm(2 * ix + tx)
+                weight = buffers["y_weight"][yr, l] * buffers["x_weight"][xr, l]
+                terms.append(weight * x.fn(batch, vc, buffers["y_index"][yr, l], buffers["x_index"][xr, l]))
+            if a["mode"] == "avg":
+                sample = terms[0] + terms[1] + terms[2] + terms[3]
+                total = sample if total is None else total + sample
+            else:
+                sample = maximum(maximum(terms[0], terms[1]), maximum(terms[2], terms[3]))
+                total = sample if total is None else maximum(total, sample)
+        if a["mode"] == "avg":
+            total = total / float(max(sampling * sampling, 1))
+        return ctx.store(total, (r, vc, ph, vpw))
+
+    channels = loop(c, C, loop(l, lanes, block("out", [("S", C, c), ("S", OW, pw)], output, predicate=tail),
+                               "vectorized"))
+    body = loop(wo, -(-OW // lanes), seq(*stages, channels))
+    for buf in buffers.values():
+        body = Allocate(buf, body)
+    return PrimFunc(ctx.name, ctx.params, loop(t, R * OH, body, "parallel"), {"kind": "roi_align", "mode": a["mode"]})
+
+
+register("RoiAlign", ANCHOR, _infer_roi_align, kernel=_roi_align_kernel)

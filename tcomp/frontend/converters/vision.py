@@ -280,3 +280,26 @@ def _col2im(ctx, inputs, attrs):
         raise ConvertError(f"{x.shape[2]} columns, but the image holds {blocks} blocks")
     return [ctx.emit1("Col2Im", [x], {"image_shape": image, "block_shape": block, "strides": strides,
                                        "dilations": dilations, "pads": pads})]
+
+
+# RoiAlign ------------------------------------------------------------------------------
+@converter("RoiAlign")
+def _roi_align(ctx, inputs, attrs):
+    x, rois, batch_index = inputs
+    if len(x.shape) != 4 or len(rois.shape) != 2 or rois.shape[1] != 4 or batch_index.shape != rois.shape[:1]:
+        raise ConvertError(f"input {list(x.shape)}, rois {list(rois.shape)}, batch_indices "
+                           f"{list(batch_index.shape)}")
+    if not x.dtype.startswith("float"):
+        raise ConvertError(f"RoiAlign of {x.dtype}")
+    sampling = int(attrs.get("sampling_ratio", 0))
+    if sampling <= 0:
+        raise ConvertError("sampling_ratio 0 (samples per bin from each roi's size) is not supported: tcomp "
+                           "compiles static loops; give a positive sampling_ratio")
+    mode = attrs.get("mode", "avg")
+    coord_mode = attrs.get("coordinate_transformation_mode", "half_pixel")
+    if mode not in ("avg", "max") or coord_mode not in ("half_pixel", "output_half_pixel"):
+        raise ConvertError(f"mode {mode!r}, coordinate_transformation_mode {coord_mode!r}")
+    return [ctx.emit1("RoiAlign", [x, rois, batch_index], {
+        "output_height": int(attrs.get("output_height", 1)), "output_width": int(attrs.get("output_width", 1)),
+        "sampling_ratio": sampling, "spatial_scale": float(attrs.get("spatial_scale", 1.0)), "mode": mode,
+        "half_pixel": coord_mode == "half_pixel" and ctx.opset >= 16})]
