@@ -28,9 +28,9 @@ import operator
 import numpy as np
 import torch
 from torch.export import ExportedProgram
+from torch.export.graph_signature import InputKind, OutputKind
 from torch.utils._sympy.functions import FloorDiv
 from torch.utils._sympy.numbers import int_oo
-from torch.export.graph_signature import InputKind, OutputKind
 
 from ..errors import TcompError, UnsupportedOpError
 from ..graph.ir import Graph, TensorType, Value
