@@ -484,3 +484,26 @@ def test_roi_align_refuses_adaptive_sampling():
     with pytest.raises(Exception, match="sampling_ratio 0"):
         check([node("RoiAlign", ["x", "rois", "batch"], ["y"], sampling_ratio=0)],
               {"x": x, "rois": rois, "batch": batch}, ["y"], opset=16)
+
+
+# ---------------------------------------------------------------------------------------------
+# MaxPool with Indices
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("attrs", [
+    dict(kernel_shape=[2, 2], strides=[2, 2]),
+    dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+    dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], ceil_mode=1),
+    dict(kernel_shape=[2, 3], dilations=[2, 1], pads=[1, 0, 0, 1]),
+    dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"),
+])
+@pytest.mark.parametrize("storage_order", [0, 1])
+def test_max_pool_indices_2d(attrs, storage_order):
+    check([node("MaxPool", ["x"], ["y", "i"], storage_order=storage_order, **attrs)], {"x": rand((2, 3, 7, 9))},
+          ["y", "i"], opset=12)
+
+
+@pytest.mark.parametrize("shape, attrs", [((2, 3, 11), dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
+                                          ((1, 2, 4, 5, 6), dict(kernel_shape=[2, 2, 3], strides=[2, 1, 2]))])
+def test_max_pool_indices_1d_3d(shape, attrs):
+    check([node("MaxPool", ["x"], ["y", "i"], **attrs)], {"x": rand(shape)}, ["y", "i"], opset=12)

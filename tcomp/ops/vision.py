@@ -427,3 +427,58 @@ def _roi_align_kernel(node, views, ctx: AnchorContext):
 
 
 register("RoiAlign", ANCHOR, _infer_roi_align, kernel=_roi_align_kernel)
+
+
+# MaxPool's Indices output ---------------------------------------------------------------
+def _infer_max_pool_indices(node):
+    x = node.inputs[0]
+    return [TensorType(x.shape[:2] + tuple(node.attrs["out_spatial"]), "int64")]
+
+
+def _max_pool_indices_kernel(node, views, ctx: AnchorContext):
+    """The flat index (n, c and the pixel, row- or column-major) of each window's first
+    maximum, vectorized along the innermost output axis::
+
+      best, arg = -inf, 0;  for taps: if x > best: best, arg = x, index
+    """
+    (x,) = views
+    a = node.attrs
+    N, C, *in_sp = x.shape
+    out_sp, kernel = list(a["out_spatial"]), a["kernel_shape"]
+    strides, dilations, begins = a["strides"], a["dilations"], a["pads"][:len(kernel)]
+    nd, dt, lanes = len(kernel), x.dtype, ctx.lanes
+    best = Buffer("best", (lanes,), dt, "local")
+    arg = Buffer("arg", (lanes,), "int64", "local")
+    t, wo, l = Var("t"), Var("wo"), Var("l")
+    n, c, *o_outer = row_major_unflatten(t, [N, C] + out_sp[:-1])
+    OW = out_sp[-1]
+    ow = wo * lanes + l
+    out = o_outer + [ow]
+    tail = Cmp("lt", ow, IntImm(OW)) if OW % lanes else None
+    taps = [Var(f"k{i}") for i in range(nd)]
+    coords = [o * s - p + k * d for o, s, p, k, d in zip(out, strides, begins, taps, dilations)]
+    plane = (n * C + c) * math.prod(in_sp)
+    within = row_major_flatten(coords if a["storage_order"] == 0 else coords[::-1],
+                               in_sp if a["storage_order"] == 0 else in_sp[::-1])
+    low = const(float("-inf"), dt)
+    value = Select(logical_and(*[cd for i, n_ in zip(coords, in_sp)
+                                 for cd in (Cmp("ge", i, IntImm(0)), Cmp("lt", i, IntImm(n_)))]),
+                   x.fn(n, c, *[minimum(maximum(i, 0), n_ - 1) for i, n_ in zip(coords, in_sp)]), low)
+
+    def lanes_block(name, body_fn):
+        return loop(l, lanes, block(name, [("S", OW, ow)], body_fn, predicate=tail), "vectorized")
+
+    greater = Cmp("gt", value, best[l])
+    update = seq(lanes_block("arg", lambda vow: BufferStore(arg, Select(greater, plane + within, arg[l]), (l,))),
+                 lanes_block("best", lambda vow: BufferStore(best, maximum(value, best[l]), (l,))))
+    for tap, extent in reversed(list(zip(taps, kernel))):
+        update = loop(tap, extent, update)
+    body = seq(lanes_block("init_best", lambda vow: BufferStore(best, low, (l,))),
+               lanes_block("init_arg", lambda vow: BufferStore(arg, IntImm(0), (l,))), update,
+               lanes_block("out", lambda vow: ctx.store(arg[l], (n, c, *o_outer, vow))))
+    nest = loop(t, N * C * math.prod(out_sp[:-1]), Allocate(best, Allocate(arg, loop(wo, -(-OW // lanes), body))),
+                "parallel")
+    return PrimFunc(ctx.name, ctx.params, nest, {"kind": "max_pool_indices"})
+
+
+register("MaxPoolIndices", ANCHOR, _infer_max_pool_indices, kernel=_max_pool_indices_kernel)

@@ -107,14 +107,18 @@ def _conv(ctx, inputs, attrs):
 @converter("MaxPool", "AveragePool")
 def _pool(ctx, inputs, attrs, op=None):
     x = inputs[0]
+    with_indices = op is None and ctx.onnx_node.op_type == "MaxPool" and \
+        len([o for o in ctx.onnx_node.output if o]) > 1
     op = op or ctx.onnx_node.op_type
     nd = len(x.shape) - 2
     if nd not in (1, 2, 3):
         raise ConvertError(f"{nd}-D pooling is not supported (1-D, 2-D and 3-D are)")
-    if op == "MaxPool" and len([o for o in ctx.onnx_node.output if o]) > 1:
-        raise ConvertError("the Indices output of MaxPool is not supported")
     kernel = list(attrs["kernel_shape"])
     spatial = _spatial_attrs(attrs, kernel, x.shape[2:])
+    if with_indices:
+        from .vision import max_pool_indices
+        values = _pool(ctx, inputs, attrs, op)[0]
+        return [values, max_pool_indices(ctx, x, values, kernel, spatial, attrs)]
     if nd == 3:  # separable: 2-D pooling over (H, W), then over D
         from .vision import pool_3d
         return [pool_3d(ctx, op, x, kernel, spatial, attrs)]

@@ -303,3 +303,13 @@ def _roi_align(ctx, inputs, attrs):
         "output_height": int(attrs.get("output_height", 1)), "output_width": int(attrs.get("output_width", 1)),
         "sampling_ratio": sampling, "spatial_scale": float(attrs.get("spatial_scale", 1.0)), "mode": mode,
         "half_pixel": coord_mode == "half_pixel" and ctx.opset >= 16})]
+
+
+# MaxPool's Indices -------------------------------------------------------------------------
+def max_pool_indices(ctx, x, values, kernel, spatial, attrs):
+    """The Indices output of MaxPool (nn.py's converter computes the values)."""
+    order = attrs.get("storage_order", 0)
+    if order not in (0, 1):
+        raise ConvertError(f"storage_order {order}")
+    return ctx.emit1("MaxPoolIndices", [x], {"kernel_shape": kernel, **spatial, "storage_order": order,
+                                              "out_spatial": list(values.shape[2:])})
