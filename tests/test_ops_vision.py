@@ -507,3 +507,23 @@ def test_max_pool_indices_2d(attrs, storage_order):
                                           ((1, 2, 4, 5, 6), dict(kernel_shape=[2, 2, 3], strides=[2, 1, 2]))])
 def test_max_pool_indices_1d_3d(shape, attrs):
     check([node("MaxPool", ["x"], ["y", "i"], **attrs)], {"x": rand(shape)}, ["y", "i"], opset=12)
+
+
+# ---------------------------------------------------------------------------------------------
+# MaxUnpool
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape, attrs, output_shape", [
+    ((2, 3, 8, 10), dict(kernel_shape=[2, 2], strides=[2, 2]), None),
+    ((1, 2, 7, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), None),
+    ((1, 2, 8, 8), dict(kernel_shape=[2, 2], strides=[2, 2]), [1, 2, 9, 10]),
+    ((1, 2, 9), dict(kernel_shape=[3], strides=[3]), None),
+])
+def test_max_unpool_after_max_pool(shape, attrs, output_shape):
+    names = ["y", "i"] + (["out_shape"] if output_shape is not None else [])
+    nodes = [node("MaxPool", ["x"], ["y", "i"], **attrs), node("MaxUnpool", names, ["u"], **attrs)]
+    if output_shape is None:
+        check(nodes, {"x": rand(shape)}, ["u"], opset=12)
+    else:  # onnxruntime reads the indices in output_shape's layout, the ONNX reference (and tcomp) in the
+        # unpooled shape's, extended at the ends
+        check_onnx_reference(nodes, {"x": rand(shape)}, ["u"], 12, {"out_shape": _i(output_shape)})

@@ -313,3 +313,32 @@ def max_pool_indices(ctx, x, values, kernel, spatial, attrs):
         raise ConvertError(f"storage_order {order}")
     return ctx.emit1("MaxPoolIndices", [x], {"kernel_shape": kernel, **spatial, "storage_order": order,
                                               "out_spatial": list(values.shape[2:])})
+
+
+# MaxUnpool ---------------------------------------------------------------------------------
+@converter("MaxUnpool")
+def _max_unpool(ctx, inputs, attrs):
+    """Zeros with X scattered to its flat Indices (as MaxPool returns them): a ScatterND
+    into the unpooled shape; an output_shape beyond it extends every axis at its end."""
+    x, indices = inputs[0], inputs[1]
+    nd = len(x.shape) - 2
+    kernel = list(attrs["kernel_shape"])
+    strides = list(attrs.get("strides", [1] * nd))
+    pads = list(attrs.get("pads", [0] * (2 * nd)))
+    if len(kernel) != nd or indices.shape != x.shape or indices.dtype != "int64":
+        raise ConvertError(f"input {list(x.shape)}, indices {list(indices.shape)} ({indices.dtype}), kernel {kernel}")
+    shape = list(x.shape[:2]) + [(i - 1) * s - pads[a] - pads[a + nd] + k
+                                 for a, (i, s, k) in enumerate(zip(x.shape[2:], strides, kernel))]
+    total = int(np.prod(shape))
+    zeros = ctx.emit1("Expand", [ctx.const(np.zeros((1,), dtype=x.dtype))], {"shape": (total,)})
+    flat = ctx.emit1("ScatterND", [zeros, reshape_to(ctx, indices, (x.type.size, 1)),
+                                   reshape_to(ctx, x, (x.type.size,))], {"reduction": "none"})
+    y = reshape_to(ctx, flat, shape)
+    if len(inputs) > 2 and inputs[2] is not None:
+        out = [int(s) for s in const_input(inputs[2], "MaxUnpool output_shape")]
+        if len(out) != nd + 2 or out[:2] != shape[:2] or any(o < s for o, s in zip(out, shape)):
+            raise ConvertError(f"output_shape {out} is smaller than the unpooled shape {shape}")
+        if out != shape:
+            y = ctx.emit1("Pad", [y], {"pads": [0] * (nd + 2) + [o - s for o, s in zip(out, shape)],
+                                       "mode": "constant", "value": 0})
+    return [y]
