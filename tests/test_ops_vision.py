@@ -527,3 +527,29 @@ def test_max_unpool_after_max_pool(shape, attrs, output_shape):
     else:  # onnxruntime reads the indices in output_shape's layout, the ONNX reference (and tcomp) in the
         # unpooled shape's, extended at the ends
         check_onnx_reference(nodes, {"x": rand(shape)}, ["u"], 12, {"out_shape": _i(output_shape)})
+
+
+# ---------------------------------------------------------------------------------------------
+# DeformConv
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("c, co, group, offset_group, attrs", [
+    (3, 4, 1, 1, dict()),
+    (4, 6, 2, 2, dict(strides=[2, 1], pads=[1, 1, 0, 1])),
+    (2, 3, 1, 2, dict(dilations=[2, 1], pads=[1, 0, 1, 0])),
+])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_deform_conv(c, co, group, offset_group, attrs, with_mask):
+    k = (3, 2)
+    h, w = 6, 7
+    pads, strides, dil = attrs.get("pads", [0] * 4), attrs.get("strides", [1, 1]), attrs.get("dilations", [1, 1])
+    out = [(n + pads[a] + pads[a + 2] - d * (kk - 1) - 1) // s + 1
+           for a, (n, kk, s, d) in enumerate(zip((h, w), k, strides, dil))]
+    inputs = {"x": rand((2, c, h, w)), "offset": rand((2, offset_group * 2 * k[0] * k[1], *out), -2.0, 2.0)}
+    names = ["x", "w", "offset", "b"]
+    if with_mask:
+        inputs["mask"] = rand((2, offset_group * k[0] * k[1], *out), 0.0, 1.0)
+        names.append("mask")
+    inits = {"w": rand((co, c // group, *k)), "b": rand((co,))}
+    check([node("DeformConv", names, ["y"], group=group, offset_group=offset_group, **attrs)], inputs, ["y"],
+          opset=19, inits=inits, relnorm=CONV_TOL)

@@ -1,4 +1,5 @@
-"""Vision ops: transposed and N-D convolution, grid sampling (anchors), Col2Im (a view).
+"""Vision ops: transposed, N-D and deformable convolution, grid sampling, RoiAlign,
+MaxPool's indices (anchors); Col2Im (a view).
 
 GridSample (N-D) computes each output position's source coordinates, tap indices and
 weights once (vectorized along the innermost output axis, in local buffers) and then
@@ -482,3 +483,69 @@ def _max_pool_indices_kernel(node, views, ctx: AnchorContext):
 
 
 register("MaxPoolIndices", ANCHOR, _infer_max_pool_indices, kernel=_max_pool_indices_kernel)
+
+
+# DeformConv (2-D) ------------------------------------------------------------------------
+def _infer_deform_conv(node):
+    x, w, offset = node.inputs[:3]
+    return [TensorType((x.shape[0], w.shape[0]) + offset.shape[2:], x.dtype)]
+
+
+def _bilinear_zero_padded(view_fn, outer, h, w, dims, dt):
+    """view_fn(*outer, h, w) interpolated at real (h, w); pixels outside the image are zero."""
+    total = None
+    for coord_h, weight_h in _linear_taps(h):
+        for coord_w, weight_w in _linear_taps(w):
+            term = _guarded(view_fn, outer, (coord_h, coord_w), dims, dt) * (weight_h * weight_w)
+            total = term if total is None else total + term
+    return total
+
+
+def _linear_taps(v):
+    base = call("floor", v)
+    frac = v - base
+    low = cast("int64", base)
+    return [(low, 1.0 - frac), (low + 1, frac)]
+
+
+def _deform_conv_kernel(node, views, ctx: AnchorContext):
+    """Implicit GEMM whose B operand samples the input at the offset taps (deformable im2col)."""
+    x, w, offset = views[:3]
+    rest = list(views[3:])
+    bias = rest.pop(0) if node.attrs["has_bias"] else None
+    mask = rest.pop(0) if node.attrs["has_mask"] else None
+    a = node.attrs
+    N, C, H, W = x.shape
+    CO, CI_G, KH, KW = w.shape
+    G, OG = a["group"], a["offset_group"]
+    CO_G, C_OG = CO // G, C // OG
+    OH, OW = _infer_deform_conv(node)[0].shape[2:]
+    (SH, SW), (DH, DW), (PT, PL) = a["strides"], a["dilations"], a["pads"][:2]
+
+    def a_fn(bg, m, k):
+        ci, kh, kw = row_major_unflatten(k, (CI_G, KH, KW))
+        return w.fn((bg % G) * CO_G + m, ci, kh, kw)
+
+    def b_fn(bg, k, oh, ow):
+        n = bg // G
+        ci, kh, kw = row_major_unflatten(k, (CI_G, KH, KW))
+        c = (bg % G) * CI_G + ci
+        tap = (c // C_OG * KH + kh) * KW + kw
+        h = cast(x.dtype, oh * SH - PT + kh * DH) + cast(x.dtype, offset.fn(n, tap * 2, oh, ow))
+        w_ = cast(x.dtype, ow * SW - PL + kw * DW) + cast(x.dtype, offset.fn(n, tap * 2 + 1, oh, ow))
+        value = _bilinear_zero_padded(x.fn, (n, c), h, w_, (H, W), x.dtype)
+        return value * mask.fn(n, tap, oh, ow) if mask is not None else value
+
+    def store(value, bg, m, p):
+        co = (bg % G) * CO_G + m
+        value = value + bias.fn(co) if bias is not None else value
+        return ctx.store(value, (bg // G, co, *row_major_unflatten(p, (OH, OW))))
+
+    spec = MatmulSpec(ctx.name, N * G, CO_G, OH * OW, CI_G * KH * KW, a_fn, b_fn, store=store, params=ctx.params,
+                      acc_dtype=x.dtype, b_grid=(OH, OW))
+    func = matmul_kernel(spec, ctx.lanes, ctx.num_threads)
+    func.attrs["kind"] = "deform_conv"
+    return func
+
+
+register("DeformConv", ANCHOR, _infer_deform_conv, kernel=_deform_conv_kernel)

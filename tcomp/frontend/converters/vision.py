@@ -342,3 +342,32 @@ def _max_unpool(ctx, inputs, attrs):
             y = ctx.emit1("Pad", [y], {"pads": [0] * (nd + 2) + [o - s for o, s in zip(out, shape)],
                                        "mode": "constant", "value": 0})
     return [y]
+
+
+# DeformConv --------------------------------------------------------------------------------
+@converter("DeformConv")
+def _deform_conv(ctx, inputs, attrs):
+    x, w, offset = inputs[:3]
+    bias = inputs[3] if len(inputs) > 3 else None
+    mask = inputs[4] if len(inputs) > 4 else None
+    if len(x.shape) != 4:
+        raise ConvertError(f"{len(x.shape) - 2}-D DeformConv is not supported (2-D is)")
+    if x.dtype not in ("float32", "float64"):
+        raise ConvertError(f"DeformConv on {x.dtype}")
+    group, offset_group = attrs.get("group", 1), attrs.get("offset_group", 1)
+    kernel = list(w.shape[2:])
+    spatial = _spatial_attrs({k: v for k, v in attrs.items() if k in ("strides", "dilations", "pads")},
+                             kernel, x.shape[2:])
+    taps = kernel[0] * kernel[1]
+    out = [(i + spatial["pads"][a] + spatial["pads"][a + 2] - d * (k - 1) - 1) // s + 1
+           for a, (i, k, s, d) in enumerate(zip(x.shape[2:], kernel, spatial["strides"], spatial["dilations"]))]
+    if x.shape[1] != w.shape[1] * group or w.shape[0] % group or x.shape[1] % offset_group:
+        raise ConvertError(f"input {list(x.shape)}, weights {list(w.shape)}, group {group}, offset_group "
+                           f"{offset_group}")
+    if tuple(offset.shape) != (x.shape[0], offset_group * 2 * taps, *out):
+        raise ConvertError(f"offset {list(offset.shape)}, expected {[x.shape[0], offset_group * 2 * taps] + out}")
+    if mask is not None and tuple(mask.shape) != (x.shape[0], offset_group * taps, *out):
+        raise ConvertError(f"mask {list(mask.shape)}, expected {[x.shape[0], offset_group * taps] + out}")
+    operands = [x, w, offset] + [v for v in (bias, mask) if v is not None]
+    return [ctx.emit1("DeformConv", operands, {**spatial, "group": group, "offset_group": offset_group,
+                                               "has_bias": bias is not None, "has_mask": mask is not None})]
