@@ -336,6 +336,15 @@ def test_unsupported_subgraph_falls_back_to_eager_with_the_reason(dynamo):
         torch.testing.assert_close(ours, ref)
 
 
+def test_inference_mode_and_strided_inputs(dynamo):
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.LayerNorm(8)).eval()
+    fn = torch.compile(model, backend="tcomp")
+    x = torch.randn(8, 4).T  # not contiguous
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("error", TcompFallbackWarning)
+        torch.testing.assert_close(fn(x), model(x))
+
+
 def test_autograd_graphs_fall_back(dynamo):
     module = torch.nn.Linear(4, 3)
     fn = torch.compile(module, backend="tcomp")

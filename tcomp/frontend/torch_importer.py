@@ -102,7 +102,6 @@ def import_exported(program: ExportedProgram, frozen: dict | None = None) -> Gra
         raise TcompError(f"the module writes to {mutated} in forward (a BatchNorm in training mode?); "
                          "tcomp compiles inference: call module.eval() first")
     graph = Graph(type(program.graph_module).__name__)
-    graph.constraints += _size_ranges(program)
     ctx = AtenContext(graph)
     env: dict = {}
     placeholders = [node for node in program.graph.nodes if node.op == "placeholder"]
@@ -117,6 +116,7 @@ def import_exported(program: ExportedProgram, frozen: dict | None = None) -> Gra
             env[node] = _weight(node.name, source[spec.target])
         else:
             raise TcompError(f"input '{node.name}' of kind {spec.kind.name} is not supported")
+    graph.constraints += _size_ranges(program, graph)
     for node in program.graph.nodes:
         if node.op == "call_function":
             env[node] = _import_node(ctx, node, env)
@@ -136,11 +136,12 @@ def import_exported(program: ExportedProgram, frozen: dict | None = None) -> Gra
     return graph
 
 
-def _size_ranges(program: ExportedProgram) -> list:
-    """The ranges torch.export allows the size symbols (a Dim's min and max), checked by every run."""
+def _size_ranges(program: ExportedProgram, graph: Graph) -> list:
+    """The ranges torch.export allows the inputs' size symbols (a Dim's min and max), checked by every run."""
+    used = {name for value in graph.inputs for dim in value.shape if isinstance(dim, SymInt) for name in dim.symbols}
     constraints = []
     for symbol, allowed in program.range_constraints.items():
-        if not symbol.is_Symbol:
+        if not symbol.is_Symbol or symbol.name not in used:
             continue
         size = SymInt.symbol(symbol.name)
         if allowed.lower not in (-int_oo, int_oo) and int(allowed.lower) > 1:  # sizes are at least 1 anyway

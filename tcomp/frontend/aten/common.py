@@ -64,7 +64,9 @@ def operand(ctx, x, dtype: str):
 
 def promoted(a, b) -> str:
     """torch's result dtype of two operands (values or Python numbers), as ``torch.result_type`` says."""
-    def probe(x):  # an empty tensor of x's dtype; 0-d tensors rank below others in promotion
+    def probe(x):  # an empty tensor of x's dtype (0-d tensors rank below others in promotion); sizes are ints
+        if isinstance(x, SymInt):
+            return 0
         return torch.empty(() if x.shape == () else (0,), dtype=TORCH_DTYPES[x.dtype]) if isinstance(x, Value) else x
 
     return dtype_name(torch.result_type(probe(a), probe(b)))
