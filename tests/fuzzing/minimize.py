@@ -2,7 +2,7 @@
 
 Steps, repeated until none applies: keep a single output; cut a node out (its outputs
 become graph inputs drawn from their specs, so the rest of the graph keeps valid
-operands); drop an output; turn a random weight into a graph input. Each step is kept
+operands); drop an output; turn a weight into a graph input. Each step is kept
 when ``still_fails`` holds for the smaller case.
 """
 from __future__ import annotations
