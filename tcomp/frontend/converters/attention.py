@@ -7,8 +7,9 @@ Attention decomposes into graph ops that fusion merges back::
 ``bias`` is the additive mask: the attention mask (a boolean mask becomes 0 / -inf,
 a short one is padded with -inf), the causal and sliding-window masks, aligned to the
 bottom right (offset by the past length, or per batch by ``nonpad_kv_seqlen``), and the
-padding mask of ``nonpad_kv_seqlen``. Parts known at compile time are folded into one
-constant. Grouped-query attention runs each key/value head against its group of query
+padding mask of ``nonpad_kv_seqlen``. Position masks are comparisons of index vectors
+(fused into the bias, never a (q, kv) constant); rows that no key reaches are found at
+compile time where every mask is known, else by a row maximum of the bias. Grouped-query attention runs each key/value head against its group of query
 heads as one matmul (the query heads of a group are consecutive). Half-precision inputs
 are computed in float32 and rounded once at the end.
 """
@@ -43,27 +44,36 @@ def _split_heads(ctx, x, heads, what):
 
 
 class _Bias:
-    """The additive attention bias: a constant part (numpy) plus run-time terms (graph values)."""
+    """The additive attention bias: a constant part (numpy) plus graph terms.
+
+    ``known`` models the whole bias in numpy while every term is known at compile time
+    (position masks are emitted as index comparisons, not as constants, but modelled
+    here), to find the fully masked rows without a run-time reduction.
+    """
 
     def __init__(self, ctx, dtype):
         self.ctx, self.dtype = ctx, dtype
         self.static = np.zeros((), dtype=numpy_dtype(dtype))
         self.terms: list = []
+        self.known = np.zeros((), dtype=np.float64)
 
     def add(self, term):
         if term.is_const:
             self.static = self.static + term.const.astype(self.static.dtype)
+            if self.known is not None:
+                self.known = self.known + term.const.astype(np.float64)
         else:
             self.terms.append(term)
+            self.known = None
 
-    def add_allowed(self, allowed):
-        """Adds 0 where ``allowed`` (a bool value), -inf elsewhere."""
-        if allowed.is_const:
-            self.static = self.static + np.where(allowed.const, 0, NEG_INF).astype(self.static.dtype)
-        else:
-            ctx = self.ctx
-            self.terms.append(ctx.emit1("Where", [allowed, _scalar(ctx, 0, self.dtype),
-                                                  _scalar(ctx, NEG_INF, self.dtype)]))
+    def add_allowed(self, allowed, pattern=None):
+        """Adds 0 where ``allowed`` (a bool value), -inf elsewhere; ``pattern`` is its numpy value if known."""
+        ctx = self.ctx
+        self.terms.append(ctx.emit1("Where", [allowed, _scalar(ctx, 0, self.dtype), _scalar(ctx, NEG_INF, self.dtype)]))
+        if pattern is None:
+            self.known = None
+        elif self.known is not None:
+            self.known = self.known + np.where(pattern, 0.0, NEG_INF)
 
     def value(self):
         """The whole bias as one value, or None when it is all zero."""
@@ -74,6 +84,17 @@ class _Bias:
         for term in self.terms:
             result = term if result is None else ctx.emit1("Add", [result, term])
         return result
+
+    def all_masked_rows(self, bias):
+        """A bool value, true for the query rows of ``bias`` that are -inf for every key; None if none are."""
+        ctx = self.ctx
+        if bias is None:
+            return None
+        if self.known is not None:
+            rows = np.isneginf(np.max(self.known, axis=-1, keepdims=True)) if self.known.ndim else None
+            return ctx.const(rows) if rows is not None and rows.any() else None
+        row_max = ctx.emit1("ReduceMax", [bias], {"axes": [len(bias.shape) - 1], "keepdims": 1})
+        return ctx.emit1("Equal", [row_max, _scalar(ctx, NEG_INF, bias.dtype)])
 
 
 def _mask_bias(ctx, mask, kv_len, dtype):
@@ -94,9 +115,11 @@ def _mask_bias(ctx, mask, kv_len, dtype):
 
 
 def _position_masks(ctx, bias, attrs, q_len, kv_len, past_len, nonpad):
-    """Causal and sliding-window masks: query i (at absolute position i + offset) sees key j.
+    """Causal and sliding-window masks: query i, at absolute position p = i + offset, sees key j
+    where 0 <= p - j (causal), p - j <= left, j - p <= right.
 
-    ``offset`` is the past length, or ``nonpad_kv_seqlen[b] - q_len`` per batch.
+    ``offset`` is the past length, or ``nonpad_kv_seqlen[b] - q_len`` per batch (run time).
+    The masks are comparisons of index vectors, fused into the bias: no (q, kv) constant.
     """
     causal = bool(attrs.get("is_causal", 0))
     left, right = attrs.get("left_window_size", -1), attrs.get("right_window_size", -1)
@@ -104,44 +127,29 @@ def _position_masks(ctx, bias, attrs, q_len, kv_len, past_len, nonpad):
         raise ConvertError("left_window_size and right_window_size must be -1 or nonnegative")
     if not causal and left < 0 and right < 0:
         return
-    i = np.arange(q_len).reshape(q_len, 1)
-    j = np.arange(kv_len).reshape(1, kv_len)
-    if nonpad is None:  # diff = (i + offset) - j, known now
-        diff = i + past_len - j
-        allowed = np.ones((q_len, kv_len), dtype=bool)
-        if causal:
-            allowed &= diff >= 0
-        if left >= 0:
-            allowed &= diff <= left
-        if right >= 0:
-            allowed &= -diff <= right
-        bias.add_allowed(ctx.const(allowed))
-        return
-    # per batch: diff = n[b] - (j - i + q_len); compare n[b] with constants
-    n = reshape_to(ctx, nonpad, (nonpad.shape[0], 1, 1, 1))
-    base = (j - i + q_len).reshape(1, 1, q_len, kv_len)
+    rows = np.arange(q_len, dtype=np.int64).reshape(q_len, 1) + (past_len if nonpad is None else 0)
+    cols = np.arange(kv_len, dtype=np.int64).reshape(1, kv_len)
+    diff = ctx.emit1("Sub", [ctx.const(rows), ctx.const(cols)])
+    pattern = None
+    if nonpad is None:
+        pattern = np.ones((q_len, kv_len), dtype=bool)
+        d = rows - cols
+    else:
+        n = reshape_to(ctx, _cast(ctx, nonpad, "int64"), (nonpad.shape[0], 1, 1, 1))
+        offset = ctx.emit1("Sub", [n, ctx.const(np.array(q_len, dtype=np.int64))])
+        diff = ctx.emit1("Add", [diff, offset])
     conds = []
-    if causal:  # diff >= 0
-        conds.append(ctx.emit1("GreaterOrEqual", [n, ctx.const(base.astype(np.int64))]))
-    if left >= 0:  # diff <= left
-        conds.append(ctx.emit1("LessOrEqual", [n, ctx.const((base + left).astype(np.int64))]))
-    if right >= 0:  # -diff <= right
-        conds.append(ctx.emit1("GreaterOrEqual", [n, ctx.const((base - right).astype(np.int64))]))
+    for on, op, bound, test in ((causal, "GreaterOrEqual", 0, lambda d: d >= 0),
+                                (left >= 0, "LessOrEqual", left, lambda d: d <= left),
+                                (right >= 0, "GreaterOrEqual", -right, lambda d: d >= -right)):
+        if on:
+            conds.append(ctx.emit1(op, [diff, ctx.const(np.array(bound, dtype=np.int64))]))
+            if pattern is not None:
+                pattern &= test(d)
     allowed = conds[0]
     for cond in conds[1:]:
         allowed = ctx.emit1("And", [allowed, cond])
-    bias.add_allowed(allowed)
-
-
-def _all_masked_rows(ctx, bias):
-    """A bool value, true for the query rows whose bias is -inf for every key; None if there are none."""
-    if bias is None:
-        return None
-    if bias.is_const:
-        rows = np.isneginf(np.max(bias.const, axis=-1, keepdims=True))
-        return ctx.const(rows) if rows.any() else None
-    row_max = ctx.emit1("ReduceMax", [bias], {"axes": [len(bias.shape) - 1], "keepdims": 1})
-    return ctx.emit1("Equal", [row_max, _scalar(ctx, NEG_INF, bias.dtype)])
+    bias.add_allowed(allowed, pattern)
 
 
 @converter("Attention")
@@ -204,7 +212,7 @@ def _attention(ctx, inputs, attrs):
         n = reshape_to(ctx, nonpad, (nonpad.shape[0], 1, 1, 1))
         keys = ctx.const(np.arange(kv_len, dtype=np.int64).reshape(1, 1, 1, kv_len))
         bias.add_allowed(ctx.emit1("Less", [keys, _cast(ctx, n, "int64")]))
-    bias = bias.value()
+    masks, bias = bias, bias.value()
     biased = scores if bias is None else ctx.emit1("Add", [scores, bias])
 
     precision = attrs.get("softmax_precision")
@@ -212,7 +220,7 @@ def _attention(ctx, inputs, attrs):
     if soft_dtype in _HALF:
         soft_dtype = "float32"
     probs = ctx.emit1("Softmax", [_cast(ctx, biased, soft_dtype)], {"axis": 3})
-    masked_rows = _all_masked_rows(ctx, bias)
+    masked_rows = masks.all_masked_rows(bias)
     if masked_rows is not None:  # a row with no key to attend gives zeros, not 0/0
         probs = ctx.emit1("Where", [masked_rows, _scalar(ctx, 0, soft_dtype), probs])
     probs = _cast(ctx, probs, dtype)
