@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from onnx.reference import ReferenceEvaluator
 
 try:
@@ -363,11 +362,11 @@ def test_center_crop_pad(shape, target, axes):
 # ---------------------------------------------------------------------------------------------
 
 POOL_3D = [
-    dict(kernel_shape=[2, 2, 2]),
-    dict(kernel_shape=[3, 2, 3], strides=[2, 1, 2], pads=[1, 0, 1, 1, 1, 0]),
-    dict(kernel_shape=[2, 3, 2], strides=[2, 2, 1], pads=[0, 1, 0, 1, 1, 1], ceil_mode=1),
-    dict(kernel_shape=[2, 2, 2], dilations=[2, 1, 2], strides=[1, 2, 1]),
-    dict(kernel_shape=[3, 3, 3], auto_pad="SAME_UPPER", strides=[2, 2, 2]),
+    {"kernel_shape": [2, 2, 2]},
+    {"kernel_shape": [3, 2, 3], "strides": [2, 1, 2], "pads": [1, 0, 1, 1, 1, 0]},
+    {"kernel_shape": [2, 3, 2], "strides": [2, 2, 1], "pads": [0, 1, 0, 1, 1, 1], "ceil_mode": 1},
+    {"kernel_shape": [2, 2, 2], "dilations": [2, 1, 2], "strides": [1, 2, 1]},
+    {"kernel_shape": [3, 3, 3], "auto_pad": "SAME_UPPER", "strides": [2, 2, 2]},
 ]
 
 
@@ -380,11 +379,11 @@ def test_pool_3d(attrs, op, extra):
 
 
 LP_POOL = [
-    dict(kernel_shape=[3, 3]),
-    dict(kernel_shape=[3, 2], strides=[2, 2], pads=[1, 1, 0, 1]),
-    dict(kernel_shape=[3, 3], auto_pad="SAME_UPPER"),
-    dict(kernel_shape=[2, 3], dilations=[2, 1], pads=[1, 0, 1, 2]),
-    dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
+    {"kernel_shape": [3, 3]},
+    {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [1, 1, 0, 1]},
+    {"kernel_shape": [3, 3], "auto_pad": "SAME_UPPER"},
+    {"kernel_shape": [2, 3], "dilations": [2, 1], "pads": [1, 0, 1, 2]},
+    {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1], "ceil_mode": 1},
 ]
 
 
@@ -394,8 +393,8 @@ def test_lp_pool_2d(attrs, p):
     check([node("LpPool", ["x"], ["y"], p=p, **attrs)], {"x": rand((2, 3, 8, 9))}, ["y"], opset=18)
 
 
-@pytest.mark.parametrize("shape, attrs", [((1, 3, 11), dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
-                                          ((1, 2, 5, 6, 4), dict(kernel_shape=[2, 3, 2], pads=[1, 1, 0, 0, 1, 1]))])
+@pytest.mark.parametrize("shape, attrs", [((1, 3, 11), {"kernel_shape": [3], "strides": [2], "pads": [1, 1]}),
+                                          ((1, 2, 5, 6, 4), {"kernel_shape": [2, 3, 2], "pads": [1, 1, 0, 0, 1, 1]})])
 def test_lp_pool_1d_3d(shape, attrs):
     check([node("LpPool", ["x"], ["y"], p=2, **attrs)], {"x": rand(shape)}, ["y"], opset=18)
 
@@ -441,10 +440,10 @@ def test_col2im_3d():
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("w_shape, attrs", [
-    ((4, 3, 3, 3, 3), dict()),
-    ((5, 3, 2, 3, 1), dict(strides=[2, 1, 2], pads=[1, 0, 1, 0, 1, 0])),
-    ((6, 1, 3, 2, 3), dict(group=3, dilations=[1, 2, 1], pads=[1, 1, 1, 1, 0, 1])),
-    ((4, 3, 3, 3, 3), dict(auto_pad="SAME_UPPER", strides=[2, 2, 2])),
+    ((4, 3, 3, 3, 3), {}),
+    ((5, 3, 2, 3, 1), {"strides": [2, 1, 2], "pads": [1, 0, 1, 0, 1, 0]}),
+    ((6, 1, 3, 2, 3), {"group": 3, "dilations": [1, 2, 1], "pads": [1, 1, 1, 1, 0, 1]}),
+    ((4, 3, 3, 3, 3), {"auto_pad": "SAME_UPPER", "strides": [2, 2, 2]}),
 ])
 @pytest.mark.parametrize("bias", [False, True])
 def test_conv_3d(w_shape, attrs, bias):
@@ -491,11 +490,11 @@ def test_roi_align_refuses_adaptive_sampling():
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("attrs", [
-    dict(kernel_shape=[2, 2], strides=[2, 2]),
-    dict(kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-    dict(kernel_shape=[3, 2], strides=[2, 1], pads=[1, 0, 1, 1], ceil_mode=1),
-    dict(kernel_shape=[2, 3], dilations=[2, 1], pads=[1, 0, 0, 1]),
-    dict(kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_LOWER"),
+    {"kernel_shape": [2, 2], "strides": [2, 2]},
+    {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]},
+    {"kernel_shape": [3, 2], "strides": [2, 1], "pads": [1, 0, 1, 1], "ceil_mode": 1},
+    {"kernel_shape": [2, 3], "dilations": [2, 1], "pads": [1, 0, 0, 1]},
+    {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_LOWER"},
 ])
 @pytest.mark.parametrize("storage_order", [0, 1])
 def test_max_pool_indices_2d(attrs, storage_order):
@@ -503,8 +502,8 @@ def test_max_pool_indices_2d(attrs, storage_order):
           ["y", "i"], opset=12)
 
 
-@pytest.mark.parametrize("shape, attrs", [((2, 3, 11), dict(kernel_shape=[3], strides=[2], pads=[1, 1])),
-                                          ((1, 2, 4, 5, 6), dict(kernel_shape=[2, 2, 3], strides=[2, 1, 2]))])
+@pytest.mark.parametrize("shape, attrs", [((2, 3, 11), {"kernel_shape": [3], "strides": [2], "pads": [1, 1]}),
+                                          ((1, 2, 4, 5, 6), {"kernel_shape": [2, 2, 3], "strides": [2, 1, 2]})])
 def test_max_pool_indices_1d_3d(shape, attrs):
     check([node("MaxPool", ["x"], ["y", "i"], **attrs)], {"x": rand(shape)}, ["y", "i"], opset=12)
 
@@ -514,10 +513,10 @@ def test_max_pool_indices_1d_3d(shape, attrs):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("shape, attrs, output_shape", [
-    ((2, 3, 8, 10), dict(kernel_shape=[2, 2], strides=[2, 2]), None),
-    ((1, 2, 7, 9), dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), None),
-    ((1, 2, 8, 8), dict(kernel_shape=[2, 2], strides=[2, 2]), [1, 2, 9, 10]),
-    ((1, 2, 9), dict(kernel_shape=[3], strides=[3]), None),
+    ((2, 3, 8, 10), {"kernel_shape": [2, 2], "strides": [2, 2]}, None),
+    ((1, 2, 7, 9), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, None),
+    ((1, 2, 8, 8), {"kernel_shape": [2, 2], "strides": [2, 2]}, [1, 2, 9, 10]),
+    ((1, 2, 9), {"kernel_shape": [3], "strides": [3]}, None),
 ])
 def test_max_unpool_after_max_pool(shape, attrs, output_shape):
     names = ["y", "i"] + (["out_shape"] if output_shape is not None else [])
@@ -534,9 +533,9 @@ def test_max_unpool_after_max_pool(shape, attrs, output_shape):
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("c, co, group, offset_group, attrs", [
-    (3, 4, 1, 1, dict()),
-    (4, 6, 2, 2, dict(strides=[2, 1], pads=[1, 1, 0, 1])),
-    (2, 3, 1, 2, dict(dilations=[2, 1], pads=[1, 0, 1, 0])),
+    (3, 4, 1, 1, {}),
+    (4, 6, 2, 2, {"strides": [2, 1], "pads": [1, 1, 0, 1]}),
+    (2, 3, 1, 2, {"dilations": [2, 1], "pads": [1, 0, 1, 0]}),
 ])
 @pytest.mark.parametrize("with_mask", [False, True])
 def test_deform_conv(c, co, group, offset_group, attrs, with_mask):

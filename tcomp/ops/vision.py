@@ -220,7 +220,7 @@ def _grid_sample_kernel(node, views, ctx: AnchorContext):
         weights = {"nearest": [None], "linear": [1.0 - frac, frac], "cubic": _cubic_weights(frac)}[mode]
         for k, wk in enumerate(weights):
             row = IntImm(a * taps + k)
-            stages.append(lanes_loop("tap_index", lambda vow, row=row, a=a, k=k: BufferStore(
+            stages.append(lanes_loop("tap_index", lambda vow, row=row, a=a, k=k, first=first: BufferStore(
                 index, tap_index(a, first + k), (row, l))))
             if wk is not None:
                 stages.append(lanes_loop("tap_weight", lambda vow, row=row, wk=wk: BufferStore(weight, wk, (row, l))))

@@ -217,7 +217,9 @@ def _resize(ctx, inputs, attrs):
     if ctx.opset < 11:  # Resize-10: (X, scales), asymmetric coordinates like Upsample
         scales = _nonempty(inputs[1], "Resize scales")
         return [emit_resize(ctx, x, mode, scales, None, coord_mode="asymmetric", nearest_mode="simple")]
-    get = lambda i, what: _nonempty(inputs[i], what) if len(inputs) > i and inputs[i] is not None else None  # noqa: E731
+    def get(i, what):
+        return _nonempty(inputs[i], what) if len(inputs) > i and inputs[i] is not None else None
+
     roi, scales, sizes = get(1, "Resize roi"), get(2, "Resize scales"), get(3, "Resize sizes")
     if (scales is None) == (sizes is None):
         raise ConvertError("exactly one of scales and sizes must be given")
