@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from onnx import helper
 
-from .builder import (BOOL, FLOAT, INT32, INT64, INTS, MAX_FLOAT_MAG, MAX_INT_MAG, MAX_SIZE, Builder, Spec, broadcast,
-                      op_generator, partner_shape, ulps)
+from .builder import (MAX_FLOAT_MAG, MAX_INT_MAG, MAX_SIZE, Builder, broadcast, op_generator, partner_shape,
+                      ulps)
+from .case import BOOL, FLOAT, INT32, INT64, INTS, Spec
 
 
 def _any(spec):

@@ -11,7 +11,8 @@ import math
 
 import numpy as np
 
-from .builder import BOOL, FLOAT, INT32, INT64, INTS, MAX_FLOAT_MAG, MAX_INT_MAG, Builder, Spec, op_generator, ulps
+from .builder import MAX_FLOAT_MAG, MAX_INT_MAG, Builder, op_generator, ulps
+from .case import BOOL, FLOAT, INT32, INT64, INTS, Spec
 from .gen_tensor import ANY_DTYPES, moved
 
 

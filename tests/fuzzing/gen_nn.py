@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import math
 
-from .builder import FLOAT, INTS, MAX_FLOAT_MAG, MAX_INT_MAG, MAX_SIZE, Builder, Spec, broadcast, op_generator, ulps
+from .builder import MAX_FLOAT_MAG, MAX_INT_MAG, MAX_SIZE, Builder, broadcast, op_generator, ulps
+from .case import FLOAT, INTS, Spec
 from .gen_tensor import factorize
 
 

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from .builder import BOOL, FLOAT, INT32, INT64, INTS, MAX_SIZE, Builder, Spec, op_generator
+from .builder import MAX_SIZE, Builder, op_generator
+from .case import BOOL, FLOAT, INT32, INT64, INTS, Spec
 
 ANY_DTYPES = (FLOAT, FLOAT, FLOAT, INT32, INT64, BOOL)
 
