@@ -203,16 +203,16 @@ def _attention(ctx, inputs, attrs):
         capped = ctx.emit1("Tanh", [ctx.emit1("Div", [scores, _scalar(ctx, softcap, dtype)])])
         scores = ctx.emit1("Mul", [capped, _scalar(ctx, softcap, dtype)])
 
-    bias = _Bias(ctx, dtype)
+    masks = _Bias(ctx, dtype)
     if mask is not None:
-        bias.add(_mask_bias(ctx, mask, kv_len, dtype))
+        masks.add(_mask_bias(ctx, mask, kv_len, dtype))
     past_len = past_key.shape[2] if past_key is not None else 0
-    _position_masks(ctx, bias, attrs, q_len, kv_len, past_len, nonpad)
+    _position_masks(ctx, masks, attrs, q_len, kv_len, past_len, nonpad)
     if nonpad is not None:
         n = reshape_to(ctx, nonpad, (nonpad.shape[0], 1, 1, 1))
         keys = ctx.const(np.arange(kv_len, dtype=np.int64).reshape(1, 1, 1, kv_len))
-        bias.add_allowed(ctx.emit1("Less", [keys, _cast(ctx, n, "int64")]))
-    masks, bias = bias, bias.value()
+        masks.add_allowed(ctx.emit1("Less", [keys, _cast(ctx, n, "int64")]))
+    bias = masks.value()
     biased = scores if bias is None else ctx.emit1("Add", [scores, bias])
 
     precision = attrs.get("softmax_precision")
