@@ -71,25 +71,28 @@ def _cubic_coeffs(ratio, scale, antialias, a):
 
 def _source_coords(mode, out_len, in_len, scale, roi):
     """Source coordinate of every output position (float64), and the positions that
-    tf_crop_and_resize extrapolates (None for the other modes). Like onnxruntime,
-    align_corners and tf_crop_and_resize divide by the integer output length."""
+    tf_crop_and_resize extrapolates (None for the other modes). As in the ONNX reference,
+    the resized length in the formulas is ``scale * in_len``, not rounded to ``out_len``
+    (onnxruntime rounds it: the two differ for align_corners / tf_crop_and_resize when
+    ``scale * in_len`` is not an integer)."""
     y = np.arange(out_len, dtype=np.float64)
+    out_real = scale * in_len
     if mode == "align_corners":
-        return (np.zeros(out_len) if out_len == 1 else y * (in_len - 1) / (out_len - 1)), None
+        return (np.zeros(out_len) if out_real == 1 else y * (in_len - 1) / (out_real - 1)), None
     if mode == "asymmetric":
         return y / scale, None
     if mode == "tf_crop_and_resize":
         start, end = roi
-        x = np.full(out_len, (end - start) * (in_len - 1) / 2) if out_len == 1 else \
-            y * (end - start) * (in_len - 1) / (out_len - 1)
+        x = np.full(out_len, (end - start) * (in_len - 1) / 2) if out_real == 1 else \
+            y * (end - start) * (in_len - 1) / (out_real - 1)
         x = x + start * (in_len - 1)
         return x, (x < 0) | (x > in_len - 1)
     if mode == "pytorch_half_pixel":
-        return (np.full(out_len, -0.5) if out_len == 1 else (y + 0.5) / scale - 0.5), None
+        return (np.full(out_len, -0.5) if out_real == 1 else (y + 0.5) / scale - 0.5), None
     if mode == "half_pixel":
         return (y + 0.5) / scale - 0.5, None
     # half_pixel_symmetric
-    offset = in_len / 2 * (1 - out_len / (scale * in_len))
+    offset = in_len / 2 * (1 - out_len / out_real)
     return offset + (y + 0.5) / scale - 0.5, None
 
 
