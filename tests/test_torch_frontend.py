@@ -144,7 +144,7 @@ def test_normalization_softmax_reductions():
             return (self.ln(x), self.ln2(x), torch.softmax(x, -1), torch.softmax(x, 1), F.log_softmax(x, -1),
                     x.mean(-1), x.mean((0, 2), keepdim=True), x.sum(1), x.sum(), x.amax(-1), x.amin(1, keepdim=True),
                     x.prod(-1), (x > 0).any(-1), (x > -2).all(1), *x.max(dim=1), *x.min(-1, keepdim=True), x.argmax(),
-                    x.argmin(2), torch.cumsum(x, 1), torch.cumprod(x, -1))
+                    x.argmin(2), torch.cumsum(x, 1), torch.cumprod(x, -1), x.max(), x.min())
 
     _check(Norms(), _randn(3, 4, 16))
 

@@ -195,11 +195,6 @@ def _gelu(ctx, x, approximate="none"):
     return ctx.emit1("Gelu", [x], {"approximate": approximate})
 
 
-@aten("silu.default")
-def _silu(ctx, x):
-    return ctx.emit1("Mul", [x, ctx.emit1("Sigmoid", [x])])
-
-
 @aten("hardtanh.default", "clamp.default")
 def _clamp(ctx, x, low=None, high=None):
     bounds = {key: bound for key, bound in (("min", low), ("max", high)) if bound is not None}
@@ -229,24 +224,6 @@ def _elu(ctx, x, alpha=1.0, scale=1.0, input_scale=1.0):
     return ctx.emit1("Elu", [x], {"alpha": alpha})
 
 
-@aten("hardsigmoid.default")
-def _hardsigmoid(ctx, x):
-    return ctx.emit1("HardSigmoid", [x], {"alpha": 1.0 / 6.0, "beta": 0.5})
-
-
-@aten("hardswish.default")
-def _hardswish(ctx, x):
-    return ctx.emit1("HardSwish", [x])
-
-
-@aten("softplus.default")
-def _softplus(ctx, x, beta=1, threshold=20):
-    if beta == 1:  # above the threshold torch returns x; log1p(exp(-x)) is below float precision there
-        return ctx.emit1("Softplus", [x])
-    scaled = ctx.emit1("Mul", [x, scalar(ctx, beta, x.dtype)])
-    return ctx.emit1("Div", [ctx.emit1("Softplus", [scaled]), scalar(ctx, beta, x.dtype)])
-
-
 @aten("_to_copy.default")
 def _to_copy(ctx, x, dtype=None, **options):
     device = options.get("device")
@@ -255,7 +232,7 @@ def _to_copy(ctx, x, dtype=None, **options):
     return cast(ctx, x, dtype_name(dtype)) if dtype is not None else x
 
 
-@aten("clone.default", "alias.default", "detach.default", "lift_fresh_copy.default", "contiguous.default")
+@aten("clone.default", "alias.default")
 def _identity(ctx, x, **options):
     return x
 

@@ -12,7 +12,7 @@ from .common import aten, axis_of, cast, scalar, transpose_to_last
 
 
 # Linear algebra -----------------------------------------------------------------
-@aten("mm.default", "bmm.default", "matmul.default")
+@aten("mm.default", "bmm.default")
 def _matmul(ctx, a, b):
     return CONVERTERS["MatMul"](ctx, [a, b], {})[0]
 
@@ -27,12 +27,6 @@ def _addmm(ctx, bias, a, b, beta=1, alpha=1):
     if beta != 1:
         bias = ctx.emit1("Mul", [bias, scalar(ctx, beta, bias.dtype)])
     return ctx.emit1("Add", [out, bias])
-
-
-@aten("linear.default")
-def _linear(ctx, x, weight, bias=None):
-    out = _matmul(ctx, x, ctx.emit1("Transpose", [weight], {"perm": [1, 0]}) if len(weight.shape) == 2 else weight)
-    return ctx.emit1("Add", [out, bias]) if bias is not None else out
 
 
 # Convolution and normalization ------------------------------------------------------
@@ -78,7 +72,7 @@ def _layer_norm(ctx, x, normalized_shape, weight, bias, eps):
     return [ctx.emit1("LayerNormalization", inputs, {"axis": axis, "epsilon": eps}), None, None]
 
 
-@aten("_softmax.default", "_log_softmax.default", "softmax.int", "log_softmax.int")
+@aten("_softmax.default", "_log_softmax.default")
 def _softmax(ctx, x, dim, half_to_float=False):
     op = "LogSoftmax" if "log" in ctx.fx_node.target.__name__ else "Softmax"
     x = cast(ctx, x, ctx.out_dtype())
@@ -103,11 +97,6 @@ def _max_pool_indices(ctx, x, kernel_size, stride=(), padding=0, dilation=1, cei
     return [_pool_2d(ctx, "MaxPool", x, kernel_size, stride, padding, dilation, ceil_mode), None]
 
 
-@aten("max_pool2d.default")
-def _max_pool(ctx, x, kernel_size, stride=(), padding=0, dilation=1, ceil_mode=False):
-    return _pool_2d(ctx, "MaxPool", x, kernel_size, stride, padding, dilation, ceil_mode)
-
-
 @aten("avg_pool2d.default")
 def _avg_pool(ctx, x, kernel_size, stride=(), padding=0, ceil_mode=False, count_include_pad=True,
               divisor_override=None):
@@ -116,7 +105,7 @@ def _avg_pool(ctx, x, kernel_size, stride=(), padding=0, ceil_mode=False, count_
     return _pool_2d(ctx, "AveragePool", x, kernel_size, stride, padding, 1, ceil_mode, count_include_pad)
 
 
-@aten("_adaptive_avg_pool2d.default", "adaptive_avg_pool2d.default")
+@aten("_adaptive_avg_pool2d.default")
 def _adaptive_avg_pool(ctx, x, output_size):
     height, width = x.shape[-2:]
     out_h, out_w = _per_axis(output_size, 2)
@@ -147,6 +136,11 @@ def _reduction(ctx, x, dim=None, keepdim=False, dtype=None):
           "prod": "ReduceProd"}[name]
     x = cast(ctx, x, ctx.out_dtype())
     return _reduce(ctx, op, x, dim, keepdim)
+
+
+@aten("max.default", "min.default")
+def _max_min_all(ctx, x):
+    return _reduce(ctx, "ReduceMax" if ctx.fx_node.target.__name__.startswith("max") else "ReduceMin", x, None, False)
 
 
 @aten("max.dim", "min.dim")

@@ -15,30 +15,18 @@ from .common import aten, axis_of, cast, scalar
 END_OF_AXIS = 2 ** 62  # torch spells "to the end" as a huge end (sys.maxsize)
 
 
-@aten("view.default", "_unsafe_view.default", "reshape.default", "unsqueeze.default", "squeeze.default",
-      "squeeze.dim", "squeeze.dims", "flatten.using_ints", "view_copy.default")
+@aten("view.default", "_unsafe_view.default", "unsqueeze.default", "squeeze.dims")
 def _reshape(ctx, x, *shape_args):
     return reshape_to(ctx, x, ctx.out_shape())
 
 
-@aten("permute.default", "permute_copy.default")
+@aten("permute.default")
 def _permute(ctx, x, dims):
     perm = [axis_of(d, len(x.shape)) for d in dims]
     return x if perm == list(range(len(perm))) else ctx.emit1("Transpose", [x], {"perm": perm})
 
 
-@aten("transpose.int", "t.default")
-def _transpose(ctx, x, dim0=0, dim1=1):
-    rank = len(x.shape)
-    if rank < 2:
-        return x
-    perm = list(range(rank))
-    a, b = axis_of(dim0, rank), axis_of(dim1, rank)
-    perm[a], perm[b] = perm[b], perm[a]
-    return _permute(ctx, x, perm)
-
-
-@aten("expand.default", "expand_copy.default")
+@aten("expand.default")
 def _expand(ctx, x, size, implicit=False):
     shape = ctx.out_shape()
     return x if shape == x.shape else ctx.emit1("Expand", [x], {"shape": shape})
@@ -73,12 +61,12 @@ def _symbolic_slice(extent, start, end, step):
     return start, end - start
 
 
-@aten("slice.Tensor", "slice_copy.Tensor")
+@aten("slice.Tensor")
 def _slice(ctx, x, dim=0, start=None, end=None, step=1):
     return slice_axis(ctx, x, axis_of(dim, len(x.shape)), start, end, step)
 
 
-@aten("select.int", "select_copy.int")
+@aten("select.int")
 def _select(ctx, x, dim, index):
     axis = axis_of(dim, len(x.shape))
     if not isinstance(x.shape[axis], SymInt):
@@ -90,24 +78,14 @@ def _select(ctx, x, dim, index):
     return reshape_to(ctx, slice_axis(ctx, x, axis, index, index + 1), ctx.out_shape())
 
 
-@aten("split_with_sizes.default", "split.Tensor", "split_with_sizes_copy.default", "split_copy.Tensor")
+@aten("split_with_sizes.default")
 def _split(ctx, x, sizes, dim=0):
     axis = axis_of(dim, len(x.shape))
-    extent = x.shape[axis]
-    if isinstance(sizes, int):
-        sizes = [min(sizes, extent - start) for start in range(0, extent, sizes)] if sizes else [0]
     outputs, start = [], 0
     for size in sizes:
         outputs.append(slice_axis(ctx, x, axis, start, start + size))
         start += size
     return outputs
-
-
-@aten("unbind.int", "unbind_copy.int")
-def _unbind(ctx, x, dim=0):
-    axis = axis_of(dim, len(x.shape))
-    shape = x.shape[:axis] + x.shape[axis + 1:]
-    return [reshape_to(ctx, slice_axis(ctx, x, axis, i, i + 1), shape) for i in range(x.shape[axis])]
 
 
 @aten("cat.default")
