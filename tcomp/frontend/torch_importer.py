@@ -95,7 +95,11 @@ def import_exported(program: ExportedProgram, frozen: dict | None = None) -> Gra
     table = torch.export.default_decompositions()
     for op in KEPT:
         table.pop(op, None)
-    program = program.run_decompositions(table)
+    try:
+        program = program.run_decompositions(table)
+    except Exception as exc:  # torch raises many types; the reason is in the message
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TcompError(f"torch could not decompose the program to core ATen: {reason}") from exc
     signature = program.graph_signature
     mutated = list(signature.buffers_to_mutate.values()) + list(signature.user_inputs_to_mutate.values())
     if mutated:
