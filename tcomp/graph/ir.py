@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .symbolic import SymInt, is_static_shape, product
+from .symbolic import SymInt, product
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,6 @@ class TensorType:
     @property
     def nbytes(self):
         return self.size * np.dtype(numpy_dtype(self.dtype)).itemsize
-
-    @property
-    def is_static(self) -> bool:
-        return is_static_shape(self.shape)
 
 
 def numpy_dtype(dtype: str):

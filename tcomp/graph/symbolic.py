@@ -21,8 +21,6 @@ symbol (``to_expr``); the executor evaluates it for the sizes of a run
 """
 from __future__ import annotations
 
-import math
-
 from ..errors import TcompError
 
 
@@ -240,14 +238,6 @@ def _exact_divide(num: SymInt, den: SymInt) -> SymInt | None:
     return SymInt(result)
 
 
-def is_static(value) -> bool:
-    return not isinstance(value, SymInt)
-
-
-def is_static_shape(shape) -> bool:
-    return all(not isinstance(s, SymInt) for s in shape)
-
-
 def evaluate(value, values: dict) -> int:
     """``value`` (int or SymInt) for concrete symbol values."""
     return value.evaluate(values) if isinstance(value, SymInt) else int(value)
@@ -258,10 +248,3 @@ def product(values):
     for v in values:
         result = result * v
     return result
-
-
-def gcd_of(value) -> int:
-    """The largest int that surely divides ``value`` (for alignment decisions)."""
-    if isinstance(value, SymInt):
-        return math.gcd(*value.terms.values())
-    return abs(int(value))

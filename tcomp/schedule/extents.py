@@ -8,7 +8,7 @@ as a loop-IR expression over size variables otherwise (``batch * 12``)::
 """
 from __future__ import annotations
 
-from ..tir.expr import Expr, IntImm, as_expr
+from ..tir.expr import IntImm, as_expr
 
 
 def extent_of(value):
@@ -36,10 +36,10 @@ def divisible(a, unit: int) -> bool:
 
 
 def product(values):
+    """The product of extents: an int when all are static (no ``1 * ...`` nodes otherwise)."""
     result = 1
-    for value in values:
-        value = extent_of(value)
-        result = result * value if not (isinstance(result, int) and result == 1) else value
+    for value in map(extent_of, values):
+        result = value if isinstance(result, int) and result == 1 else result * value
     return result
 
 
@@ -47,6 +47,3 @@ def hint(value, default: int) -> int:
     """A representative size for decisions such as tile sizes: the value if static, else ``default``."""
     value = extent_of(value)
     return value if isinstance(value, int) else default
-
-
-__all__ = ["Expr", "ceil_div", "divisible", "extent_of", "hint", "is_static", "product"]

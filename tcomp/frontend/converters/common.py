@@ -58,3 +58,7 @@ def reshape_to(ctx, value, shape):
     return ctx.emit1("Reshape", [value], {"shape": shape})
 
 
+def split_same_pad(total: int, auto_pad: str) -> tuple:
+    """(begin, end) padding of an axis for ``SAME_UPPER`` (extra at the end) or ``SAME_LOWER``."""
+    small, big = total // 2, total - total // 2
+    return (small, big) if auto_pad == "SAME_UPPER" else (big, small)

@@ -4,7 +4,14 @@ from __future__ import annotations
 import numpy as np
 
 from ...tir.expr import is_float
-from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
+from .common import (
+    ConvertError,
+    const_input,
+    converter,
+    normalize_axis,
+    reshape_to,
+    split_same_pad,
+)
 
 
 # Linear algebra ----------------------------------------------------------------
@@ -60,8 +67,7 @@ def _spatial_attrs(attrs, kernel_shape, in_spatial):
             out = -(-in_spatial[axis] // strides[axis])
             total = max(0, (out - 1) * strides[axis] + dilations[axis] * (kernel_shape[axis] - 1) + 1
                         - in_spatial[axis])
-            small, big = total // 2, total - total // 2
-            pads[axis], pads[axis + nd] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+            pads[axis], pads[axis + nd] = split_same_pad(total, auto_pad)
     elif auto_pad == "VALID":
         pads = [0] * (2 * nd)
     elif auto_pad != "NOTSET":

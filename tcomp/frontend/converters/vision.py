@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import ConvertError, const_input, converter, normalize_axis, reshape_to
+from .common import (
+    ConvertError,
+    const_input,
+    converter,
+    normalize_axis,
+    reshape_to,
+    split_same_pad,
+)
 from .nn import _pool, _spatial_attrs
 from .tensor import _emit_slice as emit_slice
 
@@ -33,8 +40,7 @@ def conv_transpose_attrs(attrs, in_sp, kernel):
         pads = [0] * (2 * nd)
         for a in range(nd):
             total = full[a] - out[a]
-            small, big = total // 2, total - total // 2
-            pads[a], pads[a + nd] = (small, big) if auto_pad == "SAME_UPPER" else (big, small)
+            pads[a], pads[a + nd] = split_same_pad(total, auto_pad)
     elif auto_pad == "VALID":
         pads = [0] * (2 * nd)
     elif auto_pad != "NOTSET":
