@@ -335,7 +335,10 @@ def _evaluate_node(onnx_node, inputs, model) -> list:
     evaluator = ReferenceEvaluator(node, opsets={imp.domain: imp.version for imp in model.opset_import},
                                    new_ops=FOLD_OPS)
     feeds = {name: v.const for name, v in zip(names, inputs) if name}
-    results = [np.asarray(out) for out in evaluator.run(None, feeds)]
+    results = evaluator.run(None, feeds)
+    if any(out is None or isinstance(out, (list, tuple, dict)) for out in results):
+        raise ValueError(f"{node.op_type} gives a sequence, an optional or a map: not a tensor constant")
+    results = [np.asarray(out) for out in results]
     _check_folded_shapes(node, feeds, results, model)
     return results
 

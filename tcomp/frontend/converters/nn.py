@@ -164,7 +164,11 @@ def _reduce(ctx, inputs, attrs):
     axes = sorted({normalize_axis(int(a), rank) for a in axes})
     if op not in ("ReduceMax", "ReduceMin", "ReduceSum", "ReduceProd") and not is_float(x.dtype):
         raise ConvertError(f"{op} on {x.dtype}")
-    return [ctx.emit1(op, [x], {"axes": axes, "keepdims": attrs.get("keepdims", 1)})]
+    reduce_attrs = {"axes": axes, "keepdims": attrs.get("keepdims", 1)}
+    if x.dtype == np.dtype(bool):  # ReduceMax/Min on bool (opset 20) are any/all: reduce 0/1 bytes
+        as_bytes = ctx.emit1("Cast", [x], {"to": "uint8"})
+        return [ctx.emit1("Cast", [ctx.emit1(op, [as_bytes], reduce_attrs)], {"to": "bool"})]
+    return [ctx.emit1(op, [x], reduce_attrs)]
 
 
 @converter("Softmax", "LogSoftmax")
