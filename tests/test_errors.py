@@ -29,14 +29,13 @@ def test_unsupported_op_names_op_node_and_opset():
 
 
 def test_unsupported_attribute_is_reported_as_such():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4, 4])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 3, 4, 4])
-    params = [numpy_helper.from_array(np.random.default_rng().random(3).astype(np.float32), name)
-              for name in ("scale", "bias", "mean", "var")]
-    node = helper.make_node("BatchNormalization", ["x", "scale", "bias", "mean", "var"], ["y"], name="bn",
-                            training_mode=1)
-    with pytest.raises(tcomp.UnsupportedOpError, match=r"bn.*BatchNormalization.*training"):
-        tcomp.compile(_model([node], [x], [y], params, opset=15))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT8E4M3FN, [2, 3])
+    params = [numpy_helper.from_array(np.array(np.random.default_rng().random() + 0.5, np.float32), "scale"),
+              helper.make_tensor("zero", TensorProto.FLOAT8E4M3FN, [], [0])]
+    node = helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["y"], name="q", saturate=0)
+    with pytest.raises(tcomp.UnsupportedOpError, match=r"q.*QuantizeLinear.*without saturation"):
+        tcomp.compile(_model([node], [x], [y], params, opset=19))
 
 
 def test_model_failing_the_checker_says_why():

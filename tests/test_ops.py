@@ -10,12 +10,13 @@ import math
 import numpy as np
 import pytest
 from onnx import numpy_helper
+from onnx.reference import ReferenceEvaluator
 
 try:
-    from onnx_helpers import (check, check_op, dist_to_half, dist_to_int, make_model, node, rand, rand_nonzero,
+    from onnx_helpers import (assert_matches, check, check_op, dist_to_half, dist_to_int, make_model, node, rand, rand_nonzero,
                               randbool, randint, reference, rng, run_tcomp, run_tcomp_many, with_static_outputs)
 except ImportError:  # run from the repository root as a package
-    from tests.onnx_helpers import (check, check_op, dist_to_half, dist_to_int, make_model, node, rand,
+    from tests.onnx_helpers import (assert_matches, check, check_op, dist_to_half, dist_to_int, make_model, node, rand,
                                     rand_nonzero, randbool, randint, reference, rng, run_tcomp, run_tcomp_many,
                                     with_static_outputs)
 
@@ -636,6 +637,12 @@ def test_pad_opset18_axes(mode, axes, pads):
              mode=mode)
 
 
+@pytest.mark.parametrize("pads", PADS_4D + [[0, 0, 7, 9, 0, 0, 7, 9]], ids=str)
+def test_pad_wrap(pads):
+    check_op("Pad", {"x": rand((2, 3, 7, 9))}, opset=19, inits={"pads": np.array(pads, dtype=np.int64)},
+             mode="wrap")
+
+
 def test_pad_int64_constant():
     check_op("Pad", {"x": randint((3, 5), -9, 9)}, opset=13,
              inits={"pads": np.array([1, 0, 0, 2], np.int64), "v": np.array(7, np.int64)})
@@ -958,6 +965,19 @@ def _bn_params(c):
 def test_batchnorm(shape):
     check_op("BatchNormalization", {"x": rand(shape, -3, 3)}, opset=15, inits=_bn_params(shape[1]),
              epsilon=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 7, 5), (5, 6), (3, 6, 9)], ids=str)
+def test_batchnorm_training_mode(shape):
+    """Batch statistics normalize; the running mean/var outputs blend them in (vs onnx.reference)."""
+    params = _bn_params(shape[1])
+    inputs = {"x": rand(shape, -3, 3), **params}
+    model = make_model([node("BatchNormalization", list(inputs), ["y", "running_mean", "running_var"],
+                             epsilon=1e-3, momentum=0.8, training_mode=1)], inputs,
+                       ["y", "running_mean", "running_var"], opset=15)
+    expected = ReferenceEvaluator(model).run(None, inputs)
+    for name, ours, ref in zip(["y", "running_mean", "running_var"], run_tcomp(model, inputs), expected):
+        assert_matches(ours, ref, name=name)
 
 
 def test_batchnorm_after_conv():

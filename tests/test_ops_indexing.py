@@ -254,6 +254,23 @@ def test_reverse_sequence(batch_axis, time_axis):
              batch_axis=batch_axis, time_axis=time_axis)
 
 
+@pytest.mark.parametrize("mode", ["linear", "circular"])
+@pytest.mark.parametrize("axis,with_indices", [(-2, True), (1, True), (2, False)])
+def test_tensor_scatter(mode, axis, with_indices):
+    """A KV-cache write: ``update`` lands at each batch row's write index (wrapping when circular)."""
+    past_shape = [3, 4, 11, 6]
+    update_shape = list(past_shape)
+    update_shape[axis] = 3
+    capacity = past_shape[axis]
+    inputs = {"past": rand(tuple(past_shape)), "update": rand(tuple(update_shape))}
+    names = ["past", "update"]
+    if with_indices:  # linear writes must fit in the cache; circular ones may wrap
+        top = capacity if mode == "circular" else capacity - update_shape[axis] + 1
+        inputs["write_indices"] = rng().integers(0, top, size=3).astype(np.int64)
+        names.append("write_indices")
+    check_ref([node("TensorScatter", names, ["present"], axis=axis, mode=mode)], inputs, ["present"], opset=24)
+
+
 # ---------------------------------------------------------------------------------------------
 # Einsum
 # ---------------------------------------------------------------------------------------------

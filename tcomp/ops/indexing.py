@@ -17,7 +17,8 @@ from ..schedule.scan import scan_kernel
 from ..schedule.scatter import scatter_kernel
 from ..schedule.topk import topk_kernel
 from ..tir.compute import TensorView, row_major_unflatten
-from ..tir.expr import Cmp, IntImm, Select, call, cast, const, is_float, logical_or, maximum, minimum
+from ..tir.expr import (Cmp, IntImm, Select, call, cast, const, is_float, logical_and, logical_or, maximum,
+                        minimum)
 from .nn import AnchorContext
 from .registry import ANCHOR, INJECTIVE, register
 
@@ -185,6 +186,32 @@ def _view_reverse_sequence(node, views):
 
 
 register("ReverseSequence", INJECTIVE, _infer_same, _view_reverse_sequence)
+
+
+# TensorScatter (a KV-cache write) ------------------------------------------------
+def _view_tensor_scatter(node, views):
+    """present[b, ..., s, ...] = update[b, ..., s - w[b], ...] where 0 <= s - w[b] < length, else past.
+
+    ``circular`` takes ``s - w[b]`` modulo the cache length (writes wrap around)."""
+    past, update, write_indices = views
+    axis, circular = node.attrs["axis"], node.attrs["mode"] == "circular"
+    capacity, length = past.shape[axis], update.shape[axis]
+
+    def fn(*idx):
+        offset = idx[axis] - cast("int64", write_indices.fn(idx[0]))
+        if circular:
+            offset = offset % capacity
+        inside = Cmp("lt", offset, IntImm(length))
+        if not circular:
+            inside = logical_and(Cmp("ge", offset, IntImm(0)), inside)
+        source = list(idx)
+        source[axis] = minimum(maximum(offset, IntImm(0)), IntImm(length - 1))
+        return Select(inside, update.fn(*source), past.fn(*idx))
+
+    return [TensorView(past.shape, past.dtype, fn)]
+
+
+register("TensorScatter", INJECTIVE, _infer_same, _view_tensor_scatter)
 
 
 # Diagonal (Einsum's repeated labels) -------------------------------------------

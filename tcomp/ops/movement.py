@@ -194,6 +194,8 @@ def _view_pad(node, views):
                 period = max(2 * extent - 2, 1)
                 r = j % period
                 local.append(Select(Cmp("lt", r, IntImm(extent)), r, period - r))
+            elif mode == "wrap":
+                local.append(j % extent)
             else:
                 raise ValueError(f"unknown pad mode {mode}")
         loaded = src.fn(*local)

@@ -192,7 +192,7 @@ register("AveragePool", ANCHOR, _infer_pool, kernel=_pool_kernel)
 # Reductions ----------------------------------------------------------------
 REDUCE_KINDS = {"ReduceSum": "sum", "ReduceMean": "sum", "ReduceMax": "max", "ReduceMin": "min",
                 "ReduceProd": "prod", "ReduceSumSquare": "sum", "ReduceL1": "sum", "ReduceL2": "sum",
-                "ReduceLogSumExp": "sum"}
+                "ReduceLogSum": "sum", "ReduceLogSumExp": "sum"}
 
 
 def _infer_reduce(node):
@@ -235,6 +235,8 @@ def _reduce_kernel(node, views, ctx: AnchorContext):
             return result * reciprocal(length, x.dtype)
         if op == "ReduceL2":
             return call("sqrt", result)
+        if op == "ReduceLogSum":
+            return call("log", result)
         return result
 
     def store(value, row):

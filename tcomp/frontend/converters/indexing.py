@@ -1,5 +1,5 @@
 """Converters of indexing and scan ops: ArgMax/ArgMin, CumSum/CumProd, Trilu, EyeLike, OneHot, GatherND,
-ReverseSequence, ScatterElements (and Scatter), ScatterND, TopK."""
+ReverseSequence, ScatterElements (and Scatter), ScatterND, TensorScatter, TopK."""
 from __future__ import annotations
 
 import numpy as np
@@ -106,6 +106,30 @@ def _reverse_sequence(ctx, inputs, attrs):
     if lengths.shape != (x.shape[batch_axis],):
         raise ConvertError(f"sequence_lens of shape {list(lengths.shape)} for a batch of {x.shape[batch_axis]}")
     return [ctx.emit1("ReverseSequence", [x, lengths], {"batch_axis": batch_axis, "time_axis": time_axis})]
+
+
+@converter("TensorScatter")
+def _tensor_scatter(ctx, inputs, attrs):
+    past, update = inputs[:2]
+    write_indices = inputs[2] if len(inputs) > 2 else None
+    rank = len(past.shape)
+    axis = normalize_axis(attrs.get("axis", -2), rank)
+    mode = attrs.get("mode", "linear")
+    if mode not in ("linear", "circular"):
+        raise ConvertError(f"mode {mode!r} is not linear or circular")
+    if axis == 0:
+        raise ConvertError("axis 0 is the batch axis; the sequence axis must come after it")
+    if len(update.shape) != rank or any(u != p for a, (u, p) in enumerate(zip(update.shape, past.shape))
+                                        if a != axis):
+        raise ConvertError(f"update of shape {list(update.shape)} for a cache of shape {list(past.shape)} "
+                           f"(all but axis {axis} must agree)")
+    if update.dtype != past.dtype:
+        raise ConvertError(f"update of type {update.dtype} for a cache of type {past.dtype}")
+    if write_indices is None:
+        write_indices = ctx.const(np.zeros(past.shape[0], dtype=np.int64), "write_indices")
+    elif write_indices.shape != (past.shape[0],):
+        raise ConvertError(f"write_indices of shape {list(write_indices.shape)} for a batch of {past.shape[0]}")
+    return [ctx.emit1("TensorScatter", [past, update, write_indices], {"axis": axis, "mode": mode})]
 
 
 REDUCTIONS = ("none", "add", "mul", "max", "min")

@@ -147,7 +147,7 @@ def _global_pool(ctx, inputs, attrs):
 
 
 @converter("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceSumSquare", "ReduceL1",
-           "ReduceL2", "ReduceLogSumExp")
+           "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
 def _reduce(ctx, inputs, attrs):
     x = inputs[0]
     op = ctx.onnx_node.op_type
@@ -171,6 +171,36 @@ def _reduce(ctx, inputs, attrs):
     return [ctx.emit1(op, [x], reduce_attrs)]
 
 
+def _batchnorm_training(ctx, inputs, eps, momentum):
+    """BatchNormalization-14 with training_mode=1: normalize by the batch's statistics; outputs
+    (Y, running_mean, running_var), each running value ``momentum * given + (1 - momentum) * batch``
+    (the batch variance is the population variance, as onnx.reference)."""
+    x, scale, bias, mean, var = inputs
+    if not is_float(x.dtype) or len(x.shape) < 2:
+        raise ConvertError(f"training-mode BatchNormalization of a {x.dtype} tensor of rank {len(x.shape)}")
+    axes = [a for a in range(len(x.shape)) if a != 1]
+    channel_shape = (x.shape[1],) + (1,) * (len(x.shape) - 2)
+
+    def scalar(value):
+        return ctx.const(np.array(value, dtype=x.dtype), "bn_constant")
+
+    def per_channel(value):
+        return reshape_to(ctx, value, channel_shape)
+
+    batch_mean = ctx.emit1("ReduceMean", [x], {"axes": axes, "keepdims": 1})
+    centered = ctx.emit1("Sub", [x, batch_mean])
+    batch_var = ctx.emit1("ReduceMean", [ctx.emit1("Mul", [centered, centered])], {"axes": axes, "keepdims": 1})
+    std = ctx.emit1("Sqrt", [ctx.emit1("Add", [batch_var, scalar(eps)])])
+    y = ctx.emit1("Add", [ctx.emit1("Mul", [ctx.emit1("Div", [centered, std]), per_channel(scale)]),
+                          per_channel(bias)])
+
+    def running(given, batch):
+        kept = ctx.emit1("Mul", [given, scalar(momentum)])
+        return ctx.emit1("Add", [kept, ctx.emit1("Mul", [reshape_to(ctx, batch, given.shape), scalar(1 - momentum)])])
+
+    return [y, running(mean, batch_mean), running(var, batch_var)]
+
+
 @converter("Softmax", "LogSoftmax")
 def _softmax(ctx, inputs, attrs):
     x = inputs[0]
@@ -191,8 +221,10 @@ def _softmax(ctx, inputs, attrs):
 @converter("BatchNormalization")
 def _batchnorm(ctx, inputs, attrs):
     x, scale, bias, mean, var = inputs[:5]
+    if attrs.get("training_mode", 0) and ctx.opset >= 14:
+        return _batchnorm_training(ctx, inputs[:5], attrs.get("epsilon", 1e-5), attrs.get("momentum", 0.9))
     if attrs.get("training_mode", 0) or len([o for o in ctx.onnx_node.output if o]) > 1:
-        raise ConvertError("training-mode BatchNormalization is not supported")
+        raise ConvertError("training-mode BatchNormalization before opset 14 is not supported")
     for value, what in ((scale, "scale"), (bias, "bias"), (mean, "mean"), (var, "var")):
         const_input(value, f"BatchNormalization {what}")
     eps = attrs.get("epsilon", 1e-5)

@@ -242,7 +242,7 @@ def _pad(ctx, inputs, attrs):
             for i, axis in enumerate(axes):
                 full[axis], full[axis + rank] = pads[i], pads[i + len(axes)]
             pads = full
-    if mode not in ("constant", "edge", "reflect"):
+    if mode not in ("constant", "edge", "reflect", "wrap"):
         raise ConvertError(f"Pad mode {mode}")
     if any(p < 0 for p in pads):  # negative pads crop: a slice, then the non-negative padding
         starts = [max(0, -pads[a]) for a in range(rank)]
