@@ -20,6 +20,7 @@ from . import signal  # noqa: F401  (DFT, STFT, windows)
 from . import control  # noqa: F401  (If, Loop, Scan)
 from . import activations, attention, losses, norms, recurrent_lm  # noqa: F401  (language models)
 from . import optional  # noqa: F401  (optional ops on tensors)
+from . import text  # noqa: F401  (TfIdfVectorizer)
 from .common import CONVERTERS, ConvertError, NotConstantError, converter
 
 __all__ = ["CONVERTERS", "ConvertError", "NotConstantError", "converter"]

@@ -159,10 +159,10 @@ def _slice(ctx, inputs, attrs):
             else list(range(len(starts)))
         steps = const_input(inputs[4], "Slice steps") if len(inputs) > 4 and inputs[4] is not None \
             else [1] * len(starts)
-    return [_emit_slice(ctx, x, starts, ends, axes, steps)]
+    return [emit_slice(ctx, x, starts, ends, axes, steps)]
 
 
-def _emit_slice(ctx, x, starts, ends, axes, steps):
+def emit_slice(ctx, x, starts, ends, axes, steps):
     sliced = _slice_attrs(ctx, x.shape, dims(starts), dims(ends), axes, steps)
     if sliced["out_shape"] == list(x.shape) and all(s == 1 for s in sliced["steps"]):
         return x
@@ -187,7 +187,7 @@ def _split(ctx, inputs, attrs):
             sizes = [extent // count] * count
     outputs, start = [], 0
     for size in sizes:
-        outputs.append(_emit_slice(ctx, x, [start], [start + int(size)], [axis], [1]))
+        outputs.append(emit_slice(ctx, x, [start], [start + int(size)], [axis], [1]))
         start += int(size)
     return outputs
 
@@ -247,7 +247,7 @@ def _pad(ctx, inputs, attrs):
     if any(p < 0 for p in pads):  # negative pads crop: a slice, then the non-negative padding
         starts = [max(0, -pads[a]) for a in range(rank)]
         ends = [x.shape[a] - max(0, -pads[a + rank]) for a in range(rank)]
-        x = _emit_slice(ctx, x, starts, ends, list(range(rank)), [1] * rank)
+        x = emit_slice(ctx, x, starts, ends, list(range(rank)), [1] * rank)
         pads = [max(0, p) for p in pads]
     if not any(pads):
         return [x]

@@ -13,7 +13,7 @@ from .common import (
     split_same_pad,
 )
 from .nn import _pool, _spatial_attrs
-from .tensor import _emit_slice as emit_slice
+from .tensor import emit_slice
 
 
 # ConvTranspose -------------------------------------------------------------------
