@@ -6,7 +6,10 @@
 import sys
 
 from . import ops as _ops  # noqa: F401  (registers the operator library)
+from . import tir
+from .build import Kernel, build
 from .compiler import CompiledModule, compile
+from .schedule import Schedule, ScheduleError, Trace
 from .errors import InputError, ModelError, ShapeOperandError, TcompError, UnsupportedOpError
 
 # torch.compile(backend="tcomp"): torch finds the backend through the torch_dynamo_backends entry point;
@@ -17,5 +20,5 @@ if "torch._dynamo" in sys.modules:
     _register_torch_backend()
 
 __all__ = ["compile", "CompiledModule", "TcompError", "UnsupportedOpError", "ShapeOperandError", "ModelError",
-           "InputError"]
+           "InputError", "tir", "Schedule", "ScheduleError", "Trace", "build", "Kernel"]
 __version__ = "0.1.0"

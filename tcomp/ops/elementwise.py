@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..graph.ir import TensorType
-from ..tir.compute import TensorView, broadcast_index
+from ..tir.views import TensorView, broadcast_index
 from ..tir.expr import (BinOp, Cmp, FloatImm, Select, call, cast, const, const_like, is_float, logical_or, maximum,
                         minimum)
 from .registry import ELEMENTWISE, broadcast_shapes, register

@@ -16,7 +16,7 @@ from ..schedule.rows import RowKernel
 from ..schedule.scan import scan_kernel
 from ..schedule.scatter import scatter_kernel
 from ..schedule.topk import topk_kernel
-from ..tir.compute import TensorView, row_major_unflatten
+from ..tir.views import TensorView, row_major_unflatten
 from ..tir.expr import (Cmp, IntImm, Select, call, cast, const, is_float, logical_and, logical_or, maximum,
                         minimum)
 from .nn import AnchorContext

@@ -8,7 +8,7 @@ reinterprets the bits of each element as another type of the same width.
 from __future__ import annotations
 
 from ..graph.ir import TensorType
-from ..tir.compute import TensorView, broadcast_index
+from ..tir.views import TensorView, broadcast_index
 from ..tir.expr import BinOp, Cmp, Select, call, const, dtype_bits, is_unsigned, logical_and
 from .registry import ELEMENTWISE, broadcast_shapes, register
 

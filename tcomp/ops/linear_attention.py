@@ -17,7 +17,7 @@ state (dk, dv); the converter slices them apart.
 from __future__ import annotations
 
 from ..graph.ir import TensorType
-from ..tir.compute import broadcast_index
+from ..tir.views import broadcast_index
 from ..tir.expr import Buffer, IntImm, Var, const
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from .nn import AnchorContext

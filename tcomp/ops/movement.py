@@ -7,7 +7,7 @@ length 2*rank.
 from __future__ import annotations
 
 from ..graph.ir import TensorType
-from ..tir.compute import TensorView, broadcast_index, row_major_flatten, row_major_unflatten
+from ..tir.views import TensorView, broadcast_index, row_major_flatten, row_major_unflatten
 from ..tir.expr import (Cmp, IntImm, Select, cast, const, logical_and, maximum, minimum)
 from .registry import INJECTIVE, register
 

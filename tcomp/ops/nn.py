@@ -13,7 +13,7 @@ from ..graph.ir import TensorType
 from ..schedule.matmul import MatmulSpec, matmul_kernel
 from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reciprocal, reduce_kernel, softmax_kernel
 from ..schedule.window import WindowSpec, guarded_load, window_kernel
-from ..tir.compute import broadcast_index, row_major_unflatten
+from ..tir.views import broadcast_index, row_major_unflatten
 from ..tir.expr import Buffer, Expr, IntImm, call, cast, const
 from ..tir.stmt import BufferStore
 from .registry import ANCHOR, broadcast_shapes, register

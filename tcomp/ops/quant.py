@@ -24,7 +24,7 @@ import ml_dtypes
 import numpy as np
 
 from ..graph.ir import TensorType, numpy_dtype
-from ..tir.compute import TensorView, broadcast_index
+from ..tir.views import TensorView, broadcast_index
 from ..tir.expr import BinOp, Cmp, IntImm, Select, call, cast, const, logical_and, logical_or, minimum
 from .registry import ELEMENTWISE, broadcast_shapes, register
 

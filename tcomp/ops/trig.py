@@ -8,7 +8,7 @@ precision so that no cancellation near zero shows in the float result.
 from __future__ import annotations
 
 from ..graph.ir import TensorType
-from ..tir.compute import TensorView
+from ..tir.views import TensorView
 from ..tir.expr import call, cast, const
 from .registry import ELEMENTWISE, register
 

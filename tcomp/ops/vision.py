@@ -27,7 +27,7 @@ import math
 
 from ..graph.ir import TensorType
 from ..schedule.matmul import MatmulSpec, matmul_kernel
-from ..tir.compute import TensorView, row_major_flatten, row_major_unflatten
+from ..tir.views import TensorView, row_major_flatten, row_major_unflatten
 from ..tir.expr import (Buffer, Cmp, IntImm, Load, Select, Var, call, cast, const, logical_and, logical_or, maximum,
                         minimum)
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq

@@ -11,7 +11,7 @@ other axes are fused into one loop, parallel when there is enough work::
 """
 from __future__ import annotations
 
-from ..tir.compute import row_major_unflatten
+from ..tir.views import row_major_unflatten
 from ..tir.expr import Buffer, Cmp, Var, as_expr
 from ..tir.stmt import BufferStore, PrimFunc, block, loop
 from .extents import ceil_div, divisible, extent_of, is_static, product

@@ -16,7 +16,7 @@ from ..graph.fusion import FusedGroup
 from ..ops.nn import AnchorContext
 from ..ops.quant import storage_dtype
 from ..ops.registry import OPS
-from ..tir.compute import TensorView, row_major_flatten, row_major_unflatten
+from ..tir.views import TensorView, row_major_flatten, row_major_unflatten
 from ..tir.expr import Buffer, Cmp, IntImm, Select, Var, as_expr, cast, const, substitute
 from ..tir.stmt import PrimFunc
 from ..tir.transform import simplify_stmt, used_size_vars

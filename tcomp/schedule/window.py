@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..tir.compute import row_major_unflatten
+from ..tir.views import row_major_unflatten
 from ..tir.expr import Buffer, Cmp, FloatImm, IntImm, Load, Select, Var, cast, logical_and, maximum, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from .rows import init_value

@@ -11,6 +11,32 @@ def substitute_stmt(stmt: Stmt, mapping: dict) -> Stmt:
     return map_exprs(stmt, lambda expr: substitute(expr, mapping))
 
 
+def substitute_in_place(stmt: Stmt, mapping: dict) -> None:
+    """Replaces variables in every expression of ``stmt`` without rebuilding it: loops and blocks
+    stay the same objects (schedule handles keep naming them)."""
+    update_exprs_in_place(stmt, lambda expr: substitute(expr, mapping))
+
+
+def update_exprs_in_place(stmt: Stmt, fn) -> None:
+    """Applies ``fn`` to each expression held by ``stmt`` and its descendants, in place."""
+    def sub(expr):
+        return None if expr is None else fn(expr)
+
+    for node in walk_stmts(stmt):
+        if isinstance(node, For):
+            node.extent = sub(node.extent)
+        elif isinstance(node, BlockRealize):
+            node.iter_values = tuple(sub(v) for v in node.iter_values)
+            node.predicate = sub(node.predicate)
+        elif isinstance(node, BufferStore):
+            node.value, node.predicate = sub(node.value), sub(node.predicate)
+            node.indices = tuple(sub(i) for i in node.indices)
+        elif isinstance(node, IfThenElse):
+            node.cond = sub(node.cond)
+        elif isinstance(node, Evaluate):
+            node.value = sub(node.value)
+
+
 def simplify_stmt(stmt: Stmt) -> Stmt:
     """Simplifies every expression of ``stmt`` (see ``tir.arith``), e.g. ``(0 * 16 + l) * 1 -> l``."""
     return map_exprs(stmt, simplify)
