@@ -67,6 +67,7 @@ class Block(Stmt):
     init: Stmt | None = None
     reads: tuple = ()
     writes: tuple = ()
+    annotations: dict = field(default_factory=dict)
 
 
 @dataclass(eq=False, repr=False)

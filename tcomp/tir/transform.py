@@ -56,7 +56,8 @@ def map_exprs(stmt: Stmt, fn) -> Stmt:
                        dict(node.annotations))
         if isinstance(node, BlockRealize):
             blk = node.block
-            new_block = Block(blk.name, blk.iter_vars, visit(blk.body), visit(blk.init), blk.reads, blk.writes)
+            new_block = Block(blk.name, blk.iter_vars, visit(blk.body), visit(blk.init), blk.reads, blk.writes,
+                              dict(blk.annotations))
             return BlockRealize(tuple(sub(v) for v in node.iter_values), new_block, sub(node.predicate))
         if isinstance(node, BufferStore):
             return BufferStore(node.buffer, sub(node.value), tuple(sub(i) for i in node.indices),
