@@ -174,6 +174,33 @@ def test_attention_softmax_precision_double():
     check_onnx_reference([node("Attention", list(inputs), ["y"], softmax_precision=11)], inputs, ["y"], opset=24)
 
 
+def _score_graph(name: str, nodes: list):
+    """A one-input, one-output modifier graph (FlexAttention's score_mod / prob_mod)."""
+    return helper.make_graph(nodes, name, [helper.make_tensor_value_info("s", TensorProto.FLOAT, None)],
+                             [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)])
+
+
+@pytest.mark.parametrize("heads", [(4, 4), (6, 2)])
+@pytest.mark.parametrize("mods", ["none", "softcap", "prob_scale"])
+def test_flex_attention(heads, mods):
+    """FlexAttention (ai.onnx.preview) with grouped heads and modifier subgraphs, vs onnx.reference."""
+    inputs = _qkv(2, heads[0], heads[1], 5, 7, 8, 6)
+    attrs = {"scale": float(rng().uniform(0.1, 0.5))}
+    if mods == "softcap":  # 2 * tanh(s / 2)
+        two = helper.make_tensor("two", TensorProto.FLOAT, [], [2.0])
+        attrs["score_mod"] = _score_graph("cap", [
+            helper.make_node("Constant", [], ["c"], value=two), helper.make_node("Div", ["s", "c"], ["d"]),
+            helper.make_node("Tanh", ["d"], ["t"]), helper.make_node("Mul", ["t", "c"], ["out"])])
+    elif mods == "prob_scale":
+        half = helper.make_tensor("half", TensorProto.FLOAT, [], [0.5])
+        attrs["prob_mod"] = _score_graph("halve", [
+            helper.make_node("Constant", [], ["c"], value=half), helper.make_node("Mul", ["s", "c"], ["out"])])
+    nodes = [helper.make_node("FlexAttention", ["q", "k", "v"], ["y"], domain="ai.onnx.preview", **attrs)]
+    model = make_model(nodes, inputs, ["y"], opset=26, extra_opsets={"ai.onnx.preview": 1})
+    expected = ReferenceEvaluator(model).run(None, inputs)[0]
+    assert_matches(run_tcomp(model, inputs)[0], expected, rtol=1e-4, atol=1e-5)
+
+
 def test_attention_rejects_ungroupable_heads():
     """Query heads that do not split evenly over the key/value heads: a clear error naming the node."""
     inputs = _qkv(1, 3, 2, 2, 2, 4, 4)

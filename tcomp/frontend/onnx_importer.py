@@ -27,6 +27,7 @@ from ..ops.quant import kept_unfolded
 from ..ops.registry import OPS, infer_types
 from . import shape_eval
 from .converters import CONVERTERS, ConvertError, NotConstantError
+from .converters.common import converter_key
 from .fold_ops import FOLD_OPS
 
 # Ops that must never be folded (their result is not a function of their inputs).
@@ -218,7 +219,8 @@ def _import_node(ctx: ImportContext, onnx_node, values: dict, model) -> None:
     ctx.onnx_node = onnx_node
     op = onnx_node.op_type
     name = onnx_node.name or f"{op}_{len(ctx.graph.nodes)}"
-    if onnx_node.domain not in ("", "ai.onnx"):
+    key = converter_key(onnx_node.domain, op)
+    if onnx_node.domain not in ("", "ai.onnx") and key not in CONVERTERS:
         version = next((imp.version for imp in model.opset_import if imp.domain == onnx_node.domain), 0)
         raise UnsupportedOpError(op, name, version, f"operator domain '{onnx_node.domain}' is not supported")
     inputs = []
@@ -236,7 +238,7 @@ def _import_node(ctx: ImportContext, onnx_node, values: dict, model) -> None:
     try:
         outputs = _constant_outputs(ctx, onnx_node, inputs, attrs, model)
         if outputs is None:
-            converter = CONVERTERS.get(op)
+            converter = CONVERTERS.get(key)
             if converter is None:
                 raise UnsupportedOpError(op, name, ctx.opset, "no converter for this operator")
             outputs = converter(ctx, inputs, attrs)

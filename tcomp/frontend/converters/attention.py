@@ -1,4 +1,5 @@
-"""Converters of the language-model attention ops: Attention (opsets 23-25) and RotaryEmbedding.
+"""Converters of the language-model attention ops: Attention (opsets 23-25), FlexAttention
+(ai.onnx.preview) and RotaryEmbedding.
 
 Attention decomposes into graph ops that fusion merges back::
 
@@ -236,6 +237,57 @@ def _attention(ctx, inputs, attrs):
         raise ConvertError(f"qk_matmul_output_mode {mode} is not one of 0, 1, 2, 3")
     qk_out = {0: raw, 1: scores, 2: biased, 3: probs}[mode]  # raw, softcapped, biased, softmax
     return [_cast(ctx, y, out_dtype), present_key, present_value, _cast(ctx, qk_out, out_dtype)]
+
+
+@converter("FlexAttention", domain="ai.onnx.preview")
+def _flex_attention(ctx, inputs, attrs):
+    """FlexAttention (ai.onnx.preview): 4-D attention whose scores and probabilities pass through
+    the ``score_mod`` / ``prob_mod`` subgraphs (imported inline, like If branches)::
+
+        scores = (Q*s) @ (K*s)^T  ->  score_mod  ->  Softmax  ->  prob_mod  ->  @ V
+    """
+    from .control import import_subgraph  # control imports this module's package: bind late
+
+    q, k, v = inputs[:3]
+    if not all(x is not None and len(x.shape) == 4 for x in (q, k, v)):
+        raise ConvertError("Q, K and V must be 4-D (batch, heads, sequence, head size)")
+    out_dtype = q.dtype
+    if not is_float(out_dtype):
+        raise ConvertError(f"FlexAttention on {out_dtype} is not supported")
+    batch, q_heads, q_len, head_size = q.shape
+    kv_heads, kv_len = k.shape[1], k.shape[2]
+    if k.shape[3] != head_size or v.shape[1] != kv_heads or v.shape[2] != kv_len:
+        raise ConvertError(f"K {list(k.shape)} and V {list(v.shape)} do not fit Q {list(q.shape)}")
+    if q_heads % kv_heads:
+        raise ConvertError(f"{q_heads} query heads cannot be grouped over {kv_heads} key/value heads")
+    group = q_heads // kv_heads
+    precision = attrs.get("softmax_precision")
+    dtype = dtype_of_numpy(onnx.helper.tensor_dtype_to_np_dtype(precision)) if precision else \
+        ("float32" if out_dtype in _HALF else out_dtype)
+    scale = attrs.get("scale")
+    scale = 1.0 / np.sqrt(head_size) if scale is None else scale
+    root = _scalar(ctx, np.array(np.sqrt(np.float32(scale)), dtype=numpy_dtype(out_dtype)).astype(np.float64), dtype)
+    qs = reshape_to(ctx, ctx.emit1("Mul", [_cast(ctx, q, dtype), root]), (batch, kv_heads, group * q_len, head_size))
+    kt = ctx.emit1("Transpose", [ctx.emit1("Mul", [_cast(ctx, k, dtype), root])], {"perm": [0, 1, 3, 2]})
+    scores = reshape_to(ctx, ctx.emit1("MatMul", [qs, kt]), (batch, q_heads, q_len, kv_len))
+    scores = _modified(ctx, import_subgraph, attrs.get("score_mod"), scores, "score_mod")
+    probs = _modified(ctx, import_subgraph, attrs.get("prob_mod"), ctx.emit1("Softmax", [scores], {"axis": 3}),
+                      "prob_mod")
+    pv = reshape_to(ctx, probs, (batch, kv_heads, group * q_len, kv_len))
+    y = reshape_to(ctx, ctx.emit1("MatMul", [pv, _cast(ctx, v, dtype)]), (batch, q_heads, q_len, v.shape[3]))
+    return [_cast(ctx, y, out_dtype)]
+
+
+def _modified(ctx, import_subgraph, graph, value, what):
+    """``graph`` (one input, one output of the same shape) applied to ``value``; ``value`` if no graph."""
+    if graph is None:
+        return value
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ConvertError(f"{what} must take one input and give one output")
+    (result,) = import_subgraph(ctx, graph, [value])
+    if result.shape != value.shape:
+        raise ConvertError(f"{what} changes the shape {list(value.shape)} to {list(result.shape)}")
+    return _cast(ctx, result, value.dtype)
 
 
 def _slice_last(ctx, x, start, count, step=1):

@@ -21,13 +21,19 @@ class NotConstantError(ConvertError):
 CONVERTERS: dict = {}
 
 
-def converter(*names):
+def converter(*names, domain: str = ""):
+    """Registers a converter of the ops ``names`` of ``domain`` ("" is ai.onnx; others are keyed
+    ``"domain::Op"`` in ``CONVERTERS``)."""
     def wrap(fn):
         for name in names:
-            CONVERTERS[name] = fn
+            CONVERTERS[converter_key(domain, name)] = fn
         return fn
 
     return wrap
+
+
+def converter_key(domain: str, op_type: str) -> str:
+    return op_type if domain in ("", "ai.onnx") else f"{domain}::{op_type}"
 
 
 def const_input(value, what: str) -> np.ndarray:
