@@ -222,15 +222,18 @@ class Buffer:
     """A multi-dimensional array in a memory scope ("global", "shared", "local").
 
     Shapes may hold ``Var`` extents (symbolic sizes). Buffers compare by identity.
+    Elements are laid out row-major unless ``strides`` (in elements) are given: an allocated
+    buffer may have padded strides (``storage_align``), so its storage spans more elements.
     """
 
-    def __init__(self, name: str, shape, dtype: str, scope: str = "global"):
+    def __init__(self, name: str, shape, dtype: str, scope: str = "global", strides=None):
         if dtype not in ALL_DTYPES:
             raise TypeError(f"buffer {name}: unsupported dtype {dtype}")
         self.name = name
         self.shape = tuple(as_expr(s) for s in shape)
         self.dtype = dtype
         self.scope = scope
+        self.explicit_strides = None if strides is None else tuple(as_expr(s) for s in strides)
 
     def __getitem__(self, indices):
         if not isinstance(indices, tuple):
@@ -241,7 +244,9 @@ class Buffer:
         return f"Buffer({self.name}, {self.dtype}{list(self.shape)}, {self.scope})"
 
     def strides(self) -> list[Expr]:
-        """Row-major strides in elements."""
+        """Strides in elements: the explicit ones, else row-major."""
+        if self.explicit_strides is not None:
+            return list(self.explicit_strides)
         strides = [IntImm(1)]
         for extent in reversed(self.shape[1:]):
             strides.insert(0, strides[0] * extent)
@@ -259,6 +264,12 @@ class Buffer:
         for extent in self.shape:
             total = total * extent
         return total
+
+    def storage_elements(self) -> Expr:
+        """Elements the storage spans: ``num_elements()``, or more where strides are padded."""
+        if self.explicit_strides is None:
+            return self.num_elements()
+        return self.offset([extent - 1 for extent in self.shape]) + 1
 
 
 def as_expr(value, dtype: str | None = None) -> Expr:

@@ -77,7 +77,10 @@ def _lines(stmt: Stmt, indent: int, out: list) -> None:
     elif isinstance(stmt, Allocate):
         buf = stmt.buffer
         shape = ", ".join(expr_to_str(s) for s in buf.shape)
-        out.append(f"{pad}{buf.name} = alloc({buf.dtype}[{shape}], scope=\"{buf.scope}\")")
+        strides = ""
+        if buf.explicit_strides is not None:
+            strides = f", strides=[{', '.join(expr_to_str(s) for s in buf.explicit_strides)}]"
+        out.append(f"{pad}{buf.name} = alloc({buf.dtype}[{shape}]{strides}, scope=\"{buf.scope}\")")
         _lines(stmt.body, indent, out)
     elif isinstance(stmt, Evaluate):
         out.append(pad + expr_to_str(stmt.value))

@@ -263,7 +263,7 @@ class CPUCodegen:
     def _allocate(self, stmt: Allocate) -> None:
         st = self.st
         buf = stmt.buffer
-        size = arith.simplify(buf.num_elements())
+        size = arith.simplify(buf.storage_elements())
         if not isinstance(size, IntImm):
             raise CodegenError(f"buffer {buf.name}: cpu codegen needs a constant size for scope {buf.scope}")
         arr = ir.ArrayType(llvm_type(buf.dtype, memory=True), size.value)
