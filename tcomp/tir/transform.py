@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .arith import simplify
-from .expr import Load, free_vars, is_size_var, substitute, walk
+from .expr import Load, children, free_vars, is_size_var, substitute
 from .stmt import (Allocate, Block, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt)
 
 
@@ -114,15 +114,18 @@ def stmt_exprs(stmt: Stmt) -> list:
 
 
 def buffer_accesses(stmt: Stmt) -> tuple[list, list]:
-    """Buffers read and written by ``stmt``, in first-use order."""
+    """Buffers read and written by ``stmt``, in first-use order (left to right in the source:
+    ``C[i] = C[i] + A[i] * B[i]`` reads C, A, B)."""
     reads, writes = [], []
     for node in walk_stmts(stmt):
         if isinstance(node, BufferStore) and node.buffer not in writes:
             writes.append(node.buffer)
-        for expr in stmt_exprs(node):
-            for sub in walk(expr):
-                if isinstance(sub, Load) and sub.buffer not in reads:
-                    reads.append(sub.buffer)
+        pending = list(reversed(stmt_exprs(node)))
+        while pending:
+            sub = pending.pop()
+            if isinstance(sub, Load) and sub.buffer not in reads:
+                reads.append(sub.buffer)
+            pending.extend(reversed(children(sub)))
     return reads, writes
 
 
