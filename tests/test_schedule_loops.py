@@ -71,9 +71,21 @@ def test_fuse_three_loops_with_symbolic_extent():
     i, j = sch.get_loops(sch.get_block("B"))
     jo, ji = sch.split(j, [None, 4])
     fused = sch.fuse(i, jo, ji)
-    assert "range((M * 24))" in str(sch.func) or "range((24 * M))" in str(sch.func)
+    assert "for i_j_0_j_1_fused in range((M * 24))" in str(sch.func)
     assert [sch.get(loop) for loop in sch.get_loops(sch.get_block("B"))] == [sch.get(fused)]
     for m in (1, 13):
+        _check_add(sch.func, m=m)
+    _round_trip(func, sch)
+
+
+def test_fuse_divides_by_a_symbolic_inner_extent():
+    func = _add()
+    sch = tcomp.Schedule(func)
+    i, j = sch.get_loops(sch.get_block("B"))
+    sch.reorder(j, i)
+    sch.fuse(j, i)
+    assert "vi = S(M): (j_i_fused % M), vj = S(24): (j_i_fused // M)" in str(sch.func)
+    for m in (1, 7):
         _check_add(sch.func, m=m)
     _round_trip(func, sch)
 
