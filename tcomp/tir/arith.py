@@ -1,23 +1,51 @@
-"""Integer arithmetic simplifier: constant folding, affine canonical form, bounds.
+"""Integer arithmetic simplifier: constant folding, affine canonical form, bounds, divisibility.
 
 Integer expressions are normalised to a sum of ``coefficient * atom`` plus a
 constant, where atoms are variables and non-affine nodes (``//``, ``%``,
-``min``, loads ...). With variable bounds, floor division and modulo by a
-constant are resolved when the remainder is provably in range::
+``min``, loads ...). With variable bounds (``{var: (lo, hi)}``, inclusive, either
+side ``None`` when unknown), floor division and modulo by a constant are
+resolved when the remainder is provably in range::
 
     (i * 16 + j) // 16   with 0 <= j < 16   ->  i
     (i * 16 + j) % 16    with 0 <= j < 16   ->  j
     (n // 7) * 7 + n % 7                    ->  n
+    (i // 4) // 8                           ->  i // 32
+    min(i + 1, i)                           ->  i
 
 A wrong simplification is a silent miscompile, so every rule here is exact for
 floor semantics and only fires when its bound conditions are proven.
+
+Integer semantics: ``int64`` is the index type and is treated as unbounded
+(index arithmetic does not overflow). The narrower types (and ``uint64``) wrap
+as the generated code does: addition, subtraction and multiplication are exact
+modulo 2**bits, so the affine form holds for them as is, and constants are kept
+in range; the rules that need true integer values (division, modulo,
+comparisons, ``min``/``max``) fire for them only where the bounds show that no
+value wraps.
 """
 from __future__ import annotations
 
 import math
 
-from .expr import (BinOp, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, children, is_float,
-                   is_int, walk)
+from .expr import (
+    INDEX_DTYPE,
+    BinOp,
+    Call,
+    Cast,
+    Cmp,
+    Expr,
+    FloatImm,
+    IntImm,
+    Load,
+    Select,
+    Var,
+    children,
+    dtype_bits,
+    is_float,
+    is_int,
+    is_unsigned,
+    walk,
+)
 from .printer import expr_to_str
 
 Bounds = dict  # Var -> (lo, hi) inclusive, either may be None for unknown
@@ -27,17 +55,48 @@ def _is_index(expr: Expr) -> bool:
     return is_int(expr.dtype)
 
 
+def dtype_range(dtype: str) -> tuple:
+    """(lo, hi) of the values of an integer dtype; ``(None, None)`` for the unbounded index type."""
+    if dtype == INDEX_DTYPE:
+        return None, None
+    if dtype == "bool":
+        return 0, 1
+    bits = dtype_bits(dtype)
+    if is_unsigned(dtype):
+        return 0, (1 << bits) - 1
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def wrap(value: int, dtype: str) -> int:
+    """``value`` as the generated code holds it in ``dtype`` (two's complement)."""
+    if dtype == "bool":
+        return int(bool(value))
+    bits = dtype_bits(dtype)
+    value &= (1 << bits) - 1
+    if not is_unsigned(dtype) and value >= 1 << (bits - 1):
+        value -= 1 << bits
+    return value
+
+
+def _fits(dtype: str, lo, hi) -> bool:
+    """True if no value in [lo, hi] wraps in ``dtype`` (always true for the index type)."""
+    dlo, dhi = dtype_range(dtype)
+    if dlo is None:
+        return True
+    return lo is not None and hi is not None and dlo <= lo and hi <= dhi
+
+
 class Linear:
     """``sum(coeff * atom) + const`` over integer atoms."""
 
-    __slots__ = ("terms", "const", "dtype")
+    __slots__ = ("const", "dtype", "terms")
 
-    def __init__(self, terms=None, const=0, dtype="int64"):
+    def __init__(self, terms=None, const=0, dtype=INDEX_DTYPE):
         self.terms = dict(terms or {})
         self.const = const
         self.dtype = dtype
 
-    def add(self, other: "Linear", sign: int = 1) -> "Linear":
+    def add(self, other: Linear, sign: int = 1) -> Linear:
         terms = dict(self.terms)
         for atom, coeff in other.terms.items():
             value = terms.get(atom, 0) + sign * coeff
@@ -47,7 +106,7 @@ class Linear:
                 terms.pop(atom, None)
         return Linear(terms, self.const + sign * other.const, self.dtype)
 
-    def scale(self, factor: int) -> "Linear":
+    def scale(self, factor: int) -> Linear:
         if factor == 0:
             return Linear({}, 0, self.dtype)
         return Linear({a: c * factor for a, c in self.terms.items()}, self.const * factor, self.dtype)
@@ -60,38 +119,56 @@ def _atom_key(atom: Expr):
     return (expr_to_str(atom), atom.uid if isinstance(atom, Var) else 0)
 
 
+def _canonical(value: int, dtype: str) -> int:
+    """A constant of a wrapping dtype as the representative whose magnitude can be written in it."""
+    if dtype == INDEX_DTYPE:
+        return value
+    if not is_unsigned(dtype):
+        return wrap(value, dtype)
+    bits = dtype_bits(dtype)
+    value &= (1 << bits) - 1
+    return value - (1 << bits) if value > 1 << (bits - 1) else value
+
+
+def _signed_part(coeff: int, atom: Expr | None, dtype: str) -> tuple:
+    """(sign, expression) of ``coeff * atom`` (of ``coeff`` when atom is None), sign 1 or -1."""
+    sign, magnitude = (1, coeff) if coeff > 0 else (-1, -coeff)
+    if sign < 0 and _canonical(magnitude, dtype) != magnitude:  # the most negative value of a signed dtype
+        sign, magnitude = 1, coeff
+    if atom is None:
+        return sign, IntImm(magnitude, dtype)
+    return sign, atom if magnitude == 1 else BinOp("mul", atom, IntImm(magnitude, dtype))
+
+
 def to_expr(lin: Linear) -> Expr:
-    """Rebuilds a canonical expression: terms sorted, positive terms first."""
+    """Rebuilds a canonical expression: terms sorted, positive terms first, the constant last."""
     lin = _recombine(lin)
-    result = None
-    for atom in sorted(lin.terms, key=_atom_key):
-        coeff = lin.terms[atom]
-        if result is None:
-            result = atom if coeff == 1 else BinOp("mul", atom, IntImm(coeff, lin.dtype))
-        elif coeff == 1:
-            result = BinOp("add", result, atom)
-        elif coeff == -1:
-            result = BinOp("sub", result, atom)
-        elif coeff < 0:
-            result = BinOp("sub", result, BinOp("mul", atom, IntImm(-coeff, lin.dtype)))
-        else:
-            result = BinOp("add", result, BinOp("mul", atom, IntImm(coeff, lin.dtype)))
-    if result is None:
-        return IntImm(lin.const, lin.dtype)
-    if lin.const > 0:
-        return BinOp("add", result, IntImm(lin.const, lin.dtype))
-    if lin.const < 0:
-        return BinOp("sub", result, IntImm(-lin.const, lin.dtype))
+    dtype = lin.dtype
+    terms = {a: _canonical(c, dtype) for a, c in lin.terms.items()}
+    terms = {a: c for a, c in terms.items() if c}
+    const = _canonical(lin.const, dtype)
+    if not terms:
+        return IntImm(const, dtype)
+    parts = [_signed_part(terms[a], a, dtype) for a in sorted(terms, key=lambda a: (terms[a] < 0, _atom_key(a)))]
+    if parts[0][0] < 0:  # no positive term: start from the constant, or from 0
+        parts.insert(0, (1, IntImm(max(const, 0), dtype)))
+        const = min(const, 0)
+    if const:
+        parts.append(_signed_part(const, None, dtype))
+    result = parts[0][1]
+    for sign, part in parts[1:]:
+        result = BinOp("add" if sign > 0 else "sub", result, part)
     return result
 
 
 def _recombine(lin: Linear) -> Linear:
-    """``a*c*(y//c) + a*(y%c)  ->  a*y``."""
+    """``a*c*(y//c) + a*(y%c)  ->  a*y`` (exact for floor division, and for wrapped values)."""
     changed = True
     while changed:
         changed = False
         for atom, coeff in list(lin.terms.items()):
-            if not (isinstance(atom, BinOp) and atom.op == "floordiv" and isinstance(atom.b, IntImm)):
+            if not (isinstance(atom, BinOp) and atom.op == "floordiv" and isinstance(atom.b, IntImm)
+                    and atom.b.value != 0):
                 continue
             mod = BinOp("floormod", atom.a, atom.b)
             mod_coeff = lin.terms.get(mod)
@@ -105,7 +182,7 @@ def _recombine(lin: Linear) -> Linear:
 
 
 def linear_form(expr: Expr) -> Linear:
-    """Affine view of an already simplified integer expression."""
+    """Affine view of an integer expression: ``sum(coeff * atom) + const``, exact (wraps like the dtype)."""
     if isinstance(expr, IntImm):
         return Linear({}, expr.value, expr.dtype)
     if isinstance(expr, BinOp) and expr.op in ("add", "sub"):
@@ -120,42 +197,73 @@ def linear_form(expr: Expr) -> Linear:
 
 
 def bound(expr: Expr, bounds: Bounds | None = None) -> tuple:
-    """Inclusive (lo, hi) of an integer expression; ``None`` for an unknown side."""
+    """Inclusive (lo, hi) of an integer expression; ``None`` for an unknown side.
+
+    Sound for the generated code: a value of a wrapping dtype that may wrap is only known to lie in its
+    dtype's range.
+    """
     bounds = bounds or {}
+    lo, hi = _value_bound(expr, bounds)
+    if not (is_int(expr.dtype) or expr.dtype == "bool") or _fits(expr.dtype, lo, hi):
+        return lo, hi
+    return dtype_range(expr.dtype)
+
+
+def _value_bound(expr: Expr, bounds: Bounds) -> tuple:
+    """Bound of the exact integer result of ``expr``'s top operation applied to its operands' values."""
     if isinstance(expr, IntImm):
         return expr.value, expr.value
     if isinstance(expr, Var):
         return bounds.get(expr, (None, None))
-    if isinstance(expr, BinOp):
-        op = expr.op
-        if op == "floormod" and isinstance(expr.b, IntImm) and expr.b.value > 0:
-            lo, hi = bound(expr.a, bounds)
-            if lo is not None and hi is not None and lo >= 0 and hi < expr.b.value:
-                return lo, hi
-            return 0, expr.b.value - 1
-        alo, ahi = bound(expr.a, bounds)
-        blo, bhi = bound(expr.b, bounds)
-        if op == "add":
-            return _opt(alo, blo, lambda x, y: x + y), _opt(ahi, bhi, lambda x, y: x + y)
-        if op == "sub":
-            return _opt(alo, bhi, lambda x, y: x - y), _opt(ahi, blo, lambda x, y: x - y)
-        if op == "mul" and None not in (alo, ahi, blo, bhi):
-            products = [alo * blo, alo * bhi, ahi * blo, ahi * bhi]
-            return min(products), max(products)
-        if op == "floordiv" and isinstance(expr.b, IntImm) and expr.b.value > 0:
-            c = expr.b.value
-            return _opt(alo, c, lambda x, y: x // y), _opt(ahi, c, lambda x, y: x // y)
-        if op == "min":
-            known_hi = [h for h in (ahi, bhi) if h is not None]
-            return _opt(alo, blo, min), (min(known_hi) if known_hi else None)
-        if op == "max":
-            known_lo = [lo for lo in (alo, blo) if lo is not None]
-            return (max(known_lo) if known_lo else None), _opt(ahi, bhi, max)
+    if isinstance(expr, Cmp):
+        return 0, 1
+    if isinstance(expr, Cast):
+        if not (is_int(expr.value.dtype) or expr.value.dtype == "bool"):
+            return None, None
+        lo, hi = bound(expr.value, bounds)
+        if expr.dtype == INDEX_DTYPE and not _fits("int64", lo, hi) and hi is not None and hi >= 1 << 63:
+            return None, None  # uint64 above the int64 range
+        return lo, hi
     if isinstance(expr, Select):
         alo, ahi = bound(expr.a, bounds)
         blo, bhi = bound(expr.b, bounds)
         return _opt(alo, blo, min), _opt(ahi, bhi, max)
+    if not isinstance(expr, BinOp):
+        return None, None
+    op = expr.op
+    alo, ahi = bound(expr.a, bounds)
+    if op in ("floordiv", "floormod") and isinstance(expr.b, IntImm) and expr.b.value != 0:
+        return _divmod_bound(op, alo, ahi, expr.b.value)
+    blo, bhi = bound(expr.b, bounds)
+    if op == "add":
+        return _opt(alo, blo, lambda x, y: x + y), _opt(ahi, bhi, lambda x, y: x + y)
+    if op == "sub":
+        return _opt(alo, bhi, lambda x, y: x - y), _opt(ahi, blo, lambda x, y: x - y)
+    if op == "mul" and None not in (alo, ahi, blo, bhi):
+        products = [alo * blo, alo * bhi, ahi * blo, ahi * bhi]
+        return min(products), max(products)
+    if op == "min":
+        known_hi = [h for h in (ahi, bhi) if h is not None]
+        return _opt(alo, blo, min), (min(known_hi) if known_hi else None)
+    if op == "max":
+        known_lo = [lo for lo in (alo, blo) if lo is not None]
+        return (max(known_lo) if known_lo else None), _opt(ahi, bhi, max)
     return None, None
+
+
+def _divmod_bound(op: str, lo, hi, c: int) -> tuple:
+    """Bound of ``x // c`` or ``x % c`` (floor semantics) for x in [lo, hi]."""
+    if op == "floordiv":
+        if c > 0:
+            return _opt(lo, c, lambda x, y: x // y), _opt(hi, c, lambda x, y: x // y)
+        return _opt(hi, c, lambda x, y: x // y), _opt(lo, c, lambda x, y: x // y)
+    if lo is not None and hi is not None and lo // c == hi // c:  # no wrap-around inside [lo, hi]
+        return min(lo % c, hi % c), max(lo % c, hi % c)
+    if c > 0:  # x % c <= x where x >= 0
+        non_negative = lo is not None and lo >= 0 and hi is not None
+        return 0, min(c - 1, hi) if non_negative else c - 1
+    non_positive = hi is not None and hi <= 0 and lo is not None
+    return max(c + 1, lo) if non_positive else c + 1, 0
 
 
 def _opt(x, y, fn):
@@ -163,34 +271,41 @@ def _opt(x, y, fn):
 
 
 def _fold_binop(op: str, a, b, dtype: str):
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    if op == "min":
-        return min(a, b)
-    if op == "max":
-        return max(a, b)
     if is_float(dtype):
-        if op == "div":
-            return a / b if b != 0 else None
-        if op == "pow":
-            try:
-                return math.pow(a, b)
-            except (OverflowError, ValueError):
-                return None
+        return _fold_float(op, a, b)
+    value = _fold_int(op, a, b)
+    return None if value is None else wrap(value, dtype)
+
+
+def _fold_float(op: str, a, b):
+    if op in ("add", "sub", "mul", "min", "max"):
+        return _fold_common(op, a, b)
+    if op == "div":
+        return a / b if b != 0 else None
+    if op == "pow":
+        try:
+            return math.pow(a, b)
+        except (OverflowError, ValueError):
+            return None
+    return None
+
+
+def _fold_common(op: str, a, b):
+    return {"add": a + b, "sub": a - b, "mul": a * b, "min": min(a, b), "max": max(a, b)}[op]
+
+
+def _fold_int(op: str, a, b):
+    if op in ("add", "sub", "mul", "min", "max"):
+        return _fold_common(op, a, b)
+    if op in ("floordiv", "div", "floormod") and b == 0:
         return None
     if op == "floordiv":
-        return a // b if b != 0 else None
+        return a // b
     if op == "div":  # integer "div" truncates toward zero, as the generated code does
-        if b == 0:
-            return None
         q = abs(a) // abs(b)
         return q if (a >= 0) == (b >= 0) else -q
     if op == "floormod":
-        return a % b if b != 0 else None
+        return a % b
     if op == "and":
         return a & b
     if op == "or":
@@ -235,14 +350,16 @@ def _simplify_node(node, visit, bounds):
             folded = _fold_binop(node.op, a.value, b.value, node.dtype)
             if folded is not None:
                 return _imm(folded, node.dtype)
-        if _is_index(node) and node.dtype != "bool":
+        if node.dtype == "bool":
+            return _simplify_bool(node.op, a, b)
+        if _is_index(node):
             return _simplify_int(node.op, a, b, bounds)
         return _simplify_float(node.op, a, b)
     if isinstance(node, Cmp):
         a, b = visit(node.a), visit(node.b)
         if _is_imm(a) and _is_imm(b):
             return IntImm(int(_CMP[node.op](a.value, b.value)), "bool")
-        if _is_index(a):
+        if a.dtype == INDEX_DTYPE:
             diff = to_expr(linear_form(a).add(linear_form(b), -1))
             lo, hi = bound(diff, bounds)
             decided = _decide_cmp(node.op, lo, hi)
@@ -253,14 +370,11 @@ def _simplify_node(node, visit, bounds):
         cond, a, b = visit(node.cond), visit(node.a), visit(node.b)
         if isinstance(cond, IntImm):
             return a if cond.value else b
+        if a == b:
+            return a
         return Select(cond, a, b)
     if isinstance(node, Cast):
-        value = visit(node.value)
-        if value.dtype == node.dtype:
-            return value
-        if _is_imm(value):
-            return _imm(value.value, node.dtype) if node.dtype != "bool" else IntImm(int(bool(value.value)), "bool")
-        return Cast(node.dtype, value)
+        return _simplify_cast(node.dtype, visit(node.value))
     if isinstance(node, Call):
         return Call(node.name, tuple(visit(a) for a in node.args), node.dtype)
     if isinstance(node, Load):
@@ -269,6 +383,23 @@ def _simplify_node(node, visit, bounds):
             pred = None
         return Load(node.buffer, tuple(visit(i) for i in node.indices), pred)
     return node
+
+
+def _simplify_cast(dtype: str, value: Expr) -> Expr:
+    if value.dtype == dtype:
+        return value
+    if not _is_imm(value):
+        return Cast(dtype, value)
+    v = value.value
+    if dtype == "bool":
+        return IntImm(int(bool(v)), "bool")
+    if is_float(dtype):
+        return Cast(dtype, value) if is_float(value.dtype) else FloatImm(float(v), dtype)
+    if isinstance(value, FloatImm):
+        if not math.isfinite(v) or wrap(int(v), dtype) != int(v):  # out of range: poison in the generated code
+            return Cast(dtype, value)
+        return IntImm(int(v), dtype)
+    return IntImm(wrap(v, dtype), dtype)
 
 
 def _decide_cmp(op, lo, hi):
@@ -291,6 +422,16 @@ def _decide_cmp(op, lo, hi):
     return None
 
 
+def _simplify_bool(op, a, b):
+    """``c && true -> c``, ``c && false -> false``, ``c || false -> c``, ``c || true -> true``."""
+    if op in ("and", "or"):
+        for const, other in ((a, b), (b, a)):
+            if isinstance(const, IntImm):
+                absorbing = (op == "and") != bool(const.value)
+                return IntImm(int(op == "or"), "bool") if absorbing else other
+    return BinOp(op, a, b)
+
+
 def _simplify_float(op, a, b):
     if op == "add" and isinstance(b, FloatImm) and b.value == 0.0:
         return a
@@ -310,21 +451,39 @@ def _simplify_int(op, a, b, bounds):
             return to_expr(la.scale(lb.const) if lb.is_const() else lb.scale(la.const))
         return to_expr(la.add(lb, 1 if op == "add" else -1))
     if op in ("floordiv", "floormod") and isinstance(b, IntImm) and b.value > 0:
-        return _simplify_divmod(op, a, b.value, bounds)
+        nested = _simplify_nested_divmod(op, a, b.value)
+        if nested is not None:
+            return nested
+        if a.dtype == INDEX_DTYPE:
+            return _simplify_divmod(op, a, b.value, bounds)
     if op in ("min", "max"):
-        alo, ahi = bound(a, bounds)
-        blo, bhi = bound(b, bounds)
-        if op == "min":
-            if ahi is not None and blo is not None and ahi <= blo:
-                return a
-            if bhi is not None and alo is not None and bhi <= alo:
-                return b
-        else:
-            if alo is not None and bhi is not None and alo >= bhi:
-                return a
-            if blo is not None and ahi is not None and blo >= ahi:
-                return b
+        if a == b:
+            return a
+        if a.dtype == INDEX_DTYPE:
+            return _simplify_min_max(op, a, b, bounds)
     return BinOp(op, a, b)
+
+
+def _simplify_min_max(op, a, b, bounds):
+    """Picks the operand that is provably the smaller (min) or larger (max) one, from bounds of a - b."""
+    lo, hi = bound(to_expr(linear_form(a).add(linear_form(b), -1)), bounds)
+    a_le_b, a_ge_b = hi is not None and hi <= 0, lo is not None and lo >= 0
+    if a_le_b or a_ge_b:
+        return a if (a_le_b if op == "min" else a_ge_b) else b
+    return BinOp(op, a, b)
+
+
+def _simplify_nested_divmod(op, a, c):
+    """``(x // p) // c -> x // (p*c)`` and ``(x % m) % c -> x % c`` where c divides m (p, m > 0)."""
+    if not (isinstance(a, BinOp) and isinstance(a.b, IntImm) and a.b.value > 0):
+        return None
+    if op == "floordiv" and a.op == "floordiv":
+        product = a.b.value * c
+        if wrap(product, a.dtype) == product or a.dtype == INDEX_DTYPE:
+            return BinOp("floordiv", a.a, IntImm(product, a.dtype))
+    if op == "floormod" and a.op == "floormod" and a.b.value % c == 0:
+        return BinOp("floormod", a.a, IntImm(c, a.dtype))
+    return None
 
 
 def _simplify_divmod(op, a, c, bounds):
@@ -379,6 +538,51 @@ def _split_by_divisor(rest: Linear, c: int, bounds: Bounds):
 def _proper_divisors_descending(c: int) -> list:
     small = [d for d in range(2, math.isqrt(c) + 1) if c % d == 0]
     return sorted({d for d in small} | {c // d for d in small if c // d != c}, reverse=True)
+
+
+def can_prove_divisible(expr: Expr, k: int, bounds: Bounds | None = None) -> bool:
+    """True if ``expr`` is a multiple of ``k`` for all values of its variables; False when not provable.
+
+    ``n * 16 + i * 32`` is divisible by 16; ``(n * 12) // 3`` by 4; ``n`` alone is not provably divisible.
+    """
+    if not isinstance(k, int) or k < 1:
+        raise ValueError(f"can_prove_divisible: k must be a positive int, got {k!r}")
+    bounds = bounds or {}
+    if k == 1:
+        return True
+    if expr.dtype != INDEX_DTYPE:
+        return False
+    return _divisible(simplify(expr, bounds), k, bounds)
+
+
+def _divisible(expr: Expr, k: int, bounds: Bounds) -> bool:
+    if k == 1:
+        return True
+    lo, hi = bound(expr, bounds)
+    if lo is not None and lo == hi:
+        return lo % k == 0
+    lin = linear_form(expr)
+    if lin.const % k:
+        return False
+    if len(lin.terms) > 1 or lin.const or next(iter(lin.terms.values())) != 1:
+        return all(_divisible(atom, k // math.gcd(coeff, k), bounds) for atom, coeff in lin.terms.items())
+    if not isinstance(expr, (BinOp, Select)):
+        return False
+    if isinstance(expr, Select) or expr.op in ("min", "max"):
+        return _divisible(expr.a, k, bounds) and _divisible(expr.b, k, bounds)
+    if expr.op == "mul":  # a product of two non-constant factors
+        g = math.gcd(k, _known_factor(expr.a, k, bounds))
+        return _divisible(expr.b, k // g, bounds)
+    if expr.op == "floordiv" and isinstance(expr.b, IntImm) and expr.b.value > 0:
+        return _divisible(expr.a, k * expr.b.value, bounds)
+    if expr.op == "floormod" and isinstance(expr.b, IntImm) and expr.b.value > 0 and expr.b.value % k == 0:
+        return _divisible(expr.a, k, bounds)
+    return False
+
+
+def _known_factor(expr: Expr, k: int, bounds: Bounds) -> int:
+    """The largest divisor d of k that ``expr`` is provably a multiple of."""
+    return max(d for d in range(1, k + 1) if k % d == 0 and _divisible(expr, d, bounds))
 
 
 def lane_stride(index: Expr, lane: Var, bounds: Bounds | None = None) -> int | None:
