@@ -24,6 +24,8 @@ def expr_to_str(expr: Expr) -> str:
         return f"select({expr_to_str(expr.cond)}, {expr_to_str(expr.a)}, {expr_to_str(expr.b)})"
     if isinstance(expr, Cast):
         return f"{expr.dtype}({expr_to_str(expr.value)})"
+    if isinstance(expr, Call) and expr.name == "address_of":
+        return "&" + expr_to_str(expr.args[0])
     if isinstance(expr, Call):
         return f"{expr.name}({', '.join(expr_to_str(a) for a in expr.args)})"
     if isinstance(expr, Load):

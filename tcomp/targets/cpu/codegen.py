@@ -141,7 +141,7 @@ class CPUCodegen:
         elif isinstance(stmt, Allocate):
             self._allocate(stmt)
         elif isinstance(stmt, Evaluate):
-            self._expr(stmt.value)
+            self._evaluate(stmt)
         else:
             raise CodegenError(f"cpu codegen: unsupported statement {type(stmt).__name__}")
 
@@ -253,6 +253,26 @@ class CPUCodegen:
         self._serial(loop.var, end, loop.body, extent, start_value=begin)
         ib.ret_void()
         self.st = outer
+
+    def _evaluate(self, stmt: Evaluate) -> None:
+        """An expression for its effect; a tensor-intrinsic call is emitted by the intrinsic's cpu implementation."""
+        from ...schedule.intrinsics import get_intrinsic, is_intrinsic_call  # lazy: the schedule imports targets
+
+        if not is_intrinsic_call(stmt.value):
+            self._expr(stmt.value)
+            return
+        intrinsic = get_intrinsic(stmt.value.name)
+        try:
+            implementation = intrinsic.implementation("cpu")
+        except TcompError as exc:
+            raise CodegenError(str(exc)) from None
+        implementation.emit(self, intrinsic, stmt.value)
+
+    def address_of(self, load: Load):
+        """The address of ``load``'s element (scalar code only)."""
+        mem_ty = llvm_type(load.buffer.dtype, memory=True)
+        flat = self._expr(self._flat_index(load.buffer, load.indices))
+        return self.st.builder.gep(self._buffer_ptr(load.buffer), [flat], source_etype=mem_ty)
 
     def _declare(self, name: str, ret: ir.Type, args: list) -> ir.Function:
         fn = self.module.globals.get(name)
