@@ -1,6 +1,6 @@
 """Caches: ``cache_read`` and ``cache_write`` copy a buffer to a new one of another memory scope.
 
-cache_read(c, 0, "shared") on a matmul whose block C reads A first::
+cache_read(c, 1, "shared") on a matmul whose block C reads C, A, B (``Block.reads`` order)::
 
     for i, j, k:                              A_shared = alloc(float32[64, 32], scope="shared")
       block C[vi, vj, vk]:              ->    for ax0 in range(64):
