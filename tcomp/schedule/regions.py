@@ -1,0 +1,222 @@
+"""Region analysis: which part of a buffer a block, or the blocks under a loop, access.
+
+A region is one ``Range(min, extent)`` per buffer axis. For the blocks under a loop it is a
+function of the variables of the loops *outside* that loop (the loop's own variable included):
+each access index is rewritten in loop variables through the block's bindings, and its affine
+form ``base + sum(c * v)`` over the inner loop variables ``v in [0, e)`` spans
+``[base + sum(min(0, c*(e-1))), base + sum(max(0, c*(e-1)))]``. For ``C[i, j] = B[i, j] + B[i, j + 1]``
+under ``for j_0: for j_1 in range(4)`` with ``j = j_0 * 4 + j_1``::
+
+    loop_read_region(sch, j_0, B)  ->  B[i : 1, j_0 * 4 : 5]
+
+Accesses are joined by their hull. What the analysis cannot express exactly it over-approximates
+and says so in ``Region.approximate``: a non-affine index with known bounds contributes those
+bounds, and an index with none (a gather, ``B[idx[i]]``) the whole axis. ``Region.exact`` is
+True only where the region holds no element that the accesses skip (dense affine indices, one
+access pattern): consumers that must not run twice on stale data need that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..tir import arith
+from ..tir.expr import Buffer, Expr, IntImm, Load, free_vars, substitute, walk
+from ..tir.stmt import Block, BlockRealize, BufferStore, For, seq
+from ..tir.transform import stmt_exprs, walk_stmts
+
+
+@dataclass(frozen=True)
+class Range:
+    min: Expr
+    extent: Expr
+
+    def __str__(self):
+        return f"{self.min} : {self.extent}"
+
+
+@dataclass(frozen=True)
+class Region:
+    buffer: Buffer
+    ranges: tuple                  # one Range per axis
+    approximate: str | None = None  # why the region may hold elements no access touches beyond the hull
+    exact: bool = False            # every element of the region is accessed
+
+    def __str__(self):
+        return f"{self.buffer.name}[{', '.join(str(r) for r in self.ranges)}]"
+
+
+# ---------------------------------------------------------------- accesses
+def read_indices(block: Block, buffer: Buffer) -> list:
+    """The index tuples of ``block``'s loads of ``buffer`` (init and body, in order, with repeats)."""
+    found = []
+    for node in walk_stmts(_block_stmt(block)):
+        for expr in stmt_exprs(node):
+            found.extend(e.indices for e in walk(expr) if isinstance(e, Load) and e.buffer is buffer)
+    return found
+
+
+def write_indices(block: Block, buffer: Buffer) -> list:
+    """The index tuples of ``block``'s stores to ``buffer``."""
+    return [node.indices for node in walk_stmts(_block_stmt(block))
+            if isinstance(node, BufferStore) and node.buffer is buffer]
+
+
+def _block_stmt(block: Block):
+    return seq(block.init, block.body)
+
+
+# ---------------------------------------------------------------- regions
+def block_read_regions(block: Block) -> list:
+    """The region of each buffer ``block`` reads, over its iterator domains."""
+    return [_block_region(block, buf, read_indices(block, buf)) for buf in block.reads]
+
+
+def block_write_regions(block: Block) -> list:
+    """The region of each buffer ``block`` writes, over its iterator domains."""
+    return [_block_region(block, buf, write_indices(block, buf)) for buf in block.writes]
+
+
+def _block_region(block: Block, buffer: Buffer, accesses: list) -> Region:
+    inner = {iv.var: iv.extent for iv in block.iter_vars}
+    return hull(buffer, [(idx, {}) for idx in accesses], inner, _bounds(inner))
+
+
+def loop_read_region(sch, loop: For, buffer: Buffer) -> Region | None:
+    """The region of ``buffer`` that the blocks under ``loop`` read, per iteration of ``loop``
+    (None if none reads it)."""
+    return _loop_region(sch, loop, buffer, read_indices)
+
+
+def loop_write_region(sch, loop: For, buffer: Buffer) -> Region | None:
+    """The region of ``buffer`` that the blocks under ``loop`` write, per iteration of ``loop``."""
+    return _loop_region(sch, loop, buffer, write_indices)
+
+
+def _loop_region(sch, loop: For, buffer: Buffer, indices_of) -> Region | None:
+    accesses, inner, bounds = [], {}, {}
+    for realize in (n for n in walk_stmts(loop.body) if isinstance(n, BlockRealize)):
+        found = indices_of(realize.block, buffer)
+        if not found:
+            continue
+        loops = sch.loops_above(realize)
+        below = loops[[id(x) for x in loops].index(id(loop)) + 1:]
+        inner.update({x.var: x.extent for x in below})
+        bounds.update(_bounds({x.var: x.extent for x in loops}))
+        binding = dict(zip((iv.var for iv in realize.block.iter_vars), realize.iter_values))
+        accesses.extend((idx, binding) for idx in found)
+    if not accesses:
+        return None
+    return hull(buffer, accesses, inner, bounds)
+
+
+def _bounds(extents: dict) -> dict:
+    """{var: (0, extent - 1)}, the upper side None for a symbolic extent."""
+    return {v: (0, e.value - 1 if isinstance(e, IntImm) else None) for v, e in extents.items()}
+
+
+def hull(buffer: Buffer, accesses: list, inner: dict, bounds: dict) -> Region:
+    """The hull of ``accesses`` = [(indices, binding), ...] as ``inner`` = {var: extent} range.
+
+    ``binding`` maps block iterators to expressions of loop variables; ``bounds`` holds the
+    known ranges of all variables (for simplification and non-affine indices).
+    """
+    notes, ranges = [], []
+    exact = len({tuple(str(i) for i in idx) for idx, _ in accesses}) == 1
+    seen_inner: set = set()
+    for axis, shape in enumerate(buffer.shape):
+        spans, axis_inner = [], set()
+        for indices, binding in accesses:
+            index = arith.simplify(substitute(indices[axis], binding), bounds)
+            span, note, dense, used = _span(index, inner, bounds)
+            if span is None:
+                notes.append(f"index {index} of {buffer.name} has no known bounds (whole axis {axis} used)")
+                spans = None
+                break
+            if note:
+                notes.append(note)
+            exact = exact and dense
+            axis_inner |= used
+            spans.append(span)
+        exact = exact and not (axis_inner & seen_inner)
+        seen_inner |= axis_inner
+        if spans is None:
+            ranges.append(Range(IntImm(0), shape))
+            exact = False
+            continue
+        joined = _join(spans, bounds)
+        if joined is None:
+            notes.append(f"the accesses to axis {axis} of {buffer.name} are not comparable (whole axis used)")
+            ranges.append(Range(IntImm(0), shape))
+            exact = False
+            continue
+        lo, hi = joined
+        ranges.append(Range(lo, arith.simplify(hi - lo + 1, bounds)))
+    return Region(buffer, tuple(ranges), "; ".join(notes) or None, exact and not notes)
+
+
+def _span(index: Expr, inner: dict, bounds: dict):
+    """(lo, hi) of ``index`` over the inner variables, a note if approximated, whether every
+    value in between is taken, and the inner variables used; (None, ...) if unbounded."""
+    lin = arith.linear_form(index)
+    lo = hi = arith.Linear({}, lin.const, lin.dtype)
+    steps = []   # (|c|, extent) of the inner variables
+    used: set = set()
+    approx_lo, approx_hi = 0, 0
+    note = None
+    for atom, coeff in lin.terms.items():
+        if atom in inner:
+            used.add(atom)
+            last = arith.simplify(inner[atom] - 1)
+            term = arith.linear_form(arith.simplify(last * coeff))
+            lo, hi = (lo, hi.add(term)) if coeff > 0 else (lo.add(term), hi)
+            steps.append((abs(coeff), last))
+        elif free_vars(atom) & inner.keys():
+            alo, ahi = arith.bound(atom, bounds)
+            if alo is None or ahi is None:
+                return None, None, False, used
+            approx_lo += coeff * (alo if coeff > 0 else ahi)
+            approx_hi += coeff * (ahi if coeff > 0 else alo)
+            used |= free_vars(atom) & inner.keys()
+            note = f"index {index} is not affine in the inner loops (its bounds are used)"
+        else:
+            lo = lo.add(arith.Linear({atom: coeff}, 0, lin.dtype))
+            hi = hi.add(arith.Linear({atom: coeff}, 0, lin.dtype))
+    lo = lo.add(arith.Linear({}, approx_lo, lin.dtype))
+    hi = hi.add(arith.Linear({}, approx_hi, lin.dtype))
+    return (arith.to_expr(lo), arith.to_expr(hi)), note, note is None and _dense(steps), used
+
+
+def _dense(steps) -> bool:
+    """Whether sum(c * v), v in [0, last], takes every value of its hull (constant extents)."""
+    reach = 0
+    for coeff, last in sorted(steps, key=lambda s: s[0]):
+        if not isinstance(last, IntImm):
+            if coeff != 1 or reach != 0:
+                return False
+            reach = None
+            continue
+        if reach is None or coeff > reach + 1:
+            return False
+        reach += coeff * last.value
+    return True
+
+
+def _join(spans, bounds):
+    """The hull of several (lo, hi) spans, or None where two sides cannot be ordered."""
+    lo, hi = spans[0]
+    for other_lo, other_hi in spans[1:]:
+        lo = _pick(lo, other_lo, bounds, min)
+        hi = _pick(hi, other_hi, bounds, max) if lo is not None else None
+        if lo is None or hi is None:
+            return None
+    return lo, hi
+
+
+def _pick(a: Expr, b: Expr, bounds: dict, choose):
+    dlo, dhi = arith.bound(arith.simplify(a - b, bounds), bounds)
+    if dlo is not None and dlo >= 0:
+        return b if choose is min else a
+    if dhi is not None and dhi <= 0:
+        return a if choose is min else b
+    return None
+
