@@ -183,11 +183,7 @@ def test_compute_at_a_padded_stencil_tile():
 
 
 def test_compute_at_a_reduction_producer_keeps_its_reduce_loop():
-    a = tir.placeholder((16, 24), "float32", name="A")
-    r = tir.reduce_axis(24, name="r")
-    s = tir.compute((16,), lambda i: tir.sum(a[i, r], axis=r), name="S")
-    o = tir.compute((16, 24), lambda i, j: a[i, j] / s[i], name="O")
-    func = tir.create_func([a, o])
+    func = _row_normalize()
     sch = tcomp.Schedule(func)
     i, _ = sch.get_loops(sch.get_block("O"))
     sch.compute_at(sch.get_block("S"), i)
@@ -238,15 +234,15 @@ def test_compute_at_errors_name_the_blocks_and_leave_the_program_alone():
     assert str(sch.func) == before and len(sch.trace) == steps
 
 
-def test_compute_at_refuses_a_producer_after_its_consumer():
+def test_compute_at_into_the_producers_own_loops_is_refused():
     func = _window()
     sch = tcomp.Schedule(func)
     b = sch.get_block("B")
     i, _ = sch.get_loops(sch.get_block("C"))
     sch.compute_at(b, i)
-    # B now sits under C's loop i, before C; moving C's reader role around is refused:
-    with pytest.raises(tcomp.ScheduleError, match="no block under loop"):
-        sch.compute_at(sch.get_block("C"), sch.get_loops(b)[0])
+    with pytest.raises(tcomp.ScheduleError, match="cannot compute_at block C under loop ax0: no block under loop "
+                                                  "ax0 reads C"):
+        sch.compute_at(sch.get_block("C"), sch.get_loops(b)[1])
 
 
 # ---------------------------------------------------------------- reverse_compute_at
@@ -392,3 +388,49 @@ def test_sample_compute_location_rejects_a_decision_out_of_range():
     sch.sample_compute_location(sch.get_block("B"))
     with pytest.raises(tcomp.ScheduleError, match="decision 7 is not one of the 3 candidates"):
         sch.trace.apply_to(func, decisions={1: 7})
+
+
+def _row_normalize():
+    a = tir.placeholder((16, 24), "float32", name="A")
+    r = tir.reduce_axis(24, name="r")
+    s = tir.compute((16,), lambda i: tir.sum(a[i, r], axis=r), name="S")
+    o = tir.compute((16, 24), lambda i, j: a[i, j] / s[i], name="O")
+    return tir.create_func([a, o])
+
+
+def test_compute_at_under_parallel_loops_only_where_iterations_do_not_share_a_reduction():
+    func = _row_normalize()
+    sch = tcomp.Schedule(func)
+    i, j = sch.get_loops(sch.get_block("O"))
+    sch.parallel(i)
+    s = sch.get_block("S")
+    with pytest.raises(tcomp.ScheduleError, match="vectorized"):
+        sch.vectorize(j) or sch.compute_at(s, j)
+    sch = tcomp.Schedule(func)
+    i, j = sch.get_loops(sch.get_block("O"))
+    sch.parallel(j)
+    with pytest.raises(tcomp.ScheduleError, match="iterations of the parallel loop j would accumulate into the same "
+                                                  "elements of S"):
+        sch.compute_at(sch.get_block("S"), j)
+    sch = tcomp.Schedule(func)
+    i, _ = sch.get_loops(sch.get_block("O"))
+    sch.parallel(i)
+    sch.compute_at(sch.get_block("S"), i)  # row i's sum belongs to iteration i alone
+    x = _rand(16, 24)
+    np.testing.assert_allclose(tcomp.build(sch.func)(x), x / x.sum(axis=1, keepdims=True), rtol=1e-4)
+    _round_trip(sch, func)
+
+
+def test_compute_at_again_moves_the_nest_deeper():
+    func = _window()
+    sch = tcomp.Schedule(func)
+    c, b = sch.get_block("C"), sch.get_block("B")
+    i, j = sch.get_loops(c)
+    j0, _ = sch.split(j, [None, 4])
+    sch.compute_at(b, i)
+    assert "for ax0 in range(16):" in str(sch.func)
+    sch.compute_at(b, j0)
+    assert _names(sch, b) == ["i", "j_0", "ax0"] and "range(16)" not in str(sch.func)
+    x = _rand(8, 16)
+    np.testing.assert_allclose(tcomp.build(sch.func)(x), _window_ref(x), rtol=1e-6)
+    _round_trip(sch, func)

@@ -33,7 +33,13 @@ from ...tir import arith
 from ...tir.expr import IntImm, Load, Var, logical_and, substitute, walk
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, For, SeqStmt, seq
 from ...tir.transform import buffer_accesses, update_exprs_in_place, walk_stmts
-from ..regions import loop_read_region, loop_write_region, read_indices, write_indices
+from ..regions import (
+    Range,
+    loop_read_region,
+    loop_write_region,
+    read_indices,
+    write_indices,
+)
 from ..schedule import ScheduleError, primitive
 
 
@@ -74,6 +80,7 @@ def _plan_compute_at(sch, blk, target: For, preserve_unit_loops: bool):
                                     f"{blk.name} uses, between {blk.name} and the loop")
     _check_pure(blk, out, where)
     region = loop_read_region(sch, target, out)
+    _check_parallel_accumulation(sch, blk, target, region, where)
     bounds = _bounds(sch.loops_above(target) + [target])
     values, loops, conds = {}, [], []
     for axis, rng in enumerate(region.ranges):
@@ -93,10 +100,33 @@ def _plan_compute_at(sch, blk, target: For, preserve_unit_loops: bool):
     return apply
 
 
+def _check_parallel_accumulation(sch, blk, target: For, region, where: str) -> None:
+    """A reduction computed under a parallel loop must accumulate into elements no other
+    iteration of that loop touches (its region moves by at least its extent per iteration)."""
+    if all(iv.kind == "S" for iv in blk.iter_vars):
+        return  # spatial producers write the same values wherever their regions overlap
+    for outer in sch.loops_above(target) + [target]:
+        if outer.kind not in ("parallel", "thread_binding"):
+            continue
+        if not any(_moves_past(rng, outer.var) for rng in region.ranges):
+            raise ScheduleError(f"{where}: iterations of the {outer.kind} loop {outer.var.name} would accumulate "
+                                f"into the same elements of {region.buffer.name}")
+
+
+def _moves_past(rng, var: Var) -> bool:
+    step = arith.linear_form(arith.simplify(rng.min)).terms.get(var, 0)
+    return isinstance(rng.extent, IntImm) and abs(step) >= rng.extent.value > 0
+
+
 def _range_value(rng, iv, loops: list, conds: list, bounds: dict, preserve_unit_loops: bool):
     """The iterator value covering ``rng`` (a new loop unless one element wide); appends the
     loop and the domain conditions that cannot be proven."""
     extent = arith.simplify(rng.extent, bounds)
+    start = arith.simplify(rng.min, bounds)
+    if all(isinstance(e, IntImm) for e in (start, extent, iv.extent)):  # a fixed range: clip it to the domain
+        low, high = max(start.value, 0), min(start.value + extent.value, iv.extent.value)
+        rng = Range(IntImm(low), IntImm(max(high - low, 1)))
+        extent = rng.extent
     if isinstance(extent, IntImm) and extent.value == 1 and not preserve_unit_loops:
         value = arith.simplify(rng.min, bounds)
     else:
@@ -269,6 +299,8 @@ def reverse_compute_inline(sch, block):
             raise ScheduleError(f"{where}: its domain differs from {producer.name}'s along {civ.var.name}")
         mapping[civ.var] = pvar
     order = _order(sch)
+    if order[id(blk)] < order[id(producer)]:
+        raise ScheduleError(f"{where}: it comes before its producer {producer.name}")
     for other in sch.blocks():
         between = other not in (blk, producer) and order[id(producer)] < order[id(other)] < order[id(blk)]
         if between and (any(b in other.writes for b in blk.reads)
@@ -324,6 +356,9 @@ def _movable_nest(sch, realize, target: For, where: str):
     root = _nest_root(sch, realize)
     if any(node is target for node in walk_stmts(root)):
         raise ScheduleError(f"{where}: the loop is inside the block's own loop nest")
+    for outer in sch.loops_above(target) + [target]:
+        if outer.kind == "vectorized":
+            raise ScheduleError(f"{where}: loop {outer.var.name} is vectorized (a loop nest cannot go in its lanes)")
     _require_in_sequence(sch, root, where)
     return root
 
