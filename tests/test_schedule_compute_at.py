@@ -434,3 +434,19 @@ def test_compute_at_again_moves_the_nest_deeper():
     x = _rand(8, 16)
     np.testing.assert_allclose(tcomp.build(sch.func)(x), _window_ref(x), rtol=1e-6)
     _round_trip(sch, func)
+
+
+def test_a_store_at_shifted_indices_is_refused():
+    from tcomp.tir.expr import Buffer, Var
+    from tcomp.tir.stmt import Allocate, BufferStore, For, PrimFunc, block, seq
+
+    a, b, c = Buffer("A", (8,), "float32"), Buffer("B", (9,), "float32"), Buffer("C", (8,), "float32")
+    i, j = Var("i"), Var("j")
+    produce = For(i, 8, block("B", [("S", 8, i)], lambda v: BufferStore(b, a[v] * 2.0, (v + 1,))))
+    consume = For(j, 8, block("C", [("S", 8, j)], lambda v: BufferStore(c, b[v + 1], (v,))))
+    sch = tcomp.Schedule(PrimFunc("main", (a, c), Allocate(b, seq(produce, consume))))
+    with pytest.raises(tcomp.ScheduleError, match="block B: it must store B at its iterators"):
+        sch.compute_inline(sch.get_block("B"))
+    (loop,) = sch.get_loops(sch.get_block("C"))
+    with pytest.raises(tcomp.ScheduleError, match="it must store B at its spatial iterators, one per axis"):
+        sch.compute_at(sch.get_block("B"), loop)

@@ -121,12 +121,13 @@ def hull(buffer: Buffer, accesses: list, inner: dict, bounds: dict) -> Region:
     known ranges of all variables (for simplification and non-affine indices).
     """
     notes, ranges = [], []
-    exact = len({tuple(str(i) for i in idx) for idx, _ in accesses}) == 1
+    accesses = [tuple(arith.simplify(substitute(i, binding), bounds) for i in idx) for idx, binding in accesses]
+    exact = len({tuple(str(i) for i in idx) for idx in accesses}) == 1
     seen_inner: set = set()
     for axis, shape in enumerate(buffer.shape):
         spans, axis_inner = [], set()
-        for indices, binding in accesses:
-            index = arith.simplify(substitute(indices[axis], binding), bounds)
+        for indices in accesses:
+            index = indices[axis]
             span, note, dense, used = _span(index, inner, bounds)
             if span is None:
                 notes.append(f"index {index} of {buffer.name} has no known bounds (whole axis {axis} used)")

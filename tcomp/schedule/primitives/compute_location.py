@@ -71,9 +71,10 @@ def _plan_compute_at(sch, blk, target: For, preserve_unit_loops: bool):
     for consumer in consumers:
         if order[id(consumer)] < order[id(blk)]:
             raise ScheduleError(f"{where}: block {blk.name} comes after its consumer {consumer.name}")
+    first = min(order[id(blk)], min(order[key] for key in under))
     last = max(order[key] for key in under)
-    for other in sch.blocks():
-        if other is not blk and order[id(blk)] < order[id(other)] <= last:
+    for other in sch.blocks():  # the blocks the move crosses
+        if other is not blk and first <= order[id(other)] <= last:
             clash = [b.name for b in other.writes if b in blk.reads or b in blk.writes]
             if clash:
                 raise ScheduleError(f"{where}: block {other.name} writes {', '.join(clash)}, which block "
@@ -86,11 +87,7 @@ def _plan_compute_at(sch, blk, target: For, preserve_unit_loops: bool):
     for axis, rng in enumerate(region.ranges):
         iv = axis_iters[axis]
         values[iv.var] = _range_value(rng, iv, loops, conds, bounds, preserve_unit_loops)
-    for iv in blk.iter_vars:
-        if iv.var not in values:  # reduce iterators keep their whole domain
-            var = Var(f"ax{len(loops)}")
-            loops.append((var, iv.extent))
-            values[iv.var] = var
+    _whole_domains(blk, values, loops)  # reduce iterators keep theirs
 
     def apply():
         nest = _nest(blk, values, loops, conds)
@@ -142,6 +139,15 @@ def _range_value(rng, iv, loops: list, conds: list, bounds: dict, preserve_unit_
     return value
 
 
+def _whole_domains(blk, values: dict, loops: list) -> None:
+    """A loop over its whole domain for each iterator not bound in ``values`` yet."""
+    for iv in blk.iter_vars:
+        if iv.var not in values:
+            var = Var(f"ax{len(loops)}")
+            loops.append((var, iv.extent))
+            values[iv.var] = var
+
+
 def _nest(blk, values: dict, loops: list, conds: list):
     stmt = BlockRealize(tuple(values[iv.var] for iv in blk.iter_vars), blk, logical_and(*conds))
     for var, extent in reversed(loops):
@@ -170,11 +176,13 @@ def reverse_compute_at(sch, block, loop, preserve_unit_loops: bool = False):
     for other in sch.blocks():
         if buf in other.writes and id(other) not in under:
             raise ScheduleError(f"{where}: block {other.name} writes {buf.name} outside the loop")
-    if order[id(blk)] < max(order[key] for key in under):
-        raise ScheduleError(f"{where}: block {blk.name} comes before a block under the loop")
+    for writer in sch.blocks():
+        if buf in writer.writes and order[id(blk)] < order[id(writer)]:
+            raise ScheduleError(f"{where}: block {blk.name} comes before its producer {writer.name}")
     first = min(order[key] for key in under)
-    for other in sch.blocks():
-        if other is blk or not first <= order[id(other)] < order[id(blk)]:
+    last = max(order[id(blk)], max(order[key] for key in under))
+    for other in sch.blocks():  # the blocks the move crosses
+        if other is blk or not first <= order[id(other)] <= last:
             continue
         inputs = [b.name for b in other.writes if b in blk.reads and not (b is buf and id(other) in under)]
         outputs = [b.name for b in blk.writes if b in other.writes or b in other.reads]
@@ -191,11 +199,7 @@ def reverse_compute_at(sch, block, loop, preserve_unit_loops: bool = False):
     for axis, rng in enumerate(region.ranges):
         iv = axis_iters[axis]
         values[iv.var] = _range_value(rng, iv, loops, conds, bounds, preserve_unit_loops)
-    for iv in blk.iter_vars:
-        if iv.var not in values:
-            var = Var(f"ax{len(loops)}")
-            loops.append((var, iv.extent))
-            values[iv.var] = var
+    _whole_domains(blk, values, loops)
     nest = _nest(blk, values, loops, conds)
     _remove(sch, root)
     target.body = seq(target.body, nest)
@@ -329,7 +333,8 @@ def sample_compute_location(sch, block, decision=None):
     """A loop where ``block`` can be computed at, or None for where it is ("root").
 
     The candidates are root then every loop where compute_at is legal, in program order; the
-    decision is the index of the choice.
+    decision is the index of the choice. Root returns no handle, so a decision changed between
+    root and a loop on replay gives a trace of another shape (the replay says so).
     """
     blk = sch.get_block_obj(block)
     candidates = [None] + [n for n in walk_stmts(sch.func.body) if isinstance(n, For) and _legal(sch, blk, n)]
