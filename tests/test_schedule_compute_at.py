@@ -373,13 +373,27 @@ def test_sample_compute_location_picks_legal_loops_and_replays():
         sch.split(j, [None, 4])
         b = sch.get_block("B")
         where = sch.sample_compute_location(b)
-        if where is not None:
-            sch.compute_at(b, where)
-        seen.add(sch.trace.instructions[-2 if where is not None else -1].decision)
+        sch.compute_at(b, where)  # at root: B stays where it is
+        seen.add(sch.trace.instructions[-2].decision)
         x = _rand(8, 16)
         np.testing.assert_allclose(tcomp.build(sch.func)(x), _window_ref(x), rtol=1e-6)
         _round_trip(sch, func)
     assert seen == {0, 1, 2, 3}  # root, i, j_0, j_1
+
+
+def test_changed_compute_location_decisions_replay_between_root_and_loops():
+    func = _window()
+    sch = tcomp.Schedule(func, seed=0)
+    b = sch.get_block("B")
+    sch.compute_at(b, sch.sample_compute_location(b))
+    position = next(n for n, inst in enumerate(sch.trace.instructions) if inst.kind == "sample_compute_location")
+    programs = set()
+    for decision in range(3):  # root, i, j
+        replayed = sch.trace.apply_to(func, decisions={position: decision})
+        x = _rand(8, 16)
+        np.testing.assert_allclose(tcomp.build(replayed.func)(x), _window_ref(x), rtol=1e-6)
+        programs.add(str(replayed.func))
+    assert len(programs) == 3
 
 
 def test_sample_compute_location_rejects_a_decision_out_of_range():

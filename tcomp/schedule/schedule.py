@@ -52,6 +52,17 @@ class LoopRV:
         return f"l{self.id}"
 
 
+class RootLocation:
+    """Where a block already is: the location ``sample_compute_location`` may choose; ``compute_at``
+    and ``reverse_compute_at`` to it leave the block in place."""
+
+    def __repr__(self):
+        return "root"
+
+
+ROOT = RootLocation()
+
+
 class IntRV(int):
     """A sampled integer: usable as an int, recorded in traces as the sample that made it."""
 
@@ -118,7 +129,7 @@ class Schedule:
 
     # ---------------------------------------------------------------- handles
     def new_rv(self, obj) -> BlockRV | LoopRV:
-        """A fresh handle to ``obj`` (a Block or a For)."""
+        """A fresh handle to ``obj`` (a Block, a For, or ``ROOT``: a loop handle naming no loop)."""
         rv = BlockRV(self._next_id) if isinstance(obj, Block) else LoopRV(self._next_id)
         self._objects[rv.id] = obj
         self._next_id += 1
@@ -139,8 +150,14 @@ class Schedule:
             raise ScheduleError(f"{what} {rv} no longer exists (an earlier primitive replaced it)")
         return obj
 
+    def is_root(self, rv) -> bool:
+        """Whether ``rv`` is the root location (see ``sample_compute_location``)."""
+        return isinstance(rv, LoopRV) and self._objects.get(rv.id) is ROOT
+
     def get_loop(self, rv) -> For:
         obj = self.get(rv)
+        if obj is ROOT:
+            raise ScheduleError(f"{rv} is the root location, not a loop")
         if not isinstance(obj, For):
             raise ScheduleError(f"{rv} is a block, a loop is expected")
         return obj
@@ -152,7 +169,7 @@ class Schedule:
         return obj
 
     def _alive(self, obj) -> bool:
-        return id(obj) in self.parents() or any(
+        return obj is ROOT or id(obj) in self.parents() or any(
             isinstance(n, BlockRealize) and n.block is obj for n in walk_stmts(self.func.body))
 
     # ---------------------------------------------------------------- tree queries

@@ -1,2 +1,2 @@
 """Schedule primitives, one module per family; importing this package adds them to ``Schedule``."""
-from . import queries, loops, sampling, tensorize, cache, layout, reduction, compute_location  # noqa: F401
+from . import cache, compute_location, layout, loops, queries, reduction, sampling, tensorize  # noqa: F401

@@ -40,7 +40,7 @@ from ..regions import (
     read_indices,
     write_indices,
 )
-from ..schedule import ScheduleError, primitive
+from ..schedule import ROOT, ScheduleError, primitive
 
 
 # ---------------------------------------------------------------- compute_at
@@ -48,6 +48,9 @@ from ..schedule import ScheduleError, primitive
 def compute_at(sch, block, loop, preserve_unit_loops: bool = False):
     """Moves producer ``block`` to the start of ``loop``'s body, computing there the region of
     its output that the blocks under ``loop`` read (see the module docstring)."""
+    if sch.is_root(loop):  # the block stays where it is
+        sch.get_block_obj(block)
+        return
     _plan_compute_at(sch, sch.get_block_obj(block), sch.get_loop(loop), preserve_unit_loops)()
 
 
@@ -160,6 +163,9 @@ def _nest(blk, values: dict, loops: list, conds: list):
 def reverse_compute_at(sch, block, loop, preserve_unit_loops: bool = False):
     """Moves consumer ``block`` to the end of ``loop``'s body, computing there the elements
     whose input the blocks under ``loop`` have just written."""
+    if sch.is_root(loop):  # the block stays where it is
+        sch.get_block_obj(block)
+        return
     blk, target = sch.get_block_obj(block), sch.get_loop(loop)
     where = f"cannot reverse_compute_at block {blk.name} under loop {target.var.name}"
     realize = sch.realize_of(blk)
@@ -330,11 +336,11 @@ def reverse_compute_inline(sch, block):
 # ---------------------------------------------------------------- sample_compute_location
 @primitive(sampling=True)
 def sample_compute_location(sch, block, decision=None):
-    """A loop where ``block`` can be computed at, or None for where it is ("root").
+    """A loop where ``block`` can be computed at, or the root location (where it is now): a
+    LoopRV either way, so ``compute_at(block, sampled)`` replays whichever decision a tuner picks.
 
     The candidates are root then every loop where compute_at is legal, in program order; the
-    decision is the index of the choice. Root returns no handle, so a decision changed between
-    root and a loop on replay gives a trace of another shape (the replay says so).
+    decision is the index of the choice.
     """
     blk = sch.get_block_obj(block)
     candidates = [None] + [n for n in walk_stmts(sch.func.body) if isinstance(n, For) and _legal(sch, blk, n)]
@@ -344,7 +350,7 @@ def sample_compute_location(sch, block, decision=None):
         raise ScheduleError(f"sample_compute_location of block {blk.name}: decision {decision!r} is not one of "
                             f"the {len(candidates)} candidates")
     chosen = candidates[decision]
-    return (None if chosen is None else sch.new_rv(chosen)), decision
+    return sch.new_rv(ROOT if chosen is None else chosen), decision
 
 
 def _legal(sch, blk, loop: For) -> bool:
