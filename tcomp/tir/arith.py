@@ -239,15 +239,28 @@ def _value_bound(expr: Expr, bounds: Bounds) -> tuple:
         return _opt(alo, blo, lambda x, y: x + y), _opt(ahi, bhi, lambda x, y: x + y)
     if op == "sub":
         return _opt(alo, bhi, lambda x, y: x - y), _opt(ahi, blo, lambda x, y: x - y)
-    if op == "mul" and None not in (alo, ahi, blo, bhi):
-        products = [alo * blo, alo * bhi, ahi * blo, ahi * bhi]
-        return min(products), max(products)
+    if op == "mul":
+        return _mul_bound(alo, ahi, blo, bhi)
     if op == "min":
         known_hi = [h for h in (ahi, bhi) if h is not None]
         return _opt(alo, blo, min), (min(known_hi) if known_hi else None)
     if op == "max":
         known_lo = [lo for lo in (alo, blo) if lo is not None]
         return (max(known_lo) if known_lo else None), _opt(ahi, bhi, max)
+    return None, None
+
+
+def _mul_bound(alo, ahi, blo, bhi) -> tuple:
+    if None not in (alo, ahi, blo, bhi):
+        products = [alo * blo, alo * bhi, ahi * blo, ahi * bhi]
+        return min(products), max(products)
+    for (lo, hi), (c, c_hi) in (((alo, ahi), (blo, bhi)), ((blo, bhi), (alo, ahi))):
+        if c == 0 and c_hi == 0:
+            return 0, 0
+        if c is not None and c == c_hi:  # times a constant
+            return (_opt(lo, c, lambda x, y: x * y), _opt(hi, c, lambda x, y: x * y))[::1 if c >= 0 else -1]
+    if alo is not None and blo is not None and alo >= 0 and blo >= 0:
+        return alo * blo, _opt(ahi, bhi, lambda x, y: x * y)
     return None, None
 
 
