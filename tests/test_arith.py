@@ -168,6 +168,7 @@ def test_narrow_dtype_regressions():
     assert isinstance(arith.simplify((Buffer("Q", (4,), "int32")[0] * 16 + 3) // 16), BinOp)
     assert str(arith.simplify(u8 + 200 + 100)) == "(U[0] + 44)"
     assert str(arith.simplify(IntImm(0, "uint8") - u8)) == "(0 - U[0])"
+    assert arith.simplify(u8 - u8 - IntImm(12, "uint8")) == IntImm(244, "uint8")
     assert arith.simplify(Cast("int8", IntImm(300))) == IntImm(44, "int8")
     assert isinstance(arith.simplify(Cast("int32", FloatImm(float("nan")))), Cast)
     assert arith.simplify(Cast("int32", FloatImm(-2.7))) == IntImm(-2, "int32")

@@ -148,7 +148,7 @@ def to_expr(lin: Linear) -> Expr:
     terms = {a: c for a, c in terms.items() if c}
     const = _canonical(lin.const, dtype)
     if not terms:
-        return IntImm(const, dtype)
+        return IntImm(wrap(const, dtype) if dtype != INDEX_DTYPE else const, dtype)
     parts = [_signed_part(terms[a], a, dtype) for a in sorted(terms, key=lambda a: (terms[a] < 0, _atom_key(a)))]
     if parts[0][0] < 0:  # no positive term: start from the constant, or from 0
         parts.insert(0, (1, IntImm(max(const, 0), dtype)))
@@ -372,10 +372,8 @@ def _simplify_node(node, visit, bounds):
         a, b = visit(node.a), visit(node.b)
         if _is_imm(a) and _is_imm(b):
             return IntImm(int(_CMP[node.op](a.value, b.value)), "bool")
-        if a.dtype == INDEX_DTYPE:
-            diff = to_expr(linear_form(a).add(linear_form(b), -1))
-            lo, hi = bound(diff, bounds)
-            decided = _decide_cmp(node.op, lo, hi)
+        if _is_index(a):
+            decided = _decide_int_cmp(node.op, a, b, bounds)
             if decided is not None:
                 return IntImm(int(decided), "bool")
         return Cmp(node.op, a, b)
@@ -407,12 +405,22 @@ def _simplify_cast(dtype: str, value: Expr) -> Expr:
     if dtype == "bool":
         return IntImm(int(bool(v)), "bool")
     if is_float(dtype):
-        return Cast(dtype, value) if is_float(value.dtype) else FloatImm(float(v), dtype)
+        return FloatImm(float(v), dtype)
     if isinstance(value, FloatImm):
         if not math.isfinite(v) or wrap(int(v), dtype) != int(v):  # out of range: poison in the generated code
             return Cast(dtype, value)
         return IntImm(int(v), dtype)
     return IntImm(wrap(v, dtype), dtype)
+
+
+def _decide_int_cmp(op, a, b, bounds):
+    """Decides ``a op b`` from the bounds of a - b (index type) or of a and b (values as they wrap)."""
+    if a.dtype == INDEX_DTYPE:
+        decided = _decide_cmp(op, *bound(to_expr(linear_form(a).add(linear_form(b), -1)), bounds))
+        if decided is not None:
+            return decided
+    (alo, ahi), (blo, bhi) = bound(a, bounds), bound(b, bounds)
+    return _decide_cmp(op, _opt(alo, bhi, lambda x, y: x - y), _opt(ahi, blo, lambda x, y: x - y))
 
 
 def _decide_cmp(op, lo, hi):
@@ -463,6 +471,8 @@ def _simplify_int(op, a, b, bounds):
         if op == "mul":
             return to_expr(la.scale(lb.const) if lb.is_const() else lb.scale(la.const))
         return to_expr(la.add(lb, 1 if op == "add" else -1))
+    if op in ("floordiv", "floormod") and isinstance(b, IntImm) and b.value == 1:
+        return a if op == "floordiv" else IntImm(0, a.dtype)
     if op in ("floordiv", "floormod") and isinstance(b, IntImm) and b.value > 0:
         nested = _simplify_nested_divmod(op, a, b.value)
         if nested is not None:
