@@ -358,6 +358,21 @@ def test_iter_map_detects_fusions_and_splits():
         assert _brute_force_bijective(indices, extents)
 
 
+def test_iter_map_structure_of_a_split_fused_loop():
+    f, n = Var("f"), size_var("n")
+    outer, inner = detect_iter_map([f // 12, f % 12 + 1], {f: 12 * n})
+    (hi,), (lo,) = outer.args, inner.args
+    assert hi.mark is lo.mark and hi.mark.source is f
+    assert (str(hi.lower_factor), str(hi.extent), str(hi.scale)) == ("12", "n", "1")
+    assert (str(lo.lower_factor), str(lo.extent), str(lo.scale)) == ("1", "12", "1")
+    assert str(outer.base) == "0" and str(inner.base) == "1"
+    i, j = Var("i"), Var("j")
+    (fused,) = detect_iter_map([i * 32 + j * 2], {i: 4, j: 16})
+    (split,) = fused.args
+    assert str(split.scale) == "2" and str(split.extent) == "64"
+    assert [s.mark.source for s in split.mark.source.args] == [i, j]
+
+
 def test_iter_map_rejects_overlaps_and_non_affine_maps():
     i, j, f = Var("i"), Var("j"), Var("f")
     cases = [

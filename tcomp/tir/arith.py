@@ -19,9 +19,15 @@ Integer semantics: ``int64`` is the index type and is treated as unbounded
 (index arithmetic does not overflow). The narrower types (and ``uint64``) wrap
 as the generated code does: addition, subtraction and multiplication are exact
 modulo 2**bits, so the affine form holds for them as is, and constants are kept
-in range; the rules that need true integer values (division, modulo,
-comparisons, ``min``/``max``) fire for them only where the bounds show that no
-value wraps.
+in range. The rules that need true integer values (division and modulo of
+affine forms, comparisons and ``min``/``max`` decided from a difference) are
+for the index type only; ``bound`` stays sound for the others (a value that may
+wrap lies anywhere in its dtype's range), so comparisons of their values are
+decided from the bounds of each side.
+
+``can_prove_divisible(expr, k, bounds)`` proves that an index expression is a
+multiple of ``k`` (``n * 16 + i * 32`` of 16, for a size variable ``n``); it
+answers False when it cannot prove it.
 """
 from __future__ import annotations
 

@@ -37,18 +37,21 @@ from .expr import (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class IterMark:
     """An iterator over ``[0, extent)``: a loop variable or a fusion (an ``IterSum``)."""
 
     source: object
     extent: Expr
 
+    def __repr__(self):
+        return f"IterMark({self.to_expr()}, extent={self.extent})"
+
     def to_expr(self) -> Expr:
         return self.source if isinstance(self.source, Var) else self.source.to_expr()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class IterSplit:
     """``(mark // lower_factor) % extent * scale``: one digit of an iterator, scaled."""
 
@@ -56,6 +59,9 @@ class IterSplit:
     lower_factor: Expr
     extent: Expr
     scale: Expr
+
+    def __repr__(self):
+        return f"IterSplit({self.mark!r}, lower_factor={self.lower_factor}, extent={self.extent}, scale={self.scale})"
 
     def to_expr(self) -> Expr:
         value = self.mark.to_expr()
@@ -66,12 +72,15 @@ class IterSplit:
         return arith.simplify(value * self.scale)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class IterSum:
     """``sum(args) + base`` over splits; ``base`` is free of loop variables."""
 
     args: tuple
     base: Expr
+
+    def __repr__(self):
+        return f"IterSum({list(self.args)!r}, base={self.base})"
 
     def to_expr(self) -> Expr:
         total = self.base
@@ -104,7 +113,7 @@ def detect_iter_map(indices, extents: dict, bounds: dict | None = None,
         bounds[v] = (0, None if hi is None else hi - 1)
     results = []
     for index in indices:
-        total = _to_sum(arith.simplify(substitute(index, unit), bounds), marks, bounds)
+        total = _to_sum(arith.simplify(substitute(as_expr(index), unit), bounds), marks, bounds)
         if total is None:
             return None
         if total.args:
