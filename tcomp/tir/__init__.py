@@ -1,7 +1,6 @@
 """Loop-nest IR: expressions, statements, simplifier, printer, tensor views, and the
 compute-definition language (``te.py``: placeholder, compute, reduce_axis, sum, create_func)."""
-from .te import (ComputeError, Tensor, compute, create_func, max, min, placeholder, reduce_axis,  # noqa: A004
-                 size_var, sum)
+from .te import ComputeError, Tensor, compute, create_func, max, min, placeholder, reduce_axis, size_var, sum
 
 __all__ = ["ComputeError", "Tensor", "compute", "create_func", "max", "min", "placeholder", "reduce_axis",
            "size_var", "sum"]

@@ -27,7 +27,19 @@ import weakref
 from dataclasses import dataclass
 
 from ..errors import TcompError
-from .expr import INDEX_DTYPE, Buffer, Expr, FloatImm, IntImm, Load, Var, as_expr, const, is_float, walk
+from .expr import (
+    INDEX_DTYPE,
+    Buffer,
+    Expr,
+    FloatImm,
+    IntImm,
+    Load,
+    Var,
+    as_expr,
+    const,
+    is_float,
+    walk,
+)
 from .expr import size_var as _size_var
 from .stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from .transform import substitute_stmt, used_size_vars
@@ -61,7 +73,7 @@ def reduce_axis(extent, name: str = "k") -> ReduceAxis:
 class Reduce(Expr):
     """``combiner`` of ``source`` over ``axes``; only as the whole body of a ``compute``."""
 
-    __slots__ = ("combiner", "source", "axes", "dtype")
+    __slots__ = ("axes", "combiner", "dtype", "source")
 
     def __init__(self, combiner: str, source: Expr, axes: tuple):
         self.combiner, self.source, self.axes, self.dtype = combiner, source, axes, source.dtype
@@ -79,9 +91,9 @@ def _reducer(combiner: str):
     return reduce
 
 
-sum = _reducer("sum")  # noqa: A001 - the tensor-expression name
-max = _reducer("max")  # noqa: A001
-min = _reducer("min")  # noqa: A001
+sum = _reducer("sum")  # the tensor-expression names shadow the builtins here
+max = _reducer("max")
+min = _reducer("min")
 
 
 @dataclass(eq=False)
