@@ -83,3 +83,14 @@ def test_build_checks_arrays():
         kernel(a, b[:5])
     with pytest.raises(tcomp.InputError, match="A must be float32"):
         kernel(a.astype(np.float64), b)
+
+
+def test_symbolic_and_large_intermediates_are_heap_allocated():
+    n = tir.size_var("n")
+    for rows in (n, 700):  # a symbolic intermediate, and one of 700 x 64 floats (175 KiB)
+        a = tir.placeholder((rows, 64), "float32", name="A")
+        b = tir.compute((rows, 64), lambda i, j: a[i, j] * 3.0, name="B")
+        c = tir.compute((rows, 64), lambda i, j: b[i, j] + a[i, j], name="C")
+        kernel = tcomp.build(tir.create_func([a, c]))
+        x = np.random.default_rng().standard_normal((700, 64)).astype(np.float32)
+        np.testing.assert_allclose(kernel(x), x * 4.0, rtol=1e-6)

@@ -35,6 +35,7 @@ I8 = ir.IntType(8)
 I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
+STACK_BUFFER_BYTES = 64 * 1024  # larger global-scope allocations go to the heap (thread stacks are small)
 
 class BFloatType(ir.types._BaseFloatType):
     """LLVM's ``bfloat`` (llvmlite has no class for it); LLVM computes with it in float32."""
@@ -281,15 +282,23 @@ class CPUCodegen:
         return fn
 
     def _allocate(self, stmt: Allocate) -> None:
+        """A constant-size local/shared buffer (and a small global one) lives on the stack; a
+        symbolic or large global one is malloc'ed for the body and freed after it."""
         st = self.st
         buf = stmt.buffer
-        size = arith.simplify(buf.storage_elements())
-        if not isinstance(size, IntImm):
-            raise CodegenError(f"buffer {buf.name}: cpu codegen needs a constant size for scope {buf.scope}")
-        arr = ir.ArrayType(llvm_type(buf.dtype, memory=True), size.value)
-        ptr = _alloca(st.alloca_builder, arr, buf.name)
+        size = arith.simplify(buf.storage_elements(), st.bounds)
+        item_bytes = max(1, dtype_bits(buf.dtype) // 8)
+        if isinstance(size, IntImm) and (buf.scope != "global" or size.value * item_bytes <= STACK_BUFFER_BYTES):
+            arr = ir.ArrayType(llvm_type(buf.dtype, memory=True), size.value)
+            st.buffers[buf] = _alloca(st.alloca_builder, arr, buf.name)
+            self._stmt(stmt.body)
+            return
+        b = st.builder
+        nbytes = b.mul(self._expr(size), ir.Constant(I64, item_bytes))
+        ptr = b.call(self._declare("malloc", PTR, [I64]), [nbytes], name=buf.name)
         st.buffers[buf] = ptr
         self._stmt(stmt.body)
+        st.builder.call(self._declare("free", ir.VoidType(), [PTR]), [ptr])
 
     def _block(self, realize: BlockRealize) -> None:
         blk = realize.block
