@@ -94,3 +94,18 @@ def test_symbolic_and_large_intermediates_are_heap_allocated():
         kernel = tcomp.build(tir.create_func([a, c]))
         x = np.random.default_rng().standard_normal((700, 64)).astype(np.float32)
         np.testing.assert_allclose(kernel(x), x * 4.0, rtol=1e-6)
+
+
+def test_a_trace_with_sampling_instructions_is_a_design_space():
+    func = _matmul(m=128, n=96, k=64)
+    sch = tcomp.Schedule(func, seed=1)
+    i, j, _ = sch.get_loops(sch.get_block("C"))
+    sch.split(i, sch.sample_perfect_tile(i, n=3, max_innermost_factor=8))
+    sch.split(j, sch.sample_perfect_tile(j, n=2, max_innermost_factor=16))
+    programs = {str(sch.trace.apply_to(func, resample=True, seed=seed).func) for seed in range(20)}
+    assert len(programs) > 1
+    assert str(sch.trace.apply_to(func).func) == str(sch.func)  # without resample: the recorded decisions
+    a, b = _inputs(128, 96, 64)
+    for seed in range(3):
+        sampled = sch.trace.apply_to(func, resample=True, seed=seed)
+        np.testing.assert_allclose(tcomp.build(sampled.func)(a, b), a @ b, rtol=1e-5, atol=1e-5)

@@ -239,7 +239,8 @@ class Schedule:
 
     # ---------------------------------------------------------------- replay
     def replay(self, trace: Trace, decisions: dict) -> None:
-        """Applies ``trace``'s instructions in order (``Trace.apply_to``)."""
+        """Applies ``trace``'s instructions in order, each sampling instruction taking the decision
+        ``decisions`` gives for its position (none: it samples) (``Trace.apply_to``)."""
         names: dict = {}
         for index, inst in enumerate(trace.instructions):
             method = getattr(self, inst.kind, None)
@@ -247,7 +248,7 @@ class Schedule:
                 raise ScheduleError(f"trace instruction {index} names no primitive: {inst.kind!r}")
             args = [_decode(a, names) for a in inst.inputs]
             kwargs = {k: _decode(v, names) for k, v in inst.kwargs.items()}
-            self._forced_decision = decisions.get(index, inst.decision)
+            self._forced_decision = decisions.get(index)
             result = method(*args, **kwargs)
             _bind_outputs(inst.outputs, result, names)
 

@@ -51,15 +51,20 @@ class Trace:
     def from_json(text: str) -> "Trace":
         return Trace([Instruction.from_dict(entry) for entry in json.loads(text)])
 
-    def apply_to(self, func, decisions: dict | None = None):
+    def apply_to(self, func, decisions: dict | None = None, resample: bool = False, seed: int | None = None):
         """A new ``Schedule`` of ``func`` with every instruction replayed.
 
         ``decisions`` maps an instruction's position to a decision replacing the recorded one.
+        With ``resample``, the sampling instructions not in ``decisions`` draw new decisions
+        (from ``seed``): a trace of sampling instructions is a design space, and this samples it.
         """
         from .schedule import Schedule
 
-        sch = Schedule(func)
-        sch.replay(self, decisions or {})
+        sch = Schedule(func, seed=seed)
+        chosen = dict(decisions or {})
+        if not resample:
+            chosen = {**self.decisions, **chosen}
+        sch.replay(self, chosen)
         return sch
 
     @property
