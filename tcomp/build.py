@@ -25,18 +25,33 @@ from .tir.transform import used_size_vars
 TARGETS = ("cpu",)
 
 
-def build(func, target: str = "cpu", num_threads: int | None = None) -> "Kernel":
-    """Compiles ``func`` (a PrimFunc, or a Schedule's ``func``) for ``target``."""
+def build(func, target: str = "cpu", num_threads: int | None = None, db=None) -> "Kernel":
+    """Compiles ``func`` (a PrimFunc, or a Schedule's ``func``) for ``target``; with ``db`` (a
+    tuning database or its path, see ``tcomp.tune``) the best record of ``func``'s workload is
+    applied first (none: ``func`` is built as given)."""
     func = getattr(func, "func", func)  # a Schedule
     if not isinstance(func, PrimFunc):
         raise TcompError(f"tcomp.build takes a PrimFunc or a Schedule, got {type(func).__name__}")
     if target not in TARGETS:
         raise TcompError(f"tcomp.build: unknown target {target!r} (known: {', '.join(TARGETS)})")
+    if db is not None:
+        func = _tuned(func, target, db)
     from .targets.cpu.jit import host_target
 
     func.size_vars = used_size_vars(func)
     module = host_target(num_threads).build([func])
     return Kernel(func, module)
+
+
+def _tuned(func: PrimFunc, target: str, db) -> PrimFunc:
+    """``func`` scheduled by the best record of its workload in ``db``, or ``func`` itself."""
+    from .schedule.trace import Trace
+    from .tune.database import Database
+    from .tune.workload import workload_key
+
+    database = db if isinstance(db, Database) else Database(db)
+    best = database.best(workload_key(func), target)
+    return func if best is None else Trace.from_json(best.trace).apply_to(func).func
 
 
 class Kernel:

@@ -1,0 +1,188 @@
+"""Evolutionary search: sampled schedules scored by a cost model, the best predicted measured.
+
+    search = EvolutionarySearch(func, design_space(func), model, measurer, database, seed=0)
+    search.run(trials=64, batch_size=16)          # 64 measurements, each committed to database
+    database.best(workload_key(func), "cpu")      # -> the fastest correct TuningRecord
+
+A candidate is a concrete trace: a sketch of the design space whose sampling instructions all
+carry decisions. Each round draws a population (random samples of the sketches plus the best
+measured so far), evolves it for a few generations (keep the top predicted, mutate one
+decision of a parent: another tile factorization, categorical choice or compute location),
+then measures a batch: the top-predicted candidates not measured yet, an ``epsilon`` share of
+them random samples instead. Results go to the database and train the cost model. Candidates
+are identified by their trace JSON, so none is measured twice (across resumed runs too).
+Everything random comes from ``seed``: the same seed, measurements and model give the same
+candidates.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..costmodel.features import extract
+from ..schedule.trace import Trace
+from ..tir.stmt import PrimFunc
+from .database import TuningRecord
+from .workload import workload_key
+
+
+@dataclass
+class Candidate:
+    trace: Trace      # concrete: every sampling instruction has its decision
+    func: PrimFunc    # the scheduled function
+    key: str          # the trace's JSON: the candidate's identity
+
+
+class EvolutionarySearch:
+    """Searches one workload's design space; ``run`` measures and records candidates."""
+
+    def __init__(self, func: PrimFunc, sketches: list, model, measurer, database, target: str = "cpu",
+                 seed: int | None = None, population: int = 48, generations: int = 3,
+                 epsilon: float = 0.25, elites: int = 8):
+        if not sketches:
+            raise ValueError("EvolutionarySearch needs at least one sketch")
+        self.func, self.sketches, self.model = func, list(sketches), model
+        self.measurer, self.database, self.target = measurer, database, target
+        self.population, self.generations, self.epsilon, self.elites = population, generations, epsilon, elites
+        self.workload = workload_key(func)
+        self.rng = random.Random(seed)
+        records = database.records(self.workload, target)
+        self.measured = {record.trace for record in records}
+        self.best_measured = self._learn_from(records)
+
+    # ---------------------------------------------------------------- the loop
+    def run(self, trials: int, batch_size: int = 16, on_batch=None) -> int:
+        """Measures up to ``trials`` new candidates in batches (fewer when the space runs out);
+        ``on_batch(candidates, results)`` after each. Returns how many were measured."""
+        done = 0
+        while done < trials:
+            batch = self.next_batch(min(batch_size, trials - done))
+            if not batch:
+                break
+            results = self.measurer.measure([c.trace for c in batch])
+            self._record(batch, results)
+            done += len(batch)
+            if on_batch is not None:
+                on_batch(batch, results)
+        return done
+
+    def next_batch(self, size: int) -> list:
+        """``size`` unmeasured candidates: the top predicted after evolution, an epsilon share random."""
+        population = [c for _, c in self.best_measured] + self._sample(self.population)
+        pool: dict = {}
+        for generation in range(self.generations + 1):
+            population = _unique(population)
+            scores = self._predict(population)
+            for cand, score in zip(population, scores):
+                pool.setdefault(cand.key, (score, cand))
+            if generation == self.generations:
+                break
+            ranked = [population[i] for i in np.argsort(-scores, kind="stable")]
+            parents = ranked[:max(1, self.population // 2)]
+            weights = [len(parents) - i for i in range(len(parents))]
+            children = [self._mutate(p) for p in self.rng.choices(parents, weights, k=self.population - len(parents))]
+            population = parents + [c for c in children if c is not None]
+        unmeasured = [(score, cand) for score, cand in pool.values() if cand.key not in self.measured]
+        unmeasured.sort(key=lambda item: -item[0])
+        n_random = min(size, round(size * self.epsilon)) if len(unmeasured) > size else 0
+        batch = [cand for _, cand in unmeasured[:size - n_random]]
+        chosen = {c.key for c in batch}
+        for cand in self._sample(4 * n_random):
+            if len(batch) >= size:
+                break
+            if cand.key not in chosen and cand.key not in self.measured:
+                batch.append(cand)
+                chosen.add(cand.key)
+        for _, cand in unmeasured[size - n_random:]:  # random samples ran out: fill with predicted
+            if len(batch) >= size:
+                break
+            if cand.key not in chosen:
+                batch.append(cand)
+                chosen.add(cand.key)
+        return batch
+
+    # ---------------------------------------------------------------- candidates
+    def _sample(self, count: int) -> list:
+        """Up to ``count`` random candidates of the sketches (invalid draws are dropped)."""
+        found = []
+        for _ in range(2 * count):
+            if len(found) == count:
+                break
+            sketch = self.rng.choice(self.sketches)
+            cand = self._realize(sketch, {}, resample=True)
+            if cand is not None:
+                found.append(cand)
+        return found
+
+    def _mutate(self, parent: Candidate) -> Candidate | None:
+        """``parent`` with one sampling decision drawn again (a different result), or None."""
+        decisions = parent.trace.decisions
+        if not decisions:
+            return None
+        position = self.rng.choice(sorted(decisions))
+        kept = {i: d for i, d in decisions.items() if i != position}
+        for _ in range(4):
+            child = self._realize(parent.trace, kept, resample=True)
+            if child is not None and child.key != parent.key:
+                return child
+        return None
+
+    def _realize(self, trace: Trace, decisions: dict, resample: bool) -> Candidate | None:
+        """``trace`` replayed on the function (undecided samples drawn from the search's rng);
+        None when the schedule refuses it (a design-space rule or mutation may make illegal
+        combinations: any error of the replay drops the candidate)."""
+        try:
+            sch = trace.apply_to(self.func, decisions=decisions, resample=resample,
+                                 seed=self.rng.randrange(2**31))
+        except Exception:  # noqa: BLE001 - an illegal candidate is skipped, never fatal to tuning
+            return None
+        return Candidate(sch.trace, sch.func, sch.trace.to_json())
+
+    def _predict(self, candidates: list) -> np.ndarray:
+        if not candidates:
+            return np.zeros(0)
+        return np.asarray(self.model.predict([c.func for c in candidates]), dtype=np.float64)
+
+    # ---------------------------------------------------------------- records
+    def _record(self, batch: list, results: list) -> None:
+        """Commits the measurements, trains the model on the successful ones, keeps the best."""
+        good_funcs, good_seconds = [], []
+        for cand, result in zip(batch, results):
+            ok = result.status == "ok" and result.seconds is not None
+            self.database.commit(TuningRecord(self.workload, self.target, cand.key,
+                                              result.seconds if ok else None, result.status,
+                                              extract(cand.func).tolist()))
+            self.measured.add(cand.key)
+            if ok:
+                good_funcs.append(cand.func)
+                good_seconds.append(result.seconds)
+                self.best_measured.append((result.seconds, cand))
+        if good_funcs:
+            self.model.update(good_funcs, good_seconds)
+        self.best_measured.sort(key=lambda item: item[0])
+        del self.best_measured[self.elites:]
+
+    def _learn_from(self, records: list) -> list:
+        """Trains the model on earlier successful records; returns the best as (seconds, candidate)."""
+        best = []
+        for record in records:
+            if record.status != "ok" or record.seconds is None:
+                continue
+            cand = self._realize(Trace.from_json(record.trace), {}, resample=False)
+            if cand is not None:
+                best.append((record.seconds, cand))
+        if best:
+            self.model.update([c.func for _, c in best], [s for s, _ in best])
+        best.sort(key=lambda item: item[0])
+        return best[:self.elites]
+
+
+def _unique(candidates: list) -> list:
+    seen, out = set(), []
+    for cand in candidates:
+        if cand.key not in seen:
+            seen.add(cand.key)
+            out.append(cand)
+    return out

@@ -1,0 +1,84 @@
+"""``tcomp.tune``: tune PrimFuncs into a database that ``tcomp.build(func, db=...)`` reads.
+
+    best = tcomp.tune(func, target="cpu", trials=64, db="tuning.db")   # {workload key: TuningRecord}
+    kernel = tcomp.build(func, target="cpu", db="tuning.db")           # the best record applied
+
+Each distinct workload (``workload_key``) is searched by ``EvolutionarySearch`` until the
+database holds ``trials`` measurements of it, so a second call with the same arguments
+measures nothing (and an interrupted one goes on where it stopped).
+"""
+from __future__ import annotations
+
+from ..errors import TcompError
+from ..tir.stmt import PrimFunc
+from .database import Database
+from .measure import Measurer
+from .search import EvolutionarySearch
+from .space import design_space
+from .workload import workload_key
+
+
+def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", model=None,
+         batch_size: int = 16, seed: int | None = None, progress: bool = True) -> dict:
+    """Tunes each PrimFunc (one or a list) with up to ``trials`` measurements per workload.
+
+    ``db``: a path or a ``Database``; ``model``: a ``CostModel`` (default: the pretrained one of
+    ``target`` where shipped, else a fresh ``XGBModel``), trained online. Returns
+    {workload key: best TuningRecord or None when no candidate ran correctly}.
+    """
+    funcs = _funcs(func_or_funcs)
+    database = db if isinstance(db, Database) else Database(db)
+    model = model if model is not None else _default_model(target)
+    workloads: dict = {}
+    for func in funcs:
+        workloads.setdefault(workload_key(func), func)
+    remaining = {key: max(0, trials - len(database.records(key, target))) for key in workloads}
+    bar = _progress_bar(sum(remaining.values()), progress)
+    try:
+        for key, func in workloads.items():
+            if remaining[key]:
+                _tune_one(func, target, remaining[key], database, model, batch_size, seed, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return {key: database.best(key, target) for key in workloads}
+
+
+def _tune_one(func, target, trials, database, model, batch_size, seed, bar) -> None:
+    with Measurer(func, target=target) as measurer:
+        search = EvolutionarySearch(func, design_space(func, target), model, measurer, database,
+                                    target=target, seed=seed)
+
+        def on_batch(batch, results):
+            if bar is not None:
+                bar.update(len(batch))
+                best = database.best(search.workload, target)
+                if best is not None:
+                    bar.set_postfix_str(f"{func.name}: best {best.seconds * 1e3:.3f} ms")
+
+        search.run(trials, batch_size, on_batch)
+
+
+def _funcs(func_or_funcs) -> list:
+    funcs = [func_or_funcs] if isinstance(func_or_funcs, PrimFunc) else list(func_or_funcs)
+    for func in funcs:
+        if not isinstance(func, PrimFunc):
+            raise TcompError(f"tcomp.tune takes a PrimFunc or a list of them, got {type(func).__name__}")
+    return funcs
+
+
+def _default_model(target: str):
+    from ..costmodel.xgb import XGBModel, load_pretrained
+
+    try:
+        return load_pretrained(target)
+    except FileNotFoundError:
+        return XGBModel()
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="tuning", unit="trial")
