@@ -85,7 +85,7 @@ class CompiledModule:
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None,
             num_threads: int | None = None, constant_inputs: dict | None = None,
-            example_inputs=None) -> CompiledModule:
+            example_inputs=None, db=None) -> CompiledModule:
     """Compiles an ONNX model (``onnx.ModelProto`` or path) for ``target``.
 
     A ``torch.nn.Module`` is traced with ``example_inputs`` (a tuple of tensors) by
@@ -97,13 +97,17 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     specialized on them and no longer takes them as inputs. Models that compute a
     shape, axes, pads ... from a graph input need it (``tcomp.ShapeOperandError``
     names those inputs); ``tcomp.backend`` recompiles on new values automatically.
+
+    ``db`` (a tuning database path or ``tcomp.tune.database.Database``): every fused group that
+    is a tuning task (``tcomp/tune/tasks.py``) with a record for ``target`` runs the best
+    record's schedule instead of its template.
     """
     start = time.perf_counter()
     tgt = resolve_target(target, num_threads)
     graph = _import_model(model, input_shapes, constant_inputs, example_inputs)
     simplify_graph(graph)
     groups = fuse(graph)
-    kernels, group_kernel = _lower_unique(groups, tgt)
+    kernels, group_kernel = _lower_unique(groups, tgt, _tuned_lowering(db, target))
     jit = tgt.build([k.func for k in kernels.values()])
     executor = _build_executor(graph, groups, group_kernel, kernels, jit)
     return CompiledModule(graph, groups, kernels, executor, tgt, time.perf_counter() - start)
@@ -134,14 +138,27 @@ def host_array(value):
     return value
 
 
-def _lower_unique(groups: list, target) -> tuple:
-    """Lowers every group; identical kernels (same IR up to the name) are generated once."""
+def _tuned_lowering(db, target: str):
+    """``group -> tuned PrimFunc or None`` over the records of ``db`` (None without a db)."""
+    if db is None:
+        return None
+    from .tune.tasks import open_database, tuned_group_func  # the tuner loads only when a db is given
+
+    database = open_database(db)
+    return lambda group: tuned_group_func(group, database, target)
+
+
+def _lower_unique(groups: list, target, tuned=None) -> tuple:
+    """Lowers every group (``tuned(group)`` first where given); identical kernels (same IR up to
+    the name) are generated once."""
     kernels: dict = {}
     by_text: dict = {}
     group_kernel = []
     for index, group in enumerate(groups):
         try:
-            func = lower_group(group, "kernel", target.lanes(32), target.num_threads)
+            func = tuned(group) if tuned is not None else None
+            if func is None:
+                func = lower_group(group, "kernel", target.lanes(32), target.num_threads)
         except TcompError:
             raise
         except Exception as exc:  # a bug in tcomp: say where it happened

@@ -45,14 +45,16 @@ def _immediate_view(value) -> TensorView:
     return TensorView(shape, value.dtype, fn)
 
 
-def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> PrimFunc:
+def group_views(group: FusedGroup) -> tuple:
+    """``(params, views, acc)``: the buffer parameters ``p0, p1, ...`` (without the output), the
+    view of every value of the group by uid, and the anchor's placeholder ``acc`` (None without
+    an anchor): ``views[group.output.uid]`` at an anchor output index is the epilogue of ``acc``."""
     buffered = kernel_inputs(group)
     scalars = [v for v in group.inputs if all(v is not b for b in buffered)]
     params = [Buffer(f"p{i}", v.shape, storage_dtype(v.dtype)) for i, v in enumerate(buffered)]
     views = {v.uid: TensorView.of_buffer(buf) for v, buf in zip(buffered, params)}
     for v in scalars:  # scalar constants become immediates in the expressions
         views[v.uid] = _immediate_view(v)
-    attrs = {"ops": group.label}
     anchor = group.anchor
     acc = Var("acc", anchor.outputs[0].dtype) if anchor is not None else None
     for node in group.nodes:
@@ -62,6 +64,13 @@ def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> P
         in_views = [views[v.uid] if v is not None else None for v in node.inputs]
         for value, view in zip(node.outputs, OPS[node.op].view(node, in_views)):
             views[value.uid] = view
+    return params, views, acc
+
+
+def lower_group(group: FusedGroup, name: str, lanes: int, num_threads: int) -> PrimFunc:
+    params, views, acc = group_views(group)
+    attrs = {"ops": group.label}
+    anchor = group.anchor
     root = views[group.output.uid]
     if anchor is None:
         out = Buffer("out", group.output.shape, storage_dtype(group.output.dtype))

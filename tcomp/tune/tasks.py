@@ -1,0 +1,188 @@
+"""Tuning tasks of a whole model: the fused groups written as unscheduled PrimFuncs.
+
+    tasks = extract_tasks("bert.onnx")            # [Task], heaviest first
+    tasks[0].func        # block form, as tcomp.tir.create_func makes it (what the tuner schedules)
+    tasks[0].workload    # workload_key(func): identical layers share one task (weight = how many)
+
+A task's function takes its arguments exactly as the executor passes them to the group's
+template kernel (``schedule/lower.py``): the buffers ``p0, p1, ...`` of ``kernel_inputs(group)``,
+then ``out``. So ``tcomp.compile(model, db=...)`` can run a tuned task function in place of the
+template (``tuned_group_func``).
+
+Groups that become tasks:
+
+* a MatMul anchor (ONNX MatMul, Gemm, batched MatMul with numpy batch broadcasting) over float
+  operands, with its prologue views inlined in the operand loads and its epilogue as a second
+  block::
+
+      C[b.., i, j] = sum_k A_view[b.., i, k] * B_view[b.., k, j]
+      out[b.., i, j] = epilogue(C[b.., i, j], (b.., i, j))
+
+* groups without an anchor (elementwise and movement ops): ``out[idx] = view(idx)``.
+
+Every other group (convolutions, pooling, softmax, normalizations, reductions, scans, ...) is not
+a task and keeps its template. Groups with symbolic extents are skipped too (the tuner measures
+static shapes), and so are rank-0 outputs and groups whose value type differs from the type
+stored (byte-coded types).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import warnings
+from dataclasses import dataclass, field
+
+from ..errors import TcompError
+from ..graph.fusion import FusedGroup, fuse
+from ..graph.ir import Graph
+from ..graph.passes import simplify_graph
+from ..ops.quant import storage_dtype
+from ..schedule.lower import group_views
+from ..schedule.trace import Trace
+from ..tir import te
+from ..tir.expr import IntImm, is_float, substitute
+from ..tir.stmt import PrimFunc
+from ..tir.transform import used_size_vars
+from ..tir.views import broadcast_index, row_major_flatten, row_major_unflatten
+from .workload import workload_key
+
+
+@dataclass
+class Task:
+    """One kernel to tune; ``weight`` groups of the model run it."""
+
+    name: str
+    func: PrimFunc
+    workload: str
+    weight: int = 1
+    group_labels: list = field(default_factory=list)
+
+
+def model_groups(model_or_graph, input_shapes: dict | None = None) -> list:
+    """The fused groups of an ONNX model (path or ModelProto) or a graph, as ``tcomp.compile`` makes them."""
+    if isinstance(model_or_graph, Graph):
+        graph = model_or_graph
+    else:
+        from ..frontend.onnx_importer import import_onnx
+
+        graph = import_onnx(model_or_graph, input_shapes, None)
+    simplify_graph(graph)
+    return fuse(graph)
+
+
+def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None = None) -> list:
+    """The tasks of a model, one per distinct workload, heaviest (most groups, most work) first."""
+    if target != "cpu":
+        raise TcompError(f"extract_tasks: unknown target {target!r} (known: cpu)")
+    tasks: dict = {}
+    for group in model_groups(model_or_graph, input_shapes):
+        func = group_func(group)
+        if func is None:
+            continue
+        key = workload_key(func)
+        if key not in tasks:
+            base = group.label.split("+")[0].split("[")[0].lower()
+            tasks[key] = Task(f"t{len(tasks)}_{base}_{key[:6]}", func, key, 0)
+        tasks[key].weight += 1
+        tasks[key].group_labels.append(group.label)
+    return sorted(tasks.values(), key=lambda t: -t.weight * _work(t.func))
+
+
+def group_func(group: FusedGroup) -> PrimFunc | None:
+    """The unscheduled PrimFunc of ``group`` (params ``p0.., out`` as the template's), or None
+    when the group is not a task (see the module docstring)."""
+    if group.anchor is not None and group.anchor.op != "MatMul":
+        return None
+    params, views, acc = group_views(group)
+    anchor_shape = group.anchor.outputs[0].shape if group.anchor is not None else group.output.shape
+    shapes = [p.shape for p in params] + [anchor_shape]
+    if not anchor_shape or not all(isinstance(s, IntImm) or type(s) is int for shape in shapes for s in shape):
+        return None
+    out_dtype = storage_dtype(group.output.dtype)
+    root = views[group.output.uid]
+    placeholders = [te.Tensor(p, None) for p in params]
+    if group.anchor is None:
+        if root.dtype != out_dtype:
+            return None
+        out = te.compute(anchor_shape, _lambda(len(anchor_shape), root.fn), name="out")
+    else:
+        out = _matmul(group, views, acc, root, anchor_shape, out_dtype)
+        if out is None:
+            return None
+    return te.create_func(placeholders + [out], name="task")
+
+
+def _matmul(group, views, acc, root, out_shape, out_dtype):
+    """C = the batched matmul of the anchor's operand views; out = the epilogue of C."""
+    a, b = (views[v.uid] for v in group.anchor.inputs)
+    if a.dtype != b.dtype or not is_float(a.dtype) or a.ndim < 2 or b.ndim < 2:
+        return None
+    batch_shape = tuple(out_shape[:-2])
+    k = te.reduce_axis(a.shape[-1], name="k")
+
+    def c_fn(*idx):
+        *batch, i, j = idx
+        lhs = a.fn(*broadcast_index(batch, a.shape[:-2], batch_shape), i, k)
+        rhs = b.fn(*broadcast_index(batch, b.shape[:-2], batch_shape), k, j)
+        return te.sum(lhs * rhs, axis=k)
+
+    c = te.compute(out_shape, _lambda(len(out_shape), c_fn), name="C")
+    exit_shape = group.output.shape
+
+    def epilogue(*idx):
+        value = c[idx]
+        if exit_shape != out_shape:  # reshapes in the epilogue: the same row-major position
+            idx = row_major_unflatten(row_major_flatten(idx, out_shape), exit_shape)
+        return substitute(root.fn(*idx), {acc: value})
+
+    probe = epilogue(*(IntImm(0) for _ in out_shape))
+    if probe.dtype != out_dtype:
+        return None
+    return te.compute(out_shape, _lambda(len(out_shape), epilogue), name="out")
+
+
+def _lambda(rank: int, fn):
+    """``fn`` with a signature of ``rank`` parameters ``i0, i1, ...`` (``te.compute`` names axes after them)."""
+    def wrapped(*idx):
+        return fn(*idx)
+
+    wrapped.__signature__ = inspect.Signature(
+        [inspect.Parameter(f"i{axis}", inspect.Parameter.POSITIONAL_ONLY) for axis in range(rank)])
+    return wrapped
+
+
+def _work(func: PrimFunc) -> int:
+    """Elements written: a rough size to order tasks by."""
+    total = 1
+    for buf in func.params[-1:]:
+        for s in buf.shape:
+            total *= int(s.value if isinstance(s, IntImm) else s)
+    return total
+
+
+def open_database(db):
+    """``db`` itself, or the ``Database`` at the path ``db``."""
+    if not isinstance(db, (str, os.PathLike)):
+        return db
+    from .database import Database
+
+    return Database(db)
+
+
+def tuned_group_func(group: FusedGroup, db, target: str = "cpu") -> PrimFunc | None:
+    """The group's task function with the best record of ``db`` applied, or None (no task, no
+    record, or a record whose trace no longer applies: warned, the template is used)."""
+    func = group_func(group)
+    if func is None:
+        return None
+    record = db.best(workload_key(func), target)
+    if record is None:
+        return None
+    try:
+        tuned = Trace.from_json(record.trace).apply_to(func).func
+    except TcompError as exc:
+        warnings.warn(f"tuning record of {group.label} ({record.workload}) does not apply: {exc}")
+        return None
+    tuned.attrs.update({"ops": group.label, "tuned": record.workload})
+    tuned.size_vars = used_size_vars(tuned)
+    return tuned
