@@ -10,6 +10,7 @@ from . import tir
 from .build import Kernel, build
 from .compiler import CompiledModule, compile
 from .schedule import Schedule, ScheduleError, Trace
+from .tune.tuner import tune
 from .errors import InputError, ModelError, ShapeOperandError, TcompError, UnsupportedOpError
 
 # torch.compile(backend="tcomp"): torch finds the backend through the torch_dynamo_backends entry point;
@@ -20,5 +21,5 @@ if "torch._dynamo" in sys.modules:
     _register_torch_backend()
 
 __all__ = ["compile", "CompiledModule", "TcompError", "UnsupportedOpError", "ShapeOperandError", "ModelError",
-           "InputError", "tir", "Schedule", "ScheduleError", "Trace", "build", "Kernel"]
+           "InputError", "tir", "Schedule", "ScheduleError", "Trace", "build", "Kernel", "tune"]
 __version__ = "0.1.0"

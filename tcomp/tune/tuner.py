@@ -2,6 +2,7 @@
 
     best = tcomp.tune(func, target="cpu", trials=64, db="tuning.db")   # {workload key: TuningRecord}
     kernel = tcomp.build(func, target="cpu", db="tuning.db")           # the best record applied
+    tcomp.tune("model.onnx", trials=512, db="tuning.db")               # a whole model (task_scheduler)
 
 Each distinct workload (``workload_key``) is searched by ``EvolutionarySearch`` until the
 database holds ``trials`` measurements of it, so a second call with the same arguments
@@ -12,9 +13,6 @@ from __future__ import annotations
 from ..errors import TcompError
 from ..tir.stmt import PrimFunc
 from .database import Database
-from .measure import Measurer
-from .search import EvolutionarySearch
-from .space import design_space
 from .workload import workload_key
 
 
@@ -25,7 +23,15 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
     ``db``: a path or a ``Database``; ``model``: a ``CostModel`` (default: the pretrained one of
     ``target`` where shipped, else a fresh ``XGBModel``), trained online. Returns
     {workload key: best TuningRecord or None when no candidate ran correctly}.
+
+    An ONNX model (path or ModelProto) is tuned as a whole instead, ``trials`` in all, shared by
+    its kernels by the task scheduler (``task_scheduler.tune_model``, whose [TaskResult] this returns).
     """
+    if not isinstance(func_or_funcs, (PrimFunc, list, tuple)):
+        from .task_scheduler import tune_model
+
+        return tune_model(func_or_funcs, target, trials, db, cost_model=model, batch_size=batch_size,
+                          seed=seed, progress=progress)
     funcs = _funcs(func_or_funcs)
     database = db if isinstance(db, Database) else Database(db)
     model = model if model is not None else _default_model(target)
@@ -45,6 +51,10 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
 
 
 def _tune_one(func, target, trials, database, model, batch_size, seed, bar) -> None:
+    from .measure import Measurer
+    from .search import EvolutionarySearch
+    from .space import design_space
+
     with Measurer(func, target=target) as measurer:
         search = EvolutionarySearch(func, design_space(func, target), model, measurer, database,
                                     target=target, seed=seed)

@@ -1,0 +1,146 @@
+"""Evolutionary search and tcomp.tune: records, build from the database, resuming, failures, seeds."""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+import tcomp
+from tcomp import tir
+from tcomp.tune.database import Database
+from tcomp.tune.measure import MeasureResult
+from tcomp.tune.search import EvolutionarySearch
+from tcomp.tune.workload import workload_key
+
+
+def _matmul(m=64, n=48, k=32):
+    a = tir.placeholder((m, k), "float32", name="A")
+    b = tir.placeholder((k, n), "float32", name="B")
+    r = tir.reduce_axis(k, name="k")
+    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
+    return tir.create_func([a, b, c])
+
+
+def _tiling_sketch(func):
+    """A small design space: i and j tiled by sampled factors, an unroll choice."""
+    sch = tcomp.Schedule(func)
+    block = sch.get_block("C")
+    i, j, k = sch.get_loops(block)
+    i0, i1 = sch.split(i, sch.sample_perfect_tile(i, n=2, max_innermost_factor=16))
+    j0, j1 = sch.split(j, sch.sample_perfect_tile(j, n=2, max_innermost_factor=16))
+    sch.reorder(i0, j0, k, i1, j1)
+    sch.annotate(block, "unroll", sch.sample_categorical([0, 16, 64], [1, 1, 1]))
+    return sch.trace
+
+
+def _inputs(m=64, n=48, k=32):
+    rng = np.random.default_rng()
+    return rng.standard_normal((m, k)).astype(np.float32), rng.standard_normal((k, n)).astype(np.float32)
+
+
+class _HashModel:
+    """Deterministic scores from the program text; records what it was trained on."""
+
+    def __init__(self):
+        self.trained = 0
+
+    def predict(self, funcs):
+        return np.array([zlib.crc32(str(f).encode()) % 1000 for f in funcs], dtype=float)
+
+    def update(self, funcs, seconds):
+        self.trained += len(funcs)
+
+
+class _FakeMeasurer:
+    """Deterministic times from the trace; every third candidate 'wrong' (and reported fastest)."""
+
+    def __init__(self):
+        self.count = 0
+
+    def measure(self, traces):
+        results = []
+        for trace in traces:
+            self.count += 1
+            seconds = 1e-3 * (1 + zlib.crc32(trace.to_json().encode()) % 97)
+            if self.count % 3 == 0:
+                results.append(MeasureResult("wrong", 1e-9, "output differs"))
+            elif self.count % 7 == 0:
+                results.append(MeasureResult("crash", None, "signal 11"))
+            else:
+                results.append(MeasureResult("ok", seconds, ""))
+        return results
+
+
+def _search(func, db, seed):
+    return EvolutionarySearch(func, [_tiling_sketch(func)], _HashModel(), _FakeMeasurer(), db, seed=seed,
+                              population=16, generations=2)
+
+
+def test_tune_then_build_applies_the_best_record(tmp_path):
+    func = _matmul()
+    path = tmp_path / "tuning.db"
+    best = tcomp.tune(func, trials=8, batch_size=4, db=str(path), seed=0, progress=False)
+    key = workload_key(func)
+    record = best[key]
+    assert record is not None and record.status == "ok" and record.seconds > 0
+    db = Database(str(path))
+    assert len(db.records(key, "cpu")) == 8
+    assert len({r.trace for r in db.records(key, "cpu")}) == 8  # no candidate measured twice
+    kernel = tcomp.build(func, db=str(path))
+    assert str(kernel.func) == str(tcomp.Trace.from_json(record.trace).apply_to(func).func)
+    a, b = _inputs()
+    np.testing.assert_allclose(kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+    again = tcomp.tune(func, trials=8, batch_size=4, db=str(path), seed=0, progress=False)  # resumed: done
+    assert len(Database(str(path)).records(key, "cpu")) == 8 and again[key] == record
+    tcomp.tune(func, trials=10, batch_size=4, db=str(path), seed=0, progress=False)
+    traces = [r.trace for r in Database(str(path)).records(key, "cpu")]
+    assert len(traces) == 10 and len(set(traces)) == 10
+
+
+def test_build_without_a_record_builds_the_function_as_given(tmp_path):
+    func = _matmul(16, 16, 16)
+    kernel = tcomp.build(func, db=str(tmp_path / "empty.db"))
+    assert str(kernel.func) == str(func)
+    a, b = _inputs(16, 16, 16)
+    np.testing.assert_allclose(kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_failed_candidates_are_recorded_and_never_best(tmp_path):
+    func = _matmul()
+    db = Database(str(tmp_path / "t.db"))
+    search = _search(func, db, seed=3)
+    assert search.run(trials=12, batch_size=4) == 12
+    records = db.records(search.workload, "cpu")
+    failed = {r.trace for r in records if r.status != "ok"}
+    assert {r.status for r in records} == {"ok", "wrong", "crash"}
+    best = db.best(search.workload, "cpu")
+    assert best.status == "ok" and best.trace not in failed
+    assert best.seconds == min(r.seconds for r in records if r.status == "ok")
+    assert search.model.trained == sum(r.status == "ok" for r in records)
+
+
+def test_search_is_deterministic_given_a_seed_and_resumes_without_repeats(tmp_path):
+    func = _matmul()
+    runs = []
+    for name in ("a", "b"):
+        db = Database(str(tmp_path / f"{name}.db"))
+        _search(func, db, seed=7).run(trials=8, batch_size=4)
+        runs.append([r.trace for r in db.records(workload_key(func), "cpu")])
+    assert runs[0] == runs[1]
+    db = Database(str(tmp_path / "a.db"))
+    resumed = _search(func, db, seed=7)  # the same seed again: the measured candidates are skipped
+    assert resumed.model.trained == sum(r.status == "ok" for r in db.records(resumed.workload, "cpu"))
+    resumed.run(trials=8, batch_size=4)
+    traces = [r.trace for r in db.records(workload_key(func), "cpu")]
+    assert len(traces) == 16 and len(set(traces)) == 16
+
+
+def test_the_search_stops_when_the_space_runs_out(tmp_path):
+    func = _matmul(4, 4, 4)
+    sch = tcomp.Schedule(func)
+    i = sch.get_loops(sch.get_block("C"))[0]
+    sch.split(i, sch.sample_perfect_tile(i, n=2, max_innermost_factor=4))  # 3 factorizations of 4
+    db = Database(str(tmp_path / "t.db"))
+    search = EvolutionarySearch(func, [sch.trace], _HashModel(), _FakeMeasurer(), db, seed=0, population=8)
+    assert search.run(trials=10, batch_size=4) == 3
