@@ -15,7 +15,7 @@ Groups that become tasks:
   operands, with its prologue views inlined in the operand loads and its epilogue as a second
   block::
 
-      C[b.., i, j] = sum_k A_view[b.., i, k] * B_view[b.., k, j]
+      C[b.., i, j] = sum_k A_view[b.., i, k] * B_view[b.., k, j]     (unit axes left out)
       out[b.., i, j] = epilogue(C[b.., i, j], (b.., i, j))
 
 * groups without an anchor (elementwise and movement ops): ``out[idx] = view(idx)``.
@@ -120,17 +120,26 @@ def _matmul(group, views, acc, root, out_shape, out_dtype):
     batch_shape = tuple(out_shape[:-2])
     k = te.reduce_axis(a.shape[-1], name="k")
 
-    def c_fn(*idx):
-        *batch, i, j = idx
+    # C leaves out the unit axes of the output (a batch of one): plain loop nests for the tuner
+    kept = [axis for axis, extent in enumerate(out_shape) if extent != 1] or [len(out_shape) - 1]
+
+    def full_index(c_idx):
+        idx = [IntImm(0)] * len(out_shape)
+        for axis, index in zip(kept, c_idx):
+            idx[axis] = index
+        return idx
+
+    def c_fn(*c_idx):
+        *batch, i, j = full_index(c_idx)
         lhs = a.fn(*broadcast_index(batch, a.shape[:-2], batch_shape), i, k)
         rhs = b.fn(*broadcast_index(batch, b.shape[:-2], batch_shape), k, j)
         return te.sum(lhs * rhs, axis=k)
 
-    c = te.compute(out_shape, _lambda(len(out_shape), c_fn), name="C")
+    c = te.compute([out_shape[axis] for axis in kept], _lambda(len(kept), c_fn), name="C")
     exit_shape = group.output.shape
 
     def epilogue(*idx):
-        value = c[idx]
+        value = c[tuple(idx[axis] for axis in kept)]
         if exit_shape != out_shape:  # reshapes in the epilogue: the same row-major position
             idx = row_major_unflatten(row_major_flatten(idx, out_shape), exit_shape)
         return substitute(root.fn(*idx), {acc: value})

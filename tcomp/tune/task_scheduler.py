@@ -1,0 +1,187 @@
+"""Task scheduler: which kernel of a model gets the next round of measurements.
+
+    scheduler = TaskScheduler([task.weight for task in tasks], round_trials=16)
+    scheduler.run(step, trials=512)   # step(index, n) -> (measured, best seconds or None)
+
+Every task gets one round first. Then each round goes to the task whose improvement is
+expected to reduce the estimated end-to-end latency (the sum over tasks of weight x best
+seconds) the most, in the manner of Ansor's gradient-based scheduler::
+
+    priority = weight x best seconds x expected relative gain of one more round
+    expected gain = alpha x recent gain + (1 - alpha) x 1 / (rounds + 1)
+
+The recent gain is the relative improvement of the task's best time per round over its last
+``window`` rounds (backward estimate); ``1 / (rounds + 1)`` is what one more round gains if
+latency falls like 1 / trials (forward estimate, which keeps exploring tasks that stalled in
+proportion to their latency). A task whose search has nothing left to measure, or with no
+correct candidate after ``retries`` rounds, gets no more rounds.
+
+``tune_model(model, trials=..., db=...)`` extracts a model's tasks (``tasks.py``) and runs the
+scheduler over one ``EvolutionarySearch`` per task (``search.py``), recording every measurement
+in the database that ``tcomp.compile(model, db=...)`` then reads.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class TaskState:
+    """A task's record in the scheduler: best seconds after each of its rounds (None: no correct run yet)."""
+
+    weight: int
+    history: list = field(default_factory=list)
+    trials: int = 0
+    finished: bool = False
+
+    @property
+    def best(self) -> float | None:
+        return self.history[-1] if self.history else None
+
+
+class TaskScheduler:
+    """Allocates measurement rounds to tasks of the given weights (how many kernels of the model run each)."""
+
+    def __init__(self, weights, round_trials: int = 16, window: int = 3, alpha: float = 0.5, retries: int = 2):
+        if not weights:
+            raise ValueError("TaskScheduler needs at least one task")
+        self.tasks = [TaskState(int(w)) for w in weights]
+        self.round_trials, self.window, self.alpha, self.retries = round_trials, window, alpha, retries
+
+    def estimated_latency(self) -> float:
+        """Sum of weight x best seconds over the tasks with a correct run."""
+        return sum(t.weight * t.best for t in self.tasks if t.best is not None)
+
+    def expected_gain(self, index: int) -> float:
+        """Expected relative improvement of the task's best time from one more round."""
+        task = self.tasks[index]
+        rounds = len(task.history)
+        recent = 0.0
+        span = min(self.window, rounds - 1)
+        if span > 0 and task.history[-1 - span] is not None:
+            before = task.history[-1 - span]
+            recent = (before - task.best) / before / span
+        return self.alpha * recent + (1 - self.alpha) / (rounds + 1)
+
+    def priority(self, index: int) -> float:
+        """Estimated end-to-end seconds saved by one more round of the task."""
+        task = self.tasks[index]
+        return task.weight * task.best * self.expected_gain(index)
+
+    def next_task(self) -> int | None:
+        """The task for the next round: a task without a round first, then the highest priority."""
+        open_tasks = [i for i, t in enumerate(self.tasks) if not t.finished]
+        for i in open_tasks:
+            if not self.tasks[i].history:
+                return i
+        scored = [i for i in open_tasks if self.tasks[i].best is not None]
+        if scored:
+            return max(scored, key=self.priority)
+        return open_tasks[0] if open_tasks else None  # none correct yet: retry in order
+
+    def update(self, index: int, measured: int, best: float | None) -> None:
+        """Records a round: how many candidates it measured and the task's best seconds since."""
+        task = self.tasks[index]
+        task.trials += measured
+        task.history.append(best)
+        if measured == 0 or (best is None and len(task.history) >= self.retries):
+            task.finished = True
+
+    def run(self, step: Callable, trials: int, on_round: Callable | None = None) -> None:
+        """Spends up to ``trials`` measurements: ``step(index, n)`` measures up to ``n`` new
+        candidates of task ``index`` and returns ``(measured, best seconds or None)``;
+        ``on_round(index, measured)`` after each round."""
+        spent = 0
+        while spent < trials:
+            index = self.next_task()
+            if index is None:
+                return
+            measured, best = step(index, min(self.round_trials, trials - spent))
+            self.update(index, measured, best)
+            spent += measured
+            if on_round is not None:
+                on_round(index, measured)
+
+
+@dataclass
+class TaskResult:
+    """What tuning did for one task: the task, its best seconds (None: none correct) and trials."""
+
+    task: object
+    best: float | None
+    trials: int
+
+
+def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", input_shapes: dict | None = None,
+               cost_model=None, round_trials: int = 16, batch_size: int = 16, seed: int | None = None,
+               progress: bool = True) -> list:
+    """Tunes the tasks of an ONNX model (path or ModelProto) or graph with ``trials``
+    measurements in all; returns [TaskResult] (heaviest task first). Records go to ``db``
+    (a path or a ``Database``), which ``tcomp.compile(model, target=target, db=db)`` applies."""
+    from .measure import Measurer
+    from .search import EvolutionarySearch
+    from .space import design_space
+    from .tasks import extract_tasks, open_database
+    from .tuner import _default_model
+
+    tasks = extract_tasks(model, target, input_shapes)
+    database = open_database(db)
+    cost_model = cost_model if cost_model is not None else _default_model(target)
+    if not tasks:
+        return []
+    scheduler = TaskScheduler([t.weight for t in tasks], round_trials)
+    searches: dict = {}
+    bar = _progress_bar(trials, progress)
+
+    def best_seconds(task):
+        record = database.best(task.workload, target)
+        return record.seconds if record is not None else None
+
+    def step(index, count):
+        task = tasks[index]
+        try:
+            if index not in searches:
+                searches[index] = EvolutionarySearch(task.func, design_space(task.func, target), cost_model,
+                                                     Measurer(task.func, target=target), database,
+                                                     target=target, seed=seed)
+            return searches[index].run(count, batch_size), best_seconds(task)
+        except Exception as exc:  # a bug in one task's search must not stop the model's tuning
+            warnings.warn(f"tuning {task.name} ({task.group_labels[0]}) stopped: {type(exc).__name__}: {exc}")
+            return 0, best_seconds(task)
+        finally:  # one measuring worker alive at a time; the next round starts a fresh one
+            if index in searches:
+                searches[index].measurer.close()
+
+    def on_round(index, measured):
+        if bar is not None:
+            bar.update(measured)
+            bar.set_postfix_str(f"{tasks[index].name}; model ~{scheduler.estimated_latency() * 1e3:.3f} ms")
+
+    try:
+        scheduler.run(step, trials, on_round)
+    finally:
+        if bar is not None:
+            bar.close()
+    return [TaskResult(task, best_seconds(task), state.trials) for task, state in zip(tasks, scheduler.tasks)]
+
+
+def report(results: list) -> str:
+    """A per-kernel table: latency share (weight x best over the sum), best time, weight, trials."""
+    total = sum(r.task.weight * r.best for r in results if r.best is not None)
+    lines = [f"{'kernel':<28} {'share':>7} {'best ms':>10} {'weight':>6} {'trials':>6}  groups"]
+    for r in results:
+        share = f"{100 * r.task.weight * r.best / total:6.1f}%" if r.best is not None and total else "      -"
+        best = f"{r.best * 1e3:10.4f}" if r.best is not None else f"{'failed':>10}"
+        lines.append(f"{r.task.name:<28} {share} {best} {r.task.weight:>6} {r.trials:>6}  {r.task.group_labels[0]}")
+    lines.append(f"estimated latency of the tuned kernels: {total * 1e3:.4f} ms")
+    return "\n".join(lines)
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="tuning", unit="trial")

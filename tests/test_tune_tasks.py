@@ -1,0 +1,246 @@
+"""Tuning tasks of whole models (tcomp/tune/tasks.py), compiling with tuned records, and the
+task scheduler's allocation (tcomp/tune/task_scheduler.py)."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import tcomp
+from tcomp.schedule.lower import lower_group
+from tcomp.targets.cpu.jit import host_target
+from tcomp.tune.task_scheduler import TaskScheduler
+from tcomp.tune.tasks import extract_tasks, group_func, model_groups
+from tcomp.tune.workload import workload_key
+
+
+def _rand(*shape):
+    return np.random.default_rng().standard_normal(shape).astype(np.float32)
+
+
+def _model(nodes, inputs, outputs, weights) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
+        [numpy_helper.from_array(w, name) for name, w in weights.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _matmul_add_relu():
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"]), helper.make_node("Add", ["h", "b"], ["a"]),
+             helper.make_node("Relu", ["a"], ["y"])]
+    return _model(nodes, [("x", [8, 32])], [("y", [8, 48])], {"w": _rand(32, 48), "b": _rand(48)})
+
+
+def _mlp(width=64):
+    nodes, weights, x = [], {}, "x"
+    for layer in range(2):
+        nodes += [helper.make_node("MatMul", [x, f"w{layer}"], [f"h{layer}"]),
+                  helper.make_node("Add", [f"h{layer}", f"b{layer}"], [f"a{layer}"]),
+                  helper.make_node("Relu", [f"a{layer}"], [f"y{layer}"])]
+        weights.update({f"w{layer}": _rand(width, width), f"b{layer}": _rand(width)})
+        x = f"y{layer}"
+    return _model(nodes, [("x", [16, width])], [("y1", [16, width])], weights)
+
+
+def _attention(seq=8, heads=2, dim=16):
+    """Q/K/V projections, heads split by Reshape+Transpose, softmax(Q K^T * s) V, heads merged."""
+    hidden = heads * dim
+    shape = np.array([1, seq, heads, dim], np.int64)
+    merged = np.array([1, seq, hidden], np.int64)
+    nodes = []
+    for name in "qkv":
+        nodes += [helper.make_node("MatMul", ["x", f"w{name}"], [f"{name}0"]),
+                  helper.make_node("Reshape", [f"{name}0", "shape"], [f"{name}1"]),
+                  helper.make_node("Transpose", [f"{name}1"], [f"{name}2"],
+                                   perm=[0, 2, 3, 1] if name == "k" else [0, 2, 1, 3])]
+    nodes += [helper.make_node("MatMul", ["q2", "k2"], ["s0"]), helper.make_node("Mul", ["s0", "scale"], ["s1"]),
+              helper.make_node("Softmax", ["s1"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "v2"], ["o0"]),
+              helper.make_node("Transpose", ["o0"], ["o1"], perm=[0, 2, 1, 3]),
+              helper.make_node("Reshape", ["o1", "merged"], ["o2"]),
+              helper.make_node("MatMul", ["o2", "wo"], ["y"])]
+    weights = {f"w{n}": _rand(hidden, hidden) for n in "qkvo"}
+    weights.update(shape=shape, merged=merged, scale=np.array(dim ** -0.5, np.float32))
+    return _model(nodes, [("x", [1, seq, hidden])], [("y", [1, seq, hidden])], weights)
+
+
+MODELS = {"matmul_add_relu": _matmul_add_relu, "mlp": _mlp, "attention": _attention}
+
+
+def _onnxruntime(model, feeds):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+# ---------------------------------------------------------------- extraction
+@pytest.mark.parametrize("name", list(MODELS))
+def test_task_funcs_compute_what_the_group_templates_compute(name):
+    target = host_target()
+    checked = 0
+    for group in model_groups(MODELS[name]()):
+        func = group_func(group)
+        if func is None:
+            assert group.anchor is not None and group.anchor.op != "MatMul", group.label
+            continue
+        template = lower_group(group, "template", target.lanes(32), target.num_threads)
+        assert [(p.shape, p.dtype) for p in func.params] == [(p.shape, p.dtype) for p in template.params]
+        args = [_rand(*[int(s.value) for s in p.shape]) for p in func.params[:-1]]
+        expected = tcomp.build(template)(*args)
+        np.testing.assert_allclose(tcomp.build(func)(*args), expected, rtol=1e-4, atol=1e-4)
+        checked += 1
+    assert checked >= 1
+
+
+def test_task_contents_and_weights():
+    (task,) = extract_tasks(_matmul_add_relu())
+    assert task.weight == 1 and task.group_labels == ["MatMul+Add+Relu"]
+    assert task.workload == workload_key(task.func)
+    text = str(task.func)
+    assert "block C[" in text and "block out[" in text and "parallel" not in text  # unscheduled
+
+    (shared,) = extract_tasks(_mlp())  # two identical layers: one workload
+    assert shared.weight == 2 and shared.group_labels == ["MatMul+Add+Relu"] * 2
+
+    model = _attention()
+    tasks = extract_tasks(model)
+    labels = sorted(label for task in tasks for label in task.group_labels)
+    # every group is a task but the softmax (it keeps its template): the (horizontally fused)
+    # projections, both batched matmuls with their head-split prologues, the output projection
+    assert labels == sorted(g.label for g in model_groups(model) if g.label != "Softmax")
+    assert sum("MatMul" in label for label in labels) == 4
+    assert len({t.workload for t in tasks}) == len(tasks)
+
+
+def test_extract_tasks_rejects_unknown_target():
+    with pytest.raises(tcomp.TcompError, match="unknown target"):
+        extract_tasks(_mlp(), target="gpu")
+
+
+# ---------------------------------------------------------------- compile with records
+def _hand_trace(func) -> str:
+    """A valid schedule made by hand: outer loops parallel, the output's inner loop vectorized."""
+    sch = tcomp.Schedule(func)
+    for block in ("C", "out"):
+        try:
+            rv = sch.get_block(block)
+        except tcomp.ScheduleError:
+            continue
+        loops = sch.get_loops(rv)
+        sch.parallel(loops[0])
+        if block == "out":
+            extent = int(sch.get(loops[-1]).extent.value)
+            if extent % 4 == 0:
+                _, inner = sch.split(loops[-1], [None, 4])
+                sch.vectorize(inner)
+    return sch.trace.to_json()
+
+
+class _Records:
+    """A database of one record per workload (what ``compile`` reads: ``best``)."""
+
+    def __init__(self, tasks, target="cpu"):
+        self.best_of = {(t.workload, target): _record(t.workload, target, _hand_trace(t.func)) for t in tasks}
+        self.asked: list = []
+
+    def best(self, workload, target):
+        self.asked.append(workload)
+        return self.best_of.get((workload, target))
+
+
+def _record(workload, target, trace):
+    from tcomp.tune.database import TuningRecord
+
+    return TuningRecord(workload, target, trace, 1e-6, "ok")
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_compile_with_records_matches_onnxruntime_and_uses_them(name):
+    model = MODELS[name]()
+    tasks = extract_tasks(model)
+    db = _Records(tasks)
+    module = tcomp.compile(model, db=db)
+    tuned = [k for k in module.kernels.values() if k.func.attrs.get("tuned")]
+    assert {k.func.attrs["tuned"] for k in tuned} == {t.workload for t in tasks}
+    for kernel in tuned:
+        text = str(kernel.func)
+        assert "parallel" in text and "block out[" in text
+    assert sum(len(k.groups) for k in tuned) == sum(t.weight for t in tasks)
+    x = _rand(*[int(s) for s in module.inputs[0].shape])
+    expected = _onnxruntime(model, {"x": x})
+    for got, want in zip(module.run({"x": x}), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    untuned = tcomp.compile(model)
+    assert not any(k.func.attrs.get("tuned") for k in untuned.kernels.values())
+
+
+def test_compile_without_a_record_keeps_the_template():
+    model = _matmul_add_relu()
+    db = _Records([])
+    module = tcomp.compile(model, db=db)
+    assert db.asked and not any(k.func.attrs.get("tuned") for k in module.kernels.values())
+
+
+# ---------------------------------------------------------------- task scheduler
+def test_scheduler_gives_every_task_a_round_first():
+    scheduler = TaskScheduler([1, 5, 2], round_trials=8)
+    order = []
+    for _ in range(3):
+        index = scheduler.next_task()
+        order.append(index)
+        scheduler.update(index, 8, 1e-3)
+    assert order == [0, 1, 2]
+
+
+def test_scheduler_prefers_weight_times_latency_then_recent_gain():
+    scheduler = TaskScheduler([1, 4], round_trials=8)
+    scheduler.update(0, 8, 2e-3)   # 2 ms once
+    scheduler.update(1, 8, 1e-3)   # 1 ms four times: 4 ms of the model
+    assert scheduler.next_task() == 1
+    # the same best time and rounds: the task that is still improving goes first
+    scheduler = TaskScheduler([1, 1])
+    for best0, best1 in [(4e-3, 2e-3), (3e-3, 2e-3), (2e-3, 2e-3)]:
+        scheduler.update(0, 8, best0)
+        scheduler.update(1, 8, best1)
+    assert scheduler.expected_gain(0) > scheduler.expected_gain(1) and scheduler.next_task() == 0
+    # a stalled task still gets rounds once its latency share is large enough
+    scheduler.update(0, 8, 2e-3)
+    heavy = TaskScheduler([1, 10])
+    for best in (4e-3, 3e-3, 2e-3):
+        heavy.update(0, 8, best)
+        heavy.update(1, 8, 2e-3)
+    assert heavy.next_task() == 1
+
+
+def test_scheduler_drops_exhausted_and_failing_tasks():
+    scheduler = TaskScheduler([1, 1, 1], retries=2)
+    scheduler.update(0, 0, None)          # nothing to measure: finished
+    scheduler.update(1, 8, None)          # no correct candidate yet: one retry
+    scheduler.update(2, 8, 1e-3)
+    assert scheduler.tasks[0].finished and not scheduler.tasks[1].finished
+    scheduler.update(1, 8, None)
+    assert scheduler.tasks[1].finished and scheduler.next_task() == 2
+    scheduler.update(2, 0, 1e-3)
+    assert scheduler.next_task() is None
+
+
+def test_scheduler_run_spends_the_budget_where_latency_is():
+    """Synthetic tasks whose best time falls like base / trials**0.3: the heavy one gets most rounds."""
+    rng = np.random.default_rng()
+    bases = [1e-3, 1e-3, 1e-3]
+    weights = [12, 1, 1]
+    spent = [0, 0, 0]
+
+    def step(index, count):
+        spent[index] += count
+        noise = 1 + 0.05 * rng.random()
+        return count, bases[index] * noise / spent[index] ** 0.3
+
+    rounds = []
+    scheduler = TaskScheduler(weights, round_trials=8)
+    scheduler.run(step, trials=200, on_round=lambda index, measured: rounds.append(index))
+    assert sum(spent) == 200 and rounds[:3] == [0, 1, 2]
+    assert spent[0] > spent[1] + spent[2]
+    assert all(s >= 8 for s in spent)
+    assert scheduler.estimated_latency() == pytest.approx(
+        sum(w * t.best for w, t in zip(weights, scheduler.tasks)))
