@@ -103,6 +103,17 @@ def test_cache_write_accumulates_locally_and_copies_back():
     _check_replay(func, sch)
 
 
+def test_cache_write_of_an_output_with_a_unit_axis_returns_a_live_copy_block():
+    a = tir.placeholder((1, 6, 8), "float32", name="A")
+    b = tir.compute((1, 6, 8), lambda x, i, j: a[x, i, j] * 3.0, name="B")
+    func = tir.create_func([a, b])
+    sch = tcomp.Schedule(func)
+    copy = sch.cache_write(sch.get_block("B"), 0, "local")
+    assert sch.get(copy).name == "B_local" and len(sch.get_loops(copy)) == 2  # no loop for the unit axis
+    x = _rand(1, 6, 8)
+    np.testing.assert_allclose(tcomp.build(sch)(x), x * 3.0, rtol=1e-6)
+
+
 @pytest.mark.parametrize("reducer, reference", [(tir.max, np.max), (tir.min, np.min), (tir.sum, np.sum)])
 def test_cache_write_then_read_on_row_reductions(reducer, reference):
     func = _row_reduce(reducer)

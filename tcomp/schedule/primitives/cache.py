@@ -117,7 +117,7 @@ def copy_nest(name: str, src: Buffer, dst: Buffer) -> tuple:
     stmt = realize
     for ax, extent in reversed(list(zip(axes, src.shape))):
         stmt = loop(ax, extent, stmt)
-    return stmt, realize.block
+    return stmt, _blocks_in(stmt)[0]  # a unit axis gets no loop: its substitution copies the block
 
 
 def retarget_buffer(blk, old: Buffer, new: Buffer) -> None:

@@ -1,0 +1,77 @@
+"""reduction: reductions without data reuse (row sums, row max, a full sum) in two sketches.
+
+plain: the spatial loops fused and parallel, the reduction serial inside::
+
+    for i in parallel(M):  for k in range(K):  B[i] = max(B[i], A[i, k])
+
+rfactor: the innermost reduce loop split by a sampled factor v (at most 64); its inner part
+becomes a spatial axis of ``B_rf`` and is vectorized, then B reduces B_rf::
+
+    for i in parallel(M):
+      for k0:  for k1 in vectorized(v):  B_rf[i, k1] = max(B_rf[i, k1], A[i, k0 * v + k1])
+      for k1:  B[i] = max(B[i], B_rf[i, k1])
+
+A symbolic reduce extent gets only the plain sketch (rfactor needs an exact split).
+
+    sketches = apply(func, sch, "B")
+"""
+from __future__ import annotations
+
+from ...schedule.schedule import Schedule
+from ...tir import arith
+from ...tir.expr import IntImm
+from .blocks import attempt, find_block, fork, is_pending, is_spatial, loop_kinds
+
+VECTOR_MAX = 64
+
+
+def applies(sch: Schedule, name: str) -> bool:
+    blk = find_block(sch, name)
+    return blk is not None and is_pending(sch, name) and not is_spatial(blk) and \
+        all(loop_kinds(sch, blk))
+
+
+def apply(func, sch: Schedule, name: str) -> list:
+    if not applies(sch, name):
+        return []
+    sketches = [_plain(fork(func, sch), name)]
+    rf = fork(func, sch)
+    if _rfactor(rf, name):
+        sketches.append(rf)
+    return sketches
+
+
+def _parallel_spatial(sch: Schedule, block) -> None:
+    """Fuses the leading spatial loops of ``block`` and makes them parallel."""
+    kinds = loop_kinds(sch, sch.get_block_obj(block))
+    loops = sch.get_loops(block)
+    count = next((i for i, k in enumerate(kinds) if k != "S"), len(kinds))
+    if count:
+        sch.parallel(sch.fuse(*loops[:count]) if count > 1 else loops[0])
+
+
+def _plain(sch: Schedule, name: str) -> Schedule:
+    _parallel_spatial(sch, sch.get_block(name))
+    return sch
+
+
+def _rfactor(sch: Schedule, name: str) -> bool:
+    block = sch.get_block(name)
+    kinds = loop_kinds(sch, sch.get_block_obj(block))
+    loops = sch.get_loops(block)
+    if kinds != sorted(kinds, reverse=True):  # spatial loops first, then reduce loops
+        return False
+    k = loops[len(kinds) - 1]
+    if not isinstance(arith.simplify(sch.get_loop(k).extent), IntImm):
+        return False
+    outer, inner = sch.split(k, sch.sample_perfect_tile(k, 2, VECTOR_MAX))
+    rank = len(sch.get_block_obj(block).writes[0].shape)
+    rf = attempt(sch, "rfactor", inner, rank)
+    if rf is False:
+        return False
+    sch.decompose_reduction(rf, outer)
+    _parallel_spatial(sch, rf)  # the spatial loops it shares with the final reduction
+    rf_name = sch.get_block_obj(rf).name
+    for blk in [b.name for b in sch.blocks() if b.name in (rf_name, f"{rf_name}_init")]:
+        attempt(sch, "vectorize", sch.get_loops(sch.get_block(blk))[-1])
+    return True

@@ -1,0 +1,50 @@
+"""The design space of a kernel: sketches, each a trace whose sampling instructions draw a candidate.
+
+    sketches = design_space(func, target="cpu")
+    sch = sketches[0].apply_to(func, resample=True, seed=7)   # one candidate program
+    kernel = tcomp.build(sch)
+
+How sketches are made (rules in ``rules/``):
+
+1. ``auto_inline`` inlines elementwise producers into their consumers.
+2. Each remaining block, in program order, that no earlier step scheduled (a spatial epilogue
+   moved under a matmul tile is scheduled), is given to the first rules that apply; each
+   sketch so far forks into one per result:
+   - blocks with data reuse (matmul, batch matmul, conv): ``tensorize`` sketches for every
+     registered intrinsic that matches, plus ``multi_level_tiling`` (the target's structure;
+     no cache / cache-write at each level);
+   - other reductions: ``reduction`` (plain parallel, rfactor);
+   - spatial blocks: ``injective`` (fuse, split by the vector width, parallel, vectorize).
+3. A block no rule takes stays as it is.
+
+Never empty: a kernel no rule applies to gives one empty trace (the unscheduled program).
+"""
+from __future__ import annotations
+
+from ..schedule.schedule import Schedule
+from ..schedule.trace import Trace
+from ..tir.stmt import PrimFunc
+from .rules import auto_inline, injective, multi_level_tiling, reduction, tensorize
+
+STRUCTURES = {"cpu": multi_level_tiling.CPU}
+
+
+def design_space(func: PrimFunc, target: str = "cpu") -> list:
+    """The sketches (Traces with sampling instructions) for ``func`` on ``target``."""
+    if target not in STRUCTURES:
+        raise ValueError(f"design_space: unknown target {target!r} (known: {', '.join(STRUCTURES)})")
+    structure = STRUCTURES[target]
+    base = Schedule(func, seed=0)
+    auto_inline.apply(base)
+    sketches = [base]
+    for name in [b.name for b in base.blocks()]:
+        sketches = [new for sch in sketches for new in _rules(func, sch, name, target, structure) or [sch]]
+    return [sch.trace for sch in sketches]
+
+
+def _rules(func, sch: Schedule, name: str, target: str, structure) -> list:
+    """The sketches that block ``name`` forks ``sch`` into ([] where no rule applies)."""
+    if multi_level_tiling.applies(sch, name):
+        return tensorize.apply(func, sch, name, target) + multi_level_tiling.apply(func, sch, name, structure)
+    return reduction.apply(func, sch, name) or injective.apply(func, sch, name) or \
+        tensorize.apply(func, sch, name, target)
