@@ -11,7 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 import tcomp
 from tcomp.schedule.lower import lower_group
 from tcomp.targets.cpu.jit import host_target
-from tcomp.tune.task_scheduler import TaskScheduler
+from tcomp.tune.database import Database, TuningRecord
+from tcomp.tune.task_scheduler import TaskScheduler, report
 from tcomp.tune.tasks import extract_tasks, group_func, model_groups
 from tcomp.tune.workload import workload_key
 
@@ -136,33 +137,23 @@ def _hand_trace(func) -> str:
     return sch.trace.to_json()
 
 
-class _Records:
-    """A database of one record per workload (what ``compile`` reads: ``best``)."""
-
-    def __init__(self, tasks, target="cpu"):
-        self.best_of = {(t.workload, target): _record(t.workload, target, _hand_trace(t.func)) for t in tasks}
-        self.asked: list = []
-
-    def best(self, workload, target):
-        self.asked.append(workload)
-        return self.best_of.get((workload, target))
-
-
-def _record(workload, target, trace):
-    from tcomp.tune.database import TuningRecord
-
-    return TuningRecord(workload, target, trace, 1e-6, "ok")
+def _database(path, tasks, target="cpu") -> Database:
+    """A database holding one hand-made record per task."""
+    db = Database(path)
+    for task in tasks:
+        db.commit(TuningRecord(task.workload, target, _hand_trace(task.func), 1e-6, "ok"))
+    return db
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_compile_with_records_matches_onnxruntime_and_uses_them(name):
+def test_compile_with_records_matches_onnxruntime_and_uses_them(name, tmp_path):
     model = MODELS[name]()
     tasks = extract_tasks(model)
-    db = _Records(tasks)
-    module = tcomp.compile(model, db=db)
+    _database(tmp_path / "tuning.db", tasks)
+    module = tcomp.compile(model, db=str(tmp_path / "tuning.db"))
     tuned = [k for k in module.kernels.values() if k.func.attrs.get("tuned")]
     assert {k.func.attrs["tuned"] for k in tuned} == {t.workload for t in tasks}
-    for kernel in tuned:
+    for kernel in tuned:  # the hand-made schedule, not a template (whose blocks are named after the kernel)
         text = str(kernel.func)
         assert "parallel" in text and "block out[" in text
     assert sum(len(k.groups) for k in tuned) == sum(t.weight for t in tasks)
@@ -174,11 +165,25 @@ def test_compile_with_records_matches_onnxruntime_and_uses_them(name):
     assert not any(k.func.attrs.get("tuned") for k in untuned.kernels.values())
 
 
-def test_compile_without_a_record_keeps_the_template():
+def test_compile_without_a_record_keeps_the_templates(tmp_path):
     model = _matmul_add_relu()
-    db = _Records([])
-    module = tcomp.compile(model, db=db)
-    assert db.asked and not any(k.func.attrs.get("tuned") for k in module.kernels.values())
+    _database(tmp_path / "other.db", extract_tasks(_mlp()))  # records of other workloads only
+    module = tcomp.compile(model, db=Database(tmp_path / "other.db"))
+    assert not any(k.func.attrs.get("tuned") for k in module.kernels.values())
+
+
+def test_tune_a_model_then_compile_with_its_database(tmp_path):
+    model = _matmul_add_relu()
+    path = tmp_path / "tuning.db"
+    results = tcomp.tune(model, trials=4, db=path, progress=False)
+    (result,) = results
+    assert result.trials == 4 and result.best is not None
+    assert Database(path).best(result.task.workload, "cpu").seconds == result.best
+    assert "MatMul+Add+Relu" in report(results)
+    module = tcomp.compile(model, db=path)
+    assert any(k.func.attrs.get("tuned") == result.task.workload for k in module.kernels.values())
+    x = _rand(8, 32)
+    np.testing.assert_allclose(module.run({"x": x})[0], _onnxruntime(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------- task scheduler
