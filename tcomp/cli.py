@@ -1,4 +1,5 @@
-"""Command line: ``tcomp run MODEL.onnx`` and ``tcomp inspect MODEL.onnx``."""
+"""Command line: ``tcomp run MODEL.onnx``, ``tcomp inspect MODEL.onnx`` and
+``tcomp tune MODEL.onnx --target cpu --trials N --db tuning.db``."""
 from __future__ import annotations
 
 import argparse
@@ -52,7 +53,7 @@ def _input_shapes(items) -> dict | None:
 
 
 def _cmd_run(args) -> int:
-    mod = compile(args.model, target=args.target)
+    mod = compile(args.model, target=args.target, db=args.db)
     print(f"compiled {args.model} for {mod.target.describe()} in {mod.compile_seconds:.2f} s: "
           f"{len(mod.groups)} fused groups, {len(mod.kernels)} distinct kernels")
     feeds = random_feeds(mod, np.random.default_rng(), _input_shapes(args.input_shape))
@@ -115,6 +116,16 @@ def _cmd_inspect(args) -> int:
     return 0
 
 
+def _cmd_tune(args) -> int:
+    from .tune.task_scheduler import report, tune_model
+
+    results = tune_model(args.model, target=args.target, trials=args.trials, db=args.db,
+                         input_shapes=_input_shapes(args.input_shape), seed=args.seed)
+    print(report(results))
+    print(f"records in {args.db}; compile with them: tcomp run {args.model} --db {args.db}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="tcomp", description="tcomp tensor compiler")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +135,7 @@ def main(argv=None) -> int:
     run.add_argument("--repeat", type=int, default=20)
     run.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                      help="run-time size of an input with symbolic dimensions (repeatable)")
+    run.add_argument("--db", help="tuning database whose best records replace the templates (tcomp tune)")
     run.set_defaults(func=_cmd_run)
     inspect = sub.add_parser("inspect", help="show fused groups, kernels and loop IR")
     inspect.add_argument("model")
@@ -132,6 +144,15 @@ def main(argv=None) -> int:
     inspect.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                          help="compile for this static size of an input with symbolic dimensions (repeatable)")
     inspect.set_defaults(func=_cmd_inspect)
+    tune = sub.add_parser("tune", help="tune a model's kernels into a database (a progress bar, then a table)")
+    tune.add_argument("model")
+    tune.add_argument("--target", default="cpu")
+    tune.add_argument("--trials", type=int, default=512, help="measurements in all, shared by the kernels")
+    tune.add_argument("--db", default="tuning.db", help="tuning database (JSON lines; resumed when it exists)")
+    tune.add_argument("--seed", type=int)
+    tune.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                      help="static size of an input with symbolic dimensions (repeatable)")
+    tune.set_defaults(func=_cmd_tune)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

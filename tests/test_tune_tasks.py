@@ -249,3 +249,14 @@ def test_scheduler_run_spends_the_budget_where_latency_is():
     assert all(s >= 8 for s in spent)
     assert scheduler.estimated_latency() == pytest.approx(
         sum(w * t.best for w, t in zip(weights, scheduler.tasks)))
+
+
+def test_cli_tune_prints_the_kernel_table(tmp_path, capsys):
+    from tcomp.cli import main
+
+    onnx.save(_mlp(), tmp_path / "mlp.onnx")
+    assert main(["tune", str(tmp_path / "mlp.onnx"), "--trials", "4", "--db", str(tmp_path / "t.db")]) == 0
+    out = capsys.readouterr().out
+    assert "share" in out and "best ms" in out and "MatMul+Add+Relu" in out
+    (task,) = extract_tasks(_mlp())
+    assert len(Database(tmp_path / "t.db").records(task.workload, "cpu")) == 4
