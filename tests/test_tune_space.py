@@ -65,7 +65,7 @@ def _conv2d(n=1, ci=4, co=8, h=10, w=12):
 
 
 def _conv_ref(x, wt):
-    n, ci, hp, wp = x.shape
+    n, _, hp, wp = x.shape
     out = np.zeros((n, wt.shape[0], hp - 2, wp - 2), np.float32)
     for ry in range(3):
         for rx in range(3):

@@ -22,7 +22,6 @@ Never empty: a kernel no rule applies to gives one empty trace (the unscheduled 
 from __future__ import annotations
 
 from ..schedule.schedule import Schedule
-from ..schedule.trace import Trace
 from ..tir.stmt import PrimFunc
 from .rules import auto_inline, injective, multi_level_tiling, reduction, tensorize
 

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from ...schedule.regions import read_indices
 from ...schedule.schedule import Schedule, ScheduleError
 from ...tir.expr import Var, free_vars
 from ...tir.stmt import Block, BlockRealize, PrimFunc
@@ -63,8 +64,6 @@ def has_reuse(blk: Block) -> bool:
     if is_spatial(blk):
         return False
     spatial = {iv.var for iv in blk.iter_vars if iv.kind == "S"}
-    from ...schedule.regions import read_indices
-
     for buf in blk.reads:
         if buf in blk.writes:
             continue

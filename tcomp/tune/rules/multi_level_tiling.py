@@ -26,13 +26,22 @@ and threadIdx) is another ``Structure`` with its own ``finish``.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ...schedule.schedule import Schedule
 from ...tir import arith
 from ...tir.expr import IntImm
-from .blocks import attempt, consumers, find_block, fork, has_reuse, is_pending, is_spatial, loop_kinds
+from .blocks import (
+    attempt,
+    consumers,
+    find_block,
+    fork,
+    has_reuse,
+    is_pending,
+    is_spatial,
+    loop_kinds,
+)
 
 
 @dataclass(frozen=True)
