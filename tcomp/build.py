@@ -38,9 +38,21 @@ def build(func, target: str = "cpu", num_threads: int | None = None, db=None) ->
         func = _tuned(func, target, db)
     from .targets.cpu.jit import host_target
 
-    func.size_vars = used_size_vars(func)
+    func = lower(func)
     module = host_target(num_threads).build([func])
     return Kernel(func, module)
+
+
+def lower(func: PrimFunc) -> PrimFunc:
+    """The copy of ``func`` that code generation takes: buffers used under one loop compacted
+    into it (``schedule/compact.py``), symbolic sizes listed."""
+    from .schedule.compact import compact_buffers
+    from .schedule.schedule import Schedule
+
+    lowered = Schedule(func)
+    compact_buffers(lowered)
+    lowered.func.size_vars = used_size_vars(lowered.func)
+    return lowered.func
 
 
 def _tuned(func: PrimFunc, target: str, db) -> PrimFunc:
