@@ -1,0 +1,126 @@
+"""The learned cost model: loop-IR features, the CostModel interface, XGBModel, the shipped model."""
+from __future__ import annotations
+
+import itertools
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import tcomp
+from tcomp import tir
+from tcomp.costmodel.features import FEATURE_LENGTH, FEATURE_NAMES, extract
+from tcomp.costmodel.model import CostModel, RandomModel
+from tcomp.costmodel.xgb import XGBModel, load_pretrained
+
+
+def _matmul(m=128, n=96, k=64):
+    a = tir.placeholder((m, k), "float32", name="A")
+    b = tir.placeholder((k, n), "float32", name="B")
+    r = tir.reduce_axis(k, name="k")
+    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
+    return tir.create_func([a, b, c])
+
+
+def _sampled(func, seed: int):
+    """A random tiling / order / annotation of the matmul's C block."""
+    rng = np.random.default_rng(seed)
+    sch = tcomp.Schedule(func, seed=seed)
+    block = sch.get_block("C")
+    parts = [sch.split(loop, sch.sample_perfect_tile(loop, n=2, max_innermost_factor=16))
+             for loop in sch.get_loops(block)]
+    loops = [p for pair in parts for p in pair]
+    order = [loops[i] for i in rng.permutation(len(loops))]
+    sch.reorder(*order)
+    for action, loop in ((sch.parallel, order[0]), (sch.vectorize, order[-1]), (sch.unroll, order[-2])):
+        if rng.random() < 0.5:
+            try:
+                action(loop)
+            except tcomp.ScheduleError:
+                pass
+    return sch.func
+
+
+def _pairwise_accuracy(scores, target) -> float:
+    pairs = [(i, j) for i, j in itertools.combinations(range(len(target)), 2) if target[i] != target[j]]
+    return np.mean([(scores[i] > scores[j]) == (target[i] > target[j]) for i, j in pairs])
+
+
+def test_features_are_fixed_length_finite_and_deterministic():
+    funcs = [_matmul(), _sampled(_matmul(), 3), _matmul(k=tir.size_var("K"))]
+    for func in funcs:
+        x = extract(func)
+        assert x.dtype == np.float32 and x.shape == (FEATURE_LENGTH,) == (len(FEATURE_NAMES),)
+        assert np.all(np.isfinite(x))
+        np.testing.assert_array_equal(x, extract(func))
+
+
+def test_features_see_annotations_and_sizes():
+    names = list(FEATURE_NAMES)
+    sch = tcomp.Schedule(_matmul())
+    i, j, k = sch.get_loops(sch.get_block("C"))
+    sch.reorder(i, k, j)
+    plain = extract(sch.func)
+    sch.vectorize(j)
+    vectorized = extract(sch.func)
+    assert vectorized[names.index("loop.share_vectorized")] == 1.0 > plain[names.index("loop.share_vectorized")]
+    sch.parallel(i)
+    assert extract(sch.func)[names.index("loop.parallel_extent")] > vectorized[names.index("loop.parallel_extent")]
+    small, big = extract(_matmul(64, 64, 64)), extract(_matmul(128, 128, 128))
+    for name in ("arith.flops", "arith.loads", "buf0.bytes", "loop.max_trip"):
+        assert big[names.index(name)] > small[names.index(name)]
+
+
+def _synthetic(funcs):
+    """Measured-like seconds from a fixed formula over features (the model must recover the order)."""
+    x = np.asarray([extract(f) for f in funcs])
+    names = list(FEATURE_NAMES)
+    speed = (1.0 + 3.0 * x[:, names.index("loop.share_vectorized")]) * (1.0 + x[:, names.index("loop.balance_2")])
+    return np.exp(0.3 * x[:, names.index("buf1.footprint_2")]) / speed
+
+
+def test_xgb_model_learns_a_ranking_and_round_trips(tmp_path):
+    func = _matmul()
+    seeds = np.random.default_rng().integers(0, 10**6, size=120)
+    funcs = [_sampled(func, int(s)) for s in seeds]
+    seconds = _synthetic(funcs)
+    model = XGBModel(num_rounds=60)
+    assert isinstance(model, CostModel)
+    model.update(funcs[:80], list(seconds[:80]))
+    held_out = funcs[80:]
+    scores = model.predict(held_out)
+    learned = _pairwise_accuracy(scores, -seconds[80:])
+    chance = np.mean([_pairwise_accuracy(RandomModel().predict(held_out), -seconds[80:]) for _ in range(10)])
+    assert learned > 0.75 and learned > chance + 0.15, (learned, chance)
+
+    path = str(tmp_path / "model.json")
+    model.save(path)
+    loaded = XGBModel.load(path)
+    np.testing.assert_array_equal(loaded.predict(held_out), scores)
+    loaded.update(funcs[80:100], list(seconds[80:100]))  # online training goes on from the loaded trees
+    assert np.all(np.isfinite(loaded.predict(held_out)))
+
+
+def test_random_model_interface(tmp_path):
+    model = RandomModel(seed=5)
+    funcs = [_matmul(), _sampled(_matmul(), 1)]
+    model.update(funcs, [1.0, 2.0])
+    scores = model.predict(funcs)
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores < 1))
+    model.save(str(tmp_path / "r.json"))
+    assert RandomModel.load(str(tmp_path / "r.json")).seed == 5
+
+
+def test_pretrained_model_loads_and_scores():
+    model = load_pretrained("cpu")
+    funcs = [_sampled(_matmul(), s) for s in range(4)]
+    scores = model.predict(funcs)
+    assert scores.shape == (4,) and np.all(np.isfinite(scores))
+    with pytest.raises(FileNotFoundError, match="no pretrained cost model"):
+        load_pretrained("gpu")
+
+
+def test_import_tcomp_does_not_import_xgboost():
+    code = "import sys, tcomp, tcomp.costmodel.xgb; assert 'xgboost' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
