@@ -165,11 +165,18 @@ def test_compile_with_records_matches_onnxruntime_and_uses_them(name, tmp_path):
     assert not any(k.func.attrs.get("tuned") for k in untuned.kernels.values())
 
 
-def test_compile_without_a_record_keeps_the_templates(tmp_path):
+def test_compile_keeps_templates_without_a_record_or_when_faster(tmp_path):
     model = _matmul_add_relu()
     _database(tmp_path / "other.db", extract_tasks(_mlp()))  # records of other workloads only
     module = tcomp.compile(model, db=Database(tmp_path / "other.db"))
     assert not any(k.func.attrs.get("tuned") for k in module.kernels.values())
+
+    (task,) = extract_tasks(model)
+    db = _database(tmp_path / "t.db", [task])  # the tuned record takes 1e-6 s
+    db.commit(TuningRecord(task.workload, "cpu", "[]", 1e-3, "template"))
+    assert any(k.func.attrs.get("tuned") for k in tcomp.compile(model, db=db).kernels.values())
+    db.commit(TuningRecord(task.workload, "cpu", "[]", 1e-7, "template"))
+    assert not any(k.func.attrs.get("tuned") for k in tcomp.compile(model, db=db).kernels.values())
 
 
 def test_tune_a_model_then_compile_with_its_database(tmp_path):
@@ -177,11 +184,13 @@ def test_tune_a_model_then_compile_with_its_database(tmp_path):
     path = tmp_path / "tuning.db"
     results = tcomp.tune(model, trials=4, db=path, progress=False)
     (result,) = results
-    assert result.trials == 4 and result.best is not None
-    assert Database(path).best(result.task.workload, "cpu").seconds == result.best
+    assert result.trials == 4 and result.tuned is not None and result.template is not None
+    assert Database(path).best(result.task.workload, "cpu").seconds == result.tuned
+    assert result.best == min(result.tuned, result.template)
     assert "MatMul+Add+Relu" in report(results)
     module = tcomp.compile(model, db=path)
-    assert any(k.func.attrs.get("tuned") == result.task.workload for k in module.kernels.values())
+    used = any(k.func.attrs.get("tuned") == result.task.workload for k in module.kernels.values())
+    assert used == (result.tuned < result.template)  # the faster of the tuned schedule and the template
     x = _rand(8, 32)
     np.testing.assert_allclose(module.run({"x": x})[0], _onnxruntime(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
@@ -257,6 +266,7 @@ def test_cli_tune_prints_the_kernel_table(tmp_path, capsys):
     onnx.save(_mlp(), tmp_path / "mlp.onnx")
     assert main(["tune", str(tmp_path / "mlp.onnx"), "--trials", "4", "--db", str(tmp_path / "t.db")]) == 0
     out = capsys.readouterr().out
-    assert "share" in out and "best ms" in out and "MatMul+Add+Relu" in out
+    assert "share" in out and "tuned ms" in out and "template" in out and "MatMul+Add+Relu" in out
     (task,) = extract_tasks(_mlp())
-    assert len(Database(tmp_path / "t.db").records(task.workload, "cpu")) == 4
+    statuses = [r.status for r in Database(tmp_path / "t.db").records(task.workload, "cpu")]
+    assert statuses.count("template") == 1 and len(statuses) == 5

@@ -18,13 +18,17 @@ correct candidate after ``retries`` rounds, gets no more rounds.
 
 ``tune_model(model, trials=..., db=...)`` extracts a model's tasks (``tasks.py``) and runs the
 scheduler over one ``EvolutionarySearch`` per task (``search.py``), recording every measurement
-in the database that ``tcomp.compile(model, db=...)`` then reads.
+in the database that ``tcomp.compile(model, db=...)`` then reads. A task's latency is the faster
+of its best tuned schedule and its template kernel (measured once, a record of status
+``"template"``): what the compiled model will run.
 """
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
+
+from ..schedule.trace import Trace
 
 
 @dataclass
@@ -107,11 +111,19 @@ class TaskScheduler:
 
 @dataclass
 class TaskResult:
-    """What tuning did for one task: the task, its best seconds (None: none correct) and trials."""
+    """What tuning did for one task: seconds of its best tuned schedule and of its template (None:
+    not measured or none correct), and how many candidates were measured."""
 
     task: object
-    best: float | None
+    tuned: float | None
+    template: float | None
     trials: int
+
+    @property
+    def best(self) -> float | None:
+        """What the kernel takes after ``tcomp.compile(db=...)``: the faster of tuned and template."""
+        times = [t for t in (self.tuned, self.template) if t is not None]
+        return min(times) if times else None
 
 
 def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", input_shapes: dict | None = None,
@@ -119,11 +131,14 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
                progress: bool = True) -> list:
     """Tunes the tasks of an ONNX model (path or ModelProto) or graph with ``trials``
     measurements in all; returns [TaskResult] (heaviest task first). Records go to ``db``
-    (a path or a ``Database``), which ``tcomp.compile(model, target=target, db=db)`` applies."""
+    (a path or a ``Database``), which ``tcomp.compile(model, target=target, db=db)`` applies.
+
+    Each task's template kernel is measured once too (a record of status ``"template"``), so
+    that compile keeps the template where the search found nothing faster."""
     from .measure import Measurer
     from .search import EvolutionarySearch
     from .space import design_space
-    from .tasks import extract_tasks, open_database
+    from .tasks import extract_tasks, open_database, template_seconds
     from .tuner import _default_model
 
     tasks = extract_tasks(model, target, input_shapes)
@@ -135,21 +150,24 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     searches: dict = {}
     bar = _progress_bar(trials, progress)
 
-    def best_seconds(task):
+    def result(index) -> TaskResult:
+        task = tasks[index]
         record = database.best(task.workload, target)
-        return record.seconds if record is not None else None
+        return TaskResult(task, record.seconds if record is not None else None,
+                          template_seconds(database, task.workload, target), scheduler.tasks[index].trials)
 
     def step(index, count):
         task = tasks[index]
         try:
             if index not in searches:
+                _measure_template(task, database, target, Measurer)
                 searches[index] = EvolutionarySearch(task.func, design_space(task.func, target), cost_model,
                                                      Measurer(task.func, target=target), database,
                                                      target=target, seed=seed)
-            return searches[index].run(count, batch_size), best_seconds(task)
+            return searches[index].run(count, batch_size), result(index).best
         except Exception as exc:  # a bug in one task's search must not stop the model's tuning
             warnings.warn(f"tuning {task.name} ({task.group_labels[0]}) stopped: {type(exc).__name__}: {exc}")
-            return 0, best_seconds(task)
+            return 0, result(index).best
         finally:  # one measuring worker alive at a time; the next round starts a fresh one
             if index in searches:
                 searches[index].measurer.close()
@@ -164,18 +182,37 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     finally:
         if bar is not None:
             bar.close()
-    return [TaskResult(task, best_seconds(task), state.trials) for task, state in zip(tasks, scheduler.tasks)]
+    return [result(index) for index in range(len(tasks))]
+
+
+def _measure_template(task, database, target: str, measurer_class) -> None:
+    """Commits a "template" record of the task's template kernel (once per database)."""
+    from .database import TuningRecord
+    from .tasks import template_seconds
+
+    if task.template is None or template_seconds(database, task.workload, target) is not None:
+        return
+    with measurer_class(task.template, target=target) as measurer:
+        (measured,) = measurer.measure([Trace()])
+    if measured.status == "ok":
+        database.commit(TuningRecord(task.workload, target, Trace().to_json(), measured.seconds, "template"))
 
 
 def report(results: list) -> str:
-    """A per-kernel table: latency share (weight x best over the sum), best time, weight, trials."""
+    """A per-kernel table: latency share (weight x kernel time over the sum), kernel time (the
+    faster of tuned and template), tuned and template times, weight, trials."""
     total = sum(r.task.weight * r.best for r in results if r.best is not None)
-    lines = [f"{'kernel':<28} {'share':>7} {'best ms':>10} {'weight':>6} {'trials':>6}  groups"]
+
+    def ms(seconds):
+        return f"{seconds * 1e3:10.4f}" if seconds is not None else f"{'-':>10}"
+
+    lines = [f"{'kernel':<28} {'share':>7} {'kernel ms':>10} {'tuned ms':>10} {'template':>10} {'weight':>6} "
+             f"{'trials':>6}  groups"]
     for r in results:
         share = f"{100 * r.task.weight * r.best / total:6.1f}%" if r.best is not None and total else "      -"
-        best = f"{r.best * 1e3:10.4f}" if r.best is not None else f"{'failed':>10}"
-        lines.append(f"{r.task.name:<28} {share} {best} {r.task.weight:>6} {r.trials:>6}  {r.task.group_labels[0]}")
-    lines.append(f"estimated latency of the tuned kernels: {total * 1e3:.4f} ms")
+        lines.append(f"{r.task.name:<28} {share} {ms(r.best)} {ms(r.tuned)} {ms(r.template)} {r.task.weight:>6} "
+                     f"{r.trials:>6}  {r.task.group_labels[0]}")
+    lines.append(f"estimated latency of these kernels: {total * 1e3:.4f} ms")
     return "\n".join(lines)
 
 

@@ -7,7 +7,9 @@
 A task's function takes its arguments exactly as the executor passes them to the group's
 template kernel (``schedule/lower.py``): the buffers ``p0, p1, ...`` of ``kernel_inputs(group)``,
 then ``out``. So ``tcomp.compile(model, db=...)`` can run a tuned task function in place of the
-template (``tuned_group_func``).
+template (``tuned_group_func``), unless the database holds a faster measurement of the
+template itself (a record of status ``"template"``, which ``task_scheduler.tune_model`` commits):
+tuning never makes a kernel slower than its template.
 
 Groups that become tasks:
 
@@ -37,12 +39,13 @@ from ..graph.fusion import FusedGroup, fuse
 from ..graph.ir import Graph
 from ..graph.passes import simplify_graph
 from ..ops.quant import storage_dtype
-from ..schedule.lower import group_views
+from ..schedule.lower import group_views, lower_group
 from ..schedule.trace import Trace
 from ..tir import te
 from ..tir.expr import IntImm, is_float, substitute
 from ..tir.stmt import PrimFunc
 from ..tir.transform import used_size_vars
+from ..targets.cpu.jit import host_target
 from ..tir.views import broadcast_index, row_major_flatten, row_major_unflatten
 from .workload import workload_key
 
@@ -56,6 +59,7 @@ class Task:
     workload: str
     weight: int = 1
     group_labels: list = field(default_factory=list)
+    template: PrimFunc | None = None   # the template kernel of the first group, the baseline to beat
 
 
 def model_groups(model_or_graph, input_shapes: dict | None = None) -> list:
@@ -75,6 +79,7 @@ def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None
     if target != "cpu":
         raise TcompError(f"extract_tasks: unknown target {target!r} (known: cpu)")
     tasks: dict = {}
+    host = host_target()
     for group in model_groups(model_or_graph, input_shapes):
         func = group_func(group)
         if func is None:
@@ -82,7 +87,8 @@ def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None
         key = workload_key(func)
         if key not in tasks:
             base = group.label.split("+")[0].split("[")[0].lower()
-            tasks[key] = Task(f"t{len(tasks)}_{base}_{key[:6]}", func, key, 0)
+            template = lower_group(group, "template", host.lanes(32), host.num_threads)
+            tasks[key] = Task(f"t{len(tasks)}_{base}_{key[:6]}", func, key, 0, template=template)
         tasks[key].weight += 1
         tasks[key].group_labels.append(group.label)
     return sorted(tasks.values(), key=lambda t: -t.weight * _work(t.func))
@@ -178,14 +184,22 @@ def open_database(db):
     return Database(db)
 
 
+def template_seconds(db, workload: str, target: str) -> float | None:
+    """The fastest measurement of the workload's template kernel in ``db`` (status ``"template"``)."""
+    times = [r.seconds for r in db.records(workload, target) if r.status == "template" and r.seconds is not None]
+    return min(times) if times else None
+
+
 def tuned_group_func(group: FusedGroup, db, target: str = "cpu") -> PrimFunc | None:
     """The group's task function with the best record of ``db`` applied, or None (no task, no
-    record, or a record whose trace no longer applies: warned, the template is used)."""
+    record, a template measured faster, or a record whose trace no longer applies: warned)."""
     func = group_func(group)
     if func is None:
         return None
-    record = db.best(workload_key(func), target)
-    if record is None:
+    workload = workload_key(func)
+    record = db.best(workload, target)
+    template = template_seconds(db, workload, target)
+    if record is None or (template is not None and template <= record.seconds):
         return None
     try:
         tuned = Trace.from_json(record.trace).apply_to(func).func
