@@ -185,17 +185,22 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     return [result(index) for index in range(len(tasks))]
 
 
+# Measurements of a template kernel (the fastest counts, as for tuned candidates).
+TEMPLATE_MEASUREMENTS = 3
+
+
 def _measure_template(task, database, target: str, measurer_class) -> None:
-    """Commits a "template" record of the task's template kernel (once per database)."""
+    """Commits "template" records of the task's template kernel (once per database)."""
     from .database import TuningRecord
     from .tasks import template_seconds
 
     if task.template is None or template_seconds(database, task.workload, target) is not None:
         return
     with measurer_class(task.template, target=target) as measurer:
-        (measured,) = measurer.measure([Trace()])
-    if measured.status == "ok":
-        database.commit(TuningRecord(task.workload, target, Trace().to_json(), measured.seconds, "template"))
+        results = measurer.measure([Trace()] * TEMPLATE_MEASUREMENTS)
+    for measured in results:
+        if measured.status == "ok":
+            database.commit(TuningRecord(task.workload, target, Trace().to_json(), measured.seconds, "template"))
 
 
 def report(results: list) -> str:
