@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gemm_cpu import _feeds, setup_numpy, setup_onnxruntime, setup_tcomp  # noqa: E402
-from interleave import interleaved_medians  # noqa: E402
+from gemm_cpu import _feeds, setup_numpy, setup_onnxruntime, setup_tcomp
+from interleave import interleaved_medians
 
 
 def gemm_func(n: int):

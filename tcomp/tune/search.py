@@ -84,23 +84,16 @@ class EvolutionarySearch:
             weights = [len(parents) - i for i in range(len(parents))]
             children = [self._mutate(p) for p in self.rng.choices(parents, weights, k=self.population - len(parents))]
             population = parents + [c for c in children if c is not None]
-        unmeasured = [(score, cand) for score, cand in pool.values() if cand.key not in self.measured]
-        unmeasured.sort(key=lambda item: -item[0])
-        n_random = min(size, round(size * self.epsilon)) if len(unmeasured) > size else 0
-        batch = [cand for _, cand in unmeasured[:size - n_random]]
-        chosen = {c.key for c in batch}
-        for cand in self._sample(4 * n_random):
-            if len(batch) >= size:
+        unmeasured = [cand for _, cand in sorted(pool.values(), key=lambda item: -item[0])
+                      if cand.key not in self.measured]
+        n_random = round(size * self.epsilon)
+        batch = unmeasured[:size - n_random]
+        # then random samples (the epsilon share, or more where evolution found too few), then predicted
+        for cand in self._sample(4 * (size - len(batch))) + unmeasured[size - n_random:]:
+            if len(batch) == size:
                 break
-            if cand.key not in chosen and cand.key not in self.measured:
+            if cand.key not in self.measured and all(cand.key != c.key for c in batch):
                 batch.append(cand)
-                chosen.add(cand.key)
-        for _, cand in unmeasured[size - n_random:]:  # random samples ran out: fill with predicted
-            if len(batch) >= size:
-                break
-            if cand.key not in chosen:
-                batch.append(cand)
-                chosen.add(cand.key)
         return batch
 
     # ---------------------------------------------------------------- candidates
