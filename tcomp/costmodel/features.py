@@ -10,8 +10,9 @@ are scaled by log2(1 + x); ratios and one-hot flags are left as they are. The gr
 
 1. arithmetic (``arith.*``): float add/sub, mul, div, fused multiply-add shapes (an add of a
    product), min/max, comparisons and selects, math calls (exp, tanh, ...), integer value
-   ops, index arithmetic, casts, loads and stores, total flops; each weighted by the trip
-   count of its store.
+   ops, index arithmetic (of indices and block bindings; how much of it is // and %, as
+   fused loops need), casts, loads and stores, total flops; each weighted by the trip count
+   of its store (of its block, for bindings).
 2. loop structure (``loop.*``): loops, stores and blocks in the kernel; for the dominant store
    (the most work): its loop count, innermost extent, product of extents by kind (serial,
    parallel, vectorized, unrolled), vector lanes and bytes, the parallel extent, its load
@@ -37,7 +38,7 @@ import math
 
 import numpy as np
 
-from ..tir.expr import BinOp, Call, Cast, Cmp, FloatImm, IntImm, Load, Select, Var, dtype_bits, is_float
+from ..tir.expr import BinOp, Call, Cast, Cmp, FloatImm, IntImm, Load, Select, Var, dtype_bits, free_vars, is_float
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt
 
 REPRESENTATIVE_EXTENT = 128      # the value of a symbolic extent
@@ -46,7 +47,7 @@ CORE_COUNTS = (2, 4, 8, 16)
 CACHE_LINE = 64
 
 _ARITH = ("float_addsub", "float_mul", "float_div", "float_fma", "float_minmax", "cmp_select", "math_calls",
-          "int_ops", "index_ops", "casts", "loads", "stores", "flops")
+          "int_ops", "index_ops", "index_divmod", "casts", "loads", "stores", "flops")
 _LOOP = ("loops_total", "stores", "blocks", "loops", "innermost_extent", "serial_extent", "parallel_extent",
          "vectorized_extent", "unrolled_extent", "vector_bytes", "vector_aligned_32", "vector_aligned_64",
          *(f"balance_{c}" for c in CORE_COUNTS), "parallel_launches", "share_vectorized", "share_parallel",
@@ -96,6 +97,8 @@ class _Walker:
         self.allocated: set = set()
         self.intrinsics: dict = {}
         self.predicate_depth = 0
+        self.binding_ops = 0          # index ops of block bindings, weighted by trip count
+        self.divmod_ops = 0           # of them floordiv / floormod
 
     def visit(self, stmt, loops: tuple) -> None:
         if isinstance(stmt, For):
@@ -109,10 +112,15 @@ class _Walker:
             self.blocks += 1
             for iv, value in zip(stmt.block.iter_vars, stmt.iter_values):
                 self.bind[iv.var] = value
+            self._binding_ops(stmt.iter_values, loops)
             guarded = stmt.predicate is not None
             self.predicate_depth += guarded
-            if stmt.block.init is not None:
-                self.visit(stmt.block.init, loops)
+            if stmt.block.init is not None:  # the init runs once per spatial point
+                reduce_vars = set()
+                for iv, value in zip(stmt.block.iter_vars, stmt.iter_values):
+                    if iv.kind == "R":
+                        reduce_vars |= free_vars(value)
+                self.visit(stmt.block.init, tuple(lp for lp in loops if lp[0] not in reduce_vars))
             self.visit(stmt.block.body, loops)
             self.predicate_depth -= guarded
         elif isinstance(stmt, IfThenElse):
@@ -131,6 +139,15 @@ class _Walker:
         elif isinstance(stmt, Evaluate) and isinstance(stmt.value, Call):
             trip = math.prod(e for _, e, _ in loops)
             self.intrinsics[stmt.value.name] = self.intrinsics.get(stmt.value.name, 0) + trip
+
+    def _binding_ops(self, values, loops: tuple) -> None:
+        """Index arithmetic of a block's bindings (fused loops: // and %), once per iteration."""
+        ops = dict.fromkeys(_ARITH, 0)
+        for value in values:
+            _count(value, ops, [], index=True)
+        trip = math.prod(e for _, e, _ in loops)
+        self.binding_ops += ops["index_ops"] * trip
+        self.divmod_ops += ops["index_divmod"] * trip
 
     def _store(self, stmt: BufferStore, loops: tuple) -> None:
         ops = dict.fromkeys(_ARITH, 0)
@@ -175,6 +192,7 @@ def _count(expr, ops: dict, loads: list, index: bool) -> None:
         if isinstance(node, BinOp):
             if index:
                 ops["index_ops"] += 1
+                ops["index_divmod"] += node.op in ("floordiv", "floormod")
             elif is_float(node.dtype):
                 if node.op in _MATH_OPS:
                     ops["math_calls"] += 1
@@ -272,6 +290,8 @@ def _assemble(w: _Walker) -> np.ndarray:
         flops_unroll += flops if "unrolled" in kinds else 0
         trip_pred += st.trip if st.predicated else 0
         trip_all += st.trip
+    totals["index_ops"] += w.binding_ops
+    totals["index_divmod"] += w.divmod_ops
     out += [_log(totals[k]) for k in _ARITH]
 
     dominant = max(w.stores, key=lambda s: s.trip * (1 + s.ops["flops"]), default=None)

@@ -3,12 +3,13 @@
     from tcomp.costmodel.xgb import XGBModel, load_pretrained
     model = load_pretrained("cpu")                 # tcomp/costmodel/pretrained/cpu.json
     scores = model.predict([sch.func for sch in candidates])
-    model.update(funcs, seconds, groups=[key] * len(funcs))
+    model.update(funcs, seconds, groups=[key] * len(funcs))    # groups: workload keys
     model.save("model.json")                       # model.json + model.json.meta.json
 
-The target of a measured func is its throughput relative to the fastest measurement of its
-workload, ``best_seconds / seconds`` in (0, 1], so kernels of different sizes train one
-model. Each ``update`` retrains on every measurement so far (with the group bests as they are
+The target of a measured func is the log of its throughput relative to the fastest
+measurement of its workload, ``log(best_seconds / seconds)`` <= 0, so kernels of different
+sizes train one model (the log keeps slow candidates apart from very slow ones, which
+ranks better than the plain ratio). Each ``update`` retrains on every measurement so far (with the group bests as they are
 now); a model loaded from a file keeps its trees as the starting point and adds new ones
 on top. Files are xgboost's JSON model format plus a small JSON sidecar (never pickle).
 xgboost is imported on first use, so ``import tcomp`` does not import it.
@@ -37,7 +38,7 @@ def _xgb():
 class XGBModel(CostModel):
     """Gradient-boosted trees on ``features.extract``; ``num_rounds`` trees per training."""
 
-    def __init__(self, params: dict | None = None, num_rounds: int = 120, seed: int = 0):
+    def __init__(self, params: dict | None = None, num_rounds: int = 200, seed: int = 0):
         self.params = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
         self.num_rounds = num_rounds
         self.base = None            # a Booster loaded from a file: new trees go on top of it
@@ -62,7 +63,7 @@ class XGBModel(CostModel):
         if len(x) == 0:
             return
         xgb = _xgb()
-        target = relative_throughput(seconds, groups)
+        target = np.log(relative_throughput(seconds, groups))
         dtrain = xgb.DMatrix(x, label=target, feature_names=list(FEATURE_NAMES))
         if self.params["objective"].startswith("rank:"):
             order = np.argsort(_group_ids(groups), kind="stable")
@@ -71,7 +72,7 @@ class XGBModel(CostModel):
         self.booster = xgb.train(self.params, dtrain, num_boost_round=self.num_rounds, xgb_model=self.base)
 
     def predict(self, funcs: list) -> np.ndarray:
-        """Predicted relative throughput (higher = faster); zeros before any training."""
+        """Predicted log relative throughput (higher = faster); zeros before any training."""
         x = np.asarray([extract(f) for f in funcs], dtype=np.float32).reshape(-1, FEATURE_LENGTH)
         return self.predict_arrays(x)
 
@@ -89,7 +90,7 @@ class XGBModel(CostModel):
         booster.save_model(str(path))
         meta = {"model": "xgb", "feature_length": FEATURE_LENGTH, "feature_names": list(FEATURE_NAMES),
                 "params": self.params, "num_rounds": self.num_rounds,
-                "target": "best_seconds / seconds within a workload"}
+                "target": "log(best_seconds / seconds) within a workload"}
         with open(f"{path}.meta.json", "w") as f:
             json.dump(meta, f, indent=1)
 
