@@ -14,9 +14,10 @@ ordered S0 S1 R0 S2 R1 S3 (for a matmul: i0 j0 i1 j1 k0 i2 j2 k1 i3 j3)::
 
 Tile sizes are ``sample_perfect_tile`` decisions (a symbolic extent is split by fixed factors
 instead). Sketches: no cache, and ``cache_write(C, "local")`` written back under the last S0
-or S1 loop (``Structure.write_levels``); an elementwise epilogue (relu, bias) is folded into
-the write-back (``reverse_compute_inline``) or moved under the tile (``reverse_compute_at``).
-The init is decomposed out of the reduction loops.
+or S1 loop (``Structure.write_levels``), each also with the operands the row loops do not
+index (B) packed into a per-R0-step panel; an elementwise epilogue (relu, bias) is folded
+into the write-back (``reverse_compute_inline``) or moved under the tile
+(``reverse_compute_at``). The init is decomposed out of the reduction loops.
 
 A ``Structure`` holds the pattern and the target's finishing step (parallel / vectorize /
 unroll on the CPU); a GPU structure ("SSSRRSRS" with the S levels bound to blockIdx, vthread
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 
 from ...schedule.schedule import Schedule
 from ...tir import arith
-from ...tir.expr import IntImm
+from ...schedule.regions import read_indices
+from ...tir.expr import IntImm, free_vars
 from .blocks import (
     attempt,
     consumers,
@@ -79,9 +81,10 @@ def apply(func, sch: Schedule, name: str, structure: Structure) -> list:
         return []
     sketches = []
     for level in (None,) + tuple(structure.write_levels):
-        new = fork(func, sch)
-        if _sketch(new, name, structure, level):
-            sketches.append(new)
+        for pack in ((False, True) if level is not None else (False,)):
+            new = fork(func, sch)
+            if _sketch(new, name, structure, level, pack):
+                sketches.append(new)
     return sketches
 
 
@@ -121,7 +124,7 @@ def split_levels(sch: Schedule, loop, n: int, bound: int | None, vector: bool) -
     return sch.split(loop, factors)
 
 
-def _sketch(sch: Schedule, name: str, structure: Structure, write_level: int | None) -> bool:
+def _sketch(sch: Schedule, name: str, structure: Structure, write_level: int | None, pack: bool) -> bool:
     block = sch.get_block(name)
     tiles = tile(sch, block, structure)
     epilogue_at = tiles.last_of_s_level(write_level if write_level is not None else structure.write_levels[-1])
@@ -133,6 +136,29 @@ def _sketch(sch: Schedule, name: str, structure: Structure, write_level: int | N
     else:
         _move_epilogue(sch, name, epilogue_at)
     structure.finish(sch, block, tiles)
+    return not pack or _pack_panels(sch, block, tiles)
+
+
+def _pack_panels(sch: Schedule, block, tiles: Tiles) -> bool:
+    """Copies the operands that the row loops do not index (B of a matmul, the weights of a
+    conv) into a panel per R0 step: ``cache_read`` then ``compute_at`` the outermost reduce
+    tile, where buffer compaction makes the panel a small contiguous per-thread buffer
+    (``B_local[k1, j2*j3]`` rows read by vector loads) instead of strided rows of B."""
+    if not tiles.reduce or len(tiles.spatial) < 2:
+        return False
+    blk = sch.get_block_obj(block)
+    spatial = [iv.var for iv in blk.iter_vars if iv.kind == "S"]
+    rows = spatial[-2]
+    outputs = set(blk.writes)
+    panels = [buf for buf in blk.reads if buf not in outputs and len(buf.shape) >= 2
+              and not any(rows in free_vars(i) for idx in read_indices(blk, buf) for i in idx)]
+    if not panels:
+        return False
+    for buf in panels:
+        copy = attempt(sch, "cache_read", block, [b.name for b in sch.get_block_obj(block).reads].index(buf.name),
+                       "local")
+        if not copy or not attempt(sch, "compute_at", copy, tiles.reduce[0][0]):
+            return False
     return True
 
 
