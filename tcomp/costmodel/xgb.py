@@ -9,7 +9,8 @@
 The target of a measured func is the log of its throughput relative to the fastest
 measurement of its workload, ``log(best_seconds / seconds)`` <= 0, so kernels of different
 sizes train one model (the log keeps slow candidates apart from very slow ones, which
-ranks better than the plain ratio). Each ``update`` retrains on every measurement so far (with the group bests as they are
+ranks better than the plain ratio); rows are weighted by ``0.2 + best_seconds / seconds`` so
+that the order among the fast candidates, which the search picks from, counts most. Each ``update`` retrains on every measurement so far (with the group bests as they are
 now); a model loaded from a file keeps its trees as the starting point and adds new ones
 on top. Files are xgboost's JSON model format plus a small JSON sidecar (never pickle).
 xgboost is imported on first use, so ``import tcomp`` does not import it.
@@ -27,6 +28,7 @@ from .model import CostModel, default_group
 DEFAULT_PARAMS = {"objective": "reg:squarederror", "max_depth": 6, "eta": 0.1, "subsample": 0.9,
                   "colsample_bytree": 0.9, "min_child_weight": 2, "tree_method": "hist", "verbosity": 0}
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+FAST_WEIGHT = 0.2   # row weight FAST_WEIGHT + relative throughput: mistakes among fast candidates cost more
 
 
 def _xgb():
@@ -63,12 +65,9 @@ class XGBModel(CostModel):
         if len(x) == 0:
             return
         xgb = _xgb()
-        target = np.log(relative_throughput(seconds, groups))
-        dtrain = xgb.DMatrix(x, label=target, feature_names=list(FEATURE_NAMES))
-        if self.params["objective"].startswith("rank:"):
-            order = np.argsort(_group_ids(groups), kind="stable")
-            dtrain = xgb.DMatrix(x[order], label=target[order], feature_names=list(FEATURE_NAMES))
-            dtrain.set_group(np.unique(_group_ids(groups), return_counts=True)[1])
+        relative = relative_throughput(seconds, groups)
+        dtrain = xgb.DMatrix(x, label=np.log(relative), weight=FAST_WEIGHT + relative,
+                             feature_names=list(FEATURE_NAMES))
         self.booster = xgb.train(self.params, dtrain, num_boost_round=self.num_rounds, xgb_model=self.base)
 
     def predict(self, funcs: list) -> np.ndarray:
