@@ -107,8 +107,8 @@ def test_matmul_sketches_tile_cache_parallel_vectorize():
     assert all("parallel(" in t and "vectorized(" in t and "unrolled(" in t for t in texts)
     assert sum("C_local" in t for t in texts) >= 2
     assert all("C_init" in t for t in texts)  # the init decomposed out of the reduction
-    packed = [t for t in texts if "B_local" in t]  # B copied into a panel per k0 step
-    assert packed and all(t.index("for k_0") < t.index("block B_local") for t in packed)
+    packed = [t for t in texts if "W_local" in t]  # W (B of the matmul) copied into a panel per k0 step
+    assert packed and all(t.index("for k_0") < t.index("block W_local") for t in packed)
 
 
 def test_matmul_with_symbolic_rows():
