@@ -30,8 +30,16 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from costmodel_train import (TRAIN_KERNELS, batch_matmul, col_reduce, conv2d, dataset_arrays, ensure_measured,  # noqa: E402
-                              matmul, measure_args)
+from costmodel_train import (  # noqa: E402
+    TRAIN_KERNELS,
+    batch_matmul,
+    col_reduce,
+    conv2d,
+    dataset_arrays,
+    ensure_measured,
+    matmul,
+    measure_args,
+)
 
 from tcomp import tir  # noqa: E402
 from tcomp.costmodel.model import RandomModel  # noqa: E402

@@ -40,9 +40,9 @@ sys.path.insert(0, str(HERE.parent))
 
 import tcomp  # noqa: E402
 from tcomp import tir  # noqa: E402
-from tcomp.tir import expr as te  # noqa: E402
 from tcomp.costmodel.features import FEATURE_LENGTH, extract  # noqa: E402
 from tcomp.costmodel.xgb import PRETRAINED_DIR, XGBModel  # noqa: E402
+from tcomp.tir import expr as te  # noqa: E402
 
 
 def matmul(m, n, k):
@@ -243,7 +243,7 @@ def measure_kernel(name: str, func, count: int, seed: int = 0, repeat: int = 5, 
 def dataset_arrays(path: Path, kernels: dict) -> tuple:
     """(features, seconds, kernel names) of a dataset file, features from the replayed traces."""
     funcs = {name: make() for name, make in kernels.items()}
-    rows = [json.loads(line) for line in Path(path).open()]
+    rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
     x = [extract(tcomp.Trace.from_json(r["trace"]).apply_to(funcs[r["kernel"]]).func) for r in rows]
     return (np.asarray(x, dtype=np.float32).reshape(-1, FEATURE_LENGTH), np.asarray([r["seconds"] for r in rows]),
             [r["kernel"] for r in rows])

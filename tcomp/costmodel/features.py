@@ -38,8 +38,29 @@ import math
 
 import numpy as np
 
-from ..tir.expr import BinOp, Call, Cast, Cmp, FloatImm, IntImm, Load, Select, Var, dtype_bits, free_vars, is_float
-from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt
+from ..tir.expr import (
+    BinOp,
+    Call,
+    Cast,
+    Cmp,
+    FloatImm,
+    IntImm,
+    Load,
+    Select,
+    Var,
+    dtype_bits,
+    free_vars,
+    is_float,
+)
+from ..tir.stmt import (
+    Allocate,
+    BlockRealize,
+    BufferStore,
+    Evaluate,
+    For,
+    IfThenElse,
+    SeqStmt,
+)
 
 REPRESENTATIVE_EXTENT = 128      # the value of a symbolic extent
 TOP_BUFFERS = 5
@@ -79,7 +100,7 @@ def _log(x: float) -> float:
 
 
 class _Store:
-    __slots__ = ("loops", "trip", "ops", "accesses", "predicated")
+    __slots__ = ("accesses", "loops", "ops", "predicated", "trip")
 
     def __init__(self, loops, trip, ops, accesses, predicated):
         self.loops, self.trip, self.ops, self.accesses, self.predicated = loops, trip, ops, accesses, predicated

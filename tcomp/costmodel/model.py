@@ -35,7 +35,7 @@ class CostModel(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, path: str) -> "CostModel":
+    def load(cls, path: str) -> CostModel:
         """Reads a model written by ``save``."""
 
 
@@ -64,7 +64,7 @@ class RandomModel(CostModel):
             json.dump({"model": "random", "seed": self.seed}, f)
 
     @classmethod
-    def load(cls, path: str) -> "RandomModel":
+    def load(cls, path: str) -> RandomModel:
         with open(path) as f:
             data = json.load(f)
         if data.get("model") != "random":

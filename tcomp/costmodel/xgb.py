@@ -94,7 +94,7 @@ class XGBModel(CostModel):
             json.dump(meta, f, indent=1)
 
     @classmethod
-    def load(cls, path: str) -> "XGBModel":
+    def load(cls, path: str) -> XGBModel:
         with open(f"{path}.meta.json") as f:
             meta = json.load(f)
         if meta.get("model") != "xgb":
