@@ -60,8 +60,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=15)
     args = parser.parse_args()
     import tcomp
-    from tcomp.tune.database import Database
-    from tcomp.tune.workload import workload_key
+    from tcomp.tuning.database import Database
+    from tcomp.tuning.workload import workload_key
 
     n, threads = args.n, len(os.sched_getaffinity(0))
     db = args.db or os.path.join(tempfile.mkdtemp(prefix="tune_gemm_"), "tuning.db")

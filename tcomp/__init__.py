@@ -10,7 +10,7 @@ from . import tir
 from .build import Kernel, build
 from .compiler import CompiledModule, compile
 from .schedule import Schedule, ScheduleError, Trace
-from .tune.tuner import tune
+from .tuning.tuner import tune
 from .errors import InputError, ModelError, ShapeOperandError, TcompError, UnsupportedOpError
 
 # torch.compile(backend="tcomp"): torch finds the backend through the torch_dynamo_backends entry point;

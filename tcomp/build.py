@@ -58,8 +58,8 @@ def lower(func: PrimFunc) -> PrimFunc:
 def _tuned(func: PrimFunc, target: str, db) -> PrimFunc:
     """``func`` scheduled by the best record of its workload in ``db``, or ``func`` itself."""
     from .schedule.trace import Trace
-    from .tune.database import Database
-    from .tune.workload import workload_key
+    from .tuning.database import Database
+    from .tuning.workload import workload_key
 
     database = db if isinstance(db, Database) else Database(db)
     best = database.best(workload_key(func), target)

@@ -117,7 +117,7 @@ def _cmd_inspect(args) -> int:
 
 
 def _cmd_tune(args) -> int:
-    from .tune.task_scheduler import report, tune_model
+    from .tuning.task_scheduler import report, tune_model
 
     results = tune_model(args.model, target=args.target, trials=args.trials, db=args.db,
                          input_shapes=_input_shapes(args.input_shape), seed=args.seed)

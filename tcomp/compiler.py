@@ -98,8 +98,8 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     shape, axes, pads ... from a graph input need it (``tcomp.ShapeOperandError``
     names those inputs); ``tcomp.backend`` recompiles on new values automatically.
 
-    ``db`` (a tuning database path or ``tcomp.tune.database.Database``): every fused group that
-    is a tuning task (``tcomp/tune/tasks.py``) with a record for ``target`` runs the best
+    ``db`` (a tuning database path or ``tcomp.tuning.database.Database``): every fused group that
+    is a tuning task (``tcomp/tuning/tasks.py``) with a record for ``target`` runs the best
     record's schedule instead of its template.
     """
     start = time.perf_counter()
@@ -142,7 +142,7 @@ def _tuned_lowering(db, target: str):
     """``group -> tuned PrimFunc or None`` over the records of ``db`` (None without a db)."""
     if db is None:
         return None
-    from .tune.tasks import open_database, tuned_group_func  # the tuner loads only when a db is given
+    from .tuning.tasks import open_database, tuned_group_func  # the tuner loads only when a db is given
 
     database = open_database(db)
     return lambda group: tuned_group_func(group, database, target)

@@ -20,9 +20,9 @@ import tcomp
 from tcomp import tir
 from tcomp.tir.expr import Buffer, Var
 from tcomp.tir.stmt import BufferStore, PrimFunc, block, loop
-from tcomp.tune.database import Database, TuningRecord
-from tcomp.tune.measure import Measurer, MeasureResult
-from tcomp.tune.worker import mismatch
+from tcomp.tuning.database import Database, TuningRecord
+from tcomp.tuning.measure import Measurer, MeasureResult
+from tcomp.tuning.worker import mismatch
 
 
 def _matmul(k=48):

@@ -7,10 +7,10 @@ import numpy as np
 
 import tcomp
 from tcomp import tir
-from tcomp.tune.database import Database
-from tcomp.tune.measure import MeasureResult
-from tcomp.tune.search import EvolutionarySearch
-from tcomp.tune.workload import workload_key
+from tcomp.tuning.database import Database
+from tcomp.tuning.measure import MeasureResult
+from tcomp.tuning.search import EvolutionarySearch
+from tcomp.tuning.workload import workload_key
 
 
 def _matmul(m=64, n=48, k=32):

@@ -10,7 +10,7 @@ import tcomp
 from tcomp import tir
 from tcomp.schedule.intrinsics import list_intrinsics
 from tcomp.tir.expr import cast, maximum
-from tcomp.tune.space import design_space
+from tcomp.tuning.space import design_space
 
 SEEDS = range(4)
 

@@ -1,5 +1,5 @@
-"""Tuning tasks of whole models (tcomp/tune/tasks.py), compiling with tuned records, and the
-task scheduler's allocation (tcomp/tune/task_scheduler.py)."""
+"""Tuning tasks of whole models (tcomp/tuning/tasks.py), compiling with tuned records, and the
+task scheduler's allocation (tcomp/tuning/task_scheduler.py)."""
 from __future__ import annotations
 
 import numpy as np
@@ -11,10 +11,10 @@ from onnx import TensorProto, helper, numpy_helper
 import tcomp
 from tcomp.schedule.lower import lower_group
 from tcomp.targets.cpu.jit import host_target
-from tcomp.tune.database import Database, TuningRecord
-from tcomp.tune.task_scheduler import TaskScheduler, report
-from tcomp.tune.tasks import extract_tasks, group_func, model_groups
-from tcomp.tune.workload import workload_key
+from tcomp.tuning.database import Database, TuningRecord
+from tcomp.tuning.task_scheduler import TaskScheduler, report
+from tcomp.tuning.tasks import extract_tasks, group_func, model_groups
+from tcomp.tuning.workload import workload_key
 
 
 def _rand(*shape):

@@ -14,7 +14,7 @@ candidate; the caller never sees more than a result. If the reference itself fai
 build, crashes or hangs), every candidate of the batch gets that status, with a detail that
 says it was the reference.
 
-The worker is ``python -m tcomp.tune.worker``, a fresh interpreter (no fork: LLVM's and
+The worker is ``python -m tcomp.tuning.worker``, a fresh interpreter (no fork: LLVM's and
 OpenMP's state do not survive one). Symbolic sizes of ``func`` take the values in ``sizes``
 (by name; ``DEFAULT_SIZE`` otherwise).
 """
@@ -104,7 +104,7 @@ class Measurer:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed by _stop with the worker
-        self._proc = subprocess.Popen([sys.executable, "-m", "tcomp.tune.worker"], env=env,
+        self._proc = subprocess.Popen([sys.executable, "-m", "tcomp.tuning.worker"], env=env,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=self._stderr, bufsize=0)
         self._finalizer = weakref.finalize(self, _stop, self._proc, self._stderr)

@@ -1,6 +1,6 @@
 """The measurement worker: a fresh Python process that builds, checks and times candidates.
 
-The parent (``measure.Measurer``) starts ``python -m tcomp.tune.worker`` and talks to it over
+The parent (``measure.Measurer``) starts ``python -m tcomp.tuning.worker`` and talks to it over
 stdin/stdout with length-prefixed pickles (inter-process only, nothing is stored)::
 
     -> ("setup", func, size_vars, sizes)   <- ("ok", None) | ("error", status, detail)
