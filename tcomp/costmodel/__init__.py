@@ -1,1 +1,4 @@
-"""Cost models for schedule search (the learned XGBoost model arrives with the auto-scheduler)."""
+"""Cost models: ``analytic.py`` (the default GEMM schedule's tile choice) and the learned models
+of the auto-scheduler: ``features.py`` (loop-IR features), ``model.py`` (the ``CostModel``
+interface, ``RandomModel``), ``xgb.py`` (``XGBModel``, ``load_pretrained``; the shipped model
+is ``pretrained/cpu.json``, trained by ``benchmarks/costmodel_train.py``)."""
