@@ -34,6 +34,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 
+from ..build import lower
 from ..errors import TcompError
 from ..graph.fusion import FusedGroup, fuse
 from ..graph.ir import Graph
@@ -44,7 +45,6 @@ from ..schedule.trace import Trace
 from ..tir import te
 from ..tir.expr import IntImm, is_float, substitute
 from ..tir.stmt import PrimFunc
-from ..tir.transform import used_size_vars
 from ..targets.cpu.jit import host_target
 from ..tir.views import broadcast_index, row_major_flatten, row_major_unflatten
 from .workload import workload_key
@@ -202,10 +202,9 @@ def tuned_group_func(group: FusedGroup, db, target: str = "cpu") -> PrimFunc | N
     if record is None or (template is not None and template <= record.seconds):
         return None
     try:
-        tuned = Trace.from_json(record.trace).apply_to(func).func
+        tuned = lower(Trace.from_json(record.trace).apply_to(func).func)  # as tcomp.build (and so measure) does
     except TcompError as exc:
         warnings.warn(f"tuning record of {group.label} ({record.workload}) does not apply: {exc}")
         return None
     tuned.attrs.update({"ops": group.label, "tuned": record.workload})
-    tuned.size_vars = used_size_vars(tuned)
     return tuned
