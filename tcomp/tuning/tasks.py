@@ -42,10 +42,10 @@ from ..graph.passes import simplify_graph
 from ..ops.quant import storage_dtype
 from ..schedule.lower import group_views, lower_group
 from ..schedule.trace import Trace
+from ..targets.cpu.jit import host_target
 from ..tir import te
 from ..tir.expr import IntImm, is_float, substitute
 from ..tir.stmt import PrimFunc
-from ..targets.cpu.jit import host_target
 from ..tir.views import broadcast_index, row_major_flatten, row_major_unflatten
 from .workload import workload_key
 
