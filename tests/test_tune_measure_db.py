@@ -227,3 +227,29 @@ def test_records_of_every_status_load(tmp_path, status):
     db = Database(tmp_path / "db")
     db.commit(_record(status=status))
     assert Database(tmp_path / "db").records("w1", "cpu")[0].status == status
+
+
+def test_best_prefers_confirmed_records_and_skips_failed_confirmations(tmp_path):
+    path = tmp_path / "tuning.db"
+    db = Database(path)
+    db.commit(_record(seconds=1.0, trace="lucky"))
+    db.commit(_record(seconds=2.0, trace="steady"))
+    db.commit(_record(seconds=3.0, trace="slow"))
+    assert db.best("w1", "cpu").trace == "lucky" and db.trials("w1", "cpu") == 3
+    db.commit(TuningRecord("w1", "cpu", "lucky", None, "wrong", confirmed=True))  # flaky: never best
+    assert db.best("w1", "cpu").trace == "steady" and not db.best("w1", "cpu").confirmed
+    db.commit(TuningRecord("w1", "cpu", "slow", 2.9, "ok", confirmed=True))
+    db.commit(TuningRecord("w1", "cpu", "steady", 3.5, "ok", confirmed=True))  # re-measured slower
+    best = db.best("w1", "cpu")
+    assert best.trace == "slow" and best.seconds == 2.9 and best.confirmed
+    again = Database(path)
+    assert again.best("w1", "cpu") == best and again.trials("w1", "cpu") == 3 and len(again) == 6
+    assert [json.loads(line)["confirmed"] for line in path.read_text().splitlines()] == [False] * 3 + [True] * 3
+
+
+def test_records_without_the_confirmed_field_load(tmp_path):
+    path = tmp_path / "old.db"
+    line = {"workload": "w1", "target": "cpu", "trace": "[]", "seconds": 1.5, "status": "ok", "features": None}
+    path.write_text(json.dumps(line) + "\n")
+    record = Database(path).best("w1", "cpu")
+    assert record.seconds == 1.5 and not record.confirmed

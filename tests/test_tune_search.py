@@ -7,9 +7,9 @@ import numpy as np
 
 import tcomp
 from tcomp import tir
-from tcomp.tuning.database import Database
+from tcomp.tuning.database import Database, TuningRecord
 from tcomp.tuning.measure import MeasureResult
-from tcomp.tuning.search import EvolutionarySearch
+from tcomp.tuning.search import EvolutionarySearch, confirm_best
 from tcomp.tuning.workload import workload_key
 
 
@@ -61,7 +61,8 @@ class _FakeMeasurer:
         results = []
         for trace in traces:
             self.count += 1
-            seconds = 1e-3 * (1 + zlib.crc32(trace.to_json().encode()) % 97)
+            text = trace if isinstance(trace, str) else trace.to_json()
+            seconds = 1e-3 * (1 + zlib.crc32(text.encode()) % 97)
             if self.count % 3 == 0:
                 results.append(MeasureResult("wrong", 1e-9, "output differs"))
             elif self.count % 7 == 0:
@@ -79,23 +80,31 @@ def _search(func, db, seed):
 def test_tune_then_build_applies_the_best_record(tmp_path):
     func = _matmul()
     path = tmp_path / "tuning.db"
-    best = tcomp.tune(func, trials=8, batch_size=4, db=str(path), seed=0, progress=False)
+    best = tcomp.tune(func, trials=8, batch_size=4, db=str(path), seed=0, progress=False, confirm_top=3,
+                      confirm_rounds=2)
     key = workload_key(func)
     record = best[key]
     assert record is not None and record.status == "ok" and record.seconds > 0
     db = Database(str(path))
-    assert len(db.records(key, "cpu")) == 8
-    assert len({r.trace for r in db.records(key, "cpu")}) == 8  # no candidate measured twice
+    searched = [r for r in db.records(key, "cpu") if not r.confirmed]
+    assert len(searched) == db.trials(key, "cpu") == 8
+    assert len({r.trace for r in searched}) == 8  # no candidate measured twice by the search
+    ok = [r for r in searched if r.status == "ok"]
+    confirmed = [r for r in db.records(key, "cpu") if r.confirmed]  # the 3 fastest, measured again
+    assert {r.trace for r in confirmed} == {r.trace for r in sorted(ok, key=lambda r: r.seconds)[:3]}
+    assert record.confirmed and record in confirmed
     kernel = tcomp.build(func, db=str(path))
     tuned = tcomp.Trace.from_json(record.trace).apply_to(func).func
     assert str(kernel.func) == str(tcomp.build(tuned).func) != str(tcomp.build(func).func)
     a, b = _inputs()
     np.testing.assert_allclose(kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
 
-    again = tcomp.tune(func, trials=8, batch_size=4, db=str(path), seed=0, progress=False)  # resumed: done
-    assert len(Database(str(path)).records(key, "cpu")) == 8 and again[key] == record
-    tcomp.tune(func, trials=10, batch_size=4, db=str(path), seed=0, progress=False)
-    traces = [r.trace for r in Database(str(path)).records(key, "cpu")]
+    again = tcomp.tune(func, trials=8, batch_size=4, db=str(path), seed=0, progress=False, confirm_top=3,
+                       confirm_rounds=2)  # resumed: done
+    assert Database(str(path)).records(key, "cpu") == db.records(key, "cpu") and again[key] == record
+    tcomp.tune(func, trials=10, batch_size=4, db=str(path), seed=0, progress=False, confirm_top=3,
+               confirm_rounds=2)
+    traces = [r.trace for r in Database(str(path)).records(key, "cpu") if not r.confirmed]
     assert len(traces) == 10 and len(set(traces)) == 10
 
 
@@ -145,3 +154,86 @@ def test_the_search_stops_when_the_space_runs_out(tmp_path):
     db = Database(str(tmp_path / "t.db"))
     search = EvolutionarySearch(func, [sch.trace], _HashModel(), _FakeMeasurer(), db, seed=0, population=8)
     assert search.run(trials=10, batch_size=4) == 3
+
+
+class _ScriptedMeasurer:
+    """Results per trace JSON, one per call in turn (then the last again); logs the traces measured."""
+
+    def __init__(self, script):
+        self.script, self.log = script, []
+
+    def measure(self, traces):
+        results = []
+        for trace in traces:
+            text = trace if isinstance(trace, str) else trace.to_json()
+            outcomes = self.script[text]
+            seen = sum(t == text for t in self.log)
+            results.append(outcomes[min(seen, len(outcomes) - 1)])
+            self.log.append(text)
+        return results
+
+
+def _ok(seconds):
+    return MeasureResult("ok", seconds, "")
+
+
+def test_confirm_best_remeasures_the_top_interleaved_and_resumes(tmp_path):
+    func = _matmul()
+    key = workload_key(func)
+    db = Database(str(tmp_path / "t.db"))
+    for trace, seconds in [("t1", 1.0), ("t2", 2.0), ("t3", 3.0), ("t4", 4.0)]:
+        db.commit(TuningRecord(key, "cpu", trace, seconds, "ok"))
+    db.commit(TuningRecord(key, "cpu", "bad", None, "wrong"))
+    db.commit(TuningRecord(key, "cpu", "t2", 2.5, "ok"))  # measured twice: one candidate
+    assert db.best(key, "cpu").trace == "t1"
+    measurer = _ScriptedMeasurer({"t1": [_ok(5.0), _ok(9.0), _ok(6.0)],               # lucky: really ~6
+                                  "t2": [_ok(2.2), _ok(2.0), _ok(2.4)],
+                                  "t3": [_ok(2.1), MeasureResult("timeout", None, "20 s"), _ok(2.1)],
+                                  "t4": [_ok(1.0)]})
+    assert confirm_best(func, measurer, db, top=3, rounds=3) == 3
+    assert measurer.log == ["t1", "t2", "t3"] * 3  # interleaved rounds over the top 3
+    confirmed = {r.trace: r for r in db.records(key, "cpu") if r.confirmed}
+    assert confirmed["t1"].seconds == 6.0 and confirmed["t2"].seconds == 2.2
+    assert confirmed["t3"].status == "timeout" and confirmed["t3"].seconds is None
+    best = Database(str(tmp_path / "t.db")).best(key, "cpu")
+    assert best.trace == "t2" and best.seconds == 2.2 and best.confirmed
+
+    assert confirm_best(func, measurer, db, top=3, rounds=3) == 0  # done: nothing measured again
+    assert len(measurer.log) == 9
+    db.commit(TuningRecord(key, "cpu", "t0", 0.5, "ok"))  # a later search found a newcomer to the top
+    assert confirm_best(func, _ScriptedMeasurer({"t0": [_ok(0.7)]}), db, top=3, rounds=2) == 1
+    assert db.best(key, "cpu").trace == "t0" and db.best(key, "cpu").seconds == 0.7
+
+
+def test_tune_confirms_at_the_end_and_not_again(tmp_path, monkeypatch):
+    func = _matmul()
+    measurers = []
+
+    class Counting(_FakeMeasurer):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            self.traces = []
+            measurers.append(self)
+
+        def measure(self, traces):
+            self.traces += [t if isinstance(t, str) else t.to_json() for t in traces]
+            return super().measure(traces)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            pass
+
+    monkeypatch.setattr("tcomp.tuning.measure.Measurer", Counting)
+    path = str(tmp_path / "t.db")
+    key = workload_key(func)
+    tcomp.tune(func, trials=8, batch_size=4, db=path, seed=0, progress=False, model=_HashModel(),
+               confirm_top=2, confirm_rounds=2)
+    db = Database(path)
+    confirmed = [r for r in db.records(key, "cpu") if r.confirmed]
+    assert len(measurers[0].traces) == 8 + 2 * 2 and len(confirmed) == 2
+    assert measurers[0].traces[8:] == [r.trace for r in confirmed] * 2
+    tcomp.tune(func, trials=8, batch_size=4, db=path, seed=0, progress=False, model=_HashModel(),
+               confirm_top=2, confirm_rounds=2)
+    assert measurers[1].traces == [] and len(Database(path)) == len(db)

@@ -2,13 +2,20 @@
 
     db = Database("tuning.db")
     db.commit(TuningRecord(workload_key(func), "cpu", trace.to_json(), 0.0012, "ok"))
-    db.best(workload_key(func), "cpu")   ->  the fastest "ok" record, or None
+    db.best(workload_key(func), "cpu")   ->  the fastest "ok" record (confirmed ones first), or None
     db.workloads()                       ->  [(workload, target), ...]
 
 A line looks like::
 
     {"workload": "3f1c...", "target": "cpu", "trace": "[...]", "seconds": 0.0012, "status": "ok",
-     "features": null}
+     "features": null, "confirmed": false}
+
+Confirmed records: the search's fastest single measurement is often a lucky one on a busy
+machine, so at the end of tuning the top candidates are measured again (``search.confirm_best``)
+and committed once more with ``confirmed: true`` and the median of those fresh measurements (or
+the status of a failed one). ``best`` then picks among the confirmed "ok" records of the
+workload; without any it picks among the other "ok" records, leaving out traces whose
+confirmation failed. Lines without the field (older files) load as not confirmed.
 
 The file is only ever appended to (opened, written and flushed per commit), so a new Database
 on the same path resumes where an earlier one stopped. A line cut short by a crash mid-write
@@ -30,6 +37,7 @@ class TuningRecord:
     seconds: float | None         # median run time when status is "ok"
     status: str                   # a MeasureResult status: "ok", "build_error", "crash", "timeout", "wrong"
     features: list | None = None  # the cost model's features of the program, if kept
+    confirmed: bool = False       # a re-measurement of a top candidate after the search (see above)
 
     def to_json(self) -> str:
         fields = asdict(self)
@@ -41,7 +49,7 @@ class TuningRecord:
     def from_json(line: str) -> TuningRecord:
         fields = json.loads(line)
         return TuningRecord(fields["workload"], fields["target"], fields["trace"], fields["seconds"],
-                            fields["status"], fields.get("features"))
+                            fields["status"], fields.get("features"), bool(fields.get("confirmed", False)))
 
 
 class Database:
@@ -50,7 +58,7 @@ class Database:
     def __init__(self, path):
         self.path = os.fspath(path)
         self._records: dict = {}  # (workload, target) -> [TuningRecord] in commit order
-        self._best: dict = {}     # (workload, target) -> fastest "ok" TuningRecord
+        self._best: dict = {}     # (workload, target) -> best() result, dropped when a record is added
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -75,8 +83,16 @@ class Database:
         return list(self._records.get((workload, target), ()))
 
     def best(self, workload: str, target: str) -> TuningRecord | None:
-        """The fastest "ok" record of a workload on a target (None if there is none)."""
-        return self._best.get((workload, target))
+        """The fastest confirmed "ok" record of a workload on a target; without one, the fastest
+        "ok" record whose trace has no failed confirmation (None if there is none)."""
+        key = (workload, target)
+        if key not in self._best:
+            self._best[key] = _fastest(self._records.get(key, ()))
+        return self._best[key]
+
+    def trials(self, workload: str, target: str) -> int:
+        """How many candidates the search measured (records less confirmations)."""
+        return sum(not record.confirmed for record in self._records.get((workload, target), ()))
 
     def workloads(self) -> list:
         """The (workload, target) pairs that have records, in order of first record."""
@@ -88,10 +104,17 @@ class Database:
     def _index(self, record: TuningRecord) -> None:
         key = (record.workload, record.target)
         self._records.setdefault(key, []).append(record)
-        if record.status == "ok" and record.seconds is not None:
-            best = self._best.get(key)
-            if best is None or record.seconds < best.seconds:
-                self._best[key] = record
+        self._best.pop(key, None)
+
+
+def _fastest(records) -> TuningRecord | None:
+    """``best`` over one workload's records: confirmed "ok" ones first (first of equal times)."""
+    ok = [r for r in records if r.status == "ok" and r.seconds is not None]
+    pool = [r for r in ok if r.confirmed]
+    if not pool:
+        failed = {r.trace for r in records if r.confirmed}
+        pool = [r for r in ok if r.trace not in failed]
+    return min(pool, key=lambda r: r.seconds, default=None)
 
 
 def _parse(line: str) -> TuningRecord | None:

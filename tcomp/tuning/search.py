@@ -2,7 +2,8 @@
 
     search = EvolutionarySearch(func, design_space(func), model, measurer, database, seed=0)
     search.run(trials=64, batch_size=16)          # 64 measurements, each committed to database
-    database.best(workload_key(func), "cpu")      # -> the fastest correct TuningRecord
+    confirm_best(func, measurer, database)        # the top 5 measured again, committed as confirmed
+    database.best(workload_key(func), "cpu")      # -> the fastest confirmed TuningRecord
 
 A candidate is a concrete trace: a sketch of the design space whose sampling instructions all
 carry decisions. Each round draws a population (random samples of the sketches plus the best
@@ -13,6 +14,11 @@ them random samples instead. Results go to the database and train the cost model
 are identified by their trace JSON, so none is measured twice (across resumed runs too).
 Everything random comes from ``seed``: the same seed, measurements and model give the same
 candidates.
+
+A candidate's single measurement during the search may be a lucky one (a busy machine makes
+the minimum over hundreds of noisy medians optimistic), so ``confirm_best`` measures the
+fastest few again at the end, interleaved, and commits their medians as confirmed records,
+which ``Database.best`` prefers.
 """
 from __future__ import annotations
 
@@ -33,6 +39,10 @@ class Candidate:
     trace: Trace      # concrete: every sampling instruction has its decision
     func: PrimFunc    # the scheduled function
     key: str          # the trace's JSON: the candidate's identity
+
+
+CONFIRM_TOP = 5     # candidates measured again at the end of tuning a workload
+CONFIRM_ROUNDS = 3  # fresh measurements of each
 
 
 class EvolutionarySearch:
@@ -158,10 +168,11 @@ class EvolutionarySearch:
         del self.best_measured[self.elites:]
 
     def _learn_from(self, records: list) -> list:
-        """Trains the model on earlier successful records; returns the best as (seconds, candidate)."""
+        """Trains the model on earlier successful search records (confirmations are repeats of
+        them); returns the best as (seconds, candidate)."""
         best = []
         for record in records:
-            if record.status != "ok" or record.seconds is None:
+            if record.status != "ok" or record.seconds is None or record.confirmed:
                 continue
             cand = self._realize(Trace.from_json(record.trace), {}, resample=False)
             if cand is not None:
@@ -170,6 +181,35 @@ class EvolutionarySearch:
             self.model.update([c.func for _, c in best], [s for s, _ in best])
         best.sort(key=lambda item: item[0])
         return best[:self.elites]
+
+
+def confirm_best(func: PrimFunc, measurer, database, target: str = "cpu", top: int = CONFIRM_TOP,
+                 rounds: int = CONFIRM_ROUNDS) -> int:
+    """Measures the ``top`` fastest distinct "ok" candidates of the search again, ``rounds``
+    fresh measurements each, interleaved (c1 c2 .. ck, c1 c2 .. ck, ...), and commits each as a
+    confirmed record: the median of its measurements, or the status of the first that failed.
+    Candidates confirmed before are not measured again (a repeated or resumed call measures only
+    newcomers to the top). Returns how many candidates were measured."""
+    workload = workload_key(func)
+    records = database.records(workload, target)
+    confirmed = {record.trace for record in records if record.confirmed}
+    ranked = sorted((r for r in records if r.status == "ok" and r.seconds is not None and not r.confirmed),
+                    key=lambda r: r.seconds)
+    leaders = list(dict.fromkeys(record.trace for record in ranked))[:top]
+    todo = [trace for trace in leaders if trace not in confirmed]
+    if not todo or rounds < 1:
+        return 0
+    rounds_results = [measurer.measure(todo) for _ in range(rounds)]
+    for i, trace in enumerate(todo):
+        results = [round_results[i] for round_results in rounds_results]
+        failed = next((r for r in results if r.status != "ok" or r.seconds is None), None)
+        if failed is not None:
+            record = TuningRecord(workload, target, trace, None, failed.status, confirmed=True)
+        else:
+            record = TuningRecord(workload, target, trace, float(np.median([r.seconds for r in results])), "ok",
+                                  confirmed=True)
+        database.commit(record)
+    return len(todo)
 
 
 def _unique(candidates: list) -> list:

@@ -128,15 +128,17 @@ class TaskResult:
 
 def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", input_shapes: dict | None = None,
                cost_model=None, round_trials: int = 16, batch_size: int = 16, seed: int | None = None,
-               progress: bool = True) -> list:
+               progress: bool = True, confirm_top: int = 5, confirm_rounds: int = 3) -> list:
     """Tunes the tasks of an ONNX model (path or ModelProto) or graph with ``trials``
     measurements in all; returns [TaskResult] (heaviest task first). Records go to ``db``
     (a path or a ``Database``), which ``tcomp.compile(model, target=target, db=db)`` applies.
 
     Each task's template kernel is measured once too (a record of status ``"template"``), so
-    that compile keeps the template where the search found nothing faster."""
+    that compile keeps the template where the search found nothing faster. At the end each
+    task's ``confirm_top`` fastest candidates are measured ``confirm_rounds`` more
+    times (``search.confirm_best``), and those medians pick its best."""
     from .measure import Measurer
-    from .search import EvolutionarySearch
+    from .search import EvolutionarySearch, confirm_best
     from .space import design_space
     from .tasks import extract_tasks, open_database, template_seconds
     from .tuner import _default_model
@@ -177,8 +179,19 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
             bar.update(measured)
             bar.set_postfix_str(f"{tasks[index].name}; model ~{scheduler.estimated_latency() * 1e3:.3f} ms")
 
+    def confirm(index):
+        task = tasks[index]
+        try:
+            with Measurer(task.func, target=target) as measurer:
+                confirm_best(task.func, measurer, database, target, confirm_top, confirm_rounds)
+        except Exception as exc:  # noqa: BLE001 - as in step: the other tasks are confirmed still
+            warnings.warn(f"measuring the best of {task.name} ({task.group_labels[0]}) again failed: "
+                          f"{type(exc).__name__}: {exc}")
+
     try:
         scheduler.run(step, trials, on_round)
+        for index in range(len(tasks)):  # all: a task searched by an interrupted run too
+            confirm(index)
     finally:
         if bar is not None:
             bar.close()

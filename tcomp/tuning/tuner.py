@@ -5,8 +5,10 @@
     tcomp.tune("model.onnx", trials=512, db="tuning.db")               # a whole model (task_scheduler)
 
 Each distinct workload (``workload_key``) is searched by ``EvolutionarySearch`` until the
-database holds ``trials`` measurements of it, so a second call with the same arguments
-measures nothing (and an interrupted one goes on where it stopped).
+database holds ``trials`` measurements of it; then its ``confirm_top`` fastest candidates are
+measured ``confirm_rounds`` more times each (``search.confirm_best``) and the best is chosen
+by those medians. A second call with the same arguments measures nothing (and an interrupted
+one goes on where it stopped).
 """
 from __future__ import annotations
 
@@ -17,12 +19,15 @@ from .workload import workload_key
 
 
 def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", model=None,
-         batch_size: int = 16, seed: int | None = None, progress: bool = True) -> dict:
+         batch_size: int = 16, seed: int | None = None, progress: bool = True,
+         confirm_top: int = 5, confirm_rounds: int = 3) -> dict:
     """Tunes each PrimFunc (one or a list) with up to ``trials`` measurements per workload.
 
     ``db``: a path or a ``Database``; ``model``: a ``CostModel`` (default: the pretrained one of
-    ``target`` where shipped, else a fresh ``XGBModel``), trained online. Returns
-    {workload key: best TuningRecord or None when no candidate ran correctly}.
+    ``target`` where shipped, else a fresh ``XGBModel``), trained online; ``confirm_top``,
+    ``confirm_rounds``: how many of the fastest candidates are measured again at the end, how
+    many times (0: none). Returns {workload key: best TuningRecord or None when no candidate
+    ran correctly}.
 
     An ONNX model (path or ModelProto) is tuned as a whole instead, ``trials`` in all, shared by
     its kernels by the task scheduler (``task_scheduler.tune_model``, whose [TaskResult] this returns).
@@ -31,42 +36,47 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
         from .task_scheduler import tune_model
 
         return tune_model(func_or_funcs, target, trials, db, cost_model=model, batch_size=batch_size,
-                          seed=seed, progress=progress)
+                          seed=seed, progress=progress, confirm_top=confirm_top, confirm_rounds=confirm_rounds)
     funcs = _funcs(func_or_funcs)
     database = db if isinstance(db, Database) else Database(db)
     model = model if model is not None else _default_model(target)
     workloads: dict = {}
     for func in funcs:
         workloads.setdefault(workload_key(func), func)
-    remaining = {key: max(0, trials - len(database.records(key, target))) for key in workloads}
+    remaining = {key: max(0, trials - database.trials(key, target)) for key in workloads}
     bar = _progress_bar(sum(remaining.values()), progress)
     try:
         for key, func in workloads.items():
-            if remaining[key]:
-                _tune_one(func, target, remaining[key], database, model, batch_size, seed, bar)
+            _tune_one(func, target, remaining[key], database, model, batch_size, seed, bar,
+                      (confirm_top, confirm_rounds))
     finally:
         if bar is not None:
             bar.close()
     return {key: database.best(key, target) for key in workloads}
 
 
-def _tune_one(func, target, trials, database, model, batch_size, seed, bar) -> None:
+def _tune_one(func, target, trials, database, model, batch_size, seed, bar, confirm) -> None:
+    """Searches one workload for ``trials`` measurements (0: none), then confirms its best."""
     from .measure import Measurer
-    from .search import EvolutionarySearch
+    from .search import EvolutionarySearch, confirm_best
     from .space import design_space
 
-    with Measurer(func, target=target) as measurer:
-        search = EvolutionarySearch(func, design_space(func, target), model, measurer, database,
-                                    target=target, seed=seed)
+    with Measurer(func, target=target) as measurer:  # starts a worker only when it measures
+        if trials:
+            search = EvolutionarySearch(func, design_space(func, target), model, measurer, database,
+                                        target=target, seed=seed)
 
-        def on_batch(batch, results):
-            if bar is not None:
-                bar.update(len(batch))
-                best = database.best(search.workload, target)
-                if best is not None:
-                    bar.set_postfix_str(f"{func.name}: best {best.seconds * 1e3:.3f} ms")
+            def on_batch(batch, results):
+                if bar is not None:
+                    bar.update(len(batch))
+                    best = database.best(search.workload, target)
+                    if best is not None:
+                        bar.set_postfix_str(f"{func.name}: best {best.seconds * 1e3:.3f} ms")
 
-        search.run(trials, batch_size, on_batch)
+            search.run(trials, batch_size, on_batch)
+        if bar is not None:
+            bar.set_postfix_str(f"{func.name}: measuring the best again")
+        confirm_best(func, measurer, database, target, top=confirm[0], rounds=confirm[1])
 
 
 def _funcs(func_or_funcs) -> list:
