@@ -198,7 +198,7 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     return [result(index) for index in range(len(tasks))]
 
 
-# Measurements of a template kernel (the fastest counts, as for tuned candidates).
+# Measurements of a template kernel (their median counts, like the re-measured tuned candidates').
 TEMPLATE_MEASUREMENTS = 3
 
 

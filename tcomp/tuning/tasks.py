@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import statistics
 import warnings
 from dataclasses import dataclass, field
 
@@ -185,9 +186,10 @@ def open_database(db):
 
 
 def template_seconds(db, workload: str, target: str) -> float | None:
-    """The fastest measurement of the workload's template kernel in ``db`` (status ``"template"``)."""
+    """The median measurement of the workload's template kernel in ``db`` (status ``"template"``),
+    comparable with the tuned records' re-measured medians."""
     times = [r.seconds for r in db.records(workload, target) if r.status == "template" and r.seconds is not None]
-    return min(times) if times else None
+    return statistics.median(times) if times else None
 
 
 def tuned_group_func(group: FusedGroup, db, target: str = "cpu") -> PrimFunc | None:
