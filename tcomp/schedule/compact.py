@@ -20,18 +20,7 @@ the buffer must have no padded strides.
 from __future__ import annotations
 
 from ..tir import arith
-from ..tir.expr import (
-    BinOp,
-    Buffer,
-    Call,
-    Cast,
-    Cmp,
-    IntImm,
-    Load,
-    Select,
-    free_vars,
-    substitute,
-)
+from ..tir.expr import Buffer, IntImm, Load, free_vars, rewrite, substitute
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, For
 from ..tir.transform import update_exprs_in_place, walk_stmts
 from .regions import hull, read_indices, write_indices
@@ -128,22 +117,15 @@ def _rebase(realize: BlockRealize, old: Buffer, new: Buffer, mins: list) -> None
     def shift(indices):
         return tuple(arith.simplify(substitute(i, binding) - m) for i, m in zip(indices, mins))
 
+    def rebased(e):
+        if isinstance(e, Load) and e.buffer is old:
+            indices = tuple(rewrite(i, rebased) for i in e.indices)
+            pred = rewrite(e.predicate, rebased) if e.predicate is not None else None
+            return Load(new, shift(indices), pred)
+        return None
+
     def visit(e):
-        if isinstance(e, Load):
-            indices = tuple(visit(i) for i in e.indices)
-            pred = visit(e.predicate) if e.predicate is not None else None
-            return Load(new, shift(indices), pred) if e.buffer is old else Load(e.buffer, indices, pred)
-        if isinstance(e, BinOp):
-            return BinOp(e.op, visit(e.a), visit(e.b))
-        if isinstance(e, Cmp):
-            return Cmp(e.op, visit(e.a), visit(e.b))
-        if isinstance(e, Select):
-            return Select(visit(e.cond), visit(e.a), visit(e.b))
-        if isinstance(e, Cast):
-            return Cast(e.dtype, visit(e.value))
-        if isinstance(e, Call):
-            return Call(e.name, tuple(visit(a) for a in e.args), e.dtype)
-        return e
+        return rewrite(e, rebased)
 
     for stmt in (block.init, block.body):
         if stmt is None:

@@ -413,3 +413,33 @@ def substitute(expr: Expr, mapping: dict) -> Expr:
         return result
 
     return visit(expr)
+
+
+def rewrite(expr: Expr, replace) -> Expr:
+    """``expr`` with every node for which ``replace(node)`` returns an expression replaced by it;
+    the nodes it leaves alone (None) are rebuilt from their rewritten children::
+
+        rewrite(A[i] + B[i], lambda e: C[e.indices] if isinstance(e, Load) and e.buffer is A else None)
+        ->  C[i] + B[i]
+    """
+    replaced = replace(expr)
+    if replaced is not None:
+        return replaced
+
+    def go(e):
+        return rewrite(e, replace)
+
+    if isinstance(expr, BinOp):
+        return BinOp(expr.op, go(expr.a), go(expr.b))
+    if isinstance(expr, Cmp):
+        return Cmp(expr.op, go(expr.a), go(expr.b))
+    if isinstance(expr, Select):
+        return Select(go(expr.cond), go(expr.a), go(expr.b))
+    if isinstance(expr, Cast):
+        return Cast(expr.dtype, go(expr.value))
+    if isinstance(expr, Call):
+        return Call(expr.name, tuple(go(a) for a in expr.args), expr.dtype)
+    if isinstance(expr, Load):
+        pred = go(expr.predicate) if expr.predicate is not None else None
+        return Load(expr.buffer, tuple(go(i) for i in expr.indices), pred)
+    return expr

@@ -30,7 +30,7 @@ reverse_compute_inline(D) folds an elementwise consumer into its producer's stor
 from __future__ import annotations
 
 from ...tir import arith
-from ...tir.expr import IntImm, Load, Var, logical_and, substitute, walk
+from ...tir.expr import IntImm, Load, Var, logical_and, rewrite, substitute, walk
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, For, SeqStmt, seq
 from ...tir.transform import buffer_accesses, update_exprs_in_place, walk_stmts
 from ..regions import (
@@ -259,9 +259,9 @@ def compute_inline(sch, block):
     def inline(expr):
         def visit(node):
             if isinstance(node, Load) and node.buffer is out:
-                return substitute(store.value, dict(zip(iters, (_rewrite(i, visit) for i in node.indices))))
+                return substitute(store.value, dict(zip(iters, (rewrite(i, visit) for i in node.indices))))
             return None
-        return _rewrite(expr, visit)
+        return rewrite(expr, visit)
 
     _remove(sch, root)
     update_exprs_in_place(sch.func.body, inline)
@@ -322,7 +322,7 @@ def reverse_compute_inline(sch, block):
     alloc = _allocation(sch, buf, where)
 
     def fold(expr):
-        return substitute(_rewrite(expr, lambda n: pstore.value if isinstance(n, Load) and n.buffer is buf
+        return substitute(rewrite(expr, lambda n: pstore.value if isinstance(n, Load) and n.buffer is buf
                                    else None), mapping)
 
     new_store = BufferStore(dst, fold(store.value), tuple(substitute(i, mapping) for i in store.indices))
@@ -465,31 +465,3 @@ def _loads_of(sch, buf, predicate):
             for e in walk(expr):
                 if isinstance(e, Load) and e.buffer is buf and predicate(e):
                     yield e
-
-
-def _rewrite(expr, visit):
-    """``expr`` with each node for which ``visit`` returns an expression replaced by it (bottom-up
-    over what ``visit`` leaves alone)."""
-    from ...tir.expr import BinOp, Call, Cast, Cmp, Select
-
-    replaced = visit(expr)
-    if replaced is not None:
-        return replaced
-
-    def go(e):
-        return _rewrite(e, visit)
-
-    if isinstance(expr, BinOp):
-        return BinOp(expr.op, go(expr.a), go(expr.b))
-    if isinstance(expr, Cmp):
-        return Cmp(expr.op, go(expr.a), go(expr.b))
-    if isinstance(expr, Select):
-        return Select(go(expr.cond), go(expr.a), go(expr.b))
-    if isinstance(expr, Cast):
-        return Cast(expr.dtype, go(expr.value))
-    if isinstance(expr, Call):
-        return Call(expr.name, tuple(go(a) for a in expr.args), expr.dtype)
-    if isinstance(expr, Load):
-        pred = go(expr.predicate) if expr.predicate is not None else None
-        return Load(expr.buffer, tuple(go(i) for i in expr.indices), pred)
-    return expr
