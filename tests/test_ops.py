@@ -12,13 +12,8 @@ import pytest
 from onnx import numpy_helper
 from onnx.reference import ReferenceEvaluator
 
-try:
-    from onnx_helpers import (assert_matches, check, check_op, dist_to_half, dist_to_int, make_model, node, rand, rand_nonzero,
-                              randbool, randint, reference, rng, run_tcomp, run_tcomp_many, with_static_outputs)
-except ImportError:  # run from the repository root as a package
-    from tests.onnx_helpers import (assert_matches, check, check_op, dist_to_half, dist_to_int, make_model, node, rand,
-                                    rand_nonzero, randbool, randint, reference, rng, run_tcomp, run_tcomp_many,
-                                    with_static_outputs)
+from onnx_helpers import (assert_matches, check, check_op, dist_to_half, dist_to_int, make_model, node, rand, rand_nonzero,
+                          randbool, randint, reference, rng, run_tcomp, run_tcomp_many, with_static_outputs)
 
 import tcomp
 

@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
-try:
-    from onnx_helpers import check, make_model, node, rand, with_static_outputs
-except ImportError:  # run from the repository root as a package
-    from tests.onnx_helpers import check, make_model, node, rand, with_static_outputs
+from onnx_helpers import check, make_model, node, rand, with_static_outputs
 
 import tcomp
 

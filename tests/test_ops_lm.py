@@ -17,36 +17,20 @@ from onnx.reference import ReferenceEvaluator
 import tcomp
 from tcomp.errors import UnsupportedOpError
 
-try:
-    from onnx_helpers import (
-        assert_matches,
-        check,
-        check_op,
-        make_model,
-        node,
-        rand,
-        rand_nonzero,
-        randbool,
-        randint,
-        rng,
-        run_tcomp,
-        with_static_outputs,
-    )
-except ImportError:  # run from the repository root as a package
-    from tests.onnx_helpers import (
-        assert_matches,
-        check,
-        check_op,
-        make_model,
-        node,
-        rand,
-        rand_nonzero,
-        randbool,
-        randint,
-        rng,
-        run_tcomp,
-        with_static_outputs,
-    )
+from onnx_helpers import (
+    assert_matches,
+    check,
+    check_op,
+    make_model,
+    node,
+    rand,
+    rand_nonzero,
+    randbool,
+    randint,
+    rng,
+    run_tcomp,
+    with_static_outputs,
+)
 
 F16 = np.float16
 

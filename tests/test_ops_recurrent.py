@@ -12,11 +12,7 @@ from onnx import helper
 
 from onnx.reference import ReferenceEvaluator
 
-try:
-    from onnx_helpers import assert_matches, check, make_model, node, rand, randint, run_tcomp, with_static_outputs
-except ImportError:  # run from the repository root as a package
-    from tests.onnx_helpers import (assert_matches, check, make_model, node, rand, randint, run_tcomp,
-                                    with_static_outputs)
+from onnx_helpers import assert_matches, check, make_model, node, rand, randint, run_tcomp, with_static_outputs
 
 GATES = {"RNN": 1, "GRU": 3, "LSTM": 4}
 TOL = {"rtol": 1e-4, "atol": 1e-5}

@@ -10,10 +10,7 @@ import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-try:
-    from onnx_helpers import assert_matches, check, make_model, node, rand, run_tcomp, with_static_outputs
-except ImportError:  # run from the repository root as a package
-    from tests.onnx_helpers import assert_matches, check, make_model, node, rand, run_tcomp, with_static_outputs
+from onnx_helpers import assert_matches, check, make_model, node, rand, run_tcomp, with_static_outputs
 
 import tcomp
 

@@ -11,11 +11,7 @@ import numpy as np
 import pytest
 from onnx.reference import ReferenceEvaluator
 
-try:
-    from onnx_helpers import assert_matches, check, make_model, node, rand, randint, run_tcomp, with_static_outputs
-except ImportError:  # run from the repository root as a package
-    from tests.onnx_helpers import (assert_matches, check, make_model, node, rand, randint, run_tcomp,
-                                    with_static_outputs)
+from onnx_helpers import assert_matches, check, make_model, node, rand, randint, run_tcomp, with_static_outputs
 
 F32 = np.float32
 CONV_TOL = 1e-4  # relative-norm tolerance of convolution-like reductions
