@@ -13,14 +13,11 @@ from tcomp import tir
 from tcomp.costmodel.features import FEATURE_LENGTH, FEATURE_NAMES, extract
 from tcomp.costmodel.model import CostModel, RandomModel
 from tcomp.costmodel.xgb import XGBModel, load_pretrained
+from te_kernels import matmul_func
 
 
 def _matmul(m=128, n=96, k=64):
-    a = tir.placeholder((m, k), "float32", name="A")
-    b = tir.placeholder((k, n), "float32", name="B")
-    r = tir.reduce_axis(k, name="k")
-    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
-    return tir.create_func([a, b, c])
+    return matmul_func(m, n, k)
 
 
 def _sampled(func, seed: int):

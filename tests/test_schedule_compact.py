@@ -6,14 +6,11 @@ import numpy as np
 import tcomp
 from tcomp import tir
 from tcomp.build import lower
+from te_kernels import matmul_func
 
 
 def _matmul(m, n, k):
-    a = tir.placeholder((m, k), "float32", name="A")
-    b = tir.placeholder((k, n), "float32", name="B")
-    r = tir.reduce_axis(k, name="k")
-    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
-    return tir.create_func([a, b, c])
+    return matmul_func(m, n, k)
 
 
 def _tiled_with_local_cache(func, decompose: bool):

@@ -9,6 +9,7 @@ import tcomp
 from tcomp import tir
 from tcomp.schedule import regions
 from tcomp.tir.expr import FloatImm, IntImm, Select, logical_and, maximum, minimum
+from te_kernels import matmul_func
 
 
 def _rand(*shape):
@@ -28,12 +29,7 @@ def _window_ref(x):
 
 
 def _matmul_relu(m=64, n=48, k=32):
-    a = tir.placeholder((m, k), "float32", name="A")
-    w = tir.placeholder((k, n), "float32", name="W")
-    r = tir.reduce_axis(k, name="k")
-    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * w[r, j], axis=r), name="C")
-    d = tir.compute((m, n), lambda i, j: maximum(c[i, j], 0.0), name="D")
-    return tir.create_func([a, w, d])
+    return matmul_func(m, n, k, b_name="W", relu=True)
 
 
 def _elementwise_relu(rows=10, cols=12):

@@ -6,15 +6,11 @@ import pytest
 
 import tcomp
 from tcomp import tir
+from te_kernels import matmul_func
 
 
 def _matmul(m=100, n=96, k=None):
-    k = k if k is not None else tir.size_var("K")
-    a = tir.placeholder((m, k), "float32", name="A")
-    b = tir.placeholder((k, n), "float32", name="B")
-    r = tir.reduce_axis(k, name="k")
-    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
-    return tir.create_func([a, b, c])
+    return matmul_func(m, n, k if k is not None else tir.size_var("K"))
 
 
 def _inputs(m=100, n=96, k=37):

@@ -8,14 +8,11 @@ import pytest
 import tcomp
 from tcomp import tir
 from tcomp.tir.stmt import Evaluate, For, SeqStmt
+from te_kernels import matmul_func
 
 
 def _matmul(m=64, n=48, k=32):
-    a = tir.placeholder((m, k), "float32", name="A")
-    b = tir.placeholder((k, n), "float32", name="B")
-    r = tir.reduce_axis(k, name="k")
-    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
-    return tir.create_func([a, b, c])
+    return matmul_func(m, n, k)
 
 
 def _add(m=None, n=24):

@@ -11,6 +11,7 @@ from tcomp import tir
 from tcomp.schedule.intrinsics import list_intrinsics
 from tcomp.tir.expr import cast, maximum
 from tcomp.tuning.space import design_space
+from te_kernels import matmul_func
 
 SEEDS = range(4)
 
@@ -20,14 +21,7 @@ def _rand(*shape):
 
 
 def _matmul(m=64, n=48, k=32, relu=False):
-    a = tir.placeholder((m, k), "float32", name="A")
-    w = tir.placeholder((k, n), "float32", name="W")
-    r = tir.reduce_axis(k, name="k")
-    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * w[r, j], axis=r), name="C")
-    if not relu:
-        return tir.create_func([a, w, c])
-    d = tir.compute((m, n), lambda i, j: maximum(c[i, j], 0.0), name="D")
-    return tir.create_func([a, w, d])
+    return matmul_func(m, n, k, b_name="W", relu=relu)
 
 
 def _batch_matmul(b=3, m=32, n=32, k=16):

@@ -1,0 +1,17 @@
+"""Compute definitions the schedule and tuning tests share."""
+from __future__ import annotations
+
+from tcomp import tir
+from tcomp.tir.expr import maximum
+
+
+def matmul_func(m, n, k, b_name: str = "B", relu: bool = False):
+    """``C = A @ B`` (float32, extents may be size variables), or ``D = relu(C)`` with ``relu``."""
+    a = tir.placeholder((m, k), "float32", name="A")
+    b = tir.placeholder((k, n), "float32", name=b_name)
+    r = tir.reduce_axis(k, name="k")
+    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
+    if not relu:
+        return tir.create_func([a, b, c])
+    d = tir.compute((m, n), lambda i, j: maximum(c[i, j], 0.0), name="D")
+    return tir.create_func([a, b, d])
