@@ -191,22 +191,3 @@ def test_design_space_is_never_empty_and_traces_round_trip():
     for trace in design_space(_matmul(relu=True)):
         again = tcomp.Trace.from_json(trace.to_json())
         assert str(again.apply_to(_matmul(relu=True)).func) == str(trace.apply_to(_matmul(relu=True)).func)
-
-
-def test_report_sampled_matmul_speed_256():
-    """Prints (no assertion) the best of 10 random samples against the unscheduled kernel."""
-    n = 256
-    func = _matmul(n, n, n)
-    a, w = _rand(n, n), _rand(n, n)
-    c = np.zeros((n, n), np.float32)
-    base = tcomp.build(func).time(a, w, c, repeat=3)
-    sketches = design_space(func)
-    best, rng = None, np.random.default_rng()
-    for index in range(10):
-        trace = sketches[index % len(sketches)]
-        kernel = tcomp.build(trace.apply_to(func, resample=True, seed=int(rng.integers(1 << 30))))
-        seconds = kernel.time(a, w, c, repeat=3)
-        best = seconds if best is None else min(best, seconds)
-    np.testing.assert_allclose(kernel(a, w), a @ w, rtol=1e-3, atol=1e-3)
-    print(f"\nmatmul {n}^3: unscheduled {2 * n ** 3 / base / 1e9:.1f} GFLOP/s, best of 10 samples "
-          f"{2 * n ** 3 / best / 1e9:.1f} GFLOP/s ({base / best:.1f}x)")
