@@ -85,7 +85,7 @@ class CompiledModule:
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None,
             num_threads: int | None = None, constant_inputs: dict | None = None,
-            example_inputs=None, db=None) -> CompiledModule:
+            example_inputs=None, db=None, schedule: str = "template") -> CompiledModule:
     """Compiles an ONNX model (``onnx.ModelProto`` or path) for ``target``.
 
     A ``torch.nn.Module`` is traced with ``example_inputs`` (a tuple of tensors) by
@@ -98,16 +98,20 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     shape, axes, pads ... from a graph input need it (``tcomp.ShapeOperandError``
     names those inputs); ``tcomp.backend`` recompiles on new values automatically.
 
-    ``db`` (a tuning database path or ``tcomp.tuning.database.Database``): every fused group that
-    is a tuning task (``tcomp/tuning/tasks.py``) with a record for ``target`` runs the best
-    record's schedule instead of its template.
+    ``schedule`` chooses the kernels of fused groups that are tuning tasks
+    (``tcomp/tuning/tasks.py``): ``"predicted"`` runs the schedule the shipped cost model
+    predicts fastest among the group's template and its design space's best predicted candidates
+    (``tcomp/tuning/predicted.py``; small kernels keep the template); ``"template"`` (default) runs the
+    template kernels. ``db`` (a tuning database path or ``tcomp.tuning.database.Database``):
+    with either choice, a task with records for ``target`` runs the best record's schedule (or
+    its template, where the template measured faster).
     """
     start = time.perf_counter()
     tgt = resolve_target(target, num_threads)
     graph = _import_model(model, input_shapes, constant_inputs, example_inputs)
     simplify_graph(graph)
     groups = fuse(graph)
-    kernels, group_kernel = _lower_unique(groups, tgt, _tuned_lowering(db, target))
+    kernels, group_kernel = _lower_unique(groups, tgt, _task_schedules(schedule, db, target, tgt))
     jit = tgt.build([k.func for k in kernels.values()])
     executor = _build_executor(graph, groups, group_kernel, kernels, jit)
     return CompiledModule(graph, groups, kernels, executor, tgt, time.perf_counter() - start)
@@ -138,14 +142,24 @@ def host_array(value):
     return value
 
 
-def _tuned_lowering(db, target: str):
-    """``group -> tuned PrimFunc or None`` over the records of ``db`` (None without a db)."""
-    if db is None:
-        return None
-    from .tuning.tasks import open_database, tuned_group_func  # the tuner loads only when a db is given
+SCHEDULES = ("predicted", "template")
 
-    database = open_database(db)
-    return lambda group: tuned_group_func(group, database, target)
+
+def _task_schedules(schedule: str, db, target: str, tgt):
+    """``group -> scheduled PrimFunc or None`` (None: the group's template), or None where every
+    group runs its template."""
+    if schedule not in SCHEDULES:
+        raise TcompError(f"compile: unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+    if schedule == "template" and db is None:
+        return None
+    from .tuning.tasks import open_database, tuned_group_func  # the tuner loads only when used
+
+    database = open_database(db) if db is not None else None
+    if schedule == "template":
+        return lambda group: tuned_group_func(group, database, target)
+    from .tuning.predicted import PredictedSchedules
+
+    return PredictedSchedules(tgt, database, target)
 
 
 def _lower_unique(groups: list, target, tuned=None) -> tuple:

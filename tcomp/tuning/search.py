@@ -4,13 +4,16 @@
     search.run(trials=64, batch_size=16)          # 64 measurements, each committed to database
     confirm_best(func, measurer, database)        # the top 5 measured again, committed as confirmed
     database.best(workload_key(func), "cpu")      # -> the fastest confirmed TuningRecord
+    EvolutionarySearch(func, sketches, model, seed=0).predicted(8)   # no measurement: [(score, Candidate)]
 
 A candidate is a concrete trace: a sketch of the design space whose sampling instructions all
 carry decisions. Each round draws a population (random samples of the sketches plus the best
 measured so far), evolves it for a few generations (keep the top predicted, mutate one
 decision of a parent: another tile factorization, categorical choice or compute location),
 then measures a batch: the top-predicted candidates not measured yet, an ``epsilon`` share of
-them random samples instead. Results go to the database and train the cost model. Candidates
+them random samples instead. ``predicted`` runs the same evolution without a measurer or a
+database and returns the best predicted candidates (what an untuned compile picks from,
+``predicted.py``). Results go to the database and train the cost model. Candidates
 are identified by their trace JSON, so none is measured twice (across resumed runs too).
 Everything random comes from ``seed``: the same seed, measurements and model give the same
 candidates.
@@ -48,9 +51,10 @@ CONFIRM_ROUNDS = 3  # fresh measurements of each
 class EvolutionarySearch:
     """Searches one workload's design space; ``run`` measures and records candidates."""
 
-    def __init__(self, func: PrimFunc, sketches: list, model, measurer, database, target: str = "cpu",
+    def __init__(self, func: PrimFunc, sketches: list, model, measurer=None, database=None, target: str = "cpu",
                  seed: int | None = None, population: int = 48, generations: int = 3,
                  epsilon: float = 0.25, elites: int = 8):
+        """``measurer`` and ``database`` are needed by ``run`` only (``predicted`` measures nothing)."""
         if not sketches:
             raise ValueError("EvolutionarySearch needs at least one sketch")
         self.func, self.sketches, self.model = func, list(sketches), model
@@ -58,7 +62,7 @@ class EvolutionarySearch:
         self.population, self.generations, self.epsilon, self.elites = population, generations, epsilon, elites
         self.workload = workload_key(func)
         self.rng = random.Random(seed)
-        records = database.records(self.workload, target)
+        records = database.records(self.workload, target) if database is not None else []
         self.measured = {record.trace for record in records}
         self.best_measured = self._learn_from(records)
 
@@ -80,6 +84,26 @@ class EvolutionarySearch:
 
     def next_batch(self, size: int) -> list:
         """``size`` unmeasured candidates: the top predicted after evolution, an epsilon share random."""
+        unmeasured = [cand for _, cand in self._evolve() if cand.key not in self.measured]
+        n_random = round(size * self.epsilon)
+        batch = unmeasured[:size - n_random]
+        # then random samples (the epsilon share, or more where evolution found too few), then predicted
+        for cand in self._sample(4 * (size - len(batch))) + unmeasured[size - n_random:]:
+            if len(batch) == size:
+                break
+            if cand.key not in self.measured and all(cand.key != c.key for c in batch):
+                batch.append(cand)
+        return batch
+
+    def predicted(self, count: int) -> list:
+        """The ``count`` best predicted distinct candidates after evolution, as (score, Candidate),
+        best first; nothing is measured."""
+        return self._evolve()[:count]
+
+    def _evolve(self) -> list:
+        """Every candidate scored during one evolution, as (score, Candidate), best first: a
+        population of the best measured plus random samples, then ``generations`` rounds that keep
+        the top predicted half and fill up with mutations of them (the better, the likelier)."""
         population = [c for _, c in self.best_measured] + self._sample(self.population)
         pool: dict = {}
         for generation in range(self.generations + 1):
@@ -94,17 +118,7 @@ class EvolutionarySearch:
             weights = [len(parents) - i for i in range(len(parents))]
             children = [self._mutate(p) for p in self.rng.choices(parents, weights, k=self.population - len(parents))]
             population = parents + [c for c in children if c is not None]
-        unmeasured = [cand for _, cand in sorted(pool.values(), key=lambda item: -item[0])
-                      if cand.key not in self.measured]
-        n_random = round(size * self.epsilon)
-        batch = unmeasured[:size - n_random]
-        # then random samples (the epsilon share, or more where evolution found too few), then predicted
-        for cand in self._sample(4 * (size - len(batch))) + unmeasured[size - n_random:]:
-            if len(batch) == size:
-                break
-            if cand.key not in self.measured and all(cand.key != c.key for c in batch):
-                batch.append(cand)
-        return batch
+        return sorted(pool.values(), key=lambda item: -item[0])
 
     # ---------------------------------------------------------------- candidates
     def _sample(self, count: int) -> list:
