@@ -22,7 +22,7 @@ from .tir.expr import IntImm, Var, substitute
 from .tir.stmt import PrimFunc
 from .tir.transform import used_size_vars
 
-TARGETS = ("cpu",)
+TARGETS = ("cpu", "cuda")
 
 
 def build(func, target: str = "cpu", num_threads: int | None = None, db=None) -> "Kernel":
@@ -32,10 +32,15 @@ def build(func, target: str = "cpu", num_threads: int | None = None, db=None) ->
     func = getattr(func, "func", func)  # a Schedule
     if not isinstance(func, PrimFunc):
         raise TcompError(f"tcomp.build takes a PrimFunc or a Schedule, got {type(func).__name__}")
-    if target not in TARGETS:
-        raise TcompError(f"tcomp.build: unknown target {target!r} (known: {', '.join(TARGETS)})")
+    kind = target.split()[0] if target.strip() else target
+    if kind not in TARGETS or (kind == "cpu" and target != "cpu"):
+        raise TcompError(f"tcomp.build: unknown target {target!r} (known: cpu, cuda, 'cuda -arch=sm_XY')")
     if db is not None:
-        func = _tuned(func, target, db)
+        func = _tuned(func, kind, db)
+    if kind == "cuda":
+        from .targets.cuda.kernel import build_cuda
+
+        return build_cuda(func, target)
     from .targets.cpu.jit import host_target
 
     func = lower(func)

@@ -16,6 +16,12 @@ It applies only where it is sound: one iteration of the loop must write the whol
 before reading it (the first block touching the buffer writes all of it, and a reduction's
 accumulation loops all lie inside the loop), the region must have constant extents, and
 the buffer must have no padded strides.
+
+On a GPU each thread has its own ``local`` buffers and each thread block its own ``shared``
+ones, so their regions are per thread (per block): loops bound to ``threadIdx``/``blockIdx``
+(``blockIdx`` only, for ``shared``) are not relaxed, and a ``shared`` buffer is allocated
+outside every ``threadIdx`` loop. GPU lowering first gives all loops bound to one axis one
+variable, so a region written in it holds in every nest of the kernel.
 """
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ def _compact(sch, alloc: Allocate) -> None:
     if not users:
         return
     loop = _common_loop(sch, users, alloc)
+    if loop is not None and buf.scope == "shared":
+        loop = _outside_threads(sch, loop)
     if loop is None or not _first_user_writes_all(sch, users, loop, buf):
         return
     region = _region(sch, users, loop, buf)
@@ -68,6 +76,23 @@ def _common_loop(sch, users: list, alloc: Allocate) -> For | None:
     if common is None or id(common) not in {id(n) for n in walk_stmts(alloc.body)}:
         return None
     return common
+
+
+def _outside_threads(sch, loop: For) -> For | None:
+    """``loop``, or the innermost loop above it outside every ``threadIdx`` loop (None: no such loop)."""
+    chain = sch.loops_above(loop) + [loop]
+    for index, node in enumerate(chain):
+        if (node.thread_tag or "").startswith("threadIdx"):
+            return chain[index - 1] if index > 0 else None
+    return loop
+
+
+def _per_instance(loop: For, scope: str) -> bool:
+    """Whether each instance of a ``scope`` buffer sees a single iteration of ``loop`` (a loop bound
+    to a GPU axis that has its own copy: every axis for ``local``, ``blockIdx`` for ``shared``)."""
+    tag = loop.thread_tag or ""
+    return (scope == "local" and tag.startswith(("threadIdx", "blockIdx"))) or \
+        (scope == "shared" and tag.startswith("blockIdx"))
 
 
 def _first_user_writes_all(sch, users: list, loop: For, buf) -> bool:
@@ -98,7 +123,7 @@ def _region(sch, users: list, loop: For, buf, writes_only: bool = False):
     for realize in users:
         loops = sch.loops_above(realize)
         below = loops[[id(x) for x in loops].index(id(loop)) + 1:]
-        inner.update({x.var: x.extent for x in below})
+        inner.update({x.var: x.extent for x in below if not _per_instance(x, buf.scope)})
         bounds.update({x.var: (0, x.extent.value - 1 if isinstance(x.extent, IntImm) else None) for x in loops})
         binding = dict(zip((iv.var for iv in realize.block.iter_vars), realize.iter_values))
         found = write_indices(realize.block, buf)

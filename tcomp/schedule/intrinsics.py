@@ -12,7 +12,8 @@ the instruction performs. For AVX-512 VNNI (``dot_16x4_vnni``)::
 
 Its *implementations* map a target kind ("cpu", later "cuda", ...) to an object that the
 target's code generator knows how to emit (for the CPU: an LLVM intrinsic and its operand
-layout, see ``targets/cpu/intrinsics.py``). The registry never looks inside an
+layout, see ``targets/cpu/intrinsics.py``; for CUDA: WMMA as inline PTX, see
+``targets/cuda/intrinsics.py``). The registry never looks inside an
 implementation, so a CUDA WMMA snippet, an AMX tile sequence or an ARM ``sdot`` joins it
 the same way: ``register_intrinsic(name, description, {"cuda": ...})`` or
 ``register_implementation(name, "cuda", ...)`` for a description already registered.
@@ -37,11 +38,16 @@ class IntrinsicError(TcompError):
 
 @dataclass(frozen=True)
 class TensorIntrinsic:
-    """A named computation (``description``) and its per-target ``implementations``."""
+    """A named computation (``description``) and its per-target ``implementations``.
+
+    With ``strided_rows`` the rows of each tile (its second-to-last axis) may lie any distance
+    apart in memory (the instruction takes a row stride, like WMMA's leading dimension); else
+    each tile must be laid out compactly, as in the description."""
 
     name: str
     description: PrimFunc
     implementations: dict = field(default_factory=dict)
+    strided_rows: bool = False
 
     def __post_init__(self):
         if not isinstance(self.description, PrimFunc):
@@ -90,11 +96,12 @@ def description_nest(intrinsic: TensorIntrinsic) -> DescriptionNest:
 _REGISTRY: dict = {}
 
 
-def register_intrinsic(name: str, description: PrimFunc, implementations: dict | None = None) -> TensorIntrinsic:
+def register_intrinsic(name: str, description: PrimFunc, implementations: dict | None = None,
+                       strided_rows: bool = False) -> TensorIntrinsic:
     """Adds an intrinsic; a name registered already is an error (add targets with ``register_implementation``)."""
     if name in _REGISTRY:
         raise IntrinsicError(f"intrinsic {name} is registered already")
-    intrinsic = TensorIntrinsic(name, description, dict(implementations or {}))
+    intrinsic = TensorIntrinsic(name, description, dict(implementations or {}), strided_rows)
     _REGISTRY[name] = intrinsic
     return intrinsic
 

@@ -21,7 +21,8 @@ tensorize(j_1, "dot_16x4_vnni") blockizes (when given a loop) and matches the in
 against the intrinsic's description (``schedule/intrinsics.py``): the same loop extents, the
 same expression with the same dtypes, each buffer indexed like the description's (its
 trailing dimensions by the loops in the same pattern, with the description's compact
-strides; leading dimensions fixed for the tile). On a match, the outer block's body becomes
+strides, except the row stride for an intrinsic with ``strided_rows``; leading dimensions
+fixed for the tile). On a match, the outer block's body becomes
 one call with each buffer's tile start::
 
     block C_o[...]:
@@ -35,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...targets.cpu import intrinsics as _cpu_intrinsics  # noqa: F401  (registers the x86 intrinsics)
+from ...targets.cuda import intrinsics as _cuda_intrinsics  # noqa: F401  (registers the tensor-core intrinsics)
 from ...tir import arith
 from ...tir.expr import (
     BinOp,
@@ -233,7 +235,8 @@ def _match(intrin, inner_loops: list, realize: BlockRealize, inner_values: tuple
                                 f"{theirs.var.name} has {theirs.extent.value}")
     if not isinstance(blk.body, BufferStore):
         raise ScheduleError(f"{what}: block {blk.name} must hold one store, like the description")
-    matcher = _Matcher(what, {mine.var: theirs.var for mine, theirs in zip(inner_loops, desc.loops)}, bounds)
+    matcher = _Matcher(what, {mine.var: theirs.var for mine, theirs in zip(inner_loops, desc.loops)}, bounds,
+                       intrin.strided_rows)
     mine = substitute_stmt(blk.body, {iv.var: v for iv, v in zip(blk.iter_vars, inner_values)})
     theirs = substitute_stmt(desc.update, {iv.var: v for iv, v in
                                            zip(desc.realize.block.iter_vars, desc.realize.iter_values)})
@@ -270,8 +273,9 @@ def _names(loops) -> str:
 class _Matcher:
     """Compares a block's expression with the description's, node by node."""
 
-    def __init__(self, what: str, loop_map: dict, bounds: dict):
+    def __init__(self, what: str, loop_map: dict, bounds: dict, strided_rows: bool = False):
         self.what, self.loop_map, self.bounds = what, loop_map, bounds
+        self.strided_rows = strided_rows  # the intrinsic's rows may lie any distance apart
         self.starts: dict = {}  # description buffer -> (buffer, tile start indices)
 
     def fail(self, message: str):
@@ -334,6 +338,8 @@ class _Matcher:
                       f"{dbuf.name}[{theirs}] (a different layout: pack {buf.name} as the description lays it out)")
         strides = [arith.simplify(s) for s in buf.strides()[lead:]]
         dstrides = [arith.simplify(s) for s in dbuf.strides()]
+        if self.strided_rows and drank >= 2:  # the instruction takes the row stride: rows may lie apart
+            strides[-2] = dstrides[-2]
         if strides != dstrides:
             self.fail(f"{buf.name}'s last {drank} dimensions have strides [{', '.join(expr_to_str(s) for s in strides)}]"
                       f", the description's {dbuf.name} is a compact {[s.value for s in dbuf.shape]} array (strides "

@@ -1,0 +1,384 @@
+"""C-style source from lowered device kernels, shared by C-like languages (CUDA, HIP, C).
+
+What differs between them is data in a ``Dialect``: the kernel qualifier, the GPU axis
+indices, the barrier, the shared-memory qualifier, scalar types (half precision is stored as
+16 bits and computed in float) and math function names. A kernel (``gpu/lower.py``)::
+
+    kernel f: launch {blockIdx.x: 4, threadIdx.x: 256}
+    for blockIdx_x in blockIdx.x(4):
+      for threadIdx_x in threadIdx.x(256):
+        block B[vi = S(1024): blockIdx_x * 256 + threadIdx_x]:
+          B[vi] = exp(A[vi])
+
+renders (CUDA) as::
+
+    extern "C" __global__ void __launch_bounds__(256) f(float* __restrict__ A, float* __restrict__ B) {
+      const long long blockIdx_x = blockIdx.x;
+      const long long threadIdx_x = threadIdx.x;
+      B[blockIdx_x * 256 + threadIdx_x] = expf(A[blockIdx_x * 256 + threadIdx_x]);
+    }
+
+Loops bound to an axis become that axis's index (guarded by ``if`` where the loop has fewer
+iterations than the launch), ``shared`` buffers arrays at the kernel's top, ``local`` ones
+arrays in the thread's scope, a block's init runs on the first iteration of its reduction.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from ..errors import TcompError
+from ..tir import arith
+from ..tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, is_float,
+                        is_unsigned)
+from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
+from ..tir.transform import substitute_stmt
+from .gpu.barriers import is_barrier
+
+
+class RenderError(TcompError):
+    """The loop IR asks for something the C-style renderer cannot print."""
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What one C-like language writes differently.
+
+    ``name`` is the target kind whose tensor-intrinsic implementations the renderer asks for;
+    ``half_types`` maps a 16-bit float dtype to (storage type, to-float function, from-float
+    function): such values are stored as 16 bits and computed in float.
+    """
+
+    name: str
+    kernel_qualifier: str
+    axis_index: dict
+    barrier: str
+    shared_qualifier: str
+    restrict: str
+    scalar_types: dict
+    half_types: dict
+    preamble: str = ""
+    launch_bounds: str = ""          # format string taking the threads per block, or ""
+    float_math: dict = field(default_factory=dict)    # IR call name -> C function on float
+    double_math: dict = field(default_factory=dict)   # IR call name -> C function on double
+
+    def storage_type(self, dtype: str) -> str:
+        if dtype in self.half_types:
+            return self.half_types[dtype][0]
+        try:
+            return self.scalar_types[dtype]
+        except KeyError:
+            raise RenderError(f"{self.name}: unsupported dtype {dtype}") from None
+
+    def value_type(self, dtype: str) -> str:
+        return self.scalar_types["float32"] if dtype in self.half_types else self.storage_type(dtype)
+
+    def math_function(self, name: str, dtype: str) -> str:
+        table = self.double_math if dtype == "float64" else self.float_math
+        if name not in table:
+            raise RenderError(f"{self.name}: unsupported math function {name} for {dtype}")
+        return table[name]
+
+
+_C_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+class CSourceRenderer:
+    """Renders ``DeviceKernel``s (``gpu/lower.py``) in one dialect; ``render`` gives the module source."""
+
+    def __init__(self, dialect: Dialect):
+        self.dialect = dialect
+        self.snippets: dict = {}      # helper code intrinsic implementations asked for, by key
+        self._lines: list = []
+        self._indent = 0
+        self._names: dict = {}
+        self._taken: set = set()
+        self._bounds: dict = {}
+        self._launch: dict = {}
+
+    # ------------------------------------------------------------------ module and kernels
+    def render(self, kernels) -> str:
+        bodies = [self._kernel(kernel) for kernel in kernels]
+        parts = [self.dialect.preamble, *self.snippets.values(), *bodies]
+        return "\n".join(part.strip("\n") + "\n" for part in parts if part)
+
+    def _kernel(self, kernel) -> str:
+        d = self.dialect
+        self._lines, self._indent, self._names, self._taken = [], 0, {}, set()
+        self._launch = kernel.launch
+        self._bounds = {v: (1, None) for v in kernel.size_vars}
+        params = [f"{d.storage_type(buf.dtype)}* {d.restrict} {self.name(buf)}".replace("  ", " ")
+                  for buf in kernel.params]
+        params += [f"{d.scalar_types['int64']} {self.name(v)}" for v in kernel.size_vars]
+        threads = 1
+        for tag, extent in kernel.launch.items():
+            if tag.startswith("threadIdx") and isinstance(extent, IntImm):
+                threads *= extent.value
+        bounds = d.launch_bounds.format(threads) + " " if d.launch_bounds else ""
+        self._line(f"{d.kernel_qualifier} {bounds}{kernel.name}({', '.join(params)}) {{")
+        self._indent += 1
+        for tag, extent in kernel.launch.items():
+            var = self._axis_var(kernel.body, tag)
+            hi = extent.value - 1 if isinstance(extent, IntImm) else None
+            self._bounds[var] = (0, hi)
+            self._line(f"const {d.scalar_types['int64']} {self.name(var)} = {d.axis_index[tag]};")
+        for buf in kernel.shared:
+            size = arith.simplify(buf.storage_elements()).value
+            self._line(f"{d.shared_qualifier} {d.storage_type(buf.dtype)} {self.name(buf)}[{size}];")
+        self._stmt(kernel.body)
+        self._indent -= 1
+        self._line("}")
+        return "\n".join(self._lines)
+
+    @staticmethod
+    def _axis_var(body: Stmt, tag: str) -> Var:
+        from ..tir.transform import walk_stmts
+
+        return next(n.var for n in walk_stmts(body) if isinstance(n, For) and n.thread_tag == tag)
+
+    def name(self, obj) -> str:
+        """A C identifier for a variable or buffer, unique in the kernel."""
+        if obj not in self._names:
+            base = _C_NAME.sub("_", obj.name) or "v"
+            if base[0].isdigit():
+                base = "v" + base
+            candidate, count = base, 0
+            while candidate in self._taken:
+                count += 1
+                candidate = f"{base}_{count}"
+            self._taken.add(candidate)
+            self._names[obj] = candidate
+        return self._names[obj]
+
+    def line(self, text: str) -> None:
+        """Adds a line at the current indentation (for intrinsic implementations)."""
+        self._line(text)
+
+    def _line(self, text: str) -> None:
+        self._lines.append("  " * self._indent + text)
+
+    def _scope(self, head: str, body: Stmt) -> None:
+        self._line(head + " {")
+        self._indent += 1
+        self._stmt(body)
+        self._indent -= 1
+        self._line("}")
+
+    # ------------------------------------------------------------------ statements
+    def _stmt(self, stmt: Stmt) -> None:
+        if isinstance(stmt, SeqStmt):
+            for sub in stmt.stmts:
+                self._stmt(sub)
+        elif isinstance(stmt, For):
+            self._for(stmt)
+        elif isinstance(stmt, BlockRealize):
+            self._block(stmt)
+        elif isinstance(stmt, BufferStore):
+            self._store(stmt)
+        elif isinstance(stmt, IfThenElse):
+            self._scope(f"if ({self.expr(stmt.cond)})", stmt.then_body)
+            if stmt.else_body is not None:
+                self._scope("else", stmt.else_body)
+        elif isinstance(stmt, Allocate):
+            self._allocate(stmt)
+        elif isinstance(stmt, Evaluate):
+            self._evaluate(stmt)
+        else:
+            raise RenderError(f"unsupported statement {type(stmt).__name__}")
+
+    def _for(self, loop: For) -> None:
+        extent = arith.simplify(loop.extent, self._bounds)
+        if loop.kind == "thread_binding":
+            launch = self._launch[loop.thread_tag]
+            if str(extent) == str(launch):
+                self._stmt(loop.body)
+            else:
+                self._scope(f"if ({self.name(loop.var)} < {self.expr(extent)})", loop.body)
+            return
+        hi = extent.value - 1 if isinstance(extent, IntImm) else None
+        self._bounds[loop.var] = (0, hi)
+        if loop.kind == "unrolled":
+            self._line("#pragma unroll")
+        var = self.name(loop.var)
+        index_type = self.dialect.scalar_types["int64"]
+        self._scope(f"for ({index_type} {var} = 0; {var} < {self.expr(extent)}; ++{var})", loop.body)
+
+    def _block(self, realize: BlockRealize) -> None:
+        blk = realize.block
+        mapping = {iv.var: value for iv, value in zip(blk.iter_vars, realize.iter_values)}
+        body = substitute_stmt(blk.body, mapping)
+        if blk.init is not None:
+            init = substitute_stmt(blk.init, mapping)
+            first = None
+            for iv, value in zip(blk.iter_vars, realize.iter_values):
+                if iv.kind == "R":
+                    cond = Cmp("eq", value, IntImm(0, value.dtype))
+                    first = cond if first is None else BinOp("and", first, cond)
+            body = SeqStmt((IfThenElse(first, init), body)) if first is not None else SeqStmt((init, body))
+        if realize.predicate is None:
+            self._stmt(body)
+        else:
+            self._stmt(IfThenElse(realize.predicate, body))
+
+    def _store(self, store: BufferStore) -> None:
+        buf = store.buffer
+        value = self.expr(store.value)
+        if buf.dtype in self.dialect.half_types:
+            value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
+        text = f"{self.name(buf)}[{self.expr(self._flat(buf, store.indices))}] = {value};"
+        if store.predicate is not None:
+            text = f"if ({self.expr(store.predicate)}) {text}"
+        self._line(text)
+
+    def _allocate(self, stmt: Allocate) -> None:
+        buf = stmt.buffer
+        if buf.scope != "local":
+            raise RenderError(f"{buf.scope} buffer {buf.name} is allocated inside the kernel body")
+        size = arith.simplify(buf.storage_elements(), self._bounds)
+        if not isinstance(size, IntImm):
+            raise RenderError(f"local buffer {buf.name} has the symbolic size {size}; tile with constant factors")
+        self._line("{")
+        self._indent += 1
+        self._line(f"{self.dialect.storage_type(buf.dtype)} {self.name(buf)}[{size.value}];")
+        self._stmt(stmt.body)
+        self._indent -= 1
+        self._line("}")
+
+    def _evaluate(self, stmt: Evaluate) -> None:
+        from ..schedule.intrinsics import get_intrinsic, is_intrinsic_call
+
+        if is_barrier(stmt):
+            self._line(self.dialect.barrier)
+            return
+        if not is_intrinsic_call(stmt.value):
+            self._line(f"{self.expr(stmt.value)};")
+            return
+        intrinsic = get_intrinsic(stmt.value.name)
+        try:
+            implementation = intrinsic.implementation(self.dialect.name)
+        except TcompError as exc:
+            raise RenderError(str(exc)) from None
+        implementation.render(self, intrinsic, stmt.value)
+
+    # ------------------------------------------------------------------ memory helpers
+    def _flat(self, buf: Buffer, indices) -> Expr:
+        return arith.simplify(buf.offset(indices), self._bounds)
+
+    def address_of(self, load: Load) -> str:
+        """``(buffer + offset)``: the address of ``load``'s element."""
+        return f"({self.name(load.buffer)} + {self.expr(self._flat(load.buffer, load.indices))})"
+
+    def row_stride(self, load: Load) -> str:
+        """The distance between rows (the second-to-last axis) of ``load``'s buffer, in elements."""
+        return self.expr(arith.simplify(load.buffer.strides()[-2], self._bounds))
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e: Expr) -> str:
+        d = self.dialect
+        if isinstance(e, Var):
+            return self.name(e)
+        if isinstance(e, IntImm):
+            if e.dtype == "bool":
+                return "true" if e.value else "false"
+            suffix = "u" if is_unsigned(e.dtype) else ""
+            if e.dtype in ("int64", "uint64") and not -2**31 <= e.value < 2**31:
+                suffix += "LL"
+            return f"{e.value}{suffix}"
+        if isinstance(e, FloatImm):
+            return self._float_literal(e.value, e.dtype)
+        if isinstance(e, Load):
+            text = f"{self.name(e.buffer)}[{self.expr(self._flat(e.buffer, e.indices))}]"
+            if e.buffer.dtype in d.half_types:
+                text = f"{d.half_types[e.buffer.dtype][1]}({text})"
+            if e.predicate is not None:  # lanes where it is false read 0 and touch no memory
+                zero = self._float_literal(0.0, e.dtype) if is_float(e.dtype) else "0"
+                text = f"({self.expr(e.predicate)} ? {text} : {zero})"
+            return text
+        if isinstance(e, BinOp):
+            return self._binop(e)
+        if isinstance(e, Cmp):
+            symbol = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[e.op]
+            return f"({self.expr(e.a)} {symbol} {self.expr(e.b)})"
+        if isinstance(e, Select):
+            return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
+        if isinstance(e, Cast):
+            return self._cast(e)
+        if isinstance(e, Call):
+            return self._call(e)
+        raise RenderError(f"unsupported expression {type(e).__name__}")
+
+    def _float_literal(self, value: float, dtype: str) -> str:
+        if math.isnan(value):
+            return "(0.0f / 0.0f)" if dtype != "float64" else "(0.0 / 0.0)"
+        if math.isinf(value):
+            inf = "(1.0f / 0.0f)" if dtype != "float64" else "(1.0 / 0.0)"
+            return inf if value > 0 else f"(-{inf})"
+        text = repr(float(value))
+        return text if dtype == "float64" else text + "f"
+
+    def _binop(self, e: BinOp) -> str:
+        a, b = self.expr(e.a), self.expr(e.b)
+        infix = {"add": "+", "sub": "-", "mul": "*", "and": "&", "or": "|", "xor": "^", "shl": "<<", "shr": ">>"}
+        if e.op in infix:
+            return f"({a} {infix[e.op]} {b})"
+        if is_float(e.dtype):
+            f = "f" if e.dtype != "float64" else ""
+            if e.op == "div":
+                return f"({a} / {b})"
+            if e.op in ("min", "max"):
+                return f"f{e.op}{f}({a}, {b})"
+            if e.op == "pow":
+                return f"pow{f}({a}, {b})"
+            if e.op == "floordiv":
+                return f"floor{f}({a} / {b})"
+            if e.op == "floormod":
+                return f"({a} - floor{f}({a} / {b}) * {b})"
+        else:
+            if e.op == "div":
+                return f"({a} / {b})"
+            if e.op in ("min", "max"):
+                return f"{e.op}({a}, {b})"
+            if e.op in ("floordiv", "floormod"):
+                lo, _ = arith.bound(e.a, self._bounds)
+                if is_unsigned(e.dtype) or (isinstance(e.b, IntImm) and e.b.value > 0 and lo is not None and lo >= 0):
+                    return f"({a} {'/' if e.op == 'floordiv' else '%'} {b})"
+                return f"tc_{e.op}({a}, {b})"
+        raise RenderError(f"unsupported {e.op} for {e.dtype}")
+
+    def _cast(self, e: Cast) -> str:
+        d = self.dialect
+        value = self.expr(e.value)
+        if e.dtype == "bool":
+            return f"({value} != 0)"
+        if e.dtype in d.half_types:  # computed in float, rounded to the 16-bit type
+            _, to_float, from_float = d.half_types[e.dtype]
+            return f"{to_float}({from_float}((float)({value})))"
+        return f"(({d.value_type(e.dtype)})({value}))"
+
+    def _call(self, e: Call) -> str:
+        args = [self.expr(a) for a in e.args]
+        x = args[0] if args else ""
+        if not is_float(e.dtype):
+            if e.name == "not":
+                return f"(!{x})" if e.dtype == "bool" else f"(~{x})"
+            if e.name == "abs":
+                return f"({x} < 0 ? -{x} : {x})"
+            if e.name == "neg":
+                return f"(-{x})"
+            if e.name == "sign":
+                return f"(({self.dialect.value_type(e.dtype)})(({x} > 0) - ({x} < 0)))"
+            if e.name in ("isnan", "isinf"):
+                return f"{e.name}({x})"
+            raise RenderError(f"unsupported call {e.name} for {e.dtype}")
+        one = self._float_literal(1.0, e.dtype)
+        if e.name == "neg":
+            return f"(-{x})"
+        if e.name == "reciprocal":
+            return f"({one} / {x})"
+        if e.name == "sigmoid":
+            return f"({one} / ({one} + {self.dialect.math_function('exp', e.dtype)}(-{x})))"
+        if e.name == "sign":
+            value_type = self.dialect.value_type(e.dtype)
+            return f"({x} != {x} ? {x} : ({value_type})(({x} > 0) - ({x} < 0)))"  # NaN stays NaN
+        return f"{self.dialect.math_function(e.name, e.dtype)}({', '.join(args)})"

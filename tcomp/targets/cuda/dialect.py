@@ -1,0 +1,56 @@
+"""The CUDA C++ dialect of the C-style renderer (``targets/csource.py``).
+
+Self-contained: NVRTC compiles it without any header (16-bit floats are stored as
+``unsigned short`` and converted with PTX ``cvt``; tensor-core code is inline PTX too), so
+the NVRTC wheel alone is enough.
+"""
+from __future__ import annotations
+
+from ..csource import Dialect
+
+PREAMBLE = r"""
+__device__ __forceinline__ float tc_half_to_float(unsigned short h) {
+  float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
+}
+__device__ __forceinline__ unsigned short tc_float_to_half(float f) {
+  unsigned short h; asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f)); return h;
+}
+__device__ __forceinline__ float tc_bfloat_to_float(unsigned short h) {
+  return __uint_as_float(((unsigned int)h) << 16);
+}
+__device__ __forceinline__ unsigned short tc_float_to_bfloat(float f) {
+  unsigned int u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);  /* NaN stays NaN */
+  return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                   /* round to even */
+}
+template <typename T> __device__ __forceinline__ T tc_floordiv(T a, T b) {
+  T q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+template <typename T> __device__ __forceinline__ T tc_floormod(T a, T b) {
+  T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+"""
+
+_C_MATH = {name: name for name in ("exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos", "atan",
+                                    "sinh", "cosh", "floor", "ceil", "fabs", "rsqrt")}
+_C_MATH.update({"abs": "fabs", "round": "rint", "roundeven": "rint"})
+DOUBLE_MATH = {**_C_MATH, "isnan": "isnan", "isinf": "isinf"}
+FLOAT_MATH = {**{name: function + "f" for name, function in _C_MATH.items()}, "isnan": "isnan", "isinf": "isinf"}
+
+CUDA = Dialect(
+    name="cuda",
+    kernel_qualifier='extern "C" __global__ void',
+    axis_index={f"{axis}.{d}": f"{axis}.{d}" for axis in ("blockIdx", "threadIdx") for d in "xyz"},
+    barrier="__syncthreads();",
+    shared_qualifier="__shared__",
+    restrict="__restrict__",
+    scalar_types={"float32": "float", "float64": "double", "int8": "signed char", "uint8": "unsigned char",
+                  "int16": "short", "uint16": "unsigned short", "int32": "int", "uint32": "unsigned int",
+                  "int64": "long long", "uint64": "unsigned long long", "bool": "bool"},
+    half_types={"float16": ("unsigned short", "tc_half_to_float", "tc_float_to_half"),
+                "bfloat16": ("unsigned short", "tc_bfloat_to_float", "tc_float_to_bfloat")},
+    preamble=PREAMBLE,
+    launch_bounds="__launch_bounds__({})",
+    float_math=FLOAT_MATH,
+    double_math=DOUBLE_MATH,
+)

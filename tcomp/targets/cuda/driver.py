@@ -1,0 +1,129 @@
+"""The CUDA driver API (``cuda.bindings.driver``): the device, modules, launches, memory, timing.
+
+Device 0's primary context is made current on first use. Every call's status is checked; a
+failure raises ``CudaError`` naming the call and the driver's message.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+
+from ...errors import TcompError
+from .nvrtc import bindings
+
+
+class CudaError(TcompError):
+    """A CUDA driver call failed (or there is no CUDA device)."""
+
+
+def _call(name: str, *args):
+    driver, _ = bindings()
+    result = getattr(driver, name)(*args)
+    err, values = result[0], result[1:]
+    if err != driver.CUresult.CUDA_SUCCESS:
+        _, message = driver.cuGetErrorString(err)
+        raise CudaError(f"{name} failed: {message.decode() if message else err}")
+    return values[0] if len(values) == 1 else values
+
+
+def device_count() -> int:
+    """CUDA devices visible (0 without a driver or a device)."""
+    driver, _ = bindings()
+    try:
+        if driver.cuInit(0)[0] != driver.CUresult.CUDA_SUCCESS:
+            return 0
+    except Exception:  # no libcuda: cuda-python raises when it cannot load the driver library
+        return 0
+    err, count = driver.cuDeviceGetCount()
+    return count if err == driver.CUresult.CUDA_SUCCESS else 0
+
+
+@functools.cache
+def device():
+    """Device 0, its primary context current on this thread."""
+    if device_count() == 0:
+        raise CudaError("no CUDA device (or no NVIDIA driver) on this machine")
+    dev = _call("cuDeviceGet", 0)
+    context = _call("cuDevicePrimaryCtxRetain", dev)
+    _call("cuCtxSetCurrent", context)
+    return dev
+
+
+def device_arch() -> str:
+    """``sm_XY`` of device 0."""
+    driver, _ = bindings()
+    dev = device()
+    attr = driver.CUdevice_attribute
+    major = _call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev)
+    minor = _call("cuDeviceGetAttribute", attr.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, dev)
+    return f"sm_{major}{minor}"
+
+
+def device_name() -> str:
+    return _call("cuDeviceGetName", 128, device()).split(b"\0")[0].decode()
+
+
+class Module:
+    """A loaded cubin and its kernels by name."""
+
+    def __init__(self, cubin: bytes):
+        device()
+        self.handle = _call("cuModuleLoadData", cubin)
+        self._functions: dict = {}
+
+    def function(self, name: str):
+        if name not in self._functions:
+            self._functions[name] = _call("cuModuleGetFunction", self.handle, name.encode())
+        return self._functions[name]
+
+
+def launch(function, grid: tuple, block: tuple, args: list) -> None:
+    """Launches ``function`` on the default stream; ``args`` are (value, ctypes type) pairs."""
+    values = tuple(value for value, _ in args)
+    types = tuple(kind for _, kind in args)
+    _call("cuLaunchKernel", function, *grid, *block, 0, 0, (values, types), 0)
+
+
+class DeviceMemory:
+    """``nbytes`` of device memory, freed with the object."""
+
+    def __init__(self, nbytes: int):
+        device()
+        self.nbytes = max(1, nbytes)
+        self.pointer = int(_call("cuMemAlloc", self.nbytes))
+
+    def upload(self, array) -> None:
+        _call("cuMemcpyHtoD", self.pointer, array.ctypes.data, array.nbytes)
+
+    def download(self, array) -> None:
+        _call("cuMemcpyDtoH", array.ctypes.data, self.pointer, array.nbytes)
+
+    def __del__(self):
+        pointer = getattr(self, "pointer", None)
+        if pointer is not None:
+            try:
+                bindings()[0].cuMemFree(pointer)
+            except Exception:  # interpreter shutdown: the context may be gone already
+                pass
+
+
+def synchronize() -> None:
+    _call("cuCtxSynchronize")
+
+
+def elapsed_seconds(run) -> float:
+    """Seconds the device spends on what ``run()`` launches (CUDA events around it)."""
+    start, end = _call("cuEventCreate", 0), _call("cuEventCreate", 0)
+    try:
+        _call("cuEventRecord", start, 0)
+        run()
+        _call("cuEventRecord", end, 0)
+        _call("cuEventSynchronize", end)
+        return _call("cuEventElapsedTime", start, end) / 1000.0
+    finally:
+        _call("cuEventDestroy", start)
+        _call("cuEventDestroy", end)
+
+
+POINTER = ctypes.c_void_p
+INT64 = ctypes.c_longlong

@@ -1,0 +1,81 @@
+"""CUDA C++ -> PTX and cubin with NVRTC (``cuda.bindings.nvrtc``); no GPU needed.
+
+    image = compile_cuda(source, "matmul", "sm_90")
+    image.ptx    # text, for reading (``Kernel.ptx()``)
+    image.cubin  # machine code the driver loads
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ...errors import TcompError
+
+ARCH = re.compile(r"^sm_(\d+)a?$")
+
+
+class CudaCompileError(TcompError):
+    """NVRTC rejected the generated source; the message names the kernel and carries NVRTC's log."""
+
+
+@dataclass(frozen=True)
+class CudaImage:
+    arch: str
+    ptx: str
+    cubin: bytes
+    log: str
+
+
+def bindings():
+    """``cuda.bindings`` (cuda-python); a clear error when it is not installed."""
+    try:
+        from cuda.bindings import driver, nvrtc
+    except ImportError as exc:
+        raise TcompError(f"the cuda target needs cuda-python and NVRTC: pip install 'tcomp[cuda]' ({exc})") from None
+    return driver, nvrtc
+
+
+def check_arch(arch: str) -> str:
+    if not ARCH.match(arch):
+        raise TcompError(f"cuda target: unknown architecture {arch!r} (expected e.g. sm_80, sm_90)")
+    return arch
+
+
+def compile_cuda(source: str, name: str, arch: str) -> CudaImage:
+    """Compiles ``source`` (kernels of ``name``) for ``arch`` (``sm_90``): PTX and cubin."""
+    _, nvrtc = bindings()
+    check_arch(arch)
+    err, program = nvrtc.nvrtcCreateProgram(source.encode(), f"{name}.cu".encode(), 0, [], [])
+    _check(nvrtc, err, name, "nvrtcCreateProgram")
+    try:
+        options = [f"-arch={arch}".encode(), b"-std=c++17"]
+        (err,) = nvrtc.nvrtcCompileProgram(program, len(options), options)
+        log = _log(nvrtc, program)
+        if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            raise CudaCompileError(f"kernel {name}: NVRTC could not compile the generated CUDA source for {arch}:\n"
+                                   f"{log.strip()}")
+        err, size = nvrtc.nvrtcGetPTXSize(program)
+        _check(nvrtc, err, name, "nvrtcGetPTXSize")
+        ptx = bytearray(size)
+        _check(nvrtc, nvrtc.nvrtcGetPTX(program, ptx)[0], name, "nvrtcGetPTX")
+        err, size = nvrtc.nvrtcGetCUBINSize(program)
+        _check(nvrtc, err, name, "nvrtcGetCUBINSize")
+        cubin = bytearray(size)
+        _check(nvrtc, nvrtc.nvrtcGetCUBIN(program, cubin)[0], name, "nvrtcGetCUBIN")
+    finally:
+        nvrtc.nvrtcDestroyProgram(program)
+    return CudaImage(arch, bytes(ptx).rstrip(b"\0").decode(), bytes(cubin), log)
+
+
+def _log(nvrtc, program) -> str:
+    err, size = nvrtc.nvrtcGetProgramLogSize(program)
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS or size <= 1:
+        return ""
+    text = bytearray(size)
+    nvrtc.nvrtcGetProgramLog(program, text)
+    return bytes(text).rstrip(b"\0").decode(errors="replace")
+
+
+def _check(nvrtc, err, name: str, call: str) -> None:
+    if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
+        raise CudaCompileError(f"kernel {name}: {call} failed: {nvrtc.nvrtcGetErrorString(err)[1].decode()}")
