@@ -1,0 +1,92 @@
+"""The cuda target without a GPU: NVRTC compiles the generated source to PTX and cubins for sm_80 and
+sm_90, unbound kernels are refused with an error naming the block, tensor-core kernels hold the
+matrix instructions. (Running on a GPU: test_cuda_run.py.)"""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed (pip install 'tcomp[cuda]')")
+
+import cuda_kernels as kernels  # noqa: E402
+
+import tcomp  # noqa: E402
+from tcomp.errors import TcompError  # noqa: E402
+from tcomp.targets.cuda.nvrtc import CudaCompileError, compile_cuda  # noqa: E402
+from tcomp.targets.gpu.binding import GPULoweringError  # noqa: E402
+
+ARCHS = ("sm_80", "sm_90")
+
+
+def _build(func, arch="sm_90"):
+    return tcomp.build(func, target=f"cuda -arch={arch}")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("case", ["elementwise", "symbolic", "half", "row_sum", "tiled_gemm", "wmma_gemm",
+                                  "two_stage"])
+def test_compiles_to_ptx_and_cubin(case, arch):
+    func = {"elementwise": lambda: kernels.elementwise_func(100, 37),
+            "symbolic": kernels.symbolic_elementwise_func,
+            "half": lambda: kernels.elementwise_func(8, 8, "float16"),
+            "row_sum": lambda: kernels.row_sum_func(100, 33),
+            "tiled_gemm": lambda: kernels.tiled_gemm(64, 64, 64),
+            "wmma_gemm": lambda: kernels.wmma_gemm(32, 48, 64),
+            "two_stage": lambda: kernels.two_stage_func(64, 64)}[case]()
+    kernel = _build(func, arch)
+    assert f".target {arch}" in kernel.ptx()
+    assert ".entry " in kernel.ptx() and '__global__' in kernel.source()
+    assert kernel.image.cubin[:4] == b"\x7fELF"
+
+
+def test_tiled_gemm_uses_shared_memory_barriers_and_one_register_per_thread():
+    source = _build(kernels.tiled_gemm(64, 64, 64)).source()
+    assert "__shared__ float A_shared[256];" in source and "__shared__ float B_shared[256];" in source
+    assert source.count("__syncthreads();") == 2  # copies -> products, products -> next copies
+    assert "float C_local[1];" in source  # the accumulator is compacted per thread
+    assert "bar.sync" in _build(kernels.tiled_gemm(64, 64, 64)).ptx()
+
+
+def test_unscheduled_kernel_gets_blocks_and_threads():
+    kernel = _build(kernels.elementwise_func(1000, 37))
+    assert "blockIdx.x" in kernel.source() and "threadIdx.x" in kernel.source()
+    assert "%ctaid.x" in kernel.ptx() and "%tid.x" in kernel.ptx()
+
+
+def test_unbound_copy_is_refused():
+    with pytest.raises(GPULoweringError, match=r"block B_shared is not bound to threadIdx.y, threadIdx.x .*"
+                                               r"loops k_0, ax0, ax1 run serially"):
+        _build(kernels.tiled_gemm(64, 64, 64, bind_copies=False))
+
+
+def test_unbound_nest_in_scheduled_function_is_refused():
+    from tcomp.schedule.schedule import Schedule
+
+    sch = Schedule(kernels.two_stage_func(64, 64))
+    outer, inner = sch.get_loops(sch.get_block("T"))
+    sch.bind(outer, "blockIdx.x")
+    sch.bind(inner, "threadIdx.x")
+    with pytest.raises(GPULoweringError, match="the loop nest of block B binds no loop to blockIdx/threadIdx"):
+        _build(sch)
+
+
+def test_full_reduction_without_spatial_loop_is_refused():
+    with pytest.raises(GPULoweringError, match="block B has no spatial loop to bind"):
+        _build(kernels.total_sum_func(100))
+
+
+def test_wmma_kernel_holds_tensor_core_instructions():
+    ptx = _build(kernels.wmma_gemm(32, 48, 64), "sm_80").ptx()
+    assert "wmma.mma.sync.aligned.row.row.m16n16k16.f32.f32" in ptx
+    assert "wmma.load.a.sync" in ptx and "wmma.store.d.sync" in ptx
+
+
+def test_compile_error_names_kernel_and_carries_log():
+    with pytest.raises(CudaCompileError, match=r"kernel broken: NVRTC could not compile(.|\n)*undefined_name"):
+        compile_cuda('extern "C" __global__ void broken() { undefined_name = 1; }', "broken", "sm_90")
+
+
+def test_bad_targets_are_refused():
+    with pytest.raises(TcompError, match="unknown architecture 'compute_x'"):
+        _build(kernels.elementwise_func(4, 4), "compute_x")
+    with pytest.raises(TcompError, match="unknown option '-mcpu=x'"):
+        tcomp.build(kernels.elementwise_func(4, 4), target="cuda -mcpu=x")
