@@ -4,6 +4,8 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
+
+import numpy as np
 from dataclasses import dataclass, field
 
 from .errors import TcompError
@@ -210,14 +212,15 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dic
             arena_index[uid] = len(intermediates)
             intermediates.append(Intermediate(step, last_use.get(uid, step), group.output.type.nbytes))
 
-    def slot_of(value) -> Slot:
+    def slot_of(value, layout=None) -> Slot:
         if value.uid in input_index:
             return Slot(INPUT, input_index[value.uid])
         if value.is_const:
-            if value.uid not in const_index:
-                const_index[value.uid] = len(constants)
-                constants.append(value.const)
-            return Slot(CONST, const_index[value.uid])
+            key = (value.uid, layout)
+            if key not in const_index:
+                const_index[key] = len(constants)
+                constants.append(value.const if layout is None else np.ascontiguousarray(value.const.transpose(layout)))
+            return Slot(CONST, const_index[key])
         if value.uid in output_index:
             return Slot(OUTPUT, output_index[value.uid])
         return Slot(ARENA, arena_index[value.uid])
@@ -225,7 +228,8 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dic
     steps = []
     for i, g in enumerate(groups):
         func = kernels[group_kernel[i]].func
-        args = [slot_of(v) for v in kernel_inputs(g)] + [slot_of(g.output)]
+        layouts = func.attrs.get("param_layouts", {})  # constants the kernel reads transposed
+        args = [slot_of(v, layouts.get(i)) for i, v in enumerate(kernel_inputs(g))] + [slot_of(g.output)]
         steps.append(Step(group_kernel[i], args, g.label, tuple(v.name for v in func.size_vars)))
     output_sources = []  # None where a kernel writes the output, else where to copy it from
     for index, v in enumerate(graph.outputs):

@@ -347,6 +347,26 @@ def test_reverse_compute_inline_folds_relu_into_the_producer():
     _round_trip(sch, func)
 
 
+def test_reverse_compute_inline_through_a_transpose_with_a_unit_axis():
+    """out[0, j, i] = max(C[i, j], 0): the consumer's unit batch iterator indexes nothing of C."""
+    a = tir.placeholder((6, 10), "float32", name="A")
+    c = tir.compute((6, 10), lambda i, j: a[i, j] * 2.0, name="C")
+    out = tir.compute((1, 10, 6), lambda n, j, i: maximum(c[i, j], 0.0), name="out")
+    func = tir.create_func([a, out])
+    sch = tcomp.Schedule(func)
+    sch.reverse_compute_inline(sch.get_block("out"))
+    text = str(sch.func)
+    assert "block out" not in text and "alloc" not in text
+    x = _rand(6, 10)
+    np.testing.assert_allclose(tcomp.build(sch.func)(x), np.maximum(x * 2, 0).T[None], rtol=1e-6)
+    _round_trip(sch, func)
+
+    two = tir.compute((2, 10, 6), lambda n, j, i: maximum(c[i, j], 0.0), name="out")  # extent 2: refused
+    sch = tcomp.Schedule(tir.create_func([a, two]))
+    with pytest.raises(tcomp.ScheduleError, match="every iterator of out must index C"):
+        sch.reverse_compute_inline(sch.get_block("out"))
+
+
 def test_reverse_compute_inline_errors():
     sch = tcomp.Schedule(_matmul_relu())
     with pytest.raises(tcomp.ScheduleError, match="its producer C is a reduction"):

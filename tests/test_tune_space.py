@@ -9,7 +9,7 @@ import pytest
 import tcomp
 from tcomp import tir
 from tcomp.schedule.intrinsics import list_intrinsics
-from tcomp.tir.expr import cast, maximum
+from tcomp.tir.expr import Cmp, FloatImm, IntImm, Select, cast, logical_and, maximum, minimum
 from tcomp.tuning.space import design_space
 from te_kernels import matmul_func
 
@@ -142,6 +142,28 @@ def test_conv2d_nchw_3x3():
     x, wt = _rand(1, 4, 12, 14), _rand(8, 4, 3, 3)
     texts = _check(func, [x, wt], _conv_ref(x, wt), rtol=1e-4, atol=1e-4)
     assert len(texts) >= 3 and all("parallel(" in t and "vectorized(" in t for t in texts)
+
+
+def test_padding_stays_materialized_before_a_conv_but_inlines_elsewhere():
+    """A padding select inlined into a conv would cost a compare per multiply-add: the pad stage
+    keeps its own nest there; the same select before an elementwise op is inlined."""
+    x = tir.placeholder((1, 4, 10, 12), "float32", name="X")
+    wt = tir.placeholder((8, 4, 3, 3), "float32", name="Wt")
+    pad = tir.compute((1, 4, 12, 14), lambda b, c, i, j: Select(
+        logical_and(Cmp("ge", i, IntImm(1)), Cmp("lt", i, IntImm(11)), Cmp("ge", j, IntImm(1)), Cmp("lt", j, IntImm(13))),
+        x[b, c, minimum(maximum(i - 1, 0), 9), minimum(maximum(j - 1, 0), 11)], FloatImm(0.0, "float32")), name="P")
+    rc, ry, rx = tir.reduce_axis(4, "rc"), tir.reduce_axis(3, "ry"), tir.reduce_axis(3, "rx")
+    o = tir.compute((1, 8, 10, 12), lambda b, f, i, j: tir.sum(
+        pad[b, rc, i + ry, j + rx] * wt[f, rc, ry, rx], axis=[rc, ry, rx]), name="O")
+    func = tir.create_func([x, wt, o])
+    xv, wv = _rand(1, 4, 10, 12), _rand(8, 4, 3, 3)
+    texts = _check(func, [xv, wv], _conv_ref(np.pad(xv, ((0, 0), (0, 0), (1, 1), (1, 1))), wv), rtol=1e-4, atol=1e-4)
+    assert all("block P[" in t for t in texts)
+
+    relu = tir.compute((1, 4, 12, 14), lambda b, c, i, j: maximum(pad[b, c, i, j], 0.0), name="R")
+    func = tir.create_func([x, relu])
+    texts = _check(func, [xv], np.maximum(np.pad(xv, ((0, 0), (0, 0), (1, 1), (1, 1))), 0))
+    assert not any("block P[" in t for t in texts)
 
 
 @pytest.mark.skipif("dot_16x4_vnni" not in list_intrinsics("cpu"), reason="no VNNI intrinsic registered")

@@ -67,7 +67,24 @@ def _attention(seq=8, heads=2, dim=16):
     return _model(nodes, [("x", [1, seq, hidden])], [("y", [1, seq, hidden])], weights)
 
 
-MODELS = {"matmul_add_relu": _matmul_add_relu, "mlp": _mlp, "attention": _attention}
+def _conv_block(batch=1, channels=8, size=12):
+    """A ResNet basic block with a strided shortcut: 3x3 conv+bias+relu, a strided 3x3 conv whose
+    sum with the 1x1 strided shortcut conv goes through relu, then a dilated conv with uneven pads."""
+    c2 = 2 * channels
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h1"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["h1"], ["a1"]),
+             helper.make_node("Conv", ["a1", "w2"], ["h2"], pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Conv", ["x", "ws", "bs"], ["s"], strides=[2, 2]),
+             helper.make_node("Add", ["h2", "s"], ["r"]), helper.make_node("Relu", ["r"], ["a2"]),
+             helper.make_node("Conv", ["a2", "w3"], ["y"], pads=[2, 1, 0, 2], dilations=[2, 1])]
+    weights = {"w1": _rand(channels, channels, 3, 3), "b1": _rand(channels), "w2": _rand(c2, channels, 3, 3),
+               "ws": _rand(c2, channels, 1, 1), "bs": _rand(c2), "w3": _rand(c2, c2, 3, 3)}
+    half = size // 2
+    return _model(nodes, [("x", [batch, channels, size, size])], [("y", [batch, c2, half - 2, half])], weights)
+
+
+MODELS = {"matmul_add_relu": _matmul_add_relu, "mlp": _mlp, "attention": _attention, "conv_block": _conv_block,
+          "conv_block_batch2": lambda: _conv_block(batch=2, channels=4, size=10)}
 
 
 def _onnxruntime(model, feeds):
@@ -82,13 +99,15 @@ def test_task_funcs_compute_what_the_group_templates_compute(name):
     for group in model_groups(MODELS[name]()):
         func = group_func(group)
         if func is None:
-            assert group.anchor is not None and group.anchor.op != "MatMul", group.label
+            assert group.anchor is not None and group.anchor.op not in ("MatMul", "Conv"), group.label
             continue
         template = lower_group(group, "template", target.lanes(32), target.num_threads)
-        assert [(p.shape, p.dtype) for p in func.params] == [(p.shape, p.dtype) for p in template.params]
-        args = [_rand(*[int(s.value) for s in p.shape]) for p in func.params[:-1]]
+        args = [_rand(*[int(s.value) for s in p.shape]) for p in template.params[:-1]]
+        layouts = func.attrs.get("param_layouts", {})  # constants the task reads re-laid-out
+        task_args = [np.ascontiguousarray(a.transpose(layouts[i])) if i in layouts else a for i, a in enumerate(args)]
+        assert [a.shape for a in task_args] == [tuple(int(s.value) for s in p.shape) for p in func.params[:-1]]
         expected = tcomp.build(template)(*args)
-        np.testing.assert_allclose(tcomp.build(func)(*args), expected, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(tcomp.build(func)(*task_args), expected, rtol=1e-4, atol=1e-4)
         checked += 1
     assert checked >= 1
 

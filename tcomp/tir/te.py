@@ -127,9 +127,14 @@ def placeholder(shape, dtype: str = "float32", name: str = "placeholder") -> Ten
 
 
 def compute(shape, fcompute, name: str = "compute", dtype: str | None = None) -> Tensor:
-    """The tensor whose element ``idx`` is ``fcompute(*idx)``; the lambda's parameter names name the axes."""
+    """The tensor whose element ``idx`` is ``fcompute(*idx)``; the lambda's parameter names name the
+    axes (``i0, i1, ...`` for a function of ``*idx``)."""
     shape = _shape(shape)
-    names = list(inspect.signature(fcompute).parameters)
+    parameters = list(inspect.signature(fcompute).parameters.values())
+    if len(parameters) == 1 and parameters[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        names = [f"i{axis}" for axis in range(len(shape))]
+    else:
+        names = [parameter.name for parameter in parameters]
     if len(names) != len(shape):
         raise ComputeError(f"compute {name}: the function takes {len(names)} indices for a shape of rank {len(shape)}")
     axes = tuple(Var(axis_name) for axis_name in names)

@@ -20,16 +20,19 @@ Groups that become tasks:
       C[b.., i, j] = sum_k A_view[b.., i, k] * B_view[b.., k, j]     (unit axes left out)
       out[b.., i, j] = epilogue(C[b.., i, j], (b.., i, j))
 
+* a Conv anchor (2-D, group 1, float): a pad stage, the convolution laid out pixel-major with
+  the output channels innermost, and the epilogue; constant weights are read re-laid-out
+  (``conv_task.py``; ``func.attrs["param_layouts"]``, which the compiler applies to the constant);
+
 * groups without an anchor (elementwise and movement ops): ``out[idx] = view(idx)``.
 
-Every other group (convolutions, pooling, softmax, normalizations, reductions, scans, ...) is not
-a task and keeps its template. Groups with symbolic extents are skipped too (the tuner measures
+Every other group (depthwise and grouped convolutions, pooling, softmax, normalizations,
+reductions, scans, ...) is not a task and keeps its template. Groups with symbolic extents are skipped too (the tuner measures
 static shapes), and so are rank-0 outputs and groups whose value type differs from the type
 stored (byte-coded types).
 """
 from __future__ import annotations
 
-import inspect
 import os
 import statistics
 import warnings
@@ -48,6 +51,7 @@ from ..tir import te
 from ..tir.expr import IntImm, is_float, substitute
 from ..tir.stmt import PrimFunc
 from ..tir.views import broadcast_index, row_major_flatten, row_major_unflatten
+from . import conv_task
 from .workload import workload_key
 
 
@@ -96,9 +100,10 @@ def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None
 
 
 def group_func(group: FusedGroup) -> PrimFunc | None:
-    """The unscheduled PrimFunc of ``group`` (params ``p0.., out`` as the template's), or None
-    when the group is not a task (see the module docstring)."""
-    if group.anchor is not None and group.anchor.op != "MatMul":
+    """The unscheduled PrimFunc of ``group`` (params ``p0.., out`` as the template's, up to the
+    layouts in ``func.attrs["param_layouts"]``), or None when the group is not a task (see the
+    module docstring)."""
+    if group.anchor is not None and group.anchor.op not in ("MatMul", "Conv"):
         return None
     params, views, acc = group_views(group)
     anchor_shape = group.anchor.outputs[0].shape if group.anchor is not None else group.output.shape
@@ -107,16 +112,23 @@ def group_func(group: FusedGroup) -> PrimFunc | None:
         return None
     out_dtype = storage_dtype(group.output.dtype)
     root = views[group.output.uid]
-    placeholders = [te.Tensor(p, None) for p in params]
+    layouts = {}
     if group.anchor is None:
         if root.dtype != out_dtype:
             return None
-        out = te.compute(anchor_shape, _lambda(len(anchor_shape), root.fn), name="out")
-    else:
+        out = te.compute(anchor_shape, root.fn, name="out")
+    elif group.anchor.op == "MatMul":
         out = _matmul(group, views, acc, root, anchor_shape, out_dtype)
-        if out is None:
-            return None
-    return te.create_func(placeholders + [out], name="task")
+    else:
+        out = conv_task.conv(group, params, views, layouts, lambda value_at: _epilogue(
+            group, root, acc, anchor_shape, out_dtype, value_at))
+    if out is None:
+        return None
+    placeholders = [te.Tensor(p, None) for p in params]
+    func = te.create_func(placeholders + [out], name="task")
+    if layouts:
+        func.attrs["param_layouts"] = layouts
+    return func
 
 
 def _matmul(group, views, acc, root, out_shape, out_dtype):
@@ -142,29 +154,26 @@ def _matmul(group, views, acc, root, out_shape, out_dtype):
         rhs = b.fn(*broadcast_index(batch, b.shape[:-2], batch_shape), k, j)
         return te.sum(lhs * rhs, axis=k)
 
-    c = te.compute([out_shape[axis] for axis in kept], _lambda(len(kept), c_fn), name="C")
+    c = te.compute([out_shape[axis] for axis in kept], c_fn, name="C")
+    return _epilogue(group, root, acc, out_shape, out_dtype, lambda *idx: c[tuple(idx[axis] for axis in kept)])
+
+
+def _epilogue(group, root, acc, anchor_shape, out_dtype, value_at):
+    """``out[idx] = epilogue(value_at(*idx), idx)`` over the anchor's output shape (the group's
+    ops after the anchor, ``acc`` standing for the anchor's value), or None if its type is not
+    the stored one."""
     exit_shape = group.output.shape
 
     def epilogue(*idx):
-        value = c[tuple(idx[axis] for axis in kept)]
-        if exit_shape != out_shape:  # reshapes in the epilogue: the same row-major position
-            idx = row_major_unflatten(row_major_flatten(idx, out_shape), exit_shape)
+        value = value_at(*idx)
+        if exit_shape != anchor_shape:  # reshapes in the epilogue: the same row-major position
+            idx = row_major_unflatten(row_major_flatten(idx, anchor_shape), exit_shape)
         return substitute(root.fn(*idx), {acc: value})
 
-    probe = epilogue(*(IntImm(0) for _ in out_shape))
+    probe = epilogue(*(IntImm(0) for _ in anchor_shape))
     if probe.dtype != out_dtype:
         return None
-    return te.compute(out_shape, _lambda(len(out_shape), epilogue), name="out")
-
-
-def _lambda(rank: int, fn):
-    """``fn`` with a signature of ``rank`` parameters ``i0, i1, ...`` (``te.compute`` names axes after them)."""
-    def wrapped(*idx):
-        return fn(*idx)
-
-    wrapped.__signature__ = inspect.Signature(
-        [inspect.Parameter(f"i{axis}", inspect.Parameter.POSITIONAL_ONLY) for axis in range(rank)])
-    return wrapped
+    return te.compute(anchor_shape, epilogue, name="out")
 
 
 def _work(func: PrimFunc) -> int:
@@ -209,4 +218,6 @@ def tuned_group_func(group: FusedGroup, db, target: str = "cpu") -> PrimFunc | N
         warnings.warn(f"tuning record of {group.label} ({record.workload}) does not apply: {exc}")
         return None
     tuned.attrs.update({"ops": group.label, "tuned": record.workload})
+    if "param_layouts" in func.attrs:
+        tuned.attrs["param_layouts"] = func.attrs["param_layouts"]
     return tuned

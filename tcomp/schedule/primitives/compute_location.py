@@ -275,7 +275,12 @@ def compute_inline(sch, block):
 @primitive
 def reverse_compute_inline(sch, block):
     """Folds consumer ``block`` (one store reading one element of its producer's output at the
-    producer's indexing) into the producer's store, and removes it."""
+    producer's indexing; its iterators of extent 1 may be left out) into the producer's store,
+    and removes it::
+
+        C[i, j] = A[i, j] * 2
+        out[0, j, i] = max(C[i, j], 0)     ->     out[0, j, i] = max(A[i, j] * 2, 0)   (C is gone)
+    """
     blk = sch.get_block_obj(block)
     where = f"cannot reverse_compute_inline block {blk.name}"
     store, dst = _single_store(blk, where)
@@ -301,9 +306,12 @@ def reverse_compute_inline(sch, block):
     if not _distinct_iterators(pstore.indices, pspatial) or len(pstore.indices) != len(pspatial):
         raise ScheduleError(f"{where}: producer {producer.name} must store {buf.name} at its iterators")
     axis_iters = _read_iterators(blk, buf, where)
-    if len(axis_iters) != len(blk.iter_vars):
+    # iterators of extent 1 (a unit batch axis) need not index buf: they are 0
+    unit = [iv for iv in blk.iter_vars if all(iv is not a for a in axis_iters)
+            and isinstance(arith.simplify(iv.extent), IntImm) and arith.simplify(iv.extent).value == 1]
+    if len(axis_iters) + len(unit) != len(blk.iter_vars):
         raise ScheduleError(f"{where}: every iterator of {blk.name} must index {buf.name}")
-    mapping = {}
+    mapping = {iv.var: IntImm(0) for iv in unit}
     for civ, pvar in zip(axis_iters, pstore.indices):
         if arith.simplify(civ.extent - pspatial[pvar].extent) != IntImm(0):
             raise ScheduleError(f"{where}: its domain differs from {producer.name}'s along {civ.var.name}")
