@@ -115,8 +115,7 @@ class CudaKernel(Kernel):
             args = [(memory[buf].pointer, POINTER) for buf in kernel.params]
             args += [(sizes[v], INT64) for v in kernel.size_vars]
             launches.append((self._module.function(kernel.name), grid, block, args))
-        self._memory = memory  # kept alive while the launches may run
-        return launches, memory
+        return launches, memory  # the caller keeps ``memory`` alive while the launches run
 
 
 def _evaluate(expr, values: dict, what: str) -> int:
