@@ -280,6 +280,28 @@ def test_scheduler_run_spends_the_budget_where_latency_is():
         sum(w * t.best for w, t in zip(weights, scheduler.tasks)))
 
 
+def test_scheduler_stops_starting_rounds_when_the_budget_says_so():
+    asked = []
+
+    def may_start(count):
+        asked.append(count)
+        return len(asked) <= 3
+
+    scheduler = TaskScheduler([1, 1], round_trials=8)
+    scheduler.run(lambda index, count: (count, 1e-3), trials=100, may_start=may_start)
+    assert sum(t.trials for t in scheduler.tasks) == 24 and asked == [8, 8, 8, 8]
+
+
+def test_tune_model_within_a_time_budget(tmp_path):
+    """A budget too small for more than the first round (rounds must leave time to confirm)."""
+    model = _mlp()
+    results = tcomp.tune(model, trials=64, db=tmp_path / "t.db", progress=False, max_seconds=1e-3)
+    assert 0 < sum(r.trials for r in results) <= 16
+    x = _rand(16, 64)
+    module = tcomp.compile(model, db=tmp_path / "t.db")
+    np.testing.assert_allclose(module.run({"x": x})[0], _onnxruntime(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
 def test_cli_tune_prints_the_kernel_table(tmp_path, capsys):
     from tcomp.cli import main
 

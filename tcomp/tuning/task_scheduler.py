@@ -24,6 +24,7 @@ of its best tuned schedule and its template kernel (measured once, a record of s
 """
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -93,16 +94,19 @@ class TaskScheduler:
         if measured == 0 or (best is None and len(task.history) >= self.retries):
             task.finished = True
 
-    def run(self, step: Callable, trials: int, on_round: Callable | None = None) -> None:
+    def run(self, step: Callable, trials: int, on_round: Callable | None = None,
+            may_start: Callable | None = None) -> None:
         """Spends up to ``trials`` measurements: ``step(index, n)`` measures up to ``n`` new
         candidates of task ``index`` and returns ``(measured, best seconds or None)``;
-        ``on_round(index, measured)`` after each round."""
+        ``on_round(index, measured)`` after each round; ``may_start(n)`` (a time budget) is
+        asked before each round of ``n`` measurements and stops the run when False."""
         spent = 0
         while spent < trials:
             index = self.next_task()
-            if index is None:
+            count = min(self.round_trials, trials - spent)
+            if index is None or (may_start is not None and not may_start(count)):
                 return
-            measured, best = step(index, min(self.round_trials, trials - spent))
+            measured, best = step(index, count)
             self.update(index, measured, best)
             spent += measured
             if on_round is not None:
@@ -128,7 +132,8 @@ class TaskResult:
 
 def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", input_shapes: dict | None = None,
                cost_model=None, round_trials: int = 16, batch_size: int = 16, seed: int | None = None,
-               progress: bool = True, confirm_top: int = 5, confirm_rounds: int = 3) -> list:
+               progress: bool = True, confirm_top: int = 5, confirm_rounds: int = 3,
+               max_seconds: float | None = None) -> list:
     """Tunes the tasks of an ONNX model (path or ModelProto) or graph with ``trials``
     measurements in all; returns [TaskResult] (heaviest task first). Records go to ``db``
     (a path or a ``Database``), which ``tcomp.compile(model, target=target, db=db)`` applies.
@@ -136,7 +141,10 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     Each task's template kernel is measured once too (a record of status ``"template"``), so
     that compile keeps the template where the search found nothing faster. At the end each
     task's ``confirm_top`` fastest candidates are measured ``confirm_rounds`` more
-    times (``search.confirm_best``), and those medians pick its best."""
+    times (``search.confirm_best``), and those medians pick its best.
+
+    ``max_seconds`` bounds the wall time: no round starts that would not leave time, at the
+    seconds per trial seen so far, for the round and for confirming every searched task."""
     from .measure import Measurer
     from .search import EvolutionarySearch, confirm_best
     from .space import design_space
@@ -188,8 +196,18 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
             warnings.warn(f"measuring the best of {task.name} ({task.group_labels[0]}) again failed: "
                           f"{type(exc).__name__}: {exc}")
 
+    start = time.perf_counter()
+
+    def may_start(count: int) -> bool:
+        spent = sum(t.trials for t in scheduler.tasks)
+        if max_seconds is None or spent == 0:
+            return True
+        per_trial = (time.perf_counter() - start) / spent
+        confirming = len(searches) * confirm_top if confirm_rounds else 0
+        return time.perf_counter() - start + (count + confirming) * per_trial <= max_seconds
+
     try:
-        scheduler.run(step, trials, on_round)
+        scheduler.run(step, trials, on_round, may_start)
         for index in range(len(tasks)):  # all: a task searched by an interrupted run too
             confirm(index)
     finally:

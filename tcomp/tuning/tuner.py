@@ -20,7 +20,7 @@ from .workload import workload_key
 
 def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", model=None,
          batch_size: int = 16, seed: int | None = None, progress: bool = True,
-         confirm_top: int = 5, confirm_rounds: int = 3) -> dict:
+         confirm_top: int = 5, confirm_rounds: int = 3, max_seconds: float | None = None) -> dict:
     """Tunes each PrimFunc (one or a list) with up to ``trials`` measurements per workload.
 
     ``db``: a path or a ``Database``; ``model``: a ``CostModel`` (default: the pretrained one of
@@ -30,13 +30,17 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
     ran correctly}.
 
     An ONNX model (path or ModelProto) is tuned as a whole instead, ``trials`` in all, shared by
-    its kernels by the task scheduler (``task_scheduler.tune_model``, whose [TaskResult] this returns).
+    its kernels by the task scheduler (``task_scheduler.tune_model``, whose [TaskResult] this returns),
+    within ``max_seconds`` of wall time where given.
     """
     if not isinstance(func_or_funcs, (PrimFunc, list, tuple)):
         from .task_scheduler import tune_model
 
         return tune_model(func_or_funcs, target, trials, db, cost_model=model, batch_size=batch_size,
-                          seed=seed, progress=progress, confirm_top=confirm_top, confirm_rounds=confirm_rounds)
+                          seed=seed, progress=progress, confirm_top=confirm_top, confirm_rounds=confirm_rounds,
+                          max_seconds=max_seconds)
+    if max_seconds is not None:
+        raise TcompError("tcomp.tune: max_seconds applies to whole models; a PrimFunc is tuned for `trials`")
     funcs = _funcs(func_or_funcs)
     database = db if isinstance(db, Database) else Database(db)
     model = model if model is not None else _default_model(target)
