@@ -12,6 +12,7 @@ import tcomp
 from tcomp.schedule.lower import lower_group
 from tcomp.targets.cpu.jit import host_target
 from tcomp.tuning.database import Database, TuningRecord
+from tcomp.tuning.rules.blocks import loop_kinds
 from tcomp.tuning.task_scheduler import TaskScheduler, report
 from tcomp.tuning.tasks import extract_tasks, group_func, model_groups
 from tcomp.tuning.workload import workload_key
@@ -27,6 +28,13 @@ def _model(nodes, inputs, outputs, weights) -> onnx.ModelProto:
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in outputs],
         [numpy_helper.from_array(w, name) for name, w in weights.items()])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def _shaped(nodes, x_shape, outputs, weights) -> onnx.ModelProto:
+    """``_model`` with the outputs' shapes taken from onnx's shape inference."""
+    inferred = onnx.shape_inference.infer_shapes(_model(nodes, [("x", x_shape)], [], weights), strict_mode=True)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    return _model(nodes, [("x", x_shape)], [(name, shapes[name]) for name in outputs], weights)
 
 
 def _matmul_add_relu():
@@ -83,8 +91,76 @@ def _conv_block(batch=1, channels=8, size=12):
     return _model(nodes, [("x", [batch, channels, size, size])], [("y", [batch, c2, half - 2, half])], weights)
 
 
+def _pools(batch=2, channels=3, height=11, width=13):
+    """Max and average pooling with padding, strides, dilation, ceil_mode and count_include_pad,
+    a prologue (relu) and epilogues; the global pools (reductions over H, W)."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["y0"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("AveragePool", ["x"], ["a1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 0, 1, 2],
+                              count_include_pad=1, ceil_mode=1),
+             helper.make_node("Mul", ["a1", "two"], ["y1"]),
+             helper.make_node("AveragePool", ["x"], ["y2"], kernel_shape=[2, 3], strides=[2, 2], ceil_mode=1),
+             helper.make_node("MaxPool", ["x"], ["y3"], kernel_shape=[2, 2], dilations=[2, 1], pads=[0, 1, 1, 0],
+                              ceil_mode=1, strides=[1, 2]),
+             helper.make_node("AveragePool", ["x"], ["y4"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["x"], ["y5"]),
+             helper.make_node("GlobalMaxPool", ["x"], ["g"]), helper.make_node("Sigmoid", ["g"], ["y6"])]
+    return _shaped(nodes, [batch, channels, height, width], [f"y{i}" for i in range(7)],
+                   {"two": np.array(2, np.float32)})
+
+
+def _depthwise(batch=1, channels=4, size=9):
+    """MobileNetV2's depthwise conv (bias, Clip to [0, 6]), strided; a channel multiplier of 2 with
+    uneven pads; a grouped conv (2 groups of 4 channels) with dilation."""
+    c2 = 2 * channels
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["h1"], group=channels, pads=[1, 1, 1, 1], strides=[2, 2]),
+             helper.make_node("Clip", ["h1", "zero", "six"], ["y1"]),
+             helper.make_node("Conv", ["x", "w2"], ["y2"], group=channels, pads=[0, 1, 2, 1]),
+             helper.make_node("Conv", ["x", "w3", "b3"], ["h3"], group=2, dilations=[2, 2], pads=[2, 2, 2, 2]),
+             helper.make_node("Relu", ["h3"], ["y3"])]
+    weights = {"w1": _rand(channels, 1, 3, 3), "b1": _rand(channels), "w2": _rand(c2, 1, 3, 3),
+               "w3": _rand(c2, channels // 2, 3, 3), "b3": _rand(c2),
+               "zero": np.array(0, np.float32), "six": np.array(6, np.float32)}
+    return _shaped(nodes, [batch, channels, size, size], [f"y{i}" for i in (1, 2, 3)], weights)
+
+
+def _reductions(shape=(2, 5, 6, 7)):
+    """Each reduction kind over leading, middle, trailing and all axes, keepdims or not, with epilogues."""
+    nodes = [helper.make_node("ReduceMean", ["x"], ["y0"], axes=[1], keepdims=1),
+             helper.make_node("ReduceSum", ["x", "axes02"], ["y1"], keepdims=0),
+             helper.make_node("ReduceMax", ["x"], ["m"], axes=[3], keepdims=0), helper.make_node("Relu", ["m"], ["y2"]),
+             helper.make_node("ReduceL2", ["x"], ["y3"], axes=[1, 2, 3], keepdims=1),
+             helper.make_node("ReduceLogSumExp", ["x"], ["y4"], axes=[2], keepdims=0),
+             helper.make_node("ReduceSumSquare", ["x"], ["y5"], axes=[0, 3], keepdims=1),
+             helper.make_node("ReduceL1", ["x"], ["y6"], axes=[2, 3], keepdims=0),
+             helper.make_node("ReduceMin", ["x"], ["y7"], axes=[0, 1, 2, 3], keepdims=1),
+             helper.make_node("Exp", ["x"], ["e"]), helper.make_node("ReduceLogSum", ["e"], ["y8"], axes=[1], keepdims=1),
+             helper.make_node("ReduceProd", ["x"], ["y9"], axes=[3], keepdims=1)]
+    return _shaped(nodes, list(shape), [f"y{i}" for i in range(10)], {"axes02": np.array([0, 2], np.int64)})
+
+
+def _norms(batch=2, rows=6, width=20):
+    """Softmax (with BERT's IsNaN/Where epilogue), LogSoftmax, LayerNormalization over the last
+    axis and over the last two axes (scale and bias broadcast), InstanceNormalization."""
+    nodes = [helper.make_node("Softmax", ["x"], ["s"], axis=-1), helper.make_node("IsNaN", ["s"], ["nan"]),
+             helper.make_node("Where", ["nan", "zero", "s"], ["y0"]),
+             helper.make_node("Mul", ["x", "two"], ["x2"]), helper.make_node("LogSoftmax", ["x2"], ["y1"], axis=2),
+             helper.make_node("LayerNormalization", ["x", "g", "b"], ["y2"], axis=-1, epsilon=1e-5),
+             helper.make_node("LayerNormalization", ["x", "g2", "b2"], ["n"], axis=1, epsilon=1e-3),
+             helper.make_node("Relu", ["n"], ["y3"]),
+             helper.make_node("InstanceNormalization", ["x", "gi", "bi"], ["y4"], epsilon=1e-5),
+             helper.make_node("Softmax", ["x"], ["y5"], axis=1)]
+    weights = {"g": _rand(width), "b": _rand(width), "g2": _rand(1, width), "b2": _rand(rows, width),
+               "gi": _rand(rows), "bi": _rand(rows), "zero": np.array(0, np.float32), "two": np.array(2, np.float32)}
+    return _shaped(nodes, [batch, rows, width], [f"y{i}" for i in range(6)], weights)
+
+
 MODELS = {"matmul_add_relu": _matmul_add_relu, "mlp": _mlp, "attention": _attention, "conv_block": _conv_block,
-          "conv_block_batch2": lambda: _conv_block(batch=2, channels=4, size=10)}
+          "conv_block_batch2": lambda: _conv_block(batch=2, channels=4, size=10), "pools": _pools,
+          "pools_batch1": lambda: _pools(batch=1, channels=2, height=8, width=7), "depthwise": _depthwise,
+          "depthwise_batch2": lambda: _depthwise(batch=2, channels=2, size=6), "reductions": _reductions,
+          "reductions_unit": lambda: _reductions((1, 3, 1, 5)), "norms": _norms,
+          "norms_unit": lambda: _norms(batch=1, rows=1, width=33)}
 
 
 def _onnxruntime(model, feeds):
@@ -99,7 +175,7 @@ def test_task_funcs_compute_what_the_group_templates_compute(name):
     for group in model_groups(MODELS[name]()):
         func = group_func(group)
         if func is None:
-            assert group.anchor is not None and group.anchor.op not in ("MatMul", "Conv"), group.label
+            assert group.anchor is not None and group.anchor.op == "ReduceProd", group.label
             continue
         template = lower_group(group, "template", target.lanes(32), target.num_threads)
         args = [_rand(*[int(s.value) for s in p.shape]) for p in template.params[:-1]]
@@ -125,10 +201,10 @@ def test_task_contents_and_weights():
     model = _attention()
     tasks = extract_tasks(model)
     labels = sorted(label for task in tasks for label in task.group_labels)
-    # every group is a task but the softmax (it keeps its template): the (horizontally fused)
-    # projections, both batched matmuls with their head-split prologues, the output projection
-    assert labels == sorted(g.label for g in model_groups(model) if g.label != "Softmax")
-    assert sum("MatMul" in label for label in labels) == 4
+    # every group is a task: the (horizontally fused) projections, both batched matmuls with
+    # their head-split prologues, the softmax, the output projection
+    assert labels == sorted(g.label for g in model_groups(model))
+    assert sum("MatMul" in label for label in labels) == 4 and labels.count("Softmax") == 1
     assert len({t.workload for t in tasks}) == len(tasks)
 
 
@@ -139,16 +215,17 @@ def test_extract_tasks_rejects_unknown_target():
 
 # ---------------------------------------------------------------- compile with records
 def _hand_trace(func) -> str:
-    """A valid schedule made by hand: outer loops parallel, the output's inner loop vectorized."""
+    """A valid schedule made by hand: each block's outer loop parallel where it is spatial, the
+    output's inner loop vectorized."""
     sch = tcomp.Schedule(func)
-    for block in ("C", "out"):
-        try:
-            rv = sch.get_block(block)
-        except tcomp.ScheduleError:
-            continue
+    for name in [b.name for b in sch.blocks()]:
+        rv = sch.get_block(name)
         loops = sch.get_loops(rv)
-        sch.parallel(loops[0])
-        if block == "out":
+        if not loops:
+            continue
+        if loop_kinds(sch, sch.get_block_obj(rv))[0] == "S":
+            sch.parallel(loops[0])
+        if name == "out":
             extent = int(sch.get(loops[-1]).extent.value)
             if extent % 4 == 0:
                 _, inner = sch.split(loops[-1], [None, 4])
@@ -172,9 +249,10 @@ def test_compile_with_records_matches_onnxruntime_and_uses_them(name, tmp_path):
     module = tcomp.compile(model, db=str(tmp_path / "tuning.db"))
     tuned = [k for k in module.kernels.values() if k.func.attrs.get("tuned")]
     assert {k.func.attrs["tuned"] for k in tuned} == {t.workload for t in tasks}
+    parallel = {t.workload: "parallel" in _hand_trace(t.func) for t in tasks}  # not a full reduction
     for kernel in tuned:  # the hand-made schedule, not a template (whose blocks are named after the kernel)
         text = str(kernel.func)
-        assert "parallel" in text and "block out[" in text
+        assert ("parallel" in text) == parallel[kernel.func.attrs["tuned"]] and "block out[" in text
     assert sum(len(k.groups) for k in tuned) == sum(t.weight for t in tasks)
     x = _rand(*[int(s) for s in module.inputs[0].shape])
     expected = _onnxruntime(model, {"x": x})

@@ -11,25 +11,30 @@ template (``tuned_group_func``), unless the database holds a faster measurement 
 template itself (a record of status ``"template"``, which ``task_scheduler.tune_model`` commits):
 tuning never makes a kernel slower than its template.
 
-Groups that become tasks:
+Groups that become tasks (each anchor kind written by its own module; ``ANCHOR_TASKS``):
 
-* a MatMul anchor (ONNX MatMul, Gemm, batched MatMul with numpy batch broadcasting) over float
-  operands, with its prologue views inlined in the operand loads and its epilogue as a second
-  block::
+* MatMul (MatMul, Gemm, batched MatMul with numpy broadcasting; ``matmul_task.py``): ``C`` over
+  the output without unit axes, the epilogue as a second block::
 
-      C[b.., i, j] = sum_k A_view[b.., i, k] * B_view[b.., k, j]     (unit axes left out)
+      C[b.., i, j] = sum_k A_view[b.., i, k] * B_view[b.., k, j]
       out[b.., i, j] = epilogue(C[b.., i, j], (b.., i, j))
 
-* a Conv anchor (2-D, group 1, float): a pad stage, the convolution laid out pixel-major with
-  the output channels innermost, and the epilogue; constant weights are read re-laid-out
-  (``conv_task.py``; ``func.attrs["param_layouts"]``, which the compiler applies to the constant);
-
+* Conv, group 1 (``conv_task.py``): pad stage, pixel-major conv with the output channels
+  innermost, epilogue; constant weights read re-laid-out (``func.attrs["param_layouts"]``, which
+  the compiler applies to the constant);
+* MaxPool / AveragePool and grouped (depthwise) Conv (``window_task.py``): pad stage, window
+  reduction ``P``, epilogue (an average divided by its count of taps, a conv's bias);
+* ReduceSum / Mean / Max / Min / SumSquare / L1 / L2 / LogSum / LogSumExp over any axes
+  (``reduce_task.py``; the global pools are ReduceMean / ReduceMax): ``R`` over the kept axes,
+  ``out = epilogue(finish(R))``;
+* Softmax / LogSoftmax (row max ``M``, exp-sum ``S``, normalize) and LayerNormalization (sum
+  ``S1``, squared deviations ``S2``, normalize) over the trailing axes (``norm_task.py``);
 * groups without an anchor (elementwise and movement ops): ``out[idx] = view(idx)``.
 
-Every other group (depthwise and grouped convolutions, pooling, softmax, normalizations,
-reductions, scans, ...) is not a task and keeps its template. Groups with symbolic extents are skipped too (the tuner measures
-static shapes), and so are rank-0 outputs and groups whose value type differs from the type
-stored (byte-coded types).
+Every other group (ReduceProd, scans, top-k, scatters, ...) is not a task and keeps its template,
+and so are groups with symbolic extents (the tuner measures static shapes), rank-0 outputs,
+groups whose value type differs from the type stored (byte-coded types) and anchors over types
+their task does not cover (integer pooling, a float16 layer norm or depthwise conv).
 """
 from __future__ import annotations
 
@@ -48,10 +53,10 @@ from ..schedule.lower import group_views, lower_group
 from ..schedule.trace import Trace
 from ..targets.cpu.jit import host_target
 from ..tir import te
-from ..tir.expr import IntImm, is_float, substitute
+from ..tir.expr import IntImm, substitute
 from ..tir.stmt import PrimFunc
-from ..tir.views import broadcast_index, row_major_flatten, row_major_unflatten
-from . import conv_task
+from ..tir.views import row_major_flatten, row_major_unflatten
+from . import conv_task, matmul_task, norm_task, reduce_task, window_task
 from .workload import workload_key
 
 
@@ -103,7 +108,7 @@ def group_func(group: FusedGroup) -> PrimFunc | None:
     """The unscheduled PrimFunc of ``group`` (params ``p0.., out`` as the template's, up to the
     layouts in ``func.attrs["param_layouts"]``), or None when the group is not a task (see the
     module docstring)."""
-    if group.anchor is not None and group.anchor.op not in ("MatMul", "Conv"):
+    if group.anchor is not None and _anchor_task(group.anchor) is None:
         return None
     params, views, acc = group_views(group)
     anchor_shape = group.anchor.outputs[0].shape if group.anchor is not None else group.output.shape
@@ -117,10 +122,8 @@ def group_func(group: FusedGroup) -> PrimFunc | None:
         if root.dtype != out_dtype:
             return None
         out = te.compute(anchor_shape, root.fn, name="out")
-    elif group.anchor.op == "MatMul":
-        out = _matmul(group, views, acc, root, anchor_shape, out_dtype)
     else:
-        out = conv_task.conv(group, params, views, layouts, lambda value_at: _epilogue(
+        out = _anchor_task(group.anchor)(group, params, views, layouts, lambda value_at: _epilogue(
             group, root, acc, anchor_shape, out_dtype, value_at))
     if out is None:
         return None
@@ -131,31 +134,20 @@ def group_func(group: FusedGroup) -> PrimFunc | None:
     return func
 
 
-def _matmul(group, views, acc, root, out_shape, out_dtype):
-    """C = the batched matmul of the anchor's operand views; out = the epilogue of C."""
-    a, b = (views[v.uid] for v in group.anchor.inputs)
-    if a.dtype != b.dtype or not is_float(a.dtype) or a.ndim < 2 or b.ndim < 2:
-        return None
-    batch_shape = tuple(out_shape[:-2])
-    k = te.reduce_axis(a.shape[-1], name="k")
+def _anchor_task(anchor):
+    """The task function of an anchor op: ``task(group, params, views, layouts, epilogue)`` returns
+    the ``out`` tensor (or None), where ``epilogue(value_at)`` makes ``out`` from the anchor's value."""
+    if anchor.op == "Conv":
+        return conv_task.conv if anchor.attrs["group"] == 1 else window_task.grouped_conv
+    return ANCHOR_TASKS.get(anchor.op)
 
-    # C leaves out the unit axes of the output (a batch of one): plain loop nests for the tuner
-    kept = [axis for axis, extent in enumerate(out_shape) if extent != 1] or [len(out_shape) - 1]
 
-    def full_index(c_idx):
-        idx = [IntImm(0)] * len(out_shape)
-        for axis, index in zip(kept, c_idx):
-            idx[axis] = index
-        return idx
-
-    def c_fn(*c_idx):
-        *batch, i, j = full_index(c_idx)
-        lhs = a.fn(*broadcast_index(batch, a.shape[:-2], batch_shape), i, k)
-        rhs = b.fn(*broadcast_index(batch, b.shape[:-2], batch_shape), k, j)
-        return te.sum(lhs * rhs, axis=k)
-
-    c = te.compute([out_shape[axis] for axis in kept], c_fn, name="C")
-    return _epilogue(group, root, acc, out_shape, out_dtype, lambda *idx: c[tuple(idx[axis] for axis in kept)])
+ANCHOR_TASKS = {"MatMul": matmul_task.matmul, "MaxPool": window_task.pool, "AveragePool": window_task.pool,
+                "Softmax": norm_task.softmax, "LogSoftmax": norm_task.softmax,
+                "LayerNormalization": norm_task.layer_norm,
+                **{op: reduce_task.reduce for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+                                                      "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum",
+                                                      "ReduceLogSumExp")}}
 
 
 def _epilogue(group, root, acc, anchor_shape, out_dtype, value_at):
