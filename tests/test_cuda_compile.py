@@ -40,7 +40,7 @@ def test_compiles_to_ptx_and_cubin(case, arch):
 
 def test_tiled_gemm_uses_shared_memory_barriers_and_one_register_per_thread():
     source = _build(kernels.tiled_gemm(64, 64, 64)).source()
-    assert "__shared__ float A_shared[256];" in source and "__shared__ float B_shared[256];" in source
+    assert "__shared__ __align__(16) float A_shared[256];" in source and "__shared__ __align__(16) float B_shared[256];" in source
     assert source.count("__syncthreads();") == 2  # copies -> products, products -> next copies
     assert "float C_local[1];" in source  # the accumulator is compacted per thread
     assert "bar.sync" in _build(kernels.tiled_gemm(64, 64, 64)).ptx()

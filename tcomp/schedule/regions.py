@@ -123,6 +123,10 @@ def hull(buffer: Buffer, accesses: list, inner: dict, bounds: dict) -> Region:
     notes, ranges = [], []
     accesses = [tuple(arith.simplify(substitute(i, binding), bounds) for i in idx) for idx, binding in accesses]
     exact = len({tuple(str(i) for i in idx) for idx in accesses}) == 1
+    if exact and any(_non_affine(i, inner) for i in accesses[0]):
+        box = _enumerated(accesses[0], inner)
+        if box is not None:
+            return Region(buffer, tuple(Range(lo, arith.simplify(hi - lo + 1, bounds)) for lo, hi in box), None, True)
     seen_inner: set = set()
     for axis, shape in enumerate(buffer.shape):
         spans, axis_inner = [], set()
@@ -185,6 +189,77 @@ def _span(index: Expr, inner: dict, bounds: dict):
     lo = lo.add(arith.Linear({}, approx_lo, lin.dtype))
     hi = hi.add(arith.Linear({}, approx_hi, lin.dtype))
     return (arith.to_expr(lo), arith.to_expr(hi)), note, note is None and _dense(steps), used
+
+
+ENUMERATION_LIMIT = 1 << 16
+
+
+def _enumerated(index_tuple, inner: dict):
+    """The exact region of one access whose inner loops enter through ``//`` and ``%`` (a split of
+    a fused loop: ``fuse`` then ``split``), by evaluating it at every inner iteration::
+
+        A_shared[(f3 + t * 2) // 8 + f0 * 64, (f3 + t * 2) % 8 + k0 * 8]     f0 < 2, t < 32, f3 < 2
+          -> rows f0 * 64 .. + 127 (of k0's 8 columns), each element once: a box
+
+    [(lo, hi)] per axis when the accessed elements fill their box, else None. Only for constant
+    inner extents (at most ``ENUMERATION_LIMIT`` iterations) and atoms over inner variables alone."""
+    import numpy as np
+
+    names = [v for v in inner if any(v in free_vars(i) for i in index_tuple)]
+    extents = [arith.simplify(inner[v]) for v in names]
+    if not names or not all(isinstance(e, IntImm) and e.value > 0 for e in extents):
+        return None
+    if int(np.prod([e.value for e in extents])) > ENUMERATION_LIMIT:
+        return None
+    grids = np.meshgrid(*[np.arange(e.value, dtype=np.int64) for e in extents], indexing="ij")
+    env = {v: g.ravel() for v, g in zip(names, grids)}
+    outer_parts, values = [], []
+    for index in index_tuple:
+        lin = arith.linear_form(index)
+        outer = {a: c for a, c in lin.terms.items() if not (free_vars(a) & inner.keys())}
+        mine = {a: c for a, c in lin.terms.items() if a not in outer}
+        if any(free_vars(a) - inner.keys() for a in mine):
+            return None
+        value = np.zeros(len(env[names[0]]), dtype=np.int64)
+        for atom, coeff in mine.items():
+            evaluated = _evaluate(atom, env)
+            if evaluated is None:
+                return None
+            value += coeff * evaluated
+        values.append(value)
+        outer_parts.append(arith.Linear(outer, lin.const, lin.dtype))
+    spans = [(int(v.min()), int(v.max())) for v in values]
+    volume = int(np.prod([hi - lo + 1 for lo, hi in spans]))
+    distinct = len(set(zip(*[v.tolist() for v in values])))
+    if distinct != volume:
+        return None
+    return [(arith.simplify(arith.to_expr(part.add(arith.Linear({}, lo, part.dtype)))),
+             arith.simplify(arith.to_expr(part.add(arith.Linear({}, hi, part.dtype)))))
+            for part, (lo, hi) in zip(outer_parts, spans)]
+
+
+def _evaluate(expr: Expr, env: dict):
+    """``expr`` (integer +, -, *, //, % of variables in ``env`` and constants) on numpy arrays."""
+    from ..tir.expr import BinOp, Var
+
+    if isinstance(expr, IntImm):
+        return expr.value
+    if isinstance(expr, Var):
+        return env.get(expr)
+    if isinstance(expr, BinOp) and expr.op in ("add", "sub", "mul", "floordiv", "floormod"):
+        a, b = _evaluate(expr.a, env), _evaluate(expr.b, env)
+        if a is None or b is None:
+            return None
+        if expr.op in ("floordiv", "floormod") and not (isinstance(expr.b, IntImm) and expr.b.value > 0):
+            return None
+        return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b,
+                "floordiv": lambda: a // b, "floormod": lambda: a % b}[expr.op]()
+    return None
+
+
+def _non_affine(index: Expr, inner: dict) -> bool:
+    """Whether an inner variable enters ``index`` through a non-affine atom (``//``, ``%``)."""
+    return any(free_vars(atom) & inner.keys() and atom not in inner for atom in arith.linear_form(index).terms)
 
 
 def _dense(steps) -> bool:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 from ..errors import TcompError
 from ..tir import arith
-from ..tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, is_float,
-                        is_unsigned)
+from ..tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, dtype_bits,
+                        free_vars, is_float, is_unsigned, substitute)
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
 from ..tir.transform import substitute_stmt
 from .gpu.barriers import is_barrier
@@ -62,6 +62,8 @@ class Dialect:
     launch_bounds: str = ""          # format string taking the threads per block, or ""
     float_math: dict = field(default_factory=dict)    # IR call name -> C function on float
     double_math: dict = field(default_factory=dict)   # IR call name -> C function on double
+    vector_types: dict = field(default_factory=dict)  # bytes -> a type moving that many bytes at once
+    shared_align: str = ""           # qualifier aligning a shared array for the widest vector type
 
     def storage_type(self, dtype: str) -> str:
         if dtype in self.half_types:
@@ -96,6 +98,7 @@ class CSourceRenderer:
         self._taken: set = set()
         self._bounds: dict = {}
         self._launch: dict = {}
+        self._index = "long long"
 
     # ------------------------------------------------------------------ module and kernels
     def render(self, kernels) -> str:
@@ -108,6 +111,7 @@ class CSourceRenderer:
         self._lines, self._indent, self._names, self._taken = [], 0, {}, set()
         self._launch = kernel.launch
         self._bounds = {v: (1, None) for v in kernel.size_vars}
+        self._index = d.scalar_types["int32" if _fits_int32(kernel) else "int64"]
         params = [f"{d.storage_type(buf.dtype)}* {d.restrict} {self.name(buf)}".replace("  ", " ")
                   for buf in kernel.params]
         params += [f"{d.scalar_types['int64']} {self.name(v)}" for v in kernel.size_vars]
@@ -122,10 +126,11 @@ class CSourceRenderer:
             var = self._axis_var(kernel.body, tag)
             hi = extent.value - 1 if isinstance(extent, IntImm) else None
             self._bounds[var] = (0, hi)
-            self._line(f"const {d.scalar_types['int64']} {self.name(var)} = {d.axis_index[tag]};")
+            self._line(f"const {self._index} {self.name(var)} = {d.axis_index[tag]};")
         for buf in kernel.shared:
             size = arith.simplify(buf.storage_elements()).value
-            self._line(f"{d.shared_qualifier} {d.storage_type(buf.dtype)} {self.name(buf)}[{size}];")
+            qualifier = f"{d.shared_qualifier} {d.shared_align}".rstrip()
+            self._line(f"{qualifier} {d.storage_type(buf.dtype)} {self.name(buf)}[{size}];")
         self._stmt(kernel.body)
         self._indent -= 1
         self._line("}")
@@ -198,11 +203,47 @@ class CSourceRenderer:
             return
         hi = extent.value - 1 if isinstance(extent, IntImm) else None
         self._bounds[loop.var] = (0, hi)
+        if loop.kind == "vectorized" and self._vector_copy(loop, extent):
+            return
         if loop.kind == "unrolled":
             self._line("#pragma unroll")
         var = self.name(loop.var)
-        index_type = self.dialect.scalar_types["int64"]
-        self._scope(f"for ({index_type} {var} = 0; {var} < {self.expr(extent)}; ++{var})", loop.body)
+        self._scope(f"for ({self._index} {var} = 0; {var} < {self.expr(extent)}; ++{var})", loop.body)
+
+    def _vector_copy(self, loop: For, extent) -> bool:
+        """A vectorized loop copying contiguous, aligned elements as one access of a vector type::
+
+            for v in vectorized(4): B_shared[t * 4 + v] = B[k * 64 + t * 4 + v]
+              ->  *(uint4*)(B_shared + t * 4) = *(const uint4*)(B + k * 64 + t * 4);
+
+        False (the loop is rendered as a loop) where it is not such a copy: a value computed or
+        converted, an offset with a stride other than 1 or not a multiple of the lanes, a predicate
+        that differs between the lanes, or no vector type of that width."""
+        realize = loop.body
+        if not isinstance(extent, IntImm) or not isinstance(realize, BlockRealize) or realize.block.init is not None:
+            return False
+        mapping = {iv.var: value for iv, value in zip(realize.block.iter_vars, realize.iter_values)}
+        store = substitute_stmt(realize.block.body, mapping)
+        if not isinstance(store, BufferStore) or store.predicate is not None or not isinstance(store.value, Load):
+            return False
+        load, lanes = store.value, extent.value
+        if load.predicate is not None or load.buffer.dtype != store.buffer.dtype:
+            return False
+        vector = self.dialect.vector_types.get(lanes * dtype_bits(store.buffer.dtype) // 8)
+        offsets = [self._flat(store.buffer, store.indices), self._flat(load.buffer, load.indices)]
+        if vector is None or not all(_lane_offset(o, loop.var, lanes) for o in offsets):
+            return False
+        first = {loop.var: IntImm(0, loop.var.dtype)}
+        predicate = realize.predicate
+        if predicate is not None:
+            if not _uniform_over_lanes(predicate, loop.var, lanes):
+                return False
+            predicate = arith.simplify(substitute(predicate, first), self._bounds)
+        dst, src = (arith.simplify(substitute(o, first), self._bounds) for o in offsets)
+        text = (f"*({vector}*)({self.name(store.buffer)} + {self.expr(dst)}) = "
+                f"*(const {vector}*)({self.name(load.buffer)} + {self.expr(src)});")
+        self._line(f"if ({self.expr(predicate)}) {text}" if predicate is not None else text)
+        return True
 
     def _block(self, realize: BlockRealize) -> None:
         blk = realize.block
@@ -382,3 +423,33 @@ class CSourceRenderer:
             value_type = self.dialect.value_type(e.dtype)
             return f"({x} != {x} ? {x} : ({value_type})(({x} > 0) - ({x} < 0)))"  # NaN stays NaN
         return f"{self.dialect.math_function(e.name, e.dtype)}({', '.join(args)})"
+
+
+INT32_LIMIT = 2**31
+
+
+def _fits_int32(kernel) -> bool:
+    """Whether every index of ``kernel`` fits 32 bits: constant sizes (no size variables), each
+    buffer and each launch axis under 2**31 elements (32-bit index arithmetic is the GPU's fast path)."""
+    if kernel.size_vars:
+        return False
+    sizes = [arith.simplify(buf.storage_elements()) for buf in kernel.params + tuple(kernel.shared)]
+    sizes += list(kernel.launch.values())
+    return all(isinstance(n, IntImm) and n.value < INT32_LIMIT for n in sizes)
+
+
+def _lane_offset(offset: Expr, lane: Var, lanes: int) -> bool:
+    """Whether ``offset`` is ``lane`` plus terms that are multiples of ``lanes`` (contiguous, aligned)."""
+    lin = arith.linear_form(offset)
+    if lin.terms.get(lane) != 1 or lin.const % lanes:
+        return False
+    return all(atom is lane or (lane not in free_vars(atom) and coeff % lanes == 0) for atom, coeff in lin.terms.items())
+
+
+def _uniform_over_lanes(predicate: Expr, lane: Var, lanes: int) -> bool:
+    """Whether ``predicate`` has one value for all lanes of an aligned vector: free of ``lane``, or
+    ``x < n`` with ``x`` an aligned lane offset (``_lane_offset``) and ``n`` a multiple of ``lanes``."""
+    if lane not in free_vars(predicate):
+        return True
+    return (isinstance(predicate, Cmp) and predicate.op == "lt" and isinstance(predicate.b, IntImm)
+            and predicate.b.value % lanes == 0 and _lane_offset(predicate.a, lane, lanes))

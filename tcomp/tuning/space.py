@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from ..schedule.schedule import Schedule
 from ..tir.stmt import PrimFunc
-from .rules import auto_inline, injective, multi_level_tiling, reduction, tensorize
+from .rules import auto_inline, gpu_tiling, injective, multi_level_tiling, reduction, tensorize
 
-STRUCTURES = {"cpu": multi_level_tiling.CPU}
+STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU}
 
 
 def design_space(func: PrimFunc, target: str = "cpu") -> list:

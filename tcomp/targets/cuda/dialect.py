@@ -53,4 +53,6 @@ CUDA = Dialect(
     launch_bounds="__launch_bounds__({})",
     float_math=FLOAT_MATH,
     double_math=DOUBLE_MATH,
+    vector_types={4: "unsigned int", 8: "uint2", 16: "uint4"},
+    shared_align="__align__(16)",
 )

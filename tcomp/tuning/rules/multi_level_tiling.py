@@ -20,8 +20,8 @@ into the write-back (``reverse_compute_inline``) or moved under the tile
 (``reverse_compute_at``). The init is decomposed out of the reduction loops.
 
 A ``Structure`` holds the pattern and the target's finishing step (parallel / vectorize /
-unroll on the CPU); a GPU structure ("SSSRRSRS" with the S levels bound to blockIdx, vthread
-and threadIdx) is another ``Structure`` with its own ``finish``.
+unroll on the CPU); the GPU structure (``gpu_tiling.GPU``, "SSRRSRS" with S0 bound to
+blockIdx, S1 to threadIdx, operands staged in shared memory) makes its own sketches.
 
     sketches = apply(func, sch, "C", CPU)
 """
@@ -53,6 +53,7 @@ class Structure:
     vector_max: int         # innermost tile bound of the vectorized (last spatial) loop
     inner_max: int          # innermost tile bound of the other spatial loops
     finish: Callable        # finish(sch, block_rv, tiles): target annotations on the tiled nest
+    sketches: Callable | None = None  # sketches(func, sch, name): a structure that tiles its own way (GPU)
 
 
 @dataclass
@@ -79,6 +80,8 @@ def apply(func, sch: Schedule, name: str, structure: Structure) -> list:
     """One sketch per cache-write choice (none, or at each of ``structure.write_levels``)."""
     if not applies(sch, name):
         return []
+    if structure.sketches is not None:
+        return structure.sketches(func, sch, name)
     sketches = []
     for level in (None,) + tuple(structure.write_levels):
         for pack in ((False, True) if level is not None else (False,)):
