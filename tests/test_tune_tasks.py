@@ -13,6 +13,7 @@ from tcomp.schedule.lower import lower_group
 from tcomp.targets.cpu.jit import host_target
 from tcomp.tuning.database import Database, TuningRecord
 from tcomp.tuning.rules.blocks import loop_kinds
+from tcomp.tuning.space import design_space
 from tcomp.tuning.task_scheduler import TaskScheduler, report
 from tcomp.tuning.tasks import extract_tasks, group_func, model_groups
 from tcomp.tuning.workload import workload_key
@@ -186,6 +187,20 @@ def test_task_funcs_compute_what_the_group_templates_compute(name):
         np.testing.assert_allclose(tcomp.build(func)(*task_args), expected, rtol=1e-4, atol=1e-4)
         checked += 1
     assert checked >= 1
+
+
+@pytest.mark.parametrize("name", ["pools", "depthwise", "reductions_unit", "norms"])
+def test_every_sketch_of_the_window_reduction_and_norm_tasks_is_correct(name):
+    """Each sketch of the design space, sampled with two seeds, computes what the unscheduled task does."""
+    for task in extract_tasks(MODELS[name]()):
+        func = task.func
+        args = [np.abs(_rand(*[int(s.value) for s in p.shape])) + 0.5 for p in func.params[:-1]]  # logs defined
+        expected = tcomp.build(func)(*args)
+        for trace in design_space(func):
+            for seed in range(2):
+                sch = trace.apply_to(func, resample=True, seed=seed)
+                np.testing.assert_allclose(tcomp.build(sch)(*args), expected, rtol=1e-4, atol=1e-4,
+                                           err_msg=f"{task.group_labels}\n{trace}")
 
 
 def test_task_contents_and_weights():

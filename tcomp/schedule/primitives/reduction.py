@@ -150,6 +150,7 @@ def rfactor(sch, loop, factor_axis: int):
     axis_loop = Var(node.var.name)
     axis_iter = IterVar(Var(f"v{node.var.name}"), node.extent, "R")
     wb_indices = indices[:factor_axis] + (axis_iter.var,) + indices[factor_axis:]
+    blk.iter_vars = tuple(iv for iv, _ in spatial) + (axis_iter,)  # the write-back's iterators (before its realize)
     wb_realize = BlockRealize(tuple(substitute(v, renamed) for _, v in spatial) + (axis_loop,), blk,
                               None if realize.predicate is None else substitute(realize.predicate, renamed))
     stmt = For(axis_loop, node.extent, wb_realize)
@@ -158,7 +159,6 @@ def rfactor(sch, loop, factor_axis: int):
 
     realize.block = rf_block
     realize.iter_values = tuple(v for _, v in spatial) + tuple(l.var for l in reduce_loops)
-    blk.iter_vars = tuple(iv for iv, _ in spatial) + (axis_iter,)
     blk.body = BufferStore(buf, BinOp(op, Load(buf, indices), Load(rf_buf, wb_indices)), indices)
     reads, writes = buffer_accesses(seq(blk.init, blk.body))
     blk.reads, blk.writes = tuple(reads), tuple(writes)

@@ -69,7 +69,8 @@ def _rfactor(sch: Schedule, name: str) -> bool:
     rf = attempt(sch, "rfactor", inner, rank)
     if rf is False:
         return False
-    sch.decompose_reduction(rf, outer)
+    rf_kinds = loop_kinds(sch, sch.get_block_obj(rf))
+    sch.decompose_reduction(rf, sch.get_loops(rf)[rf_kinds.index("R")])  # before the first reduce loop left
     _parallel_spatial(sch, rf)  # the spatial loops it shares with the final reduction
     rf_name = sch.get_block_obj(rf).name
     for blk in [b.name for b in sch.blocks() if b.name in (rf_name, f"{rf_name}_init")]:
