@@ -28,6 +28,12 @@ are scaled by log2(1 + x); ratios and one-hot flags are left as they are. The gr
 5. allocations (``alloc.*``): allocated buffers, bytes in local, shared and global scope.
 6. tensor intrinsics (``intrin.*``): calls weighted by trip count, distinct intrinsics.
 
+GPU schedules (loops bound to ``blockIdx``/``threadIdx``) use the same vector, without new
+slots: a bound loop counts as a parallel loop (``loop.parallel_extent`` = blocks x threads of
+the dominant store, balance and ``share_parallel`` likewise), and their buffers are compacted
+first as GPU lowering does (``targets/gpu/lower.py``), so ``alloc.local_bytes`` is per thread
+(registers) and ``alloc.shared_bytes`` per thread block. CPU schedules are unchanged.
+
 Strides come from evaluating each access's flat offset at loop variables 0 and 1, so an
 access through floordiv/floormod gets the stride of its first step. Extraction is a few
 milliseconds for a scheduled matmul.
@@ -90,9 +96,29 @@ _FLOAT_OP = {"add": "float_addsub", "sub": "float_addsub", "mul": "float_mul", "
 def extract(func) -> np.ndarray:
     """The feature vector of ``func`` (a PrimFunc or a Schedule); see the module docstring."""
     func = getattr(func, "func", func)
+    if _binds_threads(func):
+        func = _compacted_for_gpu(func)
     walker = _Walker()
     walker.visit(func.body, ())
     return _assemble(walker)
+
+
+def _binds_threads(func) -> bool:
+    from ..tir.transform import walk_stmts
+
+    return any(isinstance(n, For) and n.kind == "thread_binding" for n in walk_stmts(func.body))
+
+
+def _compacted_for_gpu(func):
+    """``func`` with its buffers compacted per thread / per thread block, as GPU lowering does."""
+    from ..schedule.compact import compact_buffers
+    from ..schedule.schedule import Schedule
+    from ..targets.gpu.lower import _share_axis_variables
+
+    sch = Schedule(func)
+    _share_axis_variables(sch.func.body)
+    compact_buffers(sch)
+    return sch.func
 
 
 def _log(x: float) -> float:
@@ -125,7 +151,8 @@ class _Walker:
         if isinstance(stmt, For):
             self.loops_total += 1
             extent = max(1, _eval(stmt.extent, {}, self.bind))
-            self.visit(stmt.body, loops + ((stmt.var, extent, stmt.kind),))
+            kind = "parallel" if stmt.kind == "thread_binding" else stmt.kind  # GPU blocks and threads
+            self.visit(stmt.body, loops + ((stmt.var, extent, kind),))
         elif isinstance(stmt, SeqStmt):
             for sub in stmt.stmts:
                 self.visit(sub, loops)

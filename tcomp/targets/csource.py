@@ -140,7 +140,8 @@ class CSourceRenderer:
     def _axis_var(body: Stmt, tag: str) -> Var:
         from ..tir.transform import walk_stmts
 
-        return next(n.var for n in walk_stmts(body) if isinstance(n, For) and n.thread_tag == tag)
+        found = next((n.var for n in walk_stmts(body) if isinstance(n, For) and n.thread_tag == tag), None)
+        return found if found is not None else Var(tag.replace(".", "_"))  # lanes of a warp-wide intrinsic
 
     def name(self, obj) -> str:
         """A C identifier for a variable or buffer, unique in the kernel."""

@@ -6,7 +6,9 @@
 
 Each candidate is a trace replayed on ``func`` with its recorded decisions, built, run once on
 random inputs and compared with the unscheduled ``func`` (the reference), then timed (median
-of ``repeat`` runs). Statuses: "ok"; "build_error" (the trace does not apply, or the program
+of ``repeat`` runs). On ``target="cuda"`` both run on the GPU: the reference is the unscheduled
+func under the default binding (one thread per output element running the plain loop), the
+candidate is timed on the device (``CudaKernel.time``, CUDA events). Statuses: "ok"; "build_error" (the trace does not apply, or the program
 does not build or run); "wrong" (outputs differ from the reference; detail says by how much);
 "crash" (the worker process died, e.g. a segfault); "timeout" (no answer in ``timeout_s``).
 After a crash or timeout a fresh worker (new random inputs, reference rebuilt) takes the next

@@ -3,7 +3,8 @@
 The intrinsic's description fixes its loops (``dot_16x4_vnni``: a spatial loop of 16 and a
 reduce loop of 4). The block's last spatial loops and last reduce loops are split by those
 extents, the outer parts tiled as S0 S1 R (S0 fused and parallel; tiles sampled) and the
-inner parts put innermost in the description's order, then ``tensorize`` replaces them::
+inner parts put innermost in the description's order, then ``tensorize`` replaces them (on a
+GPU target the fused S0 loop is bound to ``blockIdx.x`` instead, a warp per thread block)::
 
     for i0_j0 in parallel(...):  for i1, j1:  for k0:
       dot_16x4_vnni(&A[i, k0 * 4], &B[j // 16, k0, 0, 0], &C[i, j * 16])
@@ -31,7 +32,7 @@ def apply(func, sch: Schedule, name: str, target: str) -> list:
     for intrinsic in list_intrinsics(target):
         new = fork(func, sch)
         try:
-            _sketch(new, name, intrinsic)
+            _sketch(new, name, intrinsic, target)
         except ScheduleError:
             continue
         sketches.append(new)
@@ -52,7 +53,7 @@ def _description_kinds(intrinsic: str) -> list:
     return result
 
 
-def _sketch(sch: Schedule, name: str, intrinsic: str) -> None:
+def _sketch(sch: Schedule, name: str, intrinsic: str, target: str) -> None:
     block = sch.get_block(name)
     kinds = loop_kinds(sch, sch.get_block_obj(block))
     loops = sch.get_loops(block)
@@ -78,7 +79,14 @@ def _sketch(sch: Schedule, name: str, intrinsic: str) -> None:
     sch.reorder(*order)
     sch.tensorize(inner_loops[0], intrinsic)
     parallel = [t[0] for t in s_tiles]
-    sch.parallel(sch.fuse(*parallel) if len(parallel) > 1 else parallel[0])
+    outer = sch.fuse(*parallel) if len(parallel) > 1 else parallel[0]
+    if target in GPU_TARGETS:
+        sch.bind(outer, "blockIdx.x")  # one warp per thread block runs the warp-wide intrinsic
+    else:
+        sch.parallel(outer)
+
+
+GPU_TARGETS = ("cuda",)
 
 
 def _in_description_order(wanted: list, by_kind: dict, inner: dict) -> list:
