@@ -9,7 +9,7 @@ import pytest
 import tcomp
 from tcomp import tir
 from tcomp.schedule.intrinsics import list_intrinsics
-from tcomp.tir.expr import Cmp, FloatImm, IntImm, Select, cast, logical_and, maximum, minimum
+from tcomp.tir.expr import Cmp, FloatImm, IntImm, Select, call, cast, logical_and, maximum, minimum
 from tcomp.tuning.space import design_space
 from te_kernels import matmul_func
 
@@ -194,6 +194,27 @@ def test_row_reduction_plain_and_rfactor(combiner, ref):
     plain, rf = texts
     assert "parallel(" in plain and "_rf" not in plain
     assert "B_rf" in rf and "vectorized(" in rf and "parallel(" in rf
+
+
+def _softmax(rows=6, heads=3, cols=40):
+    x = tir.placeholder((rows, heads, cols), "float32", name="X")
+    k, j = tir.reduce_axis(cols, "k"), tir.reduce_axis(cols, "j")
+    m = tir.compute((rows, heads), lambda r, h: tir.max(x[r, h, k], axis=k), name="M")
+    s = tir.compute((rows, heads), lambda r, h: tir.sum(call("exp", x[r, h, j] - m[r, h]), axis=j), name="S")
+    out = tir.compute((rows, heads, cols), lambda r, h, c: call("exp", x[r, h, c] - m[r, h]) / s[r, h], name="out")
+    return tir.create_func([x, out])
+
+
+def test_softmax_row_statistics_are_computed_under_the_row_loop():
+    func = _softmax()
+    x = _rand(6, 3, 40)
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    texts = _check(func, [x], e / e.sum(axis=-1, keepdims=True))
+    fused = [t for t in texts if t.count("parallel(") == 1]  # one parallel row loop holding M, S and out
+    assert len(fused) == 2 and len(texts) == 6  # + plain/rfactor M x plain/rfactor S, out on its own
+    for text in fused:
+        assert text.index("parallel(") < text.index("block M") < text.index("block S") < text.index("block out")
+    assert any("M_rf" in t and "S_rf" in t for t in fused)
 
 
 def test_elementwise_chain_inlined_fused_vectorized():

@@ -13,7 +13,8 @@ How sketches are made (rules in ``rules/``):
    - blocks with data reuse (matmul, batch matmul, conv): ``tensorize`` sketches for every
      registered intrinsic that matches, plus ``multi_level_tiling`` (the target's structure;
      no cache / cache-write at each level);
-   - other reductions: ``reduction`` (plain parallel, rfactor);
+   - other reductions: ``reduction`` (plain parallel, rfactor), and on the CPU, where they are row
+     statistics of the output (softmax, layer norm), ``row_fusion`` (computed under its row loop);
    - spatial blocks: ``injective`` (fuse, split by the vector width, parallel, vectorize).
 3. A block no rule takes stays as it is.
 
@@ -23,7 +24,15 @@ from __future__ import annotations
 
 from ..schedule.schedule import Schedule
 from ..tir.stmt import PrimFunc
-from .rules import auto_inline, gpu_tiling, injective, multi_level_tiling, reduction, tensorize
+from .rules import (
+    auto_inline,
+    gpu_tiling,
+    injective,
+    multi_level_tiling,
+    reduction,
+    row_fusion,
+    tensorize,
+)
 
 STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU}
 
@@ -45,5 +54,6 @@ def _rules(func, sch: Schedule, name: str, target: str, structure) -> list:
     """The sketches that block ``name`` forks ``sch`` into ([] where no rule applies)."""
     if multi_level_tiling.applies(sch, name):
         return tensorize.apply(func, sch, name, target) + multi_level_tiling.apply(func, sch, name, structure)
-    return reduction.apply(func, sch, name) or injective.apply(func, sch, name) or \
+    fused_rows = row_fusion.apply(func, sch, name) if target == "cpu" else []
+    return fused_rows + reduction.apply(func, sch, name) or injective.apply(func, sch, name) or \
         tensorize.apply(func, sch, name, target)

@@ -6,6 +6,7 @@
                           parallel / vectorize / unroll
     tensorize.py          tiles to a registered intrinsic's shape and tensorizes, where it matches
     reduction.py          reductions without reuse (row sums / max): plain parallel and rfactor
+    row_fusion.py         row statistics (softmax, layer norm) computed under the output's row loop
     injective.py          spatial-only blocks: fuse, split by the vector width, parallel, vectorize
     blocks.py             what the rules ask about blocks and loops (kinds, reuse, consumers)
 
