@@ -196,6 +196,20 @@ def test_row_reduction_plain_and_rfactor(combiner, ref):
     assert "B_rf" in rf and "vectorized(" in rf and "parallel(" in rf
 
 
+def test_pooling_windows_vectorize_along_the_output_row():
+    """A 3x3 stride-2 max pool over a padded input: besides plain and rfactor, a sketch whose
+    reduce loops run outside a vectorized part of the output row."""
+    x = tir.placeholder((2, 3, 13, 17), "float32", name="X")
+    r, s = tir.reduce_axis(3, "r"), tir.reduce_axis(3, "s")
+    p = tir.compute((2, 3, 6, 8), lambda n, c, i, j: tir.max(x[n, c, i * 2 + r, j * 2 + s], axis=[r, s]), name="P")
+    xv = _rand(2, 3, 13, 17)
+    windows = np.stack([xv[:, :, a:a + 11:2, b:b + 15:2] for a in range(3) for b in range(3)])
+    texts = _check(tir.create_func([x, p]), [xv], windows.max(axis=0))
+    assert len(texts) == 3
+    vector = texts[2]
+    assert vector.index("for r in") < vector.index("for s in") < vector.rindex("vectorized(") and "P_init" in vector
+
+
 def _softmax(rows=6, heads=3, cols=40):
     x = tir.placeholder((rows, heads, cols), "float32", name="X")
     k, j = tir.reduce_axis(cols, "k"), tir.reduce_axis(cols, "j")

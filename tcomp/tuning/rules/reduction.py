@@ -1,4 +1,4 @@
-"""reduction: reductions without data reuse (row sums, row max, a full sum) in two sketches.
+"""reduction: reductions without data reuse (row sums, row max, a full sum, pooling windows).
 
 plain: the spatial loops fused and parallel, the reduction serial inside::
 
@@ -11,15 +11,24 @@ becomes a spatial axis of ``B_rf`` and is vectorized, then B reduces B_rf::
       for k0:  for k1 in vectorized(v):  B_rf[i, k1] = max(B_rf[i, k1], A[i, k0 * v + k1])
       for k1:  B[i] = max(B[i], B_rf[i, k1])
 
+spatial vector: where an input is read along the output's innermost axis (pooling windows, a
+reduction over a leading axis), that axis is split by a sampled width v, the reduce loops moved
+between its parts, and the inner part vectorized (whole vectors of outputs accumulate)::
+
+    for n_c_oh_ow0 in parallel(...):
+      for ow1 in vectorized(v): P[.., ow] = -inf
+      for r, s:  for ow1 in vectorized(v):  P[.., ow] = max(P[.., ow], X[.., oh*2 + r, ow*2 + s])
+
 A symbolic reduce extent gets only the plain sketch (rfactor needs an exact split).
 
     sketches = apply(func, sch, "B")
 """
 from __future__ import annotations
 
+from ...schedule.regions import read_indices
 from ...schedule.schedule import Schedule
 from ...tir import arith
-from ...tir.expr import IntImm
+from ...tir.expr import IntImm, free_vars
 from .blocks import attempt, find_block, fork, is_pending, is_spatial, loop_kinds
 
 VECTOR_MAX = 64
@@ -38,6 +47,9 @@ def apply(func, sch: Schedule, name: str) -> list:
     rf = fork(func, sch)
     if _rfactor(rf, name):
         sketches.append(rf)
+    vec = fork(func, sch)
+    if _spatial_vector(vec, name):
+        sketches.append(vec)
     return sketches
 
 
@@ -64,7 +76,7 @@ def _rfactor(sch: Schedule, name: str) -> bool:
     k = loops[len(kinds) - 1]
     if not isinstance(arith.simplify(sch.get_loop(k).extent), IntImm):
         return False
-    outer, inner = sch.split(k, sch.sample_perfect_tile(k, 2, VECTOR_MAX))
+    _, inner = sch.split(k, sch.sample_perfect_tile(k, 2, VECTOR_MAX))
     rank = len(sch.get_block_obj(block).writes[0].shape)
     rf = attempt(sch, "rfactor", inner, rank)
     if rf is False:
@@ -76,3 +88,32 @@ def _rfactor(sch: Schedule, name: str) -> bool:
     for blk in [b.name for b in sch.blocks() if b.name in (rf_name, f"{rf_name}_init")]:
         attempt(sch, "vectorize", sch.get_loops(sch.get_block(blk))[-1])
     return True
+
+
+def _spatial_vector(sch: Schedule, name: str) -> bool:
+    block = sch.get_block(name)
+    blk = sch.get_block_obj(block)
+    kinds = loop_kinds(sch, blk)
+    loops = sch.get_loops(block)
+    if "S" not in kinds or "R" not in kinds or kinds != sorted(kinds, reverse=True):
+        return False
+    last = loops[kinds.count("S") - 1]
+    if not isinstance(arith.simplify(sch.get_loop(last).extent), IntImm) or not _read_along(sch, blk, last):
+        return False
+    _, inner = sch.split(last, sch.sample_perfect_tile(last, 2, VECTOR_MAX))
+    reduce_loops = [loop for loop, kind in zip(loops, kinds) if kind == "R"]
+    sch.reorder(*reduce_loops, inner)
+    init = sch.decompose_reduction(block, reduce_loops[0])
+    _parallel_spatial(sch, block)
+    sch.vectorize(inner)
+    return attempt(sch, "vectorize", sch.get_loops(init)[-1]) is not False
+
+
+def _read_along(sch: Schedule, blk, loop) -> bool:
+    """Whether the inputs of ``blk`` indexed by ``loop`` are all read with it in their last index."""
+    var = sch.get_loop(loop).var
+    realize = sch.realize_of(blk)
+    fed = {iv.var for iv, value in zip(blk.iter_vars, realize.iter_values) if var in free_vars(value)}
+    reads = [indices for buf in blk.reads if buf not in blk.writes for indices in read_indices(blk, buf)
+             if any(fed & free_vars(i) for i in indices)]
+    return bool(reads) and all(fed & free_vars(indices[-1]) for indices in reads)
