@@ -78,10 +78,9 @@ needs_gpu = pytest.mark.skipif(not _device(), reason="no CUDA device on this mac
 def test_sampled_candidates_match_numpy(dtype):
     rng = np.random.default_rng()
     func = matmul_func(100, 72, 40) if dtype == "float32" else kernels.half_gemm_func(64, 48, 32)
-    m, k = func.params[0].shape
-    n = func.params[1].shape[1]
-    a = rng.standard_normal((int(m), int(k))).astype(dtype)
-    b = rng.standard_normal((int(k), int(n))).astype(dtype)
+    (m, k), n = (e.value for e in func.params[0].shape), func.params[1].shape[1].value
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
     expected = a.astype(np.float64) @ b.astype(np.float64)
     for _, sch in _candidates(func, range(3)):
         kernel = tcomp.build(sch.func, target="cuda")

@@ -72,10 +72,12 @@ class CudaKernel(Kernel):
         from .driver import elapsed_seconds
 
         arrays, _ = self._arguments(arrays)
-        launches, _ = self._prepare(arrays)
+        launches, memory = self._prepare(arrays)  # ``memory`` stays alive while the launches run
         for _ in range(warmup):
             self._launch(launches)
-        return statistics.median(elapsed_seconds(lambda: self._launch(launches)) for _ in range(repeat))
+        seconds = statistics.median(elapsed_seconds(lambda: self._launch(launches)) for _ in range(repeat))
+        del memory
+        return seconds
 
     def _run(self, arrays) -> None:
         from .driver import synchronize
