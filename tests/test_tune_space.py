@@ -197,17 +197,20 @@ def test_row_reduction_plain_and_rfactor(combiner, ref):
 
 
 def test_pooling_windows_vectorize_along_the_output_row():
-    """A 3x3 stride-2 max pool over a padded input: besides plain and rfactor, a sketch whose
-    reduce loops run outside a vectorized part of the output row."""
+    """A 3x3 stride-2 max pool over a padded input, then an epilogue: besides plain and rfactor,
+    a sketch whose reduce loops run outside a vectorized part of the output row, the epilogue
+    right after them in the same parallel loop."""
     x = tir.placeholder((2, 3, 13, 17), "float32", name="X")
     r, s = tir.reduce_axis(3, "r"), tir.reduce_axis(3, "s")
     p = tir.compute((2, 3, 6, 8), lambda n, c, i, j: tir.max(x[n, c, i * 2 + r, j * 2 + s], axis=[r, s]), name="P")
+    out = tir.compute((2, 3, 6, 8), lambda n, c, i, j: p[n, c, i, j] * 0.5, name="out")
     xv = _rand(2, 3, 13, 17)
     windows = np.stack([xv[:, :, a:a + 11:2, b:b + 15:2] for a in range(3) for b in range(3)])
-    texts = _check(tir.create_func([x, p]), [xv], windows.max(axis=0))
+    texts = _check(tir.create_func([x, out]), [xv], windows.max(axis=0) * 0.5)
     assert len(texts) == 3
     vector = texts[2]
-    assert vector.index("for r in") < vector.index("for s in") < vector.rindex("vectorized(") and "P_init" in vector
+    assert vector.index("for r in") < vector.index("for s in") < vector.index("block out") and "P_init" in vector
+    assert vector.count("parallel(") == 1 and vector.count("vectorized(") == 3  # init, window, epilogue
 
 
 def _softmax(rows=6, heads=3, cols=40):

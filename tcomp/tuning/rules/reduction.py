@@ -18,6 +18,7 @@ between its parts, and the inner part vectorized (whole vectors of outputs accum
     for n_c_oh_ow0 in parallel(...):
       for ow1 in vectorized(v): P[.., ow] = -inf
       for r, s:  for ow1 in vectorized(v):  P[.., ow] = max(P[.., ow], X[.., oh*2 + r, ow*2 + s])
+      for ow1 in vectorized(v): out[.., ow] = epilogue(P[.., ow])     (its one elementwise consumer)
 
 A symbolic reduce extent gets only the plain sketch (rfactor needs an exact split).
 
@@ -29,7 +30,15 @@ from ...schedule.regions import read_indices
 from ...schedule.schedule import Schedule
 from ...tir import arith
 from ...tir.expr import IntImm, free_vars
-from .blocks import attempt, find_block, fork, is_pending, is_spatial, loop_kinds
+from .blocks import (
+    attempt,
+    consumers,
+    find_block,
+    fork,
+    is_pending,
+    is_spatial,
+    loop_kinds,
+)
 
 VECTOR_MAX = 64
 
@@ -100,13 +109,25 @@ def _spatial_vector(sch: Schedule, name: str) -> bool:
     last = loops[kinds.count("S") - 1]
     if not isinstance(arith.simplify(sch.get_loop(last).extent), IntImm) or not _read_along(sch, blk, last):
         return False
-    _, inner = sch.split(last, sch.sample_perfect_tile(last, 2, VECTOR_MAX))
+    outer, inner = sch.split(last, sch.sample_perfect_tile(last, 2, VECTOR_MAX))
     reduce_loops = [loop for loop, kind in zip(loops, kinds) if kind == "R"]
     sch.reorder(*reduce_loops, inner)
+    _epilogue_under(sch, name, outer)  # before the init is split off and the loops fused: exact regions
     init = sch.decompose_reduction(block, reduce_loops[0])
     _parallel_spatial(sch, block)
     sch.vectorize(inner)
     return attempt(sch, "vectorize", sch.get_loops(init)[-1]) is not False
+
+
+def _epilogue_under(sch: Schedule, name: str, loop) -> None:
+    """Moves the one elementwise consumer of block ``name`` (its epilogue) under ``loop``, right
+    after the elements it reads are reduced, its innermost loop vectorized."""
+    after = consumers(sch, find_block(sch, name))
+    if len(after) != 1 or not is_spatial(after[0]) or not is_pending(sch, after[0].name):
+        return
+    epilogue = sch.get_block(after[0].name)
+    if attempt(sch, "reverse_compute_at", epilogue, loop, True):  # unit loops kept: one loop structure for every sampled width
+        attempt(sch, "vectorize", sch.get_loops(epilogue)[-1])
 
 
 def _read_along(sch: Schedule, blk, loop) -> bool:
