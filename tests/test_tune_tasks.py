@@ -203,6 +203,21 @@ def test_every_sketch_of_the_window_reduction_and_norm_tasks_is_correct(name):
                                            err_msg=f"{task.group_labels}\n{trace}")
 
 
+@pytest.mark.parametrize("name", ["pools", "depthwise", "reductions", "norms"])
+def test_task_funcs_compile_for_cuda(name):
+    """The block forms the CPU tuner schedules also build unscheduled for a GPU (default binding;
+    compile-only, no device needed), except a full reduction: no spatial loop to bind."""
+    pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed (pip install 'tcomp[cuda]')")
+    from tcomp.targets.gpu.binding import GPULoweringError
+
+    for task in extract_tasks(MODELS[name]()):
+        if all(int(s.value) == 1 for s in task.func.params[-1].shape):
+            with pytest.raises(GPULoweringError, match="no spatial loop"):
+                tcomp.build(task.func, target="cuda -arch=sm_90")
+            continue
+        assert tcomp.build(task.func, target="cuda -arch=sm_90").ptx()
+
+
 def test_task_contents_and_weights():
     (task,) = extract_tasks(_matmul_add_relu())
     assert task.weight == 1 and task.group_labels == ["MatMul+Add+Relu"]
