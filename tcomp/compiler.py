@@ -87,7 +87,7 @@ class CompiledModule:
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None,
             num_threads: int | None = None, constant_inputs: dict | None = None,
-            example_inputs=None, db=None, schedule: str = "template") -> CompiledModule:
+            example_inputs=None, db=None, schedule: str = "predicted") -> CompiledModule:
     """Compiles an ONNX model (``onnx.ModelProto`` or path) for ``target``.
 
     A ``torch.nn.Module`` is traced with ``example_inputs`` (a tuple of tensors) by
@@ -101,9 +101,9 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     names those inputs); ``tcomp.backend`` recompiles on new values automatically.
 
     ``schedule`` chooses the kernels of fused groups that are tuning tasks
-    (``tcomp/tuning/tasks.py``): ``"predicted"`` runs the schedule the shipped cost model
+    (``tcomp/tuning/tasks.py``): ``"predicted"`` (default) runs the schedule the shipped cost model
     predicts fastest among the group's template and its design space's best predicted candidates
-    (``tcomp/tuning/predicted.py``; small kernels keep the template); ``"template"`` (default) runs the
+    (``tcomp/tuning/predicted.py``; small kernels keep the template); ``"template"`` runs the
     template kernels. ``db`` (a tuning database path or ``tcomp.tuning.database.Database``):
     with either choice, a task with records for ``target`` runs the best record's schedule (or
     its template, where the template measured faster).

@@ -41,7 +41,7 @@ from .workload import workload_key
 # matmul of 128x128x64, about 10 microseconds, where schedules differ by microseconds.
 MIN_WORK = 2 ** 20
 SEED = 0            # of the evolution: the same model and task give the same choice
-POPULATION = 32     # evolution of the prediction (the search measures with 48 and 3 generations)
+POPULATION = 16     # evolution of the prediction (the search: 48 and 3 generations); compile time
 GENERATIONS = 2
 TOP = 8             # best predicted design-space candidates scored next to the template
 

@@ -1,0 +1,345 @@
+"""Cost-model data: the candidates the search and the predicted compile rank, measured.
+
+    python benchmarks/costmodel_data.py prepare [--dir costmodel_data] [--models-dir DIR]
+    # on an idle machine: 7 processes of 2 cores each, every kernel pinned like the 2-core target
+    for i in 0 1 2 3 4 5 6; do taskset -c $((2*i)),$((2*i+1)) python benchmarks/costmodel_data.py \\
+        measure --dir costmodel_data --shard $i/7 --out costmodel_data/measured_$i.jsonl & done; wait
+    python benchmarks/costmodel_train.py --dir costmodel_data     # trains on the "train" kernels
+    python benchmarks/costmodel_eval.py --dir costmodel_data      # ranks the "heldout" kernels
+
+Kernels, each in one split:
+
+* model tasks (``tuning/tasks.py``) of the model zoo (tests/model_zoo.py, full size) with at
+  least ``predicted.MIN_WORK`` iterations, i.e. the kernels the predicted compile decides, each
+  with its template kernel: ResNet-18, BERT-base, GPT-2 and every other task of MobileNetV2 train;
+  ViT-tiny and the remaining MobileNetV2 tasks are held out (a held-out workload that also
+  occurs in training is dropped);
+* compute definitions written with ``tcomp.tir`` (``TRAIN_KERNELS`` train, ``HELD_OUT``
+  held out): matmuls, batch matmul, conv2d, reductions, elementwise.
+
+Candidates of a kernel: ``--random`` random samples of its design space (``space.design_space``,
+a random sketch with random decisions), the ``--predicted`` best candidates of the evolution that
+the predicted compile runs (held-out kernels: ``--heldout-random``, ``--heldout-predicted``) (``predicted.ranked_candidates``, the shipped model at the time of
+``prepare``), and its template. ``prepare`` writes ``kernels.pickle`` (the functions and
+templates: a transport to the measuring machine, which need not have torch or the model files,
+like the measuring worker's pickled messages; regenerated, never kept in the repository) and
+``candidates.jsonl`` (kernel, origin, trace JSON). ``measure`` measures a shard of the kernels
+with ``tuning.measure.Measurer`` (checked against the unscheduled function, median of 5 runs,
+``--threads`` threads), the template and the first half of every kernel's candidates first,
+and measures nothing more after ``--deadline`` seconds; a line per candidate, written as measured.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import random
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests")]
+
+from tcomp import tir  # noqa: E402
+from tcomp.schedule.trace import Trace  # noqa: E402
+from tcomp.tir import expr as te  # noqa: E402
+
+TRAIN_MODELS = ("resnet18", "bert", "gpt2")
+HELD_OUT_MODELS = ("vit_tiny",)
+SPLIT_MODELS = ("mobilenetv2",)      # every other task (by workload key) trains, the rest are held out
+
+
+# ---------------------------------------------------------------- compute definitions
+def matmul(m, n, k):
+    a = tir.placeholder((m, k), "float32", name="A")
+    b = tir.placeholder((k, n), "float32", name="B")
+    r = tir.reduce_axis(k, name="k")
+    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
+    return tir.create_func([a, b, c])
+
+
+def batch_matmul(bs, m, n, k):
+    a = tir.placeholder((bs, m, k), "float32", name="A")
+    b = tir.placeholder((bs, k, n), "float32", name="B")
+    r = tir.reduce_axis(k, name="k")
+    c = tir.compute((bs, m, n), lambda q, i, j: tir.sum(a[q, i, r] * b[q, r, j], axis=r), name="C")
+    return tir.create_func([a, b, c])
+
+
+def conv2d(c_in, hw, c_out, ksize):
+    """NCHW conv (batch 1, stride 1, 'same' padding) with an explicit padding stage."""
+    pad = ksize // 2
+    x = tir.placeholder((c_in, hw, hw), "float32", name="X")
+    w = tir.placeholder((c_out, c_in, ksize, ksize), "float32", name="W")
+    zero = te.const(0.0, "float32")
+
+    def clamp(e):
+        return te.minimum(te.maximum(e - pad, 0), hw - 1)
+
+    def inside(e):
+        return te.BinOp("and", e >= pad, e < hw + pad)
+
+    xp = tir.compute((c_in, hw + 2 * pad, hw + 2 * pad), lambda c, h, v: te.Select(
+        te.BinOp("and", inside(h), inside(v)), x[c, clamp(h), clamp(v)], zero), name="Xp") if pad else None
+    src = xp if xp is not None else x
+    rc, rh, rw = tir.reduce_axis(c_in, "rc"), tir.reduce_axis(ksize, "rh"), tir.reduce_axis(ksize, "rw")
+    y = tir.compute((c_out, hw, hw), lambda o, h, v: tir.sum(src[rc, h + rh, v + rw] * w[o, rc, rh, rw],
+                                                             axis=[rc, rh, rw]), name="Y")
+    return tir.create_func([x, w, y])
+
+
+def row_reduce(m, n, combiner="sum"):
+    a = tir.placeholder((m, n), "float32", name="A")
+    r = tir.reduce_axis(n, name="r")
+    b = tir.compute((m,), lambda i: getattr(tir, combiner)(a[i, r], axis=r), name="B")
+    return tir.create_func([a, b])
+
+
+def col_reduce(m, n):
+    a = tir.placeholder((m, n), "float32", name="A")
+    r = tir.reduce_axis(m, name="r")
+    b = tir.compute((n,), lambda j: tir.sum(a[r, j], axis=r), name="B")
+    return tir.create_func([a, b])
+
+
+def elementwise(m, n, kind="exp_add"):
+    a = tir.placeholder((m, n), "float32", name="A")
+    b = tir.placeholder((m, n), "float32", name="B")
+    if kind == "exp_add":
+        c = tir.compute((m, n), lambda i, j: te.call("exp", a[i, j]) + b[i, j], name="C")
+    elif kind == "transpose_add":
+        c = tir.compute((m, n), lambda i, j: a[j, i] * 2.0 + b[i, j], name="C")
+    else:  # relu(a) * b + a, two stages
+        t = tir.compute((m, n), lambda i, j: te.maximum(a[i, j], 0.0), name="T")
+        c = tir.compute((m, n), lambda i, j: t[i, j] * b[i, j] + a[i, j], name="C")
+    return tir.create_func([a, b, c])
+
+
+def tanh_gelu(m, n):
+    a = tir.placeholder((m, n), "float32", name="X")
+    c = tir.compute((m, n), lambda i, j: a[i, j] * (te.call("tanh", a[i, j] * 0.79788) + 1.0) * 0.5, name="Y")
+    return tir.create_func([a, c])
+
+
+TRAIN_KERNELS = {
+    "matmul_256": lambda: matmul(256, 256, 256),
+    "matmul_128x512x256": lambda: matmul(128, 512, 256),
+    "matmul_512x128x128": lambda: matmul(512, 128, 128),
+    "matmul_64x1024x64": lambda: matmul(64, 1024, 64),
+    "matmul_384x384x64": lambda: matmul(384, 384, 64),
+    "bmm_8x128x128x64": lambda: batch_matmul(8, 128, 128, 64),
+    "conv2d_32x28x64_3": lambda: conv2d(32, 28, 64, 3),
+    "conv2d_64x14x64_1": lambda: conv2d(64, 14, 64, 1),
+    "rowsum_1024": lambda: row_reduce(1024, 1024),
+    "rowmax_256x4096": lambda: row_reduce(256, 4096, "max"),
+    "colsum_1024": lambda: col_reduce(1024, 1024),
+    "exp_add_1024": lambda: elementwise(1024, 1024, "exp_add"),
+    "transpose_add_512": lambda: elementwise(512, 512, "transpose_add"),
+    "relu_mul_add_768": lambda: elementwise(768, 768, "relu_mul_add"),
+}
+
+HELD_OUT = {
+    "matmul_320x192x256": lambda: matmul(320, 192, 256),
+    "matmul_96x768x512": lambda: matmul(96, 768, 512),
+    "bmm_4x96x192x128": lambda: batch_matmul(4, 96, 192, 128),
+    "conv2d_16x56x32_3": lambda: conv2d(16, 56, 32, 3),
+    "colsum_2048x512": lambda: col_reduce(2048, 512),
+    "tanh_gelu_640x1024": lambda: tanh_gelu(640, 1024),
+}
+assert not set(HELD_OUT) & set(TRAIN_KERNELS)
+
+
+# ---------------------------------------------------------------- prepare (here)
+def model_kernels(models_dir: Path) -> dict:
+    """{name: kernel entry} of the model zoo's tasks above the predicted compile's work threshold."""
+    from model_zoo import export_model
+
+    from tcomp.tuning.predicted import MIN_WORK, iterations
+    from tcomp.tuning.tasks import extract_tasks
+
+    kernels, split_of = {}, {}
+    for model in TRAIN_MODELS + SPLIT_MODELS + HELD_OUT_MODELS:
+        tasks = [t for t in extract_tasks(str(export_model(model, models_dir))) if iterations(t.func) >= MIN_WORK]
+        for index, task in enumerate(sorted(tasks, key=lambda t: t.workload)):
+            if model in SPLIT_MODELS:
+                split = "train" if index % 2 == 0 else "heldout"
+            else:
+                split = "train" if model in TRAIN_MODELS else "heldout"
+            if task.workload in split_of and (split_of[task.workload] == "train" or split == "heldout"):
+                continue  # a workload of several models: once, in training where it trains anywhere
+            split_of[task.workload] = split
+            kernels = {n: k for n, k in kernels.items() if k["workload"] != task.workload}
+            kernels[f"{model}.{task.name}"] = {"func": task.func, "template": task.template, "split": split,
+                                               "workload": task.workload, "label": task.group_labels[0]}
+    return kernels
+
+
+def te_kernels() -> dict:
+    from tcomp.tuning.workload import workload_key
+
+    out = {}
+    for split, defs in (("train", TRAIN_KERNELS), ("heldout", HELD_OUT)):
+        for name, make in defs.items():
+            func = make()
+            out[f"te.{name}"] = {"func": func, "template": None, "split": split, "workload": workload_key(func),
+                                 "label": name}
+    return out
+
+
+def candidates(func, model, count_random: int, count_predicted: int, seed: int) -> list:
+    """[(origin, trace JSON)]: random design-space samples, then the best predicted (distinct)."""
+    from tcomp.tuning.predicted import ranked_candidates
+    from tcomp.tuning.space import design_space
+
+    sketches = design_space(func)
+    rng = random.Random(seed)
+    found: dict = {}
+    for _ in range(4 * count_random):
+        if len(found) == count_random:
+            break
+        try:
+            sch = rng.choice(sketches).apply_to(func, resample=True, seed=rng.randrange(2**31))
+        except Exception:  # noqa: BLE001 - an illegal draw is skipped, as the search does
+            continue
+        found.setdefault(sch.trace.to_json(), "random")
+    predicted = 0
+    for _, cand in ranked_candidates(func, model, top=4 * count_predicted):
+        if predicted == count_predicted:
+            break
+        if cand.key not in found:
+            found[cand.key] = "predicted"
+            predicted += 1
+    return [(origin, trace) for trace, origin in found.items()]
+
+
+def prepare(args) -> None:
+    from tcomp.costmodel.xgb import load_pretrained
+
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    kernels = {**model_kernels(Path(args.models_dir)), **te_kernels()}
+    model = load_pretrained("cpu")
+    lines = []
+    for index, (name, entry) in enumerate(kernels.items()):
+        start = time.perf_counter()
+        if entry["template"] is not None:
+            lines.append({"kernel": name, "origin": "template", "trace": None})
+        counts = (args.random, args.predicted) if entry["split"] == "train" else (args.heldout_random,
+                                                                                 args.heldout_predicted)
+        found = candidates(entry["func"], model, *counts, seed=index)
+        lines += [{"kernel": name, "origin": origin, "trace": trace} for origin, trace in found]
+        print(f"{name:40s} {entry['split']:8s} {len(found):3d} candidates  {entry['label'][:40]}  "
+              f"({time.perf_counter() - start:.1f} s)", flush=True)
+    with (out / "kernels.pickle").open("wb") as f:
+        pickle.dump(kernels, f)
+    (out / "candidates.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    print(f"{len(kernels)} kernels, {len(lines)} candidates -> {out}")
+
+
+# ---------------------------------------------------------------- measure (on the measuring machine)
+def load_kernels(directory) -> dict:
+    with (Path(directory) / "kernels.pickle").open("rb") as f:
+        return pickle.load(f)
+
+
+def load_candidates(directory) -> list:
+    return [json.loads(line) for line in (Path(directory) / "candidates.jsonl").read_text().splitlines()]
+
+
+def shard_kernels(kernels: dict, lines: list, shard: int, shards: int) -> list:
+    """Kernel names of one shard: kernels by estimated cost (iterations x candidates), each to the
+    least loaded shard."""
+    from tcomp.tuning.predicted import iterations
+
+    count = {}
+    for line in lines:
+        count[line["kernel"]] = count.get(line["kernel"], 0) + 1
+    cost = {name: count.get(name, 0) * (1 + iterations(k["func"]) / 1e7) for name, k in kernels.items()}
+    loads, owner = [0.0] * shards, {}
+    for name in sorted(cost, key=lambda n: -cost[n]):
+        target = loads.index(min(loads))
+        owner[name] = target
+        loads[target] += cost[name]
+    return [name for name in kernels if owner[name] == shard]
+
+
+def measure(args) -> None:
+    from tcomp.tuning.measure import Measurer
+
+    kernels = load_kernels(args.dir)
+    lines = load_candidates(args.dir)
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    mine = shard_kernels(kernels, lines, shard, shards)
+    by_kernel = {name: [line for line in lines if line["kernel"] == name] for name in mine}
+    start = time.perf_counter()
+    with Path(args.out).open("w") as f:
+        for part in (0, 1):   # the template and the first half of every kernel first
+            for name in mine:
+                todo = by_kernel[name]
+                todo = todo[:(len(todo) + 1) // 2] if part == 0 else todo[(len(todo) + 1) // 2:]
+                entry = kernels[name]
+                for func, origin in ((entry["template"], "template"), (entry["func"], None)):
+                    batch = [line for line in todo if (line["origin"] == "template") == (origin == "template")]
+                    if not batch or time.perf_counter() - start > args.deadline:
+                        continue
+                    with Measurer(func, num_threads=args.threads, timeout_s=30.0) as measurer:
+                        for line in batch:
+                            if time.perf_counter() - start > args.deadline:
+                                break
+                            (result,) = measurer.measure([line["trace"] or Trace().to_json()])
+                            f.write(json.dumps({**line, "status": result.status, "seconds": result.seconds}) + "\n")
+                            f.flush()
+                print(f"shard {shard}: {name} part {part}: {len(todo)} ({time.perf_counter() - start:.0f} s)",
+                      flush=True)
+
+
+# ---------------------------------------------------------------- datasets (here)
+def dataset(directory, split: str) -> dict:
+    """{kernel: (features, seconds, origins)} of the "ok" measurements of one split's kernels:
+    a candidate's features from its trace replayed on the task function (as the search and the
+    predicted compile score it), the template's from the template kernel."""
+    import numpy as np
+
+    from tcomp.costmodel.features import FEATURE_LENGTH, extract
+
+    kernels = load_kernels(directory)
+    rows = [json.loads(line) for path in sorted(Path(directory).glob("measured_*.jsonl"))
+            for line in path.read_text().splitlines()]
+    out: dict = {}
+    for row in rows:
+        entry = kernels[row["kernel"]]
+        if entry["split"] != split or row["status"] != "ok" or not row["seconds"]:
+            continue
+        func = entry["template"] if row["origin"] == "template" else \
+            Trace.from_json(row["trace"]).apply_to(entry["func"]).func
+        x, seconds, origins = out.setdefault(row["kernel"], ([], [], []))
+        x.append(extract(func))
+        seconds.append(row["seconds"])
+        origins.append(row["origin"])
+    return {name: (np.asarray(x, dtype=np.float32).reshape(-1, FEATURE_LENGTH), np.asarray(s), o)
+            for name, (x, s, o) in out.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="kernels and their candidates (needs torch and transformers)")
+    p.add_argument("--dir", default="costmodel_data")
+    p.add_argument("--models-dir", default="/tmp/tcomp-bench-models")
+    p.add_argument("--random", type=int, default=40, help="random design-space samples per training kernel")
+    p.add_argument("--predicted", type=int, default=16, help="best predicted candidates per training kernel")
+    p.add_argument("--heldout-random", type=int, default=24)
+    p.add_argument("--heldout-predicted", type=int, default=8)
+    m = sub.add_parser("measure", help="measures one shard of the kernels")
+    m.add_argument("--dir", default="costmodel_data")
+    m.add_argument("--shard", default="0/1", help="i/n")
+    m.add_argument("--out", required=True)
+    m.add_argument("--threads", type=int, default=2)
+    m.add_argument("--deadline", type=float, default=1e9, help="seconds after which no new kernel part starts")
+    args = parser.parse_args()
+    prepare(args) if args.command == "prepare" else measure(args)
+
+
+if __name__ == "__main__":
+    main()
