@@ -6,8 +6,9 @@ For each model (exported once into --cache-dir, as benchmarks/e2e_cpu.py does): 
 the whole model (``task_scheduler.tune_model``: at most --trials measurements and --minutes of wall
 time, confirming each kernel's best at the end, inside the budget) into ``<db-dir>/<model>.db``; a
 database that exists already is resumed where it holds fewer trials (``--no-tune``: only time).
-Then three systems run interleaved in their own processes (``interleave.py``), 2 threads each:
-the tuned compile (``tcomp.compile(model, db=...)``), the untuned compile, and onnxruntime.
+Then four systems run interleaved in their own processes (``interleave.py``), 2 threads each:
+the tuned compile (``tcomp.compile(model, db=...)``), the untuned compile (schedules predicted
+by the shipped cost model), the templates alone (``schedule="template"``), and onnxruntime.
 The table shows the tuning wall time and trials, medians, and the ratios to onnxruntime.
 """
 from __future__ import annotations
@@ -29,10 +30,10 @@ from interleave import interleaved_medians  # noqa: E402
 from model_zoo import MODEL_NAMES, export_model, random_inputs  # noqa: E402
 
 
-def setup_tcomp(name: str, small: bool, path: str, threads: int, db: str | None):
+def setup_tcomp(name: str, small: bool, path: str, threads: int, db: str | None, schedule: str = "predicted"):
     import tcomp
 
-    mod = tcomp.compile(path, target="cpu", num_threads=threads, db=db)
+    mod = tcomp.compile(path, target="cpu", num_threads=threads, db=db, schedule=schedule)
     tuned = sum(len(k.groups) for k in mod.kernels.values() if k.func.attrs.get("tuned"))
     feeds = random_inputs(path, np.random.default_rng(0))
     return {"tuned_groups": tuned, "groups": len(mod.groups)}, lambda: mod.run(feeds)[0]
@@ -73,6 +74,7 @@ def main() -> None:
         tuning = json.loads(log.read_text()) if log.exists() else {"seconds": float("nan"), "trials": 0}
         common = (name, False, path, args.threads)
         systems = {"tuned": (setup_tcomp, common + (str(db),)), "untuned": (setup_tcomp, common + (None,)),
+                   "template": (setup_tcomp, common + (None, "template")),
                    "onnxruntime": (setup_onnxruntime, common)}
         t, infos, outputs = interleaved_medians(systems, args.repeat)
         ref = outputs["onnxruntime"]
@@ -81,12 +83,13 @@ def main() -> None:
 
     print(f"\nthreads: {args.threads}; medians over {args.repeat} interleaved rounds")
     header = (f"{'model':12s} {'tuning s':>8s} {'trials':>6s} {'tuned groups':>12s} {'tuned ms':>9s} "
-              f"{'untuned ms':>10s} {'ort ms':>8s} {'tuned/ort':>9s} {'untuned/ort':>11s} {'rel err':>8s}")
+              f"{'untuned ms':>10s} {'template ms':>11s} {'ort ms':>8s} {'tuned/ort':>9s} {'untuned/ort':>11s} {'rel err':>8s}")
     print(header)
     print("-" * len(header))
     for name, tuning, t, info, rel in rows:
         print(f"{name:12s} {tuning['seconds']:8.0f} {tuning['trials']:6d} "
               f"{info['tuned_groups']:>5d} of {info['groups']:<4d} {t['tuned'] * 1e3:9.2f} {t['untuned'] * 1e3:10.2f} "
+              f"{t['template'] * 1e3:11.2f} "
               f"{t['onnxruntime'] * 1e3:8.2f} {t['tuned'] / t['onnxruntime']:9.2f} "
               f"{t['untuned'] / t['onnxruntime']:11.2f} {rel:8.1e}")
 

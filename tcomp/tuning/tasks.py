@@ -121,7 +121,7 @@ def group_func(group: FusedGroup) -> PrimFunc | None:
     if group.anchor is None:
         if root.dtype != out_dtype:
             return None
-        out = te.compute(anchor_shape, root.fn, name="out")
+        out = te.compute(anchor_shape, lambda *idx: root.fn(*idx), name="out")  # a view takes its index in any signature
     else:
         out = _anchor_task(group.anchor)(group, params, views, layouts, lambda value_at: _epilogue(
             group, root, acc, anchor_shape, out_dtype, value_at))
