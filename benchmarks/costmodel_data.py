@@ -1,6 +1,6 @@
 """Cost-model data: the candidates the search and the predicted compile rank, measured.
 
-    python benchmarks/costmodel_data.py prepare [--dir costmodel_data] [--models-dir DIR]
+    python benchmarks/costmodel_data.py prepare [--dir costmodel_data] [--models-dir DIR] [--previous DIR]
     # on an idle machine: 7 processes of 2 cores each, every kernel pinned like the 2-core target
     for i in 0 1 2 3 4 5 6; do taskset -c $((2*i)),$((2*i+1)) python benchmarks/costmodel_data.py \\
         measure --dir costmodel_data --shard $i/7 --out costmodel_data/measured_$i.jsonl & done; wait
@@ -9,13 +9,21 @@
 
 Kernels, each in one split:
 
-* model tasks (``tuning/tasks.py``) of the model zoo (tests/model_zoo.py, full size) with at
-  least ``predicted.MIN_WORK`` iterations, i.e. the kernels the predicted compile decides, each
-  with its template kernel: ResNet-18, BERT-base, GPT-2 and every other task of MobileNetV2 train;
-  ViT-tiny and the remaining MobileNetV2 tasks are held out (a held-out workload that also
-  occurs in training is dropped);
+* model tasks (``tuning/tasks.py``: matmul, conv, window, reduce, norm tasks) of the model zoo
+  (tests/model_zoo.py, full size) with at least ``predicted.MIN_WORK`` iterations, i.e. the
+  kernels the predicted compile decides, each with its template kernel: ResNet-18, BERT-base,
+  GPT-2 and every other task of MobileNetV2 train; ViT-tiny and the remaining MobileNetV2 tasks
+  are held out (a held-out workload that also occurs in training is dropped);
+* one-op ONNX models of the window, reduce and norm tasks at other shapes (``TRAIN_OPS`` train,
+  ``HELD_OUT_OPS`` held out; with templates): max/average pooling, depthwise and grouped convs,
+  softmax, layer norm, reductions: above ``MIN_WORK`` the zoo has few of these kinds;
 * compute definitions written with ``tcomp.tir`` (``TRAIN_KERNELS`` train, ``HELD_OUT``
   held out): matmuls, batch matmul, conv2d, reductions, elementwise.
+
+``--previous DIR`` (repeatable) prepares only what is not in an earlier prepared directory (by
+workload): the earlier kernels keep their split, so a held-out kernel of the earlier data never
+trains, and the MobileNetV2 tasks that are new alternate between the splits. The datasets of
+``costmodel_train.py`` and ``costmodel_eval.py`` then take both directories (``--dir A --dir B``).
 
 Candidates of a kernel: ``--random`` random samples of its design space (``space.design_space``,
 a random sketch with random decisions), the ``--predicted`` best candidates of the evolution that
@@ -150,18 +158,90 @@ HELD_OUT = {
 assert not set(HELD_OUT) & set(TRAIN_KERNELS)
 
 
+# ---------------------------------------------------------------- one-op models of the window, reduce, norm tasks
+def one_op(op, x_shape, attrs=None, weight=None, axes=None, opset=17):
+    """A one-node ONNX model of ``op`` on X (``weight``: the shape of a constant conv weight W,
+    ``axes``: a constant axes input): its task is extracted as a model's would be."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, shape_inference
+
+    inits, inputs = [], ["X"]
+    if weight is not None:
+        inits.append(numpy_helper.from_array(np.random.default_rng(0).standard_normal(weight).astype(np.float32), "W"))
+        inputs.append("W")
+    if op == "LayerNormalization":
+        for name in ("scale", "bias"):
+            inits.append(numpy_helper.from_array(np.ones(x_shape[-1:], np.float32), name))
+            inputs.append(name)
+    if axes is not None:
+        inits.append(numpy_helper.from_array(np.asarray(axes, np.int64), "axes"))
+        inputs.append("axes")
+    graph = helper.make_graph([helper.make_node(op, inputs, ["Y"], **(attrs or {}))], op,
+                              [helper.make_tensor_value_info("X", TensorProto.FLOAT, list(x_shape))],
+                              [helper.make_empty_tensor_value_info("Y")], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+    inferred = shape_inference.infer_shapes(model, strict_mode=True)
+    del model.graph.output[:]
+    model.graph.output.extend(inferred.graph.output)
+    return model
+
+
+def _pool(op, c, hw, k, stride, pad):
+    return one_op(op, (1, c, hw, hw), {"kernel_shape": [k, k], "strides": [stride, stride], "pads": [pad] * 4})
+
+
+def _grouped(c, hw, k, stride, groups):
+    return one_op("Conv", (1, c, hw, hw), {"kernel_shape": [k, k], "strides": [stride, stride],
+                                           "pads": [k // 2] * 4, "group": groups}, weight=(c, c // groups, k, k))
+
+
+TRAIN_OPS = {
+    "maxpool_96x112_k3s2": lambda: _pool("MaxPool", 96, 112, 3, 2, 1),
+    "maxpool_64x56_k3s1": lambda: _pool("MaxPool", 64, 56, 3, 1, 1),
+    "avgpool_128x56_k3s1": lambda: _pool("AveragePool", 128, 56, 3, 1, 1),
+    "dwconv_32x112_k3": lambda: _grouped(32, 112, 3, 1, 32),
+    "dwconv_144x56_k3s2": lambda: _grouped(144, 56, 3, 2, 144),
+    "dwconv_240x28_k5": lambda: _grouped(240, 28, 5, 1, 240),
+    "gconv_64x56_g16": lambda: _grouped(64, 56, 3, 1, 16),
+    "softmax_12x256x256": lambda: one_op("Softmax", (12, 256, 256), {"axis": -1}),
+    "softmax_4x512x1024": lambda: one_op("Softmax", (4, 512, 1024), {"axis": -1}),
+    "layernorm_512x768": lambda: one_op("LayerNormalization", (512, 768), {"axis": -1}),
+    "layernorm_2048x256": lambda: one_op("LayerNormalization", (2048, 256), {"axis": -1}),
+    "reducemean_512x56_hw": lambda: one_op("ReduceMean", (1, 512, 56, 56), {"axes": [2, 3]}, opset=17),
+    "reducesum_1024x1024_last": lambda: one_op("ReduceSum", (1024, 1024), axes=[-1]),
+    "reducemax_512x2048_first": lambda: one_op("ReduceMax", (512, 2048), {"axes": [0]}, opset=17),
+}
+
+HELD_OUT_OPS = {
+    "maxpool_48x112_k3s2": lambda: _pool("MaxPool", 48, 112, 3, 2, 1),
+    "avgpool_192x28_k3s1": lambda: _pool("AveragePool", 192, 28, 3, 1, 1),
+    "dwconv_96x56_k3": lambda: _grouped(96, 56, 3, 1, 96),
+    "dwconv_128x28_k5": lambda: _grouped(128, 28, 5, 1, 128),
+    "gconv_64x28_g8": lambda: _grouped(64, 28, 3, 1, 8),
+    "softmax_6x384x384": lambda: one_op("Softmax", (6, 384, 384), {"axis": -1}),
+    "layernorm_1024x384": lambda: one_op("LayerNormalization", (1024, 384), {"axis": -1}),
+    "reducemean_256x64_hw": lambda: one_op("ReduceMean", (1, 256, 64, 64), {"axes": [2, 3]}, opset=17),
+    "reducesum_2048x768_first": lambda: one_op("ReduceSum", (2048, 768), axes=[0]),
+}
+assert not set(HELD_OUT_OPS) & set(TRAIN_OPS)
+
+
 # ---------------------------------------------------------------- prepare (here)
-def model_kernels(models_dir: Path) -> dict:
-    """{name: kernel entry} of the model zoo's tasks above the predicted compile's work threshold."""
+def model_kernels(models_dir: Path, previous: dict | None = None) -> dict:
+    """{name: kernel entry} of the model zoo's tasks above the predicted compile's work threshold.
+    ``previous``: {workload: split} of kernels prepared before (``--previous``): they keep their
+    split and are left out here; the other MobileNetV2 tasks alternate between the splits."""
     from model_zoo import export_model
 
     from tcomp.tuning.predicted import MIN_WORK, iterations
     from tcomp.tuning.tasks import extract_tasks
 
-    kernels, split_of = {}, {}
+    previous = previous or {}
+    kernels, split_of = {}, dict(previous)
     for model in TRAIN_MODELS + SPLIT_MODELS + HELD_OUT_MODELS:
         tasks = [t for t in extract_tasks(str(export_model(model, models_dir))) if iterations(t.func) >= MIN_WORK]
-        for index, task in enumerate(sorted(tasks, key=lambda t: t.workload)):
+        fresh = [t for t in sorted(tasks, key=lambda t: t.workload) if t.workload not in previous]
+        for index, task in enumerate(fresh):
             if model in SPLIT_MODELS:
                 split = "train" if index % 2 == 0 else "heldout"
             else:
@@ -184,6 +264,21 @@ def te_kernels() -> dict:
             func = make()
             out[f"te.{name}"] = {"func": func, "template": None, "split": split, "workload": workload_key(func),
                                  "label": name}
+    return out
+
+
+def op_kernels() -> dict:
+    """{name: kernel entry} of the one-op models' tasks (``TRAIN_OPS`` train, ``HELD_OUT_OPS`` held out)."""
+    from tcomp.tuning.predicted import MIN_WORK, iterations
+    from tcomp.tuning.tasks import extract_tasks
+
+    out = {}
+    for split, defs in (("train", TRAIN_OPS), ("heldout", HELD_OUT_OPS)):
+        for name, make in defs.items():
+            (task,) = extract_tasks(make())
+            assert iterations(task.func) >= MIN_WORK, name
+            out[f"op.{name}"] = {"func": task.func, "template": task.template, "split": split,
+                                 "workload": task.workload, "label": task.group_labels[0]}
     return out
 
 
@@ -218,7 +313,11 @@ def prepare(args) -> None:
 
     out = Path(args.dir)
     out.mkdir(parents=True, exist_ok=True)
-    kernels = {**model_kernels(Path(args.models_dir)), **te_kernels()}
+    previous = {k["workload"]: k["split"] for d in args.previous for k in load_kernels(d).values()}
+    kernels = model_kernels(Path(args.models_dir), previous)
+    for name, entry in {**te_kernels(), **op_kernels()}.items():
+        if entry["workload"] not in previous and entry["workload"] not in {k["workload"] for k in kernels.values()}:
+            kernels[name] = entry
     model = load_pretrained("cpu")
     lines = []
     for index, (name, entry) in enumerate(kernels.items()):
@@ -295,30 +394,59 @@ def measure(args) -> None:
 
 
 # ---------------------------------------------------------------- datasets (here)
-def dataset(directory, split: str) -> dict:
-    """{kernel: (features, seconds, origins)} of the "ok" measurements of one split's kernels:
-    a candidate's features from its trace replayed on the task function (as the search and the
-    predicted compile score it), the template's from the template kernel."""
+def dataset(directories, split: str) -> dict:
+    """{kernel: (features, seconds, origins)} of the "ok" measurements of one split's kernels in
+    ``directories`` (one or several prepared and measured directories): a candidate's features
+    from its trace replayed on the task function (as the search and the predicted compile score
+    it), the template's from the template kernel. Features are cached in each directory
+    (``features.npz``, keyed by kernel, origin and trace)."""
     import numpy as np
 
-    from tcomp.costmodel.features import FEATURE_LENGTH, extract
+    from tcomp.costmodel.features import FEATURE_LENGTH
 
-    kernels = load_kernels(directory)
-    rows = [json.loads(line) for path in sorted(Path(directory).glob("measured_*.jsonl"))
-            for line in path.read_text().splitlines()]
     out: dict = {}
-    for row in rows:
+    for directory in [directories] if isinstance(directories, (str, Path)) else directories:
+        kernels = load_kernels(directory)
+        rows = [json.loads(line) for path in sorted(Path(directory).glob("measured_*.jsonl"))
+                for line in path.read_text().splitlines()]
+        rows = [row for row in rows if kernels[row["kernel"]]["split"] == split and row["status"] == "ok"
+                and row["seconds"]]
+        features = _features(Path(directory), kernels, rows)
+        for row, x in zip(rows, features):
+            assert row["kernel"] not in out or directory == out[row["kernel"]][3], row["kernel"]
+            xs, seconds, origins, _ = out.setdefault(row["kernel"], ([], [], [], directory))
+            xs.append(x)
+            seconds.append(row["seconds"])
+            origins.append(row["origin"])
+    return {name: (np.asarray(x, dtype=np.float32).reshape(-1, FEATURE_LENGTH), np.asarray(s), o)
+            for name, (x, s, o, _) in out.items()}
+
+
+def _features(directory: Path, kernels: dict, rows: list) -> list:
+    """The feature vectors of measured ``rows``, from ``directory/features.npz`` where cached."""
+    import hashlib
+
+    import numpy as np
+
+    from tcomp.costmodel.features import extract
+
+    def key(row):
+        return hashlib.sha1(f"{row['kernel']}|{row['origin']}|{row['trace']}".encode()).hexdigest()
+
+    path = directory / "features.npz"
+    cache = {}
+    if path.exists():
+        with np.load(path) as f:
+            cache = dict(zip(f["keys"].tolist(), f["x"]))
+    missing = [row for row in rows if key(row) not in cache]
+    for row in missing:
         entry = kernels[row["kernel"]]
-        if entry["split"] != split or row["status"] != "ok" or not row["seconds"]:
-            continue
         func = entry["template"] if row["origin"] == "template" else \
             Trace.from_json(row["trace"]).apply_to(entry["func"]).func
-        x, seconds, origins = out.setdefault(row["kernel"], ([], [], []))
-        x.append(extract(func))
-        seconds.append(row["seconds"])
-        origins.append(row["origin"])
-    return {name: (np.asarray(x, dtype=np.float32).reshape(-1, FEATURE_LENGTH), np.asarray(s), o)
-            for name, (x, s, o) in out.items()}
+        cache[key(row)] = np.asarray(extract(func), dtype=np.float32)
+    if missing:
+        np.savez(path, keys=np.asarray(list(cache)), x=np.stack(list(cache.values())))
+    return [cache[key(row)] for row in rows]
 
 
 def main():
@@ -331,6 +459,8 @@ def main():
     p.add_argument("--predicted", type=int, default=16, help="best predicted candidates per training kernel")
     p.add_argument("--heldout-random", type=int, default=24)
     p.add_argument("--heldout-predicted", type=int, default=8)
+    p.add_argument("--previous", action="append", default=[], metavar="DIR",
+                   help="a directory prepared before: its kernels keep their split and are not prepared again")
     m = sub.add_parser("measure", help="measures one shard of the kernels")
     m.add_argument("--dir", default="costmodel_data")
     m.add_argument("--shard", default="0/1", help="i/n")

@@ -1,9 +1,9 @@
 """Cost-model quality on held-out kernels: ranking the candidates the search and the predicted compile rank.
 
-    python benchmarks/costmodel_eval.py [--dir costmodel_data] [--model other.json]
+    python benchmarks/costmodel_eval.py [--dir costmodel_data [--dir more_data]] [--model other.json]
 
 The held-out kernels of benchmarks/costmodel_data.py (ViT-tiny's tasks, half of MobileNetV2's,
-and compute definitions; none of their workloads is in training) each come with measured
+one-op models and compute definitions; none of their workloads is in training) each come with measured
 candidates: random samples of the design space, the best predicted candidates of the predicted
 compile's evolution, and the template kernel for model tasks. Models score the candidates of one
 kernel at a time:
@@ -87,10 +87,11 @@ def _half_trained(x, s, name) -> tuple:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--dir", default="costmodel_data", help="prepared and measured by costmodel_data.py")
+    parser.add_argument("--dir", action="append", help="prepared and measured by costmodel_data.py "
+                        "(repeat for several; default: costmodel_data)")
     parser.add_argument("--model", help="also evaluate this XGBModel file (column 'given')")
     args = parser.parse_args()
-    data = dataset(args.dir, "heldout")
+    data = dataset(args.dir or ["costmodel_data"], "heldout")
     models = {"pretrained": load_pretrained("cpu")}
     if args.model:
         models["given"] = XGBModel.load(args.model)

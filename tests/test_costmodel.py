@@ -99,6 +99,22 @@ def test_xgb_model_learns_a_ranking_and_round_trips(tmp_path):
     assert np.all(np.isfinite(loaded.predict(held_out)))
 
 
+def test_xgb_row_weights_pull_toward_the_weighted_mean():
+    """Rows of identical features (no split separates them) converge to their weighted mean
+    label, log(best / seconds), each row weighted (0.2 + best / seconds) times its factor."""
+    rng = np.random.default_rng()
+    seconds = rng.uniform(1.0, 4.0, size=6)
+    factors = rng.uniform(0.5, 10.0, size=6)
+    x = np.zeros((6, FEATURE_LENGTH), dtype=np.float32)
+    relative = seconds.min() / seconds
+    for weights in (None, factors):
+        model = XGBModel({"subsample": 1.0, "colsample_bytree": 1.0, "min_child_weight": 0}, num_rounds=300)
+        model.fit_arrays(x, seconds, ["g"] * 6, weights)
+        w = (0.2 + relative) * (1.0 if weights is None else weights)
+        want = np.sum(w * np.log(relative)) / np.sum(w)
+        np.testing.assert_allclose(model.predict_arrays(x[:1]), [want], atol=2e-3)
+
+
 def test_random_model_interface(tmp_path):
     model = RandomModel(seed=5)
     funcs = [_matmul(), _sampled(_matmul(), 1)]

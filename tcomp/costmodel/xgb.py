@@ -60,14 +60,15 @@ class XGBModel(CostModel):
         self.fit_arrays(np.asarray(self.features, dtype=np.float32).reshape(-1, FEATURE_LENGTH),
                         np.asarray(self.seconds), list(self.groups))
 
-    def fit_arrays(self, x: np.ndarray, seconds: np.ndarray, groups: list) -> None:
-        """Trains on feature rows ``x`` with measured ``seconds`` grouped by workload ``groups``."""
+    def fit_arrays(self, x: np.ndarray, seconds: np.ndarray, groups: list, weights=None) -> None:
+        """Trains on feature rows ``x`` with measured ``seconds`` grouped by workload ``groups``;
+        ``weights``: per-row factors on the rows' weights (default 1)."""
         if len(x) == 0:
             return
         xgb = _xgb()
         relative = relative_throughput(seconds, groups)
-        dtrain = xgb.DMatrix(x, label=np.log(relative), weight=FAST_WEIGHT + relative,
-                             feature_names=list(FEATURE_NAMES))
+        weight = (FAST_WEIGHT + relative) * (1.0 if weights is None else np.asarray(weights, dtype=np.float64))
+        dtrain = xgb.DMatrix(x, label=np.log(relative), weight=weight, feature_names=list(FEATURE_NAMES))
         self.booster = xgb.train(self.params, dtrain, num_boost_round=self.num_rounds, xgb_model=self.base)
 
     def predict(self, funcs: list) -> np.ndarray:
