@@ -11,6 +11,24 @@ from fuzzing.case import Case, N, Spec
 from fuzzing.runner import run_case
 
 CASES = {
+    # a load whose index mentions the vector lane only through (lane // 16) (uniform over 16
+    # lanes): the broadcast load was emitted at a vector of addresses (LLVM rejected the module)
+    "uniform_load_whose_index_mentions_the_lane": Case(opset=13, nodes=[
+        N('Div', ['v8', 'w9'], ['v10']),
+        N('GatherElements', ['v10', 'x11'], ['v12'], {'axis': 3}),
+        N('ConvTranspose', ['v12', 'w30', 'w31'], ['v32'], {'strides': [3, 2], 'pads': [1, 0, 1, 0],
+                                                           'dilations': [2, 2], 'group': 7}),
+    ], specs={
+        'v8': Spec(shape=(1, 18, 4, 4), dtype='float32', lo=-6.0, hi=6.0, away=0.0, err=0.0),
+        'w9': Spec(shape=(1, 18, 1, 1), dtype='float32', lo=0.5, hi=2.0, away=0.0, err=0.0),
+        'v10': Spec(shape=(1, 18, 4, 4), dtype='float32', lo=-12.0, hi=12.0, away=0.0, err=1.1444091796875e-05),
+        'x11': Spec(shape=(1, 7, 4, 4), dtype='int32', lo=-4.0, hi=3.0, away=0.0, err=0.0),
+        'v12': Spec(shape=(1, 7, 4, 4), dtype='float32', lo=-12.0, hi=12.0, away=0.0, err=1.1444091796875e-05),
+        'w30': Spec(shape=(7, 3, 3, 1), dtype='float32', lo=-1.0, hi=1.0, away=0.0, err=0.0),
+        'w31': Spec(shape=(21,), dtype='float32', lo=-1.0, hi=1.0, away=0.0, err=0.0),
+        'v32': Spec(shape=(1, 21, 12, 7), dtype='float32', lo=-37.0, hi=37.0, away=0.0, err=6.890296936035156e-05),
+    }, inputs=['x11', 'v8', 'w9', 'w30', 'w31'], weights=[], consts={
+    }, outputs=['v32']),
     # onnx.reference folds Slice with numpy's slicing: a start before the beginning with a negative
     # step gave an empty tensor (ONNX clamps the start to 0: one element)
     "folded_slice_negative_step_start_before_begin": Case(opset=18, nodes=[

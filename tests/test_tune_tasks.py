@@ -89,7 +89,7 @@ def _conv_block(batch=1, channels=8, size=12):
     weights = {"w1": _rand(channels, channels, 3, 3), "b1": _rand(channels), "w2": _rand(c2, channels, 3, 3),
                "ws": _rand(c2, channels, 1, 1), "bs": _rand(c2), "w3": _rand(c2, c2, 3, 3)}
     half = size // 2
-    return _model(nodes, [("x", [batch, channels, size, size])], [("y", [batch, c2, half - 2, half])], weights)
+    return _model(nodes, [("x", [batch, channels, size, size])], [("y", [batch, c2, half - 2, half + 1])], weights)
 
 
 def _pools(batch=2, channels=3, height=11, width=13):
@@ -287,7 +287,8 @@ def test_compile_with_records_matches_onnxruntime_and_uses_them(name, tmp_path):
     x = _rand(*[int(s) for s in module.inputs[0].shape])
     expected = _onnxruntime(model, {"x": x})
     for got, want in zip(module.run({"x": x}), expected):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        scale = max(1.0, float(np.abs(want).max()))  # chained convs reach hundreds: float32 sums cancel
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale)
     untuned = tcomp.compile(model)
     assert not any(k.func.attrs.get("tuned") for k in untuned.kernels.values())
 

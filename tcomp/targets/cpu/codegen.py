@@ -379,7 +379,8 @@ class CPUCodegen:
         mask = self._and_mask(st.mask, self._as_vector(pred, lanes)) if pred is not None else st.mask
         stride = arith.lane_stride(flat, lane_var, st.bounds)
         if stride == 0 and mask is None and not isinstance(value.type, ir.VectorType):
-            b.store(value, b.gep(base, [self._expr(flat)], source_etype=mem_ty))
+            index = self._expr(arith.simplify(substitute(flat, {lane_var: IntImm(0)})))  # lane 0's, as every lane's
+            b.store(value, b.gep(base, [index], source_etype=mem_ty))
             return
         value = self._as_vector(value, lanes)
         if stride == 1:
@@ -459,7 +460,7 @@ class CPUCodegen:
             if st.mask is not None:
                 any_lane = intrinsic(b, "vector.reduce.or", [st.mask], ret_type=I1)
                 guard = any_lane if guard is None else b.and_(guard, any_lane)
-            index = self._expr(flat)
+            index = self._expr(arith.simplify(substitute(flat, {lane_var: IntImm(0)})))  # lane 0's, as every lane's
             if guard is not None:
                 index = b.select(guard, index, ir.Constant(I64, 0))
             value = b.load(b.gep(base, [index], source_etype=mem_ty), typ=mem_ty)
