@@ -33,7 +33,7 @@ from ..tir import arith
 from ..tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, dtype_bits,
                         free_vars, is_float, is_unsigned, substitute)
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
-from ..tir.transform import substitute_stmt
+from ..tir.transform import block_as_stmt, substitute_stmt
 from .gpu.barriers import is_barrier
 
 
@@ -247,21 +247,7 @@ class CSourceRenderer:
         return True
 
     def _block(self, realize: BlockRealize) -> None:
-        blk = realize.block
-        mapping = {iv.var: value for iv, value in zip(blk.iter_vars, realize.iter_values)}
-        body = substitute_stmt(blk.body, mapping)
-        if blk.init is not None:
-            init = substitute_stmt(blk.init, mapping)
-            first = None
-            for iv, value in zip(blk.iter_vars, realize.iter_values):
-                if iv.kind == "R":
-                    cond = Cmp("eq", value, IntImm(0, value.dtype))
-                    first = cond if first is None else BinOp("and", first, cond)
-            body = SeqStmt((IfThenElse(first, init), body)) if first is not None else SeqStmt((init, body))
-        if realize.predicate is None:
-            self._stmt(body)
-        else:
-            self._stmt(IfThenElse(realize.predicate, body))
+        self._stmt(block_as_stmt(realize))
 
     def _store(self, store: BufferStore) -> None:
         buf = store.buffer

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .arith import simplify
-from .expr import Load, children, free_vars, is_size_var, substitute
+from .expr import BinOp, Cmp, IntImm, Load, children, free_vars, is_size_var, substitute
 from .stmt import (Allocate, Block, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt)
 
 
@@ -142,3 +142,26 @@ def used_size_vars(func) -> tuple:
             for extent in node.buffer.shape:
                 found |= free_vars(extent)
     return tuple(sorted((v for v in found if is_size_var(v)), key=lambda v: v.name))
+
+
+def block_as_stmt(realize: BlockRealize) -> Stmt:
+    """A block instance as the plain statements a code generator emits: its iterators replaced by
+    their bound values, the init run on the first iteration of every reduce iterator, the
+    predicate as a condition::
+
+        block C[vi = S(8): i, vk = R(4): k] where (k < 3):     if k < 3:
+          init: C[vi] = 0.0                          ->          if k == 0: C[i] = 0.0
+          C[vi] = C[vi] + A[vi, vk]                              C[i] = C[i] + A[i, k]
+    """
+    blk = realize.block
+    mapping = {iv.var: value for iv, value in zip(blk.iter_vars, realize.iter_values)}
+    body = substitute_stmt(blk.body, mapping)
+    if blk.init is not None:
+        init = substitute_stmt(blk.init, mapping)
+        first = None
+        for iv, value in zip(blk.iter_vars, realize.iter_values):
+            if iv.kind == "R":
+                cond = Cmp("eq", value, IntImm(0, value.dtype))
+                first = cond if first is None else BinOp("and", first, cond)
+        body = SeqStmt((IfThenElse(first, init), body)) if first is not None else SeqStmt((init, body))
+    return body if realize.predicate is None else IfThenElse(realize.predicate, body)

@@ -27,7 +27,7 @@ from ...tir import arith
 from ...tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, dtype_bits,
                          free_vars, is_float, is_unsigned, substitute)
 from ...tir.stmt import (Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, PrimFunc, SeqStmt, Stmt)
-from ...tir.transform import stmt_exprs, substitute_stmt, walk_stmts
+from ...tir.transform import block_as_stmt, stmt_exprs, substitute_stmt, walk_stmts
 from .llvm_math import FAST, INLINE_F32, intrinsic, splat, type_suffix
 
 I1 = ir.IntType(1)
@@ -301,21 +301,7 @@ class CPUCodegen:
         st.builder.call(self._declare("free", ir.VoidType(), [PTR]), [ptr])
 
     def _block(self, realize: BlockRealize) -> None:
-        blk = realize.block
-        mapping = {iv.var: value for iv, value in zip(blk.iter_vars, realize.iter_values)}
-        body = substitute_stmt(blk.body, mapping)
-        init = substitute_stmt(blk.init, mapping) if blk.init is not None else None
-        if init is not None:
-            first = None
-            for iv, value in zip(blk.iter_vars, realize.iter_values):
-                if iv.kind == "R":
-                    cond = Cmp("eq", value, IntImm(0, value.dtype))
-                    first = cond if first is None else BinOp("and", first, cond)
-            body = SeqStmt((IfThenElse(first, init), body)) if first is not None else SeqStmt((init, body))
-        if realize.predicate is None:
-            self._stmt(body)
-        else:
-            self._if(IfThenElse(realize.predicate, body))
+        self._stmt(block_as_stmt(realize))
 
     def _if(self, stmt: IfThenElse) -> None:
         st = self.st
