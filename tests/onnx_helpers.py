@@ -114,6 +114,19 @@ def make_model(nodes, inputs: dict, outputs: list, opset: int = DEFAULT_OPSET, i
     return model
 
 
+def mlp_model(rows: int, width: int, layers: int = 2) -> onnx.ModelProto:
+    """``layers`` identical MatMul+Add+Relu layers (one tuning workload) over an input ``x`` of
+    [rows, width], with random weights; the output is ``y{layers - 1}``."""
+    nodes, weights, x = [], {}, "x"
+    for layer in range(layers):
+        nodes += [helper.make_node("MatMul", [x, f"w{layer}"], [f"h{layer}"]),
+                  helper.make_node("Add", [f"h{layer}", f"b{layer}"], [f"a{layer}"]),
+                  helper.make_node("Relu", [f"a{layer}"], [f"y{layer}"])]
+        weights.update({f"w{layer}": rand((width, width)), f"b{layer}": rand((width,))})
+        x = f"y{layer}"
+    return make_model(nodes, {"x": np.zeros((rows, width), np.float32)}, [x], opset=17, inits=weights)
+
+
 def reference(model: onnx.ModelProto, feeds: dict) -> list:
     opts = ort.SessionOptions()
     # no onnxruntime worker threads: the parent process forks tcomp children (see in_child)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import mlp_model
+from te_kernels import matmul_func
 
 import tcomp
 from tcomp.costmodel import xgb
@@ -13,7 +13,6 @@ from tcomp.costmodel.model import CostModel
 from tcomp.tuning import predicted
 from tcomp.tuning.database import Database, TuningRecord
 from tcomp.tuning.tasks import extract_tasks
-from te_kernels import matmul_func
 
 
 def _rand(*shape):
@@ -21,19 +20,8 @@ def _rand(*shape):
 
 
 def _mlp(rows=128, width=256):
-    """Two MatMul+Add+Relu layers of the same shape (one workload) above the work threshold."""
-    nodes, weights, x = [], {}, "x"
-    for layer in range(2):
-        nodes += [helper.make_node("MatMul", [x, f"w{layer}"], [f"h{layer}"]),
-                  helper.make_node("Add", [f"h{layer}", f"b{layer}"], [f"a{layer}"]),
-                  helper.make_node("Relu", [f"a{layer}"], [f"y{layer}"])]
-        weights.update({f"w{layer}": _rand(width, width), f"b{layer}": _rand(width)})
-        x = f"y{layer}"
-    graph = helper.make_graph(
-        nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [rows, width])],
-        [helper.make_tensor_value_info("y1", TensorProto.FLOAT, [rows, width])],
-        [numpy_helper.from_array(w, name) for name, w in weights.items()])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    """Two layers of the same shape (one workload), above the work threshold by default."""
+    return mlp_model(rows, width)
 
 
 def _check_against_onnxruntime(module, model):

@@ -7,6 +7,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnx_helpers import mlp_model
 
 import tcomp
 from tcomp.schedule.lower import lower_group
@@ -45,14 +46,7 @@ def _matmul_add_relu():
 
 
 def _mlp(width=64):
-    nodes, weights, x = [], {}, "x"
-    for layer in range(2):
-        nodes += [helper.make_node("MatMul", [x, f"w{layer}"], [f"h{layer}"]),
-                  helper.make_node("Add", [f"h{layer}", f"b{layer}"], [f"a{layer}"]),
-                  helper.make_node("Relu", [f"a{layer}"], [f"y{layer}"])]
-        weights.update({f"w{layer}": _rand(width, width), f"b{layer}": _rand(width)})
-        x = f"y{layer}"
-    return _model(nodes, [("x", [16, width])], [("y1", [16, width])], weights)
+    return mlp_model(16, width)
 
 
 def _attention(seq=8, heads=2, dim=16):
