@@ -19,7 +19,7 @@ from ..graph.fusion import FusedGroup
 from ..schedule.lower import kernel_inputs
 from ..schedule.window import guarded_load
 from ..tir import te
-from ..tir.expr import Buffer, IntImm, Load, const, is_float
+from ..tir.expr import Buffer, IntImm, Load, Var, const, is_float
 
 WEIGHT_LAYOUT = (1, 2, 3, 0)  # [k, c, r, s] -> [c, r, s, k]
 
@@ -77,7 +77,7 @@ def _weight_reader(group: FusedGroup, params: list, w, layouts: dict):
     read as they are, else through the weights' view."""
     value = group.anchor.inputs[1]
     index = next((i for i, v in enumerate(kernel_inputs(group)) if v is value), None)
-    probe_vars = [te.reduce_axis(1, name) for name in "kcrs"]
+    probe_vars = [Var(name) for name in "kcrs"]
     probe = w.fn(*probe_vars)
     direct = isinstance(probe, Load) and probe.predicate is None and len(probe.indices) == 4 and all(
         index is var for index, var in zip(probe.indices, probe_vars))
