@@ -149,7 +149,10 @@ def _conv_attrs(b: Builder, spatial, pool: bool, dilations: bool = True):
         attrs["dilations"] = [w[2] for w in windows]
     if b.chance(0.15):
         attrs.pop("pads")
-        attrs["auto_pad"] = b.choice(("SAME_UPPER", "SAME_LOWER", "VALID"))
+        # SAME pads each axis by (out - 1) * stride + kernel - extent: negative (which
+        # onnxruntime refuses) where a kernel smaller than its stride skips the tail
+        same_fits = all((-(-e // s) - 1) * s + k >= e for e, k, s in zip(spatial, attrs["kernel_shape"], attrs["strides"]))
+        attrs["auto_pad"] = b.choice(("SAME_UPPER", "SAME_LOWER", "VALID") if same_fits else ("VALID",))
         if attrs["auto_pad"] != "VALID" and dilations:
             attrs["dilations"] = [1] * len(spatial)
     return attrs
