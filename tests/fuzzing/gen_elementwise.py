@@ -50,6 +50,8 @@ class Unary:
 
 
 def _sigmoid(x, a=None):
+    if x < 0:  # exp(-x) would overflow for x below -709
+        return math.exp(x) / (1.0 + math.exp(x))
     return 1.0 / (1.0 + math.exp(-x))
 
 
