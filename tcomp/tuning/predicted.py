@@ -25,15 +25,11 @@ where it measured faster): measurements win over predictions.
 """
 from __future__ import annotations
 
-import warnings
 
-from ..build import lower
-from ..errors import TcompError
 from ..schedule.lower import lower_group
-from ..schedule.trace import Trace
 from ..tir.stmt import BlockRealize, BufferStore, For
 from ..tir.transform import stmt_children
-from .tasks import group_func, template_seconds, tuned_group_func
+from .tasks import group_func, scheduled_task, template_seconds, tuned_group_func
 from .workload import workload_key
 
 # Iterations (sum over the task's statements of their loop trip counts: multiply-adds of a
@@ -73,24 +69,14 @@ class PredictedSchedules:
         workload = workload_key(func)
         if self.db is not None and (self.db.best(workload, self.db_target) is not None
                                     or template_seconds(self.db, workload, self.db_target) is not None):
-            return tuned_group_func(group, self.db, self.db_target)
+            return tuned_group_func(group, self.db, self.db_target, func)
         if iterations(func) < MIN_WORK:
             return None
         if workload not in self._choices:
             template = lower_group(group, "template", self.target.lanes(32), self.target.num_threads)
             self._choices[workload] = self.choose(func, template)
         trace = self._choices[workload]
-        if trace is None:
-            return None
-        try:
-            chosen = lower(Trace.from_json(trace).apply_to(func).func)  # as a tuned record is lowered
-        except TcompError as exc:  # replayed on a workload-identical function: not expected to fail
-            warnings.warn(f"predicted schedule of {group.label} does not apply: {exc}")
-            return None
-        chosen.attrs.update({"ops": group.label, "predicted": workload})
-        if "param_layouts" in func.attrs:
-            chosen.attrs["param_layouts"] = func.attrs["param_layouts"]
-        return chosen
+        return scheduled_task(group, func, trace, {"predicted": workload}) if trace is not None else None
 
     def choose(self, func, template) -> str | None:
         """The trace JSON of the best predicted candidate of ``func``'s design space, or None where

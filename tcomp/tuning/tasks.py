@@ -193,10 +193,11 @@ def template_seconds(db, workload: str, target: str) -> float | None:
     return statistics.median(times) if times else None
 
 
-def tuned_group_func(group: FusedGroup, db, target: str = "cpu") -> PrimFunc | None:
-    """The group's task function with the best record of ``db`` applied, or None (no task, no
-    record, a template measured faster, or a record whose trace no longer applies: warned)."""
-    func = group_func(group)
+def tuned_group_func(group: FusedGroup, db, target: str = "cpu", func: PrimFunc | None = None) -> PrimFunc | None:
+    """The group's task function (``func``, or ``group_func(group)``) with the best record of ``db``
+    applied, or None (no task, no record, a template measured faster, or a record whose trace no
+    longer applies: warned)."""
+    func = func if func is not None else group_func(group)
     if func is None:
         return None
     workload = workload_key(func)
@@ -204,12 +205,19 @@ def tuned_group_func(group: FusedGroup, db, target: str = "cpu") -> PrimFunc | N
     template = template_seconds(db, workload, target)
     if record is None or (template is not None and template <= record.seconds):
         return None
+    return scheduled_task(group, func, record.trace, {"tuned": record.workload})
+
+
+def scheduled_task(group: FusedGroup, func: PrimFunc, trace: str, attrs: dict) -> PrimFunc | None:
+    """The group's task function ``func`` scheduled by ``trace`` (JSON) and lowered as
+    ``tcomp.build`` (and so measurement) lowers it, with ``attrs`` and ``func``'s parameter
+    layouts; None (warned) where the trace does not apply."""
     try:
-        tuned = lower(Trace.from_json(record.trace).apply_to(func).func)  # as tcomp.build (and so measure) does
+        scheduled = lower(Trace.from_json(trace).apply_to(func).func)
     except TcompError as exc:
-        warnings.warn(f"tuning record of {group.label} ({record.workload}) does not apply: {exc}")
+        warnings.warn(f"the schedule recorded for {group.label} ({attrs}) does not apply: {exc}")
         return None
-    tuned.attrs.update({"ops": group.label, "tuned": record.workload})
+    scheduled.attrs.update({"ops": group.label, **attrs})
     if "param_layouts" in func.attrs:
-        tuned.attrs["param_layouts"] = func.attrs["param_layouts"]
-    return tuned
+        scheduled.attrs["param_layouts"] = func.attrs["param_layouts"]
+    return scheduled
