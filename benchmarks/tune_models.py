@@ -9,12 +9,12 @@ database that exists already is resumed where it holds fewer trials (``--no-tune
 Then four systems run interleaved in their own processes (``interleave.py``), 2 threads each:
 the tuned compile (``tcomp.compile(model, db=...)``), the untuned compile (schedules predicted
 by the shipped cost model), the templates alone (``schedule="template"``), and onnxruntime.
-The table shows the tuning wall time and trials, medians, and the ratios to onnxruntime.
+The table shows the tuning wall time (- with --no-tune), the trials in the database, medians,
+and the ratios to onnxruntime.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -39,15 +39,26 @@ def setup_tcomp(name: str, small: bool, path: str, threads: int, db: str | None,
     return {"tuned_groups": tuned, "groups": len(mod.groups)}, lambda: mod.run(feeds)[0]
 
 
-def tune(path: str, db: Path, trials: int, minutes: float, seed: int) -> dict:
-    """Tunes the model into ``db`` (resumed); the wall time and the trials recorded in ``db``."""
+def tune(path: str, db: Path, trials: int, minutes: float, seed: int) -> float:
+    """Tunes the model into ``db`` (resumed); the wall time."""
     from tcomp.tuning.task_scheduler import report, tune_model
 
     start = time.perf_counter()
     results = tune_model(path, trials=trials, db=str(db), seed=seed, max_seconds=minutes * 60)
     seconds = time.perf_counter() - start
     print(report(results), flush=True)
-    return {"seconds": seconds, "trials": sum(r.trials for r in results)}
+    return seconds
+
+
+def measured_trials(db: Path) -> int:
+    """Candidates the searches measured into ``db`` (template measurements and confirmations left out)."""
+    from tcomp.tuning.database import Database
+
+    if not db.exists():
+        return 0
+    database = Database(db)
+    records = [r for key in database.workloads() for r in database.records(*key)]
+    return sum(r.status != "template" and not r.confirmed for r in records)
 
 
 def main() -> None:
@@ -68,10 +79,8 @@ def main() -> None:
     for name in args.models:
         path = str(export_model(name, args.cache_dir))
         db = args.db_dir / f"{name}.db"
-        log = args.db_dir / f"{name}.tuning.json"
-        if not args.no_tune:
-            log.write_text(json.dumps(tune(path, db, args.trials, args.minutes, args.seed)))
-        tuning = json.loads(log.read_text()) if log.exists() else {"seconds": float("nan"), "trials": 0}
+        seconds = None if args.no_tune else tune(path, db, args.trials, args.minutes, args.seed)
+        tuning = {"seconds": seconds, "trials": measured_trials(db)}
         common = (name, False, path, args.threads)
         systems = {"tuned": (setup_tcomp, common + (str(db),)), "untuned": (setup_tcomp, common + (None,)),
                    "template": (setup_tcomp, common + (None, "template")),
@@ -87,7 +96,8 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     for name, tuning, t, info, rel in rows:
-        print(f"{name:12s} {tuning['seconds']:8.0f} {tuning['trials']:6d} "
+        seconds = f"{tuning['seconds']:8.0f}" if tuning["seconds"] is not None else f"{'-':>8s}"
+        print(f"{name:12s} {seconds} {tuning['trials']:6d} "
               f"{info['tuned_groups']:>5d} of {info['groups']:<4d} {t['tuned'] * 1e3:9.2f} {t['untuned'] * 1e3:10.2f} "
               f"{t['template'] * 1e3:11.2f} "
               f"{t['onnxruntime'] * 1e3:8.2f} {t['tuned'] / t['onnxruntime']:9.2f} "
