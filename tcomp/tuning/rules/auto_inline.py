@@ -2,7 +2,7 @@
 
     B = A * 2; C = relu(B) + E        ->  C = relu(A * 2) + E      (compute_inline(B))
     P = pad(A); O = conv(P, W)        ->  P stays: a padding select inlined into a conv would
-                                           cost a compare per multiply-add (measured 5x slower)
+                                           cost a compare per multiply-add
 
 A block is inlined when it is spatial (no reduce iterator), writes an intermediate (not a
 kernel output), and compute_inline accepts it (one store, read by element), unless it is
