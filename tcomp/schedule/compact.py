@@ -29,6 +29,7 @@ from ..tir import arith
 from ..tir.expr import Buffer, IntImm, Load, free_vars, rewrite, substitute
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, For
 from ..tir.transform import update_exprs_in_place, walk_stmts
+from .primitives.layout import align
 from .regions import hull, read_indices, write_indices
 
 
@@ -40,7 +41,8 @@ def compact_buffers(sch) -> None:
 
 def _compact(sch, alloc: Allocate) -> None:
     buf = alloc.buffer
-    if buf.explicit_strides is not None:  # storage_align chose this layout
+    alignment = buf.alignment
+    if buf.explicit_strides is not None and not alignment:  # a layout chosen otherwise
         return
     users = [n for n in walk_stmts(alloc.body) if isinstance(n, BlockRealize)
              and (buf in n.block.reads or buf in n.block.writes)]
@@ -58,6 +60,8 @@ def _compact(sch, alloc: Allocate) -> None:
     if all(s.value == getattr(arith.simplify(full), "value", None) for s, full in zip(shape, buf.shape)):
         return
     small = Buffer(buf.name, shape, buf.dtype, buf.scope)
+    for axis, factor, offset in alignment:  # storage_align's padding, on the smaller shape
+        align(small, axis, factor, offset)
     mins = [r.min for r in region.ranges]
     for realize in users:
         _rebase(realize, buf, small, mins)
@@ -91,7 +95,7 @@ def _per_instance(loop: For, scope: str) -> bool:
     """Whether each instance of a ``scope`` buffer sees a single iteration of ``loop`` (a loop bound
     to a GPU axis that has its own copy: every axis for ``local``, ``blockIdx`` for ``shared``)."""
     tag = loop.thread_tag or ""
-    return (scope == "local" and tag.startswith(("threadIdx", "blockIdx"))) or \
+    return (scope in ("local", "warp") and tag.startswith(("threadIdx", "blockIdx"))) or \
         (scope == "shared" and tag.startswith("blockIdx"))
 
 

@@ -14,14 +14,19 @@ and says so in ``Region.approximate``: a non-affine index with known bounds cont
 bounds, and an index with none (a gather, ``B[idx[i]]``) the whole axis. ``Region.exact`` is
 True only where the region holds no element that the accesses skip (dense affine indices, one
 access pattern): consumers that must not run twice on stale data need that.
+
+A block whose body calls a tensor intrinsic (after ``tensorize``) accesses whole tiles: each
+tile start ``&C[vi_o * 16, vj_o * 8]`` counts as ``C[vi_o * 16 + t0, vj_o * 8 + t1]`` with
+``t0 < 16``, ``t1 < 8`` (``TileOffset``s, the description's extents); the description's
+parameters it stores to are written, the ones it loads read.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..tir import arith
-from ..tir.expr import Buffer, Expr, IntImm, Load, free_vars, substitute, walk
-from ..tir.stmt import Block, BlockRealize, BufferStore, For, seq
+from ..tir.expr import Buffer, Expr, IntImm, Load, Var, free_vars, substitute, walk
+from ..tir.stmt import Block, BlockRealize, BufferStore, Evaluate, For, seq
 from ..tir.transform import stmt_exprs, walk_stmts
 
 
@@ -50,6 +55,9 @@ def read_indices(block: Block, buffer: Buffer) -> list:
     """The index tuples of ``block``'s loads of ``buffer`` (init and body, in order, with repeats)."""
     found = []
     for node in walk_stmts(_block_stmt(block)):
+        if _is_tile_call(node):
+            found.extend(_tiles(node, buffer, written=False))
+            continue
         for expr in stmt_exprs(node):
             found.extend(e.indices for e in walk(expr) if isinstance(e, Load) and e.buffer is buffer)
     return found
@@ -57,8 +65,46 @@ def read_indices(block: Block, buffer: Buffer) -> list:
 
 def write_indices(block: Block, buffer: Buffer) -> list:
     """The index tuples of ``block``'s stores to ``buffer``."""
-    return [node.indices for node in walk_stmts(_block_stmt(block))
-            if isinstance(node, BufferStore) and node.buffer is buffer]
+    found = []
+    for node in walk_stmts(_block_stmt(block)):
+        if isinstance(node, BufferStore) and node.buffer is buffer:
+            found.append(node.indices)
+        elif _is_tile_call(node):
+            found.extend(_tiles(node, buffer, written=True))
+    return found
+
+
+class TileOffset(Var):
+    """A position inside an intrinsic's tile along one axis: ``0 <= t < extent``."""
+
+    __slots__ = ("extent",)
+
+    def __init__(self, extent: Expr):
+        super().__init__("tile")
+        self.extent = extent
+
+
+def _is_tile_call(node) -> bool:
+    from .intrinsics import is_intrinsic_call
+
+    return isinstance(node, Evaluate) and is_intrinsic_call(node.value)
+
+
+def _tiles(node: Evaluate, buffer: Buffer, written: bool) -> list:
+    """The tiles of ``buffer`` that an intrinsic call writes (reads), as indices with ``TileOffset``s."""
+    from .intrinsics import description_nest, get_intrinsic, tile_starts
+
+    intrinsic = get_intrinsic(node.value.name)
+    update = description_nest(intrinsic).update
+    loaded = {e.buffer for e in walk(update.value) if isinstance(e, Load)}
+    found = []
+    for param, start in zip(intrinsic.description.params, tile_starts(node.value)):
+        if start.buffer is not buffer or (param is update.buffer) != written and not (not written and param in loaded):
+            continue
+        lead = len(start.indices) - len(param.shape)
+        found.append(tuple(index if axis < lead else index + TileOffset(param.shape[axis - lead])
+                           for axis, index in enumerate(start.indices)))
+    return found
 
 
 def _block_stmt(block: Block):
@@ -121,6 +167,9 @@ def hull(buffer: Buffer, accesses: list, inner: dict, bounds: dict) -> Region:
     known ranges of all variables (for simplification and non-affine indices).
     """
     notes, ranges = [], []
+    tiles = {v: v.extent for idx, _ in accesses for i in idx for v in free_vars(i) if isinstance(v, TileOffset)}
+    if tiles:
+        inner, bounds = {**inner, **tiles}, {**bounds, **_bounds(tiles)}
     accesses = [tuple(arith.simplify(substitute(i, binding), bounds) for i in idx) for idx, binding in accesses]
     exact = len({tuple(str(i) for i in idx) for idx in accesses}) == 1
     if exact and any(_non_affine(i, inner) for i in accesses[0]):

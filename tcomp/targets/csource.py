@@ -251,6 +251,7 @@ class CSourceRenderer:
 
     def _store(self, store: BufferStore) -> None:
         buf = store.buffer
+        _no_fragment(buf)
         value = self.expr(store.value)
         if buf.dtype in self.dialect.half_types:
             value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
@@ -261,6 +262,9 @@ class CSourceRenderer:
 
     def _allocate(self, stmt: Allocate) -> None:
         buf = stmt.buffer
+        if buf.scope == "warp":
+            self._fragment(stmt)
+            return
         if buf.scope != "local":
             raise RenderError(f"{buf.scope} buffer {buf.name} is allocated inside the kernel body")
         size = arith.simplify(buf.storage_elements(), self._bounds)
@@ -269,6 +273,22 @@ class CSourceRenderer:
         self._line("{")
         self._indent += 1
         self._line(f"{self.dialect.storage_type(buf.dtype)} {self.name(buf)}[{size.value}];")
+        self._stmt(stmt.body)
+        self._indent -= 1
+        self._line("}")
+
+    def _fragment(self, stmt: Allocate) -> None:
+        """A ``warp`` buffer: each lane's share of the fragment as an array of 32-bit registers."""
+        buf = stmt.buffer
+        size = arith.simplify(buf.storage_elements(), self._bounds)
+        bits = dtype_bits(buf.dtype) * size.value if isinstance(size, IntImm) else 0
+        if not bits or bits % (32 * WARP_LANES):
+            raise RenderError(f"warp buffer {buf.name} ({buf.dtype}, {size} elements) does not split into 32-bit "
+                              f"registers over {WARP_LANES} lanes")
+        kind = "float" if buf.dtype == "float32" else "unsigned int"
+        self._line("{")
+        self._indent += 1
+        self._line(f"{kind} {self.name(buf)}[{bits // 32 // WARP_LANES}];")
         self._stmt(stmt.body)
         self._indent -= 1
         self._line("}")
@@ -297,6 +317,10 @@ class CSourceRenderer:
         """``(buffer + offset)``: the address of ``load``'s element."""
         return f"({self.name(load.buffer)} + {self.expr(self._flat(load.buffer, load.indices))})"
 
+    def bounds(self) -> dict:
+        """Ranges of the variables in scope (for simplifying index expressions)."""
+        return self._bounds
+
     def row_stride(self, load: Load) -> str:
         """The distance between rows (the second-to-last axis) of ``load``'s buffer, in elements."""
         return self.expr(arith.simplify(load.buffer.strides()[-2], self._bounds))
@@ -316,6 +340,7 @@ class CSourceRenderer:
         if isinstance(e, FloatImm):
             return self._float_literal(e.value, e.dtype)
         if isinstance(e, Load):
+            _no_fragment(e.buffer)
             text = f"{self.name(e.buffer)}[{self.expr(self._flat(e.buffer, e.indices))}]"
             if e.buffer.dtype in d.half_types:
                 text = f"{d.half_types[e.buffer.dtype][1]}({text})"
@@ -413,6 +438,14 @@ class CSourceRenderer:
 
 
 INT32_LIMIT = 2**31
+WARP_LANES = 32
+
+
+def _no_fragment(buf: Buffer) -> None:
+    if buf.scope == "warp":
+        raise RenderError(f"warp buffer {buf.name} is read or written element by element; its elements are spread "
+                          f"over a warp's registers, so only warp-wide intrinsics (ldmatrix, mma, fill, store: "
+                          f"tensorize) may access it")
 
 
 def _fits_int32(kernel) -> bool:

@@ -234,6 +234,7 @@ class Buffer:
         self.dtype = dtype
         self.scope = scope
         self.explicit_strides = None if strides is None else tuple(as_expr(s) for s in strides)
+        self.alignment = ()  # (axis, factor, offset) requests of storage_align, kept by compaction
 
     def __getitem__(self, indices):
         if not isinstance(indices, tuple):

@@ -48,8 +48,16 @@ def storage_align(sch, block, buffer_index: int, axis: int, factor: int, offset:
         natural = arith.simplify(strides[outer + 1] * buf.shape[outer + 1])
         if arith.simplify(strides[outer] - natural) != IntImm(0):
             raise ScheduleError(f"{where}: axis {outer} is already aligned; align inner axes first")
+    align(buf, axis, factor, offset)
+
+
+def align(buf, axis: int, factor: int, offset: int) -> None:
+    """Pads ``buf``'s stride of ``axis`` to ``stride % factor == offset`` (the axes inside keep theirs)
+    and records the request, so that compaction (``schedule/compact.py``) pads the smaller buffer alike."""
+    strides = buf.strides()
     stride = arith.simplify(strides[axis + 1] * buf.shape[axis + 1])
     strides[axis] = arith.simplify(stride + (offset - stride) % factor)
     for outer in reversed(range(axis)):
         strides[outer] = arith.simplify(strides[outer + 1] * buf.shape[outer + 1])
     buf.explicit_strides = tuple(strides)
+    buf.alignment = tuple(a for a in buf.alignment if a[0] != axis) + ((axis, factor, offset),)

@@ -318,6 +318,8 @@ class _Matcher:
         """Checks one access of ``buf`` against the description's access of ``dbuf``; records the tile start."""
         if buf.dtype != dbuf.dtype:
             self.fail(f"{buf.name} is {buf.dtype}, the description wants {dbuf.dtype} (its {dbuf.name})")
+        if dbuf.scope != "global" and buf.scope != dbuf.scope:  # "global": any memory
+            self.fail(f"{buf.name} is in {buf.scope} memory, the description wants {dbuf.scope} (its {dbuf.name})")
         rank, drank = len(buf.shape), len(dbuf.shape)
         if rank < drank:
             self.fail(f"{buf.name} has rank {rank}, the description's {dbuf.name} has rank {drank}")

@@ -81,3 +81,5 @@ def matmul_description(name: str, m: int, n: int, k: int, in_dtype: str, acc_dty
 
 register_intrinsic("wmma_16x16x16_f16f32", matmul_description("wmma_16x16x16_f16f32", 16, 16, 16, "float16", "float32"),
                    {"cuda": WarpMatrixIntrinsic("tc_wmma_m16n16k16_f16_f32", "m16n16k16")}, strided_rows=True)
+
+from . import mma as _mma  # noqa: E402,F401  (registers the mma.sync family)

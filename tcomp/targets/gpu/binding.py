@@ -31,12 +31,14 @@ def binds_threads(func) -> bool:
 
 
 def bind_default(func, threads: int = DEFAULT_THREADS):
-    """``func`` (binding no loop) with each root loop nest's outer spatial loops fused, split by
-    ``threads`` and bound to ``blockIdx.x``/``threadIdx.x``."""
+    """``func`` with each root loop nest that binds no loop given its outer spatial loops fused,
+    split by ``threads`` and bound to ``blockIdx.x``/``threadIdx.x``."""
     from ...schedule.schedule import Schedule
 
     sch = Schedule(func)
     for realize in _first_realize_per_nest(sch.func.body):
+        if any(loop.kind == "thread_binding" for loop in sch.loops_above(realize)):
+            continue  # a nest the schedule bound
         loops = _spatial_prefix(sch.loops_above(realize))
         if not loops:
             raise GPULoweringError(f"kernel {func.name}: block {realize.block.name} has no spatial loop to bind to "
@@ -118,8 +120,8 @@ def _check_block(kernel_name, realize: BlockRealize, loops: tuple, axes: list, w
             raise GPULoweringError(f"kernel {kernel_name}: block {blk.name} reduces over a loop bound to threadIdx "
                                    f"(iterator {iv.var.name}); cross-thread reductions are not lowered yet: bind "
                                    f"only spatial loops (rfactor the reduction first)")
-    if all(buf.scope == "local" for buf in blk.writes):
-        return  # each thread has its own
+    if all(buf.scope in ("local", "warp") for buf in blk.writes):
+        return  # each thread (warp) has its own
     bound = {loop.thread_tag for loop in loops if loop.kind == "thread_binding"}
     if blk in warp_blocks:
         bound.add("threadIdx.x")

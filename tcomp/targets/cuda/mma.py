@@ -1,0 +1,187 @@
+"""Warp-level tensor-core intrinsics on register fragments: ``ldmatrix``, ``mma.sync``, fill and store.
+
+A ``warp`` buffer is a matrix spread over the 32 lanes of a warp and held in registers (the
+renderer declares ``elements / 32`` per lane; only these intrinsics touch it). Its layout
+is the tensor cores' own, fixed here: the buffer is cut into fragment tiles (16x16 for an
+``A`` operand, 16x8 for ``B`` and the accumulator), tiles are numbered row-major, and each
+tile's registers lie together in the order ``mma.sync`` takes them. A GEMM then reads::
+
+    C_warp = 0                                   mma_fill_16x8_f32 per 16x8 tile (registers)
+    for k0:                                      per shared step
+      A_shared, B_shared = A[..], B[..]          (cooperative vector copies)
+      for k1:
+        A_warp = A_shared[..]                    ldmatrix_a_16x16_f16 (ldmatrix.x4)
+        B_warp = B_shared[..]                    ldmatrix_b_16x16_f16 (ldmatrix.x4.trans)
+        C_warp += A_warp x B_warp                mma_16x8x16_f16f32 (mma.sync.m16n8k16)
+    C[..] = C_warp                               mma_store_16x8_f32 (two float2 per lane)
+
+The tile starts that ``tensorize`` passes are turned into register offsets at render time,
+so every loop over fragment tiles must be unrolled (registers take constant indices only).
+bf16 has the same layouts (``*_bf16f32``). Intrinsics are registry data (``register_intrinsic``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...schedule.intrinsics import register_intrinsic, tile_starts
+from ...tir import arith
+from ...tir.expr import FloatImm, IntImm, dtype_bits
+from ...tir import te
+from ...tir.expr import cast
+from ..csource import RenderError
+
+LANES = 32
+A_TILE, B_TILE, C_TILE = (16, 16), (16, 8), (16, 8)
+_SHARED_ADDRESS = """
+__device__ __forceinline__ unsigned int tc_shared_address(const void* pointer) {
+  unsigned int address;
+  asm("{ .reg .u64 a; cvta.to.shared.u64 a, %1; cvt.u32.u64 %0, a; }" : "=r"(address) : "l"(pointer));
+  return address;
+}
+"""
+
+
+def registers_per_tile(tile: tuple, dtype: str) -> int:
+    """32-bit registers one lane holds of a ``tile`` of ``dtype`` (two 16-bit values share one)."""
+    return tile[0] * tile[1] * dtype_bits(dtype) // 32 // LANES
+
+
+def fragment_register(renderer, load, tile: tuple) -> str:
+    """The first register (index into the lane's array) of the fragment tile of shape ``tile``
+    starting at ``load`` (a ``warp`` buffer access), as C text."""
+    buf = load.buffer
+    if buf.scope != "warp":
+        raise RenderError(f"{buf.name} is a {buf.scope} buffer; this operand must be a warp fragment (scope 'warp')")
+    shape = [arith.simplify(s) for s in buf.shape]
+    if not all(isinstance(s, IntImm) for s in shape) or shape[-2].value % tile[0] or shape[-1].value % tile[1]:
+        raise RenderError(f"warp buffer {buf.name} has shape {[str(s) for s in shape]}, not whole {tile[0]}x{tile[1]} "
+                          f"fragment tiles")
+    counts = [s.value for s in shape[:-2]] + [shape[-2].value // tile[0], shape[-1].value // tile[1]]
+    index = list(load.indices[:-2]) + [load.indices[-2] // tile[0], load.indices[-1] // tile[1]]
+    linear = IntImm(0)
+    for i, count in zip(index, counts):
+        linear = linear * count + i
+    regs = registers_per_tile(tile, buf.dtype)
+    return renderer.expr(arith.simplify(linear * regs, renderer.bounds()))
+
+
+def _regs(name: str, first: str, count: int, constraint: str) -> list:
+    return [f'"{constraint}"({name}[{first} + {i}])' for i in range(count)]
+
+
+def _placeholders(first: int, count: int) -> str:
+    return "{" + ", ".join(f"%{first + i}" for i in range(count)) + "}"
+
+
+@dataclass(frozen=True)
+class LdMatrix:
+    """A 16x16 16-bit tile from shared memory into a warp fragment with ``ldmatrix.x4``: lane
+    ``l`` points at row ``l % 16``, column ``(l / 16) * 8``. ``trans`` transposes each 8x8 part
+    (a B operand stored k-major becomes two 16x8 column fragments)."""
+
+    trans: bool
+    warp_wide = True
+
+    def render(self, renderer, intrinsic, call) -> None:
+        src, dst = tile_starts(call)
+        if src.buffer.scope != "shared":
+            raise RenderError(f"ldmatrix reads shared memory, {src.buffer.name} is {src.buffer.scope}")
+        renderer.snippets["tc_shared_address"] = _SHARED_ADDRESS
+        first = fragment_register(renderer, dst, B_TILE if self.trans else A_TILE)
+        name = renderer.name(dst.buffer)
+        stride = renderer.row_stride(src)
+        address = (f"tc_shared_address({renderer.address_of(src)} + (threadIdx.x % 16) * {stride} "
+                   f"+ (threadIdx.x / 16) * 8)")
+        trans = ".trans" if self.trans else ""
+        outputs = ", ".join(_regs(name, first, 4, "=r"))
+        renderer.line(f'asm volatile("ldmatrix.sync.aligned.m8n8.x4{trans}.shared.b16 {_placeholders(0, 4)}, [%4];" '
+                      f': {outputs} : "r"({address}));')
+
+
+@dataclass(frozen=True)
+class MmaSync:
+    """``C += A x B`` on fragments with one ``mma.sync`` (``shape`` e.g. ``m16n8k16``, ``kind`` the
+    operand type ``f16``/``bf16``)."""
+
+    shape: str
+    kind: str
+    warp_wide = True
+
+    def render(self, renderer, intrinsic, call) -> None:
+        a, b, c = tile_starts(call)
+        fa, fb, fc = (fragment_register(renderer, x, t) for x, t in ((a, A_TILE), (b, B_TILE), (c, C_TILE)))
+        na, nb, nc = (renderer.name(x.buffer) for x in (a, b, c))
+        outputs = ", ".join(_regs(nc, fc, 4, "+f"))
+        inputs = ", ".join(_regs(na, fa, 4, "r") + _regs(nb, fb, 2, "r"))
+        renderer.line(f'asm volatile("mma.sync.aligned.{self.shape}.row.col.f32.{self.kind}.{self.kind}.f32 '
+                      f'{_placeholders(0, 4)}, {_placeholders(4, 4)}, {_placeholders(8, 2)}, {_placeholders(0, 4)};" '
+                      f': {outputs} : {inputs});')
+
+
+@dataclass(frozen=True)
+class FillAccumulator:
+    """Zeroes a 16x8 fp32 accumulator fragment (4 registers per lane)."""
+
+    warp_wide = True
+
+    def render(self, renderer, intrinsic, call) -> None:
+        (c,) = tile_starts(call)
+        first, name = fragment_register(renderer, c, C_TILE), renderer.name(c.buffer)
+        renderer.line(" ".join(f"{name}[{first} + {i}] = 0.0f;" for i in range(4)))
+
+
+@dataclass(frozen=True)
+class StoreAccumulator:
+    """A 16x8 fp32 accumulator fragment to memory: lane ``l`` holds row ``l / 4`` (and ``+ 8``),
+    columns ``(l % 4) * 2`` and ``+ 1``, written as one ``float2`` each."""
+
+    warp_wide = True
+
+    def render(self, renderer, intrinsic, call) -> None:
+        c, dst = tile_starts(call)
+        first, name = fragment_register(renderer, c, C_TILE), renderer.name(c.buffer)
+        stride = renderer.row_stride(dst)
+        base = f"{renderer.address_of(dst)} + (threadIdx.x / 4) * {stride} + (threadIdx.x % 4) * 2"
+        for half in range(2):
+            row = f" + {8 * half} * {stride}" if half else ""
+            renderer.line(f"*(float2*)({base}{row}) = make_float2({name}[{first} + {2 * half}], "
+                          f"{name}[{first} + {2 * half + 1}]);")
+
+
+def _scoped(func, scopes: dict):
+    """``func`` with its parameters' memory scopes set (``tensorize`` matches them)."""
+    for param in func.params:
+        param.scope = scopes.get(param.name, param.scope)
+    return func
+
+
+def _copy(name: str, shape: tuple, dtype: str, src_scope: str, dst_scope: str):
+    src = te.placeholder(shape, dtype, name="S")
+    dst = te.compute(shape, lambda i, j: src[i, j], name="D")
+    return _scoped(te.create_func([src, dst], name=name), {"S": src_scope, "D": dst_scope})
+
+
+def _mma(name: str, in_dtype: str):
+    a = te.placeholder((16, 16), in_dtype, name="A")
+    b = te.placeholder((16, 8), in_dtype, name="B")
+    r = te.reduce_axis(16, name="k")
+    c = te.compute((16, 8), lambda i, j: te.sum(cast("float32", a[i, r]) * cast("float32", b[r, j]), axis=r),
+                   name="C")
+    return _scoped(te.create_func([a, b, c], name=name), {"A": "warp", "B": "warp", "C": "warp"})
+
+
+def _fill(name: str):
+    c = te.compute((16, 8), lambda i, j: FloatImm(0.0, "float32"), name="C")
+    return _scoped(te.create_func([c], name=name), {"C": "warp"})
+
+
+for _dtype, _kind, _suffix in (("float16", "f16", "f16"), ("bfloat16", "bf16", "bf16")):
+    register_intrinsic(f"ldmatrix_a_16x16_{_suffix}", _copy(f"ldmatrix_a_16x16_{_suffix}", (16, 16), _dtype, "shared", "warp"),
+                       {"cuda": LdMatrix(trans=False)}, strided_rows=True)
+    register_intrinsic(f"ldmatrix_b_16x16_{_suffix}", _copy(f"ldmatrix_b_16x16_{_suffix}", (16, 16), _dtype, "shared", "warp"),
+                       {"cuda": LdMatrix(trans=True)}, strided_rows=True)
+    register_intrinsic(f"mma_16x8x16_{_suffix}f32", _mma(f"mma_16x8x16_{_suffix}f32", _dtype),
+                       {"cuda": MmaSync("m16n8k16", _kind)}, strided_rows=True)
+register_intrinsic("mma_fill_16x8_f32", _fill("mma_fill_16x8_f32"), {"cuda": FillAccumulator()}, strided_rows=True)
+register_intrinsic("mma_store_16x8_f32", _copy("mma_store_16x8_f32", (16, 8), "float32", "warp", "global"),
+                   {"cuda": StoreAccumulator()}, strided_rows=True)
