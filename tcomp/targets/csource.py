@@ -64,6 +64,10 @@ class Dialect:
     double_math: dict = field(default_factory=dict)   # IR call name -> C function on double
     vector_types: dict = field(default_factory=dict)  # bytes -> a type moving that many bytes at once
     shared_align: str = ""           # qualifier aligning a shared array for the widest vector type
+    async_copy: str = ""             # global -> shared copy of {bytes} bytes, {dst} and {src} pointers ("": none)
+    async_copy_bytes: tuple = ()     # the widths it copies
+    async_commit: str = ""           # ends a group of async copies
+    async_wait: str = ""             # waits until at most {n} groups are in flight
 
     def storage_type(self, dtype: str) -> str:
         if dtype in self.half_types:
@@ -243,6 +247,11 @@ class CSourceRenderer:
         dst, src = (arith.simplify(substitute(o, first), self._bounds) for o in offsets)
         text = (f"*({vector}*)({self.name(store.buffer)} + {self.expr(dst)}) = "
                 f"*(const {vector}*)({self.name(load.buffer)} + {self.expr(src)});")
+        nbytes = lanes * dtype_bits(store.buffer.dtype) // 8
+        if loop.annotations.get("async_copy") and nbytes in self.dialect.async_copy_bytes and \
+                store.buffer.scope == "shared" and load.buffer.scope == "global":
+            text = self.dialect.async_copy.format(dst=f"{self.name(store.buffer)} + {self.expr(dst)}",
+                                                  src=f"{self.name(load.buffer)} + {self.expr(src)}", bytes=nbytes)
         self._line(f"if ({self.expr(predicate)}) {text}" if predicate is not None else text)
         return True
 
@@ -299,6 +308,12 @@ class CSourceRenderer:
         if is_barrier(stmt):
             self._line(self.dialect.barrier)
             return
+        if isinstance(stmt.value, Call) and stmt.value.name in ("async_commit", "async_wait"):
+            if stmt.value.name == "async_commit" and self.dialect.async_commit:
+                self._line(self.dialect.async_commit)
+            elif stmt.value.name == "async_wait" and self.dialect.async_wait:
+                self._line(self.dialect.async_wait.format(n=stmt.value.args[0].value))
+            return  # no async copies in this dialect: the copies were synchronous
         if not is_intrinsic_call(stmt.value):
             self._line(f"{self.expr(stmt.value)};")
             return
@@ -390,7 +405,11 @@ class CSourceRenderer:
         else:
             if e.op == "div":
                 return f"({a} / {b})"
-            if e.op in ("min", "max"):
+            if e.op in ("min", "max"):  # a literal takes the other side's type (max(long long, int) is ambiguous)
+                if isinstance(e.b, IntImm):
+                    b = f"(decltype({a}))({b})"
+                elif isinstance(e.a, IntImm):
+                    a = f"(decltype({b}))({a})"
                 return f"{e.op}({a}, {b})"
             if e.op in ("floordiv", "floormod"):
                 lo, _ = arith.bound(e.a, self._bounds)

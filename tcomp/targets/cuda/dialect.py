@@ -23,6 +23,11 @@ __device__ __forceinline__ unsigned short tc_float_to_bfloat(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);  /* NaN stays NaN */
   return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                   /* round to even */
 }
+__device__ __forceinline__ void tc_cp_async(void* dst, const void* src) {
+  unsigned int address;
+  asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %0; cvt.u32.u64 %1, a; }" : "+l"(dst), "=r"(address));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(address), "l"(src) : "memory");
+}
 template <typename T> __device__ __forceinline__ T tc_floordiv(T a, T b) {
   T q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
@@ -55,4 +60,8 @@ CUDA = Dialect(
     double_math=DOUBLE_MATH,
     vector_types={4: "unsigned int", 8: "uint2", 16: "uint4"},
     shared_align="__align__(16)",
+    async_copy="tc_cp_async({dst}, {src});",
+    async_copy_bytes=(16,),
+    async_commit='asm volatile("cp.async.commit_group;" ::: "memory");',
+    async_wait='asm volatile("cp.async.wait_group {n};" ::: "memory");',
 )

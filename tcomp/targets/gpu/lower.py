@@ -12,7 +12,8 @@ On the way: a function that binds no loop gets the default binding (``binding.py
 bound to one axis share one variable (``threadIdx_x``), so buffers compacted per thread or per
 block (``schedule/compact.py``) are indexed alike in every nest; each kernel is checked to be
 bound (``check_bound``), its shared buffers are hoisted to its top and barriers inserted
-(``barriers.py``). Nothing here is specific to a vendor.
+(``barriers.py``); loops annotated ``pipeline_stages`` are software-pipelined (``pipeline.py``).
+Nothing here is specific to a vendor.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from ...tir.stmt import Allocate, BlockRealize, Evaluate, For, PrimFunc, SeqStmt
 from ...tir.transform import buffer_accesses, substitute_in_place, used_size_vars, walk_stmts
 from .barriers import insert_barriers
 from .binding import GPULoweringError, bind_default, binds_threads, check_bound
+from .pipeline import pipeline_loops
 
 MAX_THREADS_PER_BLOCK = 1024
 WARP = 32
@@ -65,6 +67,7 @@ def lower_for_gpu(func: PrimFunc, target_kind: str) -> DeviceProgram:
     _share_axis_variables(sch.func.body)
     compact_buffers(sch)
     lowered = sch.func
+    lowered.body = pipeline_loops(lowered.body)
     lowered.size_vars = used_size_vars(lowered)
 
     body, temporaries = lowered.body, []

@@ -1,0 +1,139 @@
+"""Software pipelining of a loop that stages operands in shared memory (``pipeline_stages``).
+
+A schedule asks for it with ``sch.annotate(k_0, "pipeline_stages", S)`` on the loop whose
+body copies tiles from global into shared memory (the *producers*: nests whose blocks read
+no shared buffer and write only shared ones) and then computes on them (the rest). Each
+shared buffer the producers write gets ``S`` copies (a leading stage axis), the producers run
+``S - 1`` iterations ahead, and their copies become asynchronous where the dialect has async
+copies (``cp.async`` on CUDA: a vectorized producer loop is marked ``async_copy``)::
+
+    for k_0 in range(K) [pipeline_stages=2]:       for p in unrolled(1):  A_shared[p % 2, ..] = A[.. p ..]
+      A_shared[..] = A[.. k_0 ..]                    async_commit()
+      C += A_shared[..] ...                  ->     for k_0 in range(K):
+                                                      if k_0 + 1 < K: A_shared[(k_0 + 1) % 2, ..] = A[.. k_0 + 1 ..]
+                                                      async_commit()
+                                                      async_wait(1)        # stage k_0 has landed
+                                                      C += A_shared[k_0 % 2, ..] ...
+
+The barriers (``barriers.py``) then separate the wait from the reads of the stage and the reads
+from the next iteration's copies. Runs after buffer compaction (the shared tiles have their
+final shapes) and before shared buffers are hoisted.
+"""
+from __future__ import annotations
+
+from ...tir import arith
+from ...tir.expr import Buffer, Call, Cmp, IntImm, Load, Var, rewrite
+from ...tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
+from ...tir.transform import map_exprs, substitute_stmt, update_exprs_in_place, walk_stmts
+from .binding import GPULoweringError
+
+STAGES = "pipeline_stages"
+ASYNC_COPY = "async_copy"
+ASYNC_COMMIT, ASYNC_WAIT = "async_commit", "async_wait"
+STAGE_ALIGN = 64  # elements between stages are a multiple of this (aligned vector copies)
+
+
+def async_call(name: str, *args) -> Evaluate:
+    return Evaluate(Call(name, tuple(IntImm(a) for a in args), "void"))
+
+
+def pipeline_loops(body: Stmt) -> Stmt:
+    """``body`` with every loop annotated ``pipeline_stages`` (> 1) pipelined (in place where possible)."""
+    if isinstance(body, For):
+        body.body = pipeline_loops(body.body)
+        stages = body.annotations.get(STAGES, 1)
+        return _pipeline(body, stages) if stages > 1 else body
+    if isinstance(body, SeqStmt):
+        return SeqStmt(tuple(pipeline_loops(s) for s in body.stmts))
+    if isinstance(body, Allocate):
+        return Allocate(body.buffer, pipeline_loops(body.body))
+    if isinstance(body, IfThenElse):
+        return IfThenElse(body.cond, pipeline_loops(body.then_body),
+                          None if body.else_body is None else pipeline_loops(body.else_body))
+    if isinstance(body, BlockRealize):
+        body.block.body = pipeline_loops(body.block.body)
+    return body
+
+
+def _pipeline(loop: For, stages: int) -> Stmt:
+    where = f"cannot pipeline loop {loop.var.name} ({stages} stages)"
+    extent = arith.simplify(loop.extent)
+    if loop.kind not in ("serial", "unrolled") or not isinstance(extent, IntImm):
+        raise GPULoweringError(f"{where}: it must be a serial loop of constant extent")
+    allocations, inner = [], loop.body
+    while isinstance(inner, Allocate):
+        allocations.append(inner.buffer)
+        inner = inner.body
+    parts = list(inner.stmts) if isinstance(inner, SeqStmt) else [inner]
+    producers = [p for p in parts if _is_producer(p)]
+    consumers = [p for p in parts if not _is_producer(p)]
+    if not producers or not consumers or parts[:len(producers)] != producers:
+        raise GPULoweringError(f"{where}: its body must start with the copies into shared memory (nests reading "
+                               f"no shared buffer, writing only shared ones) and go on with the nests using them")
+    staged = {buf for p in producers for buf in _writes(p)}
+    if any(buf in _writes(c) for c in consumers for buf in staged):
+        raise GPULoweringError(f"{where}: a nest after the copies writes one of the staged buffers")
+    outside = [buf for buf in allocations if buf not in staged]
+    mapping = {buf: _staged_buffer(buf, stages) for buf in staged}
+    k = loop.var
+    ahead = stages - 1
+    prologue_var = Var(f"{k.name}_prologue")
+    prologue = [_restaged(p, mapping, k, stages, {k: prologue_var}) for p in producers]
+    body = [IfThenElse(Cmp("lt", k + ahead, extent), SeqStmt(tuple(
+        _restaged(p, mapping, k, stages, {k: k + ahead}) for p in producers)))]
+    body += [async_call(ASYNC_COMMIT), async_call(ASYNC_WAIT, ahead)]
+    body += [_restaged(c, mapping, k, stages, {}) for c in consumers]
+    new_body: Stmt = SeqStmt(tuple(body))
+    for buf in reversed(outside):
+        new_body = Allocate(buf, new_body)
+    annotations = {key: value for key, value in loop.annotations.items() if key != STAGES}
+    result: Stmt = SeqStmt((For(prologue_var, IntImm(ahead), SeqStmt(tuple(prologue) + (async_call(ASYNC_COMMIT),)),
+                                "unrolled"),
+                            For(loop.var, loop.extent, new_body, loop.kind, loop.thread_tag, annotations)))
+    for buf in mapping.values():
+        result = Allocate(buf, result)
+    return result
+
+
+def _is_producer(stmt: Stmt) -> bool:
+    blocks = [n.block for n in walk_stmts(stmt) if isinstance(n, BlockRealize)]
+    return bool(blocks) and all(all(b.scope == "shared" for b in blk.writes) and
+                                not any(b.scope == "shared" for b in blk.reads) for blk in blocks)
+
+
+def _writes(stmt: Stmt) -> set:
+    return {b for n in walk_stmts(stmt) if isinstance(n, BlockRealize) for b in n.block.writes}
+
+
+def _staged_buffer(buf: Buffer, stages: int) -> Buffer:
+    """``buf`` with a leading axis of ``stages``, each stage a whole copy of its (padded) layout."""
+    size = arith.simplify(buf.storage_elements())
+    stride = -(-size.value // STAGE_ALIGN) * STAGE_ALIGN
+    return Buffer(buf.name, (stages,) + tuple(buf.shape), buf.dtype, buf.scope, strides=(stride, *buf.strides()))
+
+
+def _restaged(stmt: Stmt, mapping: dict, k: Var, stages: int, shift: dict) -> Stmt:
+    """A copy of ``stmt`` accessing stage ``k % stages`` of the staged buffers, then ``shift`` applied
+    (``k -> k + 1``: the copy for a later iteration); vector loops of producers marked async."""
+    stage = k % stages
+
+    def load(e):
+        if isinstance(e, Load) and e.buffer in mapping:
+            return Load(mapping[e.buffer], (stage,) + tuple(rewrite(i, load) for i in e.indices),
+                        None if e.predicate is None else rewrite(e.predicate, load))
+        return None
+
+    copy = map_exprs(stmt, lambda e: rewrite(e, load))
+    producer = _is_producer(stmt)
+    for node in walk_stmts(copy):
+        if isinstance(node, BufferStore) and node.buffer in mapping:
+            node.buffer, node.indices = mapping[node.buffer], (stage,) + tuple(node.indices)
+        elif isinstance(node, BlockRealize):
+            node.block.reads = tuple(mapping.get(b, b) for b in node.block.reads)
+            node.block.writes = tuple(mapping.get(b, b) for b in node.block.writes)
+        elif producer and isinstance(node, For) and node.kind == "vectorized":
+            node.annotations[ASYNC_COPY] = True
+    if shift:
+        copy = substitute_stmt(copy, shift)
+    update_exprs_in_place(copy, arith.simplify)
+    return copy
