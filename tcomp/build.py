@@ -22,7 +22,7 @@ from .tir.expr import IntImm, Var, substitute
 from .tir.stmt import PrimFunc
 from .tir.transform import used_size_vars
 
-TARGETS = ("cpu", "cuda")
+TARGETS = ("cpu", "cuda", "webgpu")
 
 
 def build(func, target: str = "cpu", num_threads: int | None = None, db=None) -> "Kernel":
@@ -34,13 +34,17 @@ def build(func, target: str = "cpu", num_threads: int | None = None, db=None) ->
         raise TcompError(f"tcomp.build takes a PrimFunc or a Schedule, got {type(func).__name__}")
     kind = target.split()[0] if target.strip() else target
     if kind not in TARGETS or (kind == "cpu" and target != "cpu"):
-        raise TcompError(f"tcomp.build: unknown target {target!r} (known: cpu, cuda, 'cuda -arch=sm_XY')")
+        raise TcompError(f"tcomp.build: unknown target {target!r} (known: cpu, cuda, 'cuda -arch=sm_XY', webgpu)")
     if db is not None:
         func = _tuned(func, kind, db)
     if kind == "cuda":
         from .targets.cuda.kernel import build_cuda
 
         return build_cuda(func, target)
+    if kind == "webgpu":
+        from .targets.webgpu.kernel import build_webgpu
+
+        return build_webgpu(func, target)
     from .targets.cpu.jit import host_target
 
     func = lower(func)

@@ -1,0 +1,234 @@
+"""The WebGPU device through wgpu-py (wgpu-native): memory, shader pipelines, dispatches.
+
+One device per process, on the adapter wgpu prefers (a GPU; on a machine without one, Mesa's
+software Vulkan driver lavapipe, "llvmpipe" in ``adapter_info()``), with the adapter's own
+limits requested (WebGPU's defaults allow 256 invocations per workgroup and 16 KiB of workgroup
+memory). It implements the device executor's backend protocol (``runtime/device_executor.py``):
+
+    device = webgpu_device()
+    buffer = device.allocate(nbytes)               # a GPUBuffer
+    device.upload(buffer, offset, array)           # host bytes as they are (int64: checked to fit 32 bits)
+    device.launch(compiled, grid, block, [(buffer, offset), ...], sizes)   # recorded
+    device.synchronize()                           # recorded dispatches submitted in one compute pass, waited for
+    device.download(buffer, offset, array)
+
+A buffer argument is a buffer and a byte offset (a multiple of 256 from the executor); it is
+bound with the size of the kernel's parameter. Dispatches are recorded and submitted together
+(one compute pass: WebGPU orders dispatches and makes each see the previous one's writes);
+uploads, downloads and copies submit what was recorded first, so everything happens in program
+order.
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+
+from ...errors import InputError, TcompError
+from ...tir import arith
+from ...tir.expr import IntImm, dtype_bits, substitute
+from .wgsl import MAX_WORKGROUPS_PER_DIMENSION, WGSLKernel
+
+ALIGN = 256   # the executor's offsets: WebGPU's largest minStorageBufferOffsetAlignment
+LIMITS = ("max-compute-invocations-per-workgroup", "max-compute-workgroup-size-x", "max-compute-workgroup-size-y",
+          "max-compute-workgroup-size-z", "max-compute-workgroup-storage-size", "max-storage-buffers-per-shader-stage",
+          "max-storage-buffer-binding-size", "max-buffer-size")
+NARROWED = {"int64": (np.int32, "int32"), "uint64": (np.uint32, "uint32")}
+
+
+class WebGPUUnavailable(TcompError):
+    """No wgpu package, or no WebGPU adapter on this machine."""
+
+
+@functools.cache
+def webgpu_device() -> "WebGPUDevice":
+    return WebGPUDevice()
+
+
+def adapter_info() -> dict:
+    """The adapter in use: vendor, device, description, adapter_type ("CPU" for a software one), backend_type."""
+    return dict(webgpu_device().info)
+
+
+class WebGPUDevice:
+    align = ALIGN
+
+    def __init__(self):
+        try:
+            import wgpu
+        except ImportError:
+            raise WebGPUUnavailable("the webgpu target needs wgpu: pip install 'tcomp[webgpu]'") from None
+        self._wgpu = wgpu
+        _vulkan_metal_dx12_only(wgpu)
+        adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+        if adapter is None:
+            raise WebGPUUnavailable("no WebGPU adapter: no GPU driver found (a software one: apt install "
+                                    "mesa-vulkan-drivers)")
+        self.info = adapter.info
+        self.limits = {name: adapter.limits[name] for name in LIMITS}
+        self.device = adapter.request_device_sync(required_limits=self.limits)
+        self._usage = wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC | wgpu.BufferUsage.COPY_DST
+        self._recorded: list = []
+        self._uniforms: dict = {}
+        self._fence = self.allocate(4)
+
+    # -------------------------------------------------------------- memory
+    def allocate(self, nbytes: int):
+        size = max(4, -(-nbytes // 4) * 4)
+        if size > self.limits["max-buffer-size"]:
+            raise TcompError(f"webgpu: a buffer of {nbytes} bytes is larger than the adapter allows "
+                             f"({self.limits['max-buffer-size']})")
+        return self.device.create_buffer(size=size, usage=self._usage)
+
+    def upload(self, buffer, offset: int, array: np.ndarray, name: str = "a tensor") -> None:
+        check_uploadable(array, name)
+        self._submit()
+        data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
+        if data.nbytes % 4:  # WebGPU writes whole words: the rest of the last one is padding
+            data = np.concatenate([data, np.zeros(4 - data.nbytes % 4, np.uint8)])
+        if data.nbytes:
+            self.device.queue.write_buffer(buffer, offset, data)
+
+    def download(self, buffer, offset: int, array: np.ndarray) -> None:
+        self._submit()
+        if array.nbytes:
+            data = self.device.queue.read_buffer(buffer, offset, -(-array.nbytes // 4) * 4)
+            array.reshape(-1).view(np.uint8)[:] = np.frombuffer(data, np.uint8)[:array.nbytes]
+
+    def copy(self, src, src_offset: int, dst, dst_offset: int, nbytes: int) -> None:
+        self._submit()
+        encoder = self.device.create_command_encoder()
+        encoder.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, -(-nbytes // 4) * 4)
+        self.device.queue.submit([encoder.finish()])
+
+    def external(self, value):
+        return None  # no foreign tensors live on a wgpu device
+
+    def export(self, buffer, offset, shape, dtype, owner):
+        raise TcompError("webgpu: outputs stay on the device only as wgpu buffers; run without device_outputs")
+
+    # -------------------------------------------------------------- shaders
+    def compile(self, shader: WGSLKernel) -> "CompiledKernel":
+        """The shader's compute pipeline; a WGSL error raises a TcompError naming the kernel, with the log."""
+        threads = shader.workgroup[0] * shader.workgroup[1] * shader.workgroup[2]
+        if threads > self.limits["max-compute-invocations-per-workgroup"]:
+            raise TcompError(f"kernel {shader.name}: {threads} threads per workgroup, more than the adapter's "
+                             f"{self.limits['max-compute-invocations-per-workgroup']}; bind fewer to threadIdx")
+        params = len(shader.params)
+        if params > self.limits["max-storage-buffers-per-shader-stage"]:
+            raise TcompError(f"kernel {shader.name}: {params} buffers, more than the adapter binds "
+                             f"({self.limits['max-storage-buffers-per-shader-stage']})")
+        try:
+            module = self.device.create_shader_module(label=shader.name, code=shader.source)
+            pipeline = self.device.create_compute_pipeline(layout="auto", compute={"module": module,
+                                                                                   "entry_point": shader.name})
+        except self._wgpu.GPUError as exc:
+            raise TcompError(f"kernel {shader.name}: the WebGPU shader does not compile:\n{exc}") from None
+        return CompiledKernel(shader, pipeline, pipeline.get_bind_group_layout(0))
+
+    # -------------------------------------------------------------- dispatches
+    def launch(self, compiled: "CompiledKernel", grid: tuple, block: tuple, buffers: list, sizes: list) -> None:
+        """Records one dispatch: ``grid`` blocks of ``block`` threads (as launched on CUDA), the kernel's
+        buffers as (buffer, byte offset), its size variables' values."""
+        shader = compiled.shader
+        if tuple(block) != shader.workgroup:
+            raise TcompError(f"kernel {shader.name}: launched with {tuple(block)} threads per block, compiled for "
+                             f"{shader.workgroup}")
+        groups = shader.dispatch(tuple(grid))
+        if 0 in groups:
+            return
+        if not shader.grid_folded and max(groups) > MAX_WORKGROUPS_PER_DIMENSION:
+            raise TcompError(f"kernel {shader.name}: grid {groups} is larger than the shader was compiled for")
+        values = {v: IntImm(n) for v, n in zip(shader.size_vars, sizes)}
+        entries = []
+        for binding, (buf, (buffer, offset)) in enumerate(zip(shader.params, buffers)):
+            nbytes = bytes_of(buf, values, shader.name)
+            if nbytes > self.limits["max-storage-buffer-binding-size"]:
+                raise TcompError(f"kernel {shader.name}: buffer {buf.name} has {nbytes} bytes, more than the adapter "
+                                 f"binds ({self.limits['max-storage-buffer-binding-size']})")
+            entries.append({"binding": binding, "resource": {"buffer": buffer, "offset": offset,
+                                                             "size": max(4, -(-nbytes // 4) * 4)}})
+        if shader.size_vars:
+            uniform = self._uniform(shader.name, sizes)
+            entries.append({"binding": len(entries), "resource": {"buffer": uniform, "offset": 0,
+                                                                  "size": uniform.size}})
+        group = self.device.create_bind_group(layout=compiled.layout, entries=entries)
+        self._recorded.append((compiled.pipeline, group, groups))
+
+    def synchronize(self) -> None:
+        self._submit()
+        self.device.queue.read_buffer(self._fence)  # a copy after all submitted work, mapped when done
+
+    def timed(self, action) -> float:
+        """Wall seconds of ``action()`` (which records launches) until they completed."""
+        self.synchronize()
+        start = time.perf_counter()
+        action()
+        self.synchronize()
+        return time.perf_counter() - start
+
+    def _submit(self) -> None:
+        if not self._recorded:
+            return
+        encoder = self.device.create_command_encoder()
+        compute = encoder.begin_compute_pass()
+        for pipeline, group, groups in self._recorded:
+            compute.set_pipeline(pipeline)
+            compute.set_bind_group(0, group)
+            compute.dispatch_workgroups(*groups)
+        compute.end()
+        self.device.queue.submit([encoder.finish()])
+        self._recorded = []
+
+    def _uniform(self, kernel: str, sizes) -> object:
+        """A uniform buffer holding ``sizes`` as i32 (one per distinct tuple of sizes)."""
+        key = tuple(sizes)
+        if key not in self._uniforms:
+            if any(not -2**31 <= n < 2**31 for n in key):
+                raise InputError(f"kernel {kernel}: sizes {list(key)} do not fit 32 bits (WebGPU indexes with i32)")
+            data = np.zeros(-(-max(len(key), 1) // 4) * 4, np.int32)
+            data[:len(key)] = key
+            self._uniforms[key] = self.device.create_buffer_with_data(data=data, usage=self._wgpu.BufferUsage.UNIFORM)
+        return self._uniforms[key]
+
+
+class CompiledKernel:
+    """A shader's compute pipeline and its bind group layout."""
+
+    def __init__(self, shader: WGSLKernel, pipeline, layout):
+        self.shader = shader
+        self.pipeline = pipeline
+        self.layout = layout
+
+
+def check_uploadable(array: np.ndarray, name: str) -> None:
+    """Refuses what the device cannot hold exactly: float64, 64-bit integers beyond 32 bits."""
+    dtype = array.dtype.name
+    if dtype == "float64":
+        raise InputError(f"{name} is float64, which WebGPU has no type for; convert it to float32")
+    if dtype in NARROWED and array.size:
+        narrow, label = NARROWED[dtype]
+        info = np.iinfo(narrow)
+        low, high = int(array.min()), int(array.max())
+        if low < info.min or high > info.max:
+            raise InputError(f"{name} is {dtype} with values in [{low}, {high}], outside {label}: WebGPU computes "
+                             f"{dtype} in 32 bits")
+
+
+def bytes_of(buf, values: dict, kernel: str) -> int:
+    """Bytes of ``buf`` (host layout) for the given size-variable values."""
+    count = arith.simplify(substitute(buf.storage_elements(), values))
+    if not isinstance(count, IntImm):
+        raise TcompError(f"kernel {kernel}: cannot evaluate the size of {buf.name} from the sizes given")
+    return max(0, count.value) * max(1, dtype_bits(buf.dtype) // 8)
+
+
+def _vulkan_metal_dx12_only(wgpu) -> None:
+    """Keeps wgpu off its OpenGL backend (a second, slower llvmpipe adapter that prints EGL errors)."""
+    try:
+        from wgpu.backends.wgpu_native.extras import set_instance_extras
+
+        set_instance_extras(backends=["Vulkan", "Metal", "DX12"])
+    except Exception:  # noqa: BLE001 - the instance exists already (someone used wgpu first): keep it
+        pass

@@ -1,0 +1,523 @@
+"""WGSL compute shaders from lowered device kernels: a sibling of the C-style renderer.
+
+The statement walk, names, bounds and block lowering are ``CSourceRenderer``'s; what WGSL writes
+differently is here: declarations (``var x: array<f32, 16>``), ``select`` instead of ``?:``,
+conversions as ``T(x)``, helpers for what WGSL lacks (erf, floor division, 16-bit floats), and
+memory. A kernel (``gpu/lower.py``)::
+
+    kernel f: launch {blockIdx.x: 4, threadIdx.x: 256}
+    for blockIdx_x in blockIdx.x(4):
+      for threadIdx_x in threadIdx.x(256):
+        block B[vi = S(1024): blockIdx_x * 256 + threadIdx_x]:
+          B[vi] = exp(A[vi])
+
+renders as::
+
+    @group(0) @binding(0) var<storage, read_write> A: array<f32>;
+    @group(0) @binding(1) var<storage, read_write> B: array<f32>;
+    @compute @workgroup_size(256, 1, 1)
+    fn f(@builtin(workgroup_id) tc_wid: vec3<u32>, @builtin(local_invocation_id) tc_lid: vec3<u32>, ...) {
+      let blockIdx_x: i32 = i32(tc_wid.x);
+      let threadIdx_x: i32 = i32(tc_lid.x);
+      B[((blockIdx_x * 256) + threadIdx_x)] = exp(A[((blockIdx_x * 256) + threadIdx_x)]);
+    }
+
+Memory keeps the host's byte layout, so a tensor is uploaded and downloaded as its bytes:
+32-bit types are arrays of themselves; int64/uint64 are pairs of 32-bit words (the low word
+read, both written: values must fit 32 bits, which uploads check); 8- and 16-bit types
+(bool, int8, uint8, float16, bfloat16, int16, uint16) are packed in ``u32`` words, written with
+``atomicAnd``/``atomicOr`` on the element's bits (threads that share a word never race).
+Size variables come from a uniform buffer (binding after the storage buffers). ``shared``
+buffers are ``var<workgroup>`` arrays and ``local`` ones function arrays of 32-bit values.
+Storage buffers are all ``read_write``: the device executor binds one arena buffer at several
+offsets in one dispatch, and WebGPU refuses a buffer bound both read-only and writable there.
+
+A grid larger than WebGPU's 65535 workgroups per dimension, or a symbolic one, is folded: the
+shader numbers its workgroup linearly over a 2-D or 3-D dispatch and derives the block indices
+(``grid_folded``); the extra workgroups return at once.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...errors import TcompError
+from ...tir import arith
+from ...tir.expr import BinOp, Buffer, Call, Cast, Expr, IntImm, Load, Select, dtype_bits, is_float, is_unsigned
+from ...tir.stmt import Allocate, BufferStore, For
+from ..csource import CSourceRenderer, Dialect, RenderError
+
+MAX_WORKGROUPS_PER_DIMENSION = 65535   # WebGPU's limit (maxComputeWorkgroupsPerDimension)
+AXES = ("x", "y", "z")
+
+# 32-bit value types; int64/uint64 are narrowed to 32 bits, 8- and 16-bit integers widened.
+VALUE_TYPES = {"float32": "f32", "float16": "f32", "bfloat16": "f32", "int8": "i32", "int16": "i32", "int32": "i32",
+               "int64": "i32", "uint8": "u32", "uint16": "u32", "uint32": "u32", "uint64": "u32", "bool": "bool"}
+
+PREAMBLE = r"""
+fn tc_floordiv(a: i32, b: i32) -> i32 {
+  let q = a / b;
+  if (a % b != 0 && ((a < 0) != (b < 0))) { return q - 1; }
+  return q;
+}
+fn tc_floormod(a: i32, b: i32) -> i32 {
+  let r = a % b;
+  if (r != 0 && ((r < 0) != (b < 0))) { return r + b; }
+  return r;
+}
+fn tc_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
+fn tc_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
+fn tc_sign(x: f32) -> f32 {
+  if (tc_isnan(x)) { return x; }
+  return select(select(0.0f, -1.0f, x < 0.0f), 1.0f, x > 0.0f);
+}
+fn tc_pow(a: f32, b: f32) -> f32 {
+  if (b == 0.0f) { return 1.0f; }
+  let r = pow(abs(a), b);
+  if (a < 0.0f) {
+    if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }
+    if (b * 0.5f != floor(b * 0.5f)) { return -r; }
+  }
+  return r;
+}
+fn tc_tanh(x: f32) -> f32 {
+  let a = abs(x);
+  if (a < 0.0625f) {  // x - x^3/3 + 2x^5/15 - 17x^7/315: relative accuracy near 0
+    let a2 = a * a;
+    return sign(x) * a * (1.0f + a2 * (-0.33333334f + a2 * (0.13333334f + a2 * -0.053968254f)));
+  }
+  return sign(x) * (1.0f - 2.0f / (exp(2.0f * a) + 1.0f));
+}
+fn tc_erf(x: f32) -> f32 {
+  let a = abs(x);
+  if (a < 0.25f) {  // Taylor series near 0
+    let a2 = a * a;
+    return sign(x) * a * 1.1283792f * (1.0f + a2 * (-0.33333334f + a2 * (0.1f + a2 * (-0.023809524f
+        + a2 * 0.0046296297f))));
+  }
+  let t = 1.0f / (1.0f + 0.3275911f * a);  // Abramowitz-Stegun 7.1.26, |error| < 1.5e-7
+  let p = t * (0.254829592f + t * (-0.284496736f + t * (1.421413741f + t * (-1.453152027f + t * 1.061405429f))));
+  return sign(x) * (1.0f - p * exp(-a * a));
+}
+fn tc_f16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  let sign = (b >> 16u) & 0x8000u;
+  let m = b & 0x7fffffffu;
+  if (m > 0x7f800000u) { return sign | 0x7e00u; }
+  if (m >= 0x477ff000u) { return sign | 0x7c00u; }
+  return pack2x16float(vec2<f32>(x, 0.0f)) & 0xffffu;
+}
+fn tc_bf16_bits(x: f32) -> u32 {
+  let b = bitcast<u32>(x);
+  if ((b & 0x7fffffffu) > 0x7f800000u) { return (b >> 16u) | 0x40u; }
+  return (b + 0x7fffu + ((b >> 16u) & 1u)) >> 16u;
+}
+fn tc_to_f16(x: f32) -> f32 { return unpack2x16float(tc_f16_bits(x)).x; }
+fn tc_to_bf16(x: f32) -> f32 { return bitcast<f32>(tc_bf16_bits(x) << 16u); }
+fn tc_field(word: u32, index: i32, bits: u32) -> u32 {
+  let per_word = 32u / bits;
+  return (word >> (u32(index) % per_word * bits)) & ((1u << bits) - 1u);
+}
+fn tc_signed_field(word: u32, index: i32, bits: u32) -> i32 {
+  return bitcast<i32>(tc_field(word, index, bits) << (32u - bits)) >> (32u - bits);
+}
+"""
+
+_MATH = {name: name for name in ("exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
+                                 "floor", "ceil", "abs")}
+_MATH.update({"fabs": "abs", "rsqrt": "inverseSqrt", "round": "round", "roundeven": "round", "tanh": "tc_tanh",
+              "erf": "tc_erf"})
+
+WGSL = Dialect(
+    name="webgpu",
+    kernel_qualifier="fn",
+    axis_index={},
+    barrier="workgroupBarrier();",
+    shared_qualifier="var<workgroup>",
+    restrict="",
+    scalar_types=VALUE_TYPES,
+    half_types={},
+    preamble=PREAMBLE,
+    float_math=_MATH,
+)
+
+# Keywords, reserved words and type names of WGSL, the builtins the shaders call and the
+# renderer's own names: a buffer or variable so named gets a suffix.
+RESERVED = set("""
+alias break case const const_assert continue continuing default diagnostic discard else enable false fn for if let
+loop override requires return struct switch true var while bool f16 f32 i32 u32 vec2 vec3 vec4 mat2x2 mat3x3 mat4x4
+array atomic ptr sampler texture_1d texture_2d NULL Self abstract active alignas alignof as asm asm_fragment async
+attribute auto await become cast catch class co_await co_return co_yield coherent column_major common compile
+compile_fragment concept const_cast consteval constexpr constinit crate debugger decltype delete demote
+demote_to_helper do dynamic_cast enum explicit export extends extern external fallthrough filter final finally friend
+from fxgroup get goto groupshared highp impl implements import inline instanceof interface layout lowp macro
+macro_rules match mediump meta mod module move mut mutable namespace new nil noexcept noinline nointerpolation
+non_coherent noncoherent noperspective null nullptr of operator package packoffset partition pass patch
+pixelfragment precise precision premerge priv protected pub public readonly ref regardless register reinterpret_cast
+require resource restrict self set shared sizeof smooth snorm static static_assert static_cast std subroutine super
+target template this thread_local throw trait try type typedef typeid typename typeof union unless unorm unsafe
+unsized use using varying virtual volatile wgsl where with writeonly yield
+exp log sqrt sin cos tan asin acos atan sinh cosh floor ceil abs inverseSqrt round select min max pow sign bitcast
+i32 u32 f32 atomicAnd atomicOr atomicLoad atomicStore workgroupBarrier pack2x16float unpack2x16float
+tc_sizes tc_wid tc_lid tc_nwg tc_block tc_i tc_shift tc_word
+""".split()) | {name for name in PREAMBLE.split() if name.startswith("tc_")}
+
+
+class WGSLError(TcompError):
+    """A kernel that WGSL cannot express (float64, a 64-bit constant, an unsupported call)."""
+
+
+@dataclass(frozen=True)
+class WGSLKernel:
+    """One compute shader: its source, the buffers bound at 0, 1, ... (then the sizes' uniform
+    buffer, when ``size_vars``), the workgroup size, the grid (blockIdx extents, expressions of
+    the size variables) and whether the shader folds the grid (``dispatch`` gives the workgroup
+    counts either way)."""
+
+    name: str
+    source: str
+    params: tuple
+    size_vars: tuple
+    workgroup: tuple
+    grid: tuple
+    grid_folded: bool
+
+    def dispatch(self, grid: tuple) -> tuple:
+        """Workgroup counts for a grid of ``grid`` blocks (x, y, z ints)."""
+        if not self.grid_folded:
+            return grid
+        total = grid[0] * grid[1] * grid[2]
+        limit = MAX_WORKGROUPS_PER_DIMENSION
+        x = min(total, limit)
+        y = min(-(-total // x), limit) if x else 0
+        z = -(-total // (x * y)) if x else 0
+        if z > limit:
+            raise TcompError(f"kernel {self.name}: {total} workgroups, more than a dispatch holds ({limit}^3)")
+        return x, y, z
+
+
+def render_kernel(kernel) -> WGSLKernel:
+    """The WGSL shader of one ``DeviceKernel`` (``gpu/lower.py``)."""
+    return WGSLRenderer().render_kernel(kernel)
+
+
+class WGSLRenderer(CSourceRenderer):
+    """Renders one ``DeviceKernel`` as a WGSL module with one entry point, named as the kernel."""
+
+    def __init__(self):
+        super().__init__(WGSL)
+        self._written: set = set()
+        self._kernel_name = ""
+
+    def render(self, kernels) -> str:
+        return "\n".join(self.render_kernel(k).source for k in kernels)
+
+    def render_kernel(self, kernel) -> WGSLKernel:
+        self._kernel_name = kernel.name
+        try:
+            body, folded = self._kernel_body(kernel)
+        except RenderError as exc:
+            raise WGSLError(f"kernel {kernel.name}: {exc}") from None
+        grid = tuple(kernel.launch.get(f"blockIdx.{a}", IntImm(1)) for a in AXES)
+        workgroup = tuple(self._threads(kernel, a) for a in AXES)
+        return WGSLKernel(kernel.name, _helpers_used(body) + body, tuple(kernel.params),
+                          tuple(kernel.size_vars), workgroup, grid, folded)
+
+    # ------------------------------------------------------------------ the shader
+    def _kernel_body(self, kernel) -> tuple:
+        from ...tir.transform import buffer_accesses
+
+        self._begin_kernel(kernel)
+        _, writes = buffer_accesses(kernel.body)
+        self._written = set(writes)
+        header = []
+        for binding, buf in enumerate(kernel.params):
+            self._check_dtype(buf)
+            header.append(f"@group(0) @binding({binding}) var<storage, read_write> {self.name(buf)}: "
+                          f"array<{self._word_type(buf)}>;")
+        if kernel.size_vars:
+            fields = "".join(f"  s{i}: i32,\n" for i in range(len(kernel.size_vars)))
+            header.append(f"struct TcSizes {{\n{fields}}}")
+            header.append(f"@group(0) @binding({len(kernel.params)}) var<uniform> tc_sizes: TcSizes;")
+        for buf in kernel.shared:
+            self._check_dtype(buf)
+            size = arith.simplify(buf.storage_elements()).value
+            header.append(f"var<workgroup> {self.name(buf)}: array<{VALUE_TYPES[buf.dtype]}, {size}>;")
+        workgroup = ", ".join(str(self._threads(kernel, a)) for a in AXES)
+        header.append(f"@compute @workgroup_size({workgroup})")
+        header.append(f"fn {kernel.name}(@builtin(workgroup_id) tc_wid: vec3<u32>, "
+                      f"@builtin(local_invocation_id) tc_lid: vec3<u32>, "
+                      f"@builtin(num_workgroups) tc_nwg: vec3<u32>) {{")
+        self._indent = 1
+        for i, var in enumerate(kernel.size_vars):
+            self._line(f"let {self.name(var)}: i32 = tc_sizes.s{i};")
+        folded = self._grid_folded(kernel)
+        grid = [(axis, kernel.launch[f"blockIdx.{axis}"]) for axis in AXES if f"blockIdx.{axis}" in kernel.launch]
+        for axis, extent in grid:
+            self._bounds[self._axis_var(kernel.body, f"blockIdx.{axis}")] = \
+                (0, extent.value - 1 if isinstance(extent, IntImm) else None)
+        if folded:
+            extents = [f"({self.expr(arith.simplify(extent))})" for _, extent in grid]
+            self._line("let tc_block: i32 = i32(tc_wid.x + tc_nwg.x * (tc_wid.y + tc_nwg.y * tc_wid.z));")
+            self._line(f"if (tc_block >= {' * '.join(extents)}) {{ return; }}")
+        for number, (axis, extent) in enumerate(grid):
+            value = f"i32(tc_wid.{axis})"
+            if folded:  # x varies fastest: block = x + X * (y + Y * z)
+                value = f"tc_block / ({' * '.join(extents[:number])})" if number else "tc_block"
+                if number < len(grid) - 1:
+                    value = f"{value} % {extents[number]}"
+            self._line(f"let {self.name(self._axis_var(kernel.body, f'blockIdx.{axis}'))}: i32 = {value};")
+        for axis in AXES:
+            extent = kernel.launch.get(f"threadIdx.{axis}")
+            if extent is not None:
+                var = self._axis_var(kernel.body, f"threadIdx.{axis}")
+                self._bounds[var] = (0, extent.value - 1)
+                self._line(f"let {self.name(var)}: i32 = i32(tc_lid.{axis});")
+        self._stmt(kernel.body)
+        self._indent = 0
+        self._line("}")
+        return "\n".join(header + self._lines) + "\n", folded
+
+    def _begin_kernel(self, kernel) -> None:
+        self._lines, self._indent, self._names, self._taken = [], 0, {}, set(RESERVED)
+        self._launch = kernel.launch
+        self._bounds = {v: (1, None) for v in kernel.size_vars}
+        self._index = "i32"
+
+    @staticmethod
+    def _threads(kernel, axis: str) -> int:
+        extent = kernel.launch.get(f"threadIdx.{axis}")
+        return extent.value if extent is not None else 1
+
+    @staticmethod
+    def _grid_folded(kernel) -> bool:
+        extents = [kernel.launch.get(f"blockIdx.{a}") for a in AXES]
+        return not all(e is None or (isinstance(e, IntImm) and e.value <= MAX_WORKGROUPS_PER_DIMENSION)
+                       for e in extents)
+
+    def _check_dtype(self, buf: Buffer) -> None:
+        if buf.dtype not in VALUE_TYPES:
+            raise RenderError(f"buffer {buf.name} is {buf.dtype}, which WGSL has no type for (no float64: compute "
+                              f"in float32)")
+
+    def _word_type(self, buf: Buffer) -> str:
+        """The element type of a storage buffer's array: the 32-bit value type, or u32 words packing
+        8- or 16-bit elements (atomic where the kernel writes them)."""
+        if dtype_bits(buf.dtype) >= 32:
+            return VALUE_TYPES[buf.dtype]
+        return "atomic<u32>" if buf in self._written else "u32"
+
+    # ------------------------------------------------------------------ statements
+    def _for(self, loop: For) -> None:
+        if loop.kind == "thread_binding":
+            super()._for(loop)
+            return
+        extent = arith.simplify(loop.extent, self._bounds)
+        self._bounds[loop.var] = (0, extent.value - 1 if isinstance(extent, IntImm) else None)
+        var = self.name(loop.var)
+        self._scope(f"for (var {var}: i32 = 0; {var} < {self.expr(extent)}; {var}++)", loop.body)
+
+    def _store(self, store: BufferStore) -> None:
+        buf = store.buffer
+        index = self.expr(self._flat(buf, store.indices))
+        value = self.expr(store.value)
+        if store.predicate is not None:
+            self._line(f"if ({self.expr(store.predicate)}) {{")
+            self._indent += 1
+        if buf.scope != "global":
+            rounded = {"float16": "tc_to_f16", "bfloat16": "tc_to_bf16"}.get(buf.dtype)
+            self._line(f"{self.name(buf)}[{index}] = {f'{rounded}({value})' if rounded else value};")
+        elif dtype_bits(buf.dtype) == 32:
+            self._line(f"{self.name(buf)}[{index}] = {value};")
+        elif dtype_bits(buf.dtype) == 64:  # the low word, then the high word: sign (zero) extension
+            high = "0u" if is_unsigned(buf.dtype) else "(tc_word >> 31u)"
+            self._line(f"{{ let tc_i = 2 * ({index}); let tc_word = {value};")
+            self._line(f"  {self.name(buf)}[tc_i] = tc_word; {self.name(buf)}[tc_i + 1] = {high}; }}")
+        else:
+            self._packed_store(buf, index, value)
+        if store.predicate is not None:
+            self._indent -= 1
+            self._line("}")
+
+    def _packed_store(self, buf: Buffer, index: str, value: str) -> None:
+        """An 8- or 16-bit element written into its u32 word: its bits cleared, then set (atomics:
+        the word's other elements belong to other threads)."""
+        bits = dtype_bits(buf.dtype)
+        mask = f"0x{(1 << bits) - 1:x}u"
+        if buf.dtype == "bool":
+            word = f"select(0u, 1u, {value})"
+        elif buf.dtype == "float16":
+            word = f"tc_f16_bits({value})"
+        elif buf.dtype == "bfloat16":
+            word = f"tc_bf16_bits({value})"
+        else:
+            word = f"(bitcast<u32>({value}) & {mask})"
+        name = self.name(buf)
+        self._line(f"{{ let tc_i = {index}; let tc_shift = u32(tc_i) % {32 // bits}u * {bits}u;")
+        self._line(f"  atomicAnd(&{name}[tc_i / {32 // bits}], ~({mask} << tc_shift));")
+        self._line(f"  atomicOr(&{name}[tc_i / {32 // bits}], {word} << tc_shift); }}")
+
+    def _allocate(self, stmt: Allocate) -> None:
+        buf = stmt.buffer
+        if buf.scope != "local":
+            raise RenderError(f"{buf.scope} buffer {buf.name} is allocated inside the kernel body")
+        self._check_dtype(buf)
+        size = arith.simplify(buf.storage_elements(), self._bounds)
+        if not isinstance(size, IntImm):
+            raise RenderError(f"local buffer {buf.name} has the symbolic size {size}; tile with constant factors")
+        self._line("{")
+        self._indent += 1
+        self._line(f"var {self.name(buf)}: array<{VALUE_TYPES[buf.dtype]}, {size.value}>;")
+        self._stmt(stmt.body)
+        self._indent -= 1
+        self._line("}")
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, e: Expr) -> str:
+        if isinstance(e, IntImm):
+            return self._int_literal(e)
+        if isinstance(e, Load):
+            return self._load(e)
+        if isinstance(e, Select):
+            return f"select({self.expr(e.b)}, {self.expr(e.a)}, {self.expr(e.cond)})"
+        return super().expr(e)
+
+    def _int_literal(self, e: IntImm) -> str:
+        if e.dtype == "bool":
+            return "true" if e.value else "false"
+        value = e.value
+        if e.dtype in ("int64", "uint64"):  # the extremes are reduction identities: the 32-bit ones
+            value = {2**63 - 1: 2**31 - 1, -2**63: -2**31, 2**64 - 1: 2**32 - 1}.get(value, value)
+        signed = not is_unsigned(e.dtype)
+        if not (-2**31 <= value < 2**31 if signed else 0 <= value < 2**32):
+            raise RenderError(f"the {e.dtype} constant {e.value} does not fit 32 bits (WGSL has no 64-bit integers)")
+        return f"i32({value})" if value == -2**31 else f"{value}" if signed else f"{value}u"
+
+    def _float_literal(self, value: float, dtype: str) -> str:
+        if dtype == "float64":
+            raise RenderError("float64 arithmetic (WGSL has no float64: compute in float32)")
+        value = float(np.float32(value))
+        if math.isnan(value):
+            return "bitcast<f32>(0x7fc00000u)"
+        if math.isinf(value):
+            return f"bitcast<f32>({'0x7f800000u' if value > 0 else '0xff800000u'})"
+        return f"{value!r}f"
+
+    def _load(self, e: Load) -> str:
+        buf = e.buffer
+        index = self.expr(self._flat(buf, e.indices))
+        name = self.name(buf)
+        bits = dtype_bits(buf.dtype)
+        if buf.scope != "global" or bits == 32:
+            text = f"{name}[{index}]"
+        elif bits == 64:
+            text = f"{name}[2 * ({index})]"
+        else:
+            word = f"{name}[({index}) / {32 // bits}]"
+            if buf in self._written:
+                word = f"atomicLoad(&{word})"
+            field = f"tc_field({word}, {index}, {bits}u)"
+            text = {"bool": f"({field} != 0u)", "float16": f"unpack2x16float({field}).x",
+                    "bfloat16": f"bitcast<f32>({field} << 16u)"}.get(buf.dtype, field)
+            if buf.dtype in ("int8", "int16"):
+                text = f"tc_signed_field({word}, {index}, {bits}u)"
+        if e.predicate is not None:  # both evaluated; an index out of range reads a clamped element
+            zero = {"bool": "false", "f32": "0.0f", "i32": "0", "u32": "0u"}[_value_type(e.dtype)]
+            text = f"select({zero}, {text}, {self.expr(e.predicate)})"
+        return text
+
+    def _binop(self, e: BinOp) -> str:
+        a, b = self.expr(e.a), self.expr(e.b)
+        if e.op in ("shl", "shr"):
+            return f"({a} {'<<' if e.op == 'shl' else '>>'} u32({b}))"
+        if e.op == "xor" and e.dtype == "bool":
+            return f"({a} != {b})"
+        if is_float(e.dtype):
+            _value_type(e.dtype)
+            if e.op in ("min", "max"):
+                return f"{e.op}({a}, {b})"
+            if e.op == "pow":
+                return f"tc_pow({a}, {b})"
+            if e.op == "floordiv":
+                return f"floor({a} / {b})"
+            if e.op == "floormod":
+                return f"({a} - floor({a} / {b}) * {b})"
+        return super()._binop(e)
+
+    def _cast(self, e: Cast) -> str:
+        value, source = self.expr(e.value), e.value.dtype
+        target = _value_type(e.dtype)
+        if source == "bool" and e.dtype == "bool":
+            return value
+        if e.dtype == "bool":
+            return f"({value} != {'0.0f' if is_float(source) else '0u' if is_unsigned(source) else '0'})"
+        converted = f"{target}({value})"
+        if e.dtype in ("float16", "bfloat16"):
+            return f"tc_to_{'f16' if e.dtype == 'float16' else 'bf16'}(f32({value}))"
+        if e.dtype in ("int8", "int16"):
+            shift = 32 - dtype_bits(e.dtype)
+            return f"(({converted} << {shift}u) >> {shift}u)"
+        if e.dtype in ("uint8", "uint16"):
+            return f"({converted} & 0x{(1 << dtype_bits(e.dtype)) - 1:x}u)"
+        if target == "u32" and _value_type(source) == "i32":
+            return f"bitcast<u32>({value})"  # two's complement, as C converts
+        return converted
+
+    def _call(self, e: Call) -> str:
+        args = [self.expr(a) for a in e.args]
+        x = args[0] if args else ""
+        source = e.args[0].dtype if e.args else e.dtype
+        if e.name in ("isnan", "isinf"):
+            return f"tc_{e.name}({x})" if is_float(source) else "false"
+        if e.name == "bitcast":
+            if dtype_bits(e.dtype) != dtype_bits(source) or dtype_bits(e.dtype) != 32:
+                raise RenderError(f"bitcast from {source} to {e.dtype} (only 32-bit types on WebGPU)")
+            return f"bitcast<{_value_type(e.dtype)}>({x})"
+        if not is_float(e.dtype):
+            if e.name == "not":
+                return f"(!{x})" if e.dtype == "bool" else f"(~{x})"
+            if e.name == "abs":
+                return x if is_unsigned(e.dtype) else f"abs({x})"
+            if e.name == "neg":
+                return f"(-({x}))"
+            if e.name == "sign":
+                zero, one = ("0u", "1u") if is_unsigned(e.dtype) else ("0", "1")
+                negative = "0u" if is_unsigned(e.dtype) else f"select(0, -1, {x} < 0)"
+                return f"select({negative}, {one}, {x} > {zero})"
+            raise RenderError(f"unsupported call {e.name} for {e.dtype}")
+        _value_type(e.dtype)
+        if e.name == "neg":
+            return f"(-({x}))"
+        if e.name == "reciprocal":
+            return f"(1.0f / {x})"
+        if e.name == "sigmoid":
+            return f"(1.0f / (1.0f + exp(-({x}))))"
+        if e.name == "sign":
+            return f"tc_sign({x})"
+        if e.name not in _MATH:
+            raise RenderError(f"unsupported math function {e.name} for {e.dtype}")
+        return f"{_MATH[e.name]}({', '.join(args)})"
+
+
+def _helpers_used(body: str) -> str:
+    """The preamble's functions that ``body`` calls, directly or through another helper."""
+    functions = ["fn " + text for text in PREAMBLE.split("\nfn ") if text.strip()]
+    names = [text.split("(")[0][3:] for text in functions]
+    used: set = set()
+    pending = [body]
+    while pending:
+        text = pending.pop()
+        for name, function in zip(names, functions):
+            if name not in used and f"{name}(" in text:
+                used.add(name)
+                pending.append(function)
+    return "".join(function.strip("\n") + "\n" for name, function in zip(names, functions) if name in used)
+
+
+def _value_type(dtype: str) -> str:
+    if dtype not in VALUE_TYPES:
+        raise RenderError(f"{dtype} arithmetic (WGSL has no float64: compute in float32)")
+    return VALUE_TYPES[dtype]
+

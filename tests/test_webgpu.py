@@ -1,0 +1,187 @@
+"""The webgpu target through wgpu: generated WGSL kernels against numpy on fresh random inputs
+(elementwise, reductions, a shared-memory tiled GEMM, softmax, every storable dtype, folded grids)
+and its refusals (float64, int64 values beyond 32 bits, shader compile errors). CI runs them on
+Mesa's software Vulkan driver (lavapipe); skipped where wgpu or a WebGPU adapter is missing."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+pytest.importorskip("wgpu", reason="wgpu is not installed (pip install 'tcomp[webgpu]')")
+
+import cuda_kernels as kernels  # noqa: E402
+
+import tcomp  # noqa: E402
+from tcomp import tir  # noqa: E402
+from tcomp.errors import InputError, TcompError  # noqa: E402
+from tcomp.schedule.schedule import Schedule  # noqa: E402
+from tcomp.targets.webgpu.device import WebGPUUnavailable, adapter_info, webgpu_device  # noqa: E402
+from tcomp.tir.expr import call, cast  # noqa: E402
+
+
+def _unavailable() -> str:
+    try:
+        webgpu_device()
+    except WebGPUUnavailable as exc:
+        return str(exc)
+    return ""
+
+
+pytestmark = pytest.mark.skipif(bool(_unavailable()), reason=f"no WebGPU device: {_unavailable()} "
+                                                              f"(CI installs mesa-vulkan-drivers)")
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng()
+
+
+def test_adapter_is_reported_and_software_without_a_gpu():
+    import wgpu
+
+    info = adapter_info()
+    adapters = [a.info for a in wgpu.gpu.enumerate_adapters_sync()]
+    assert info["device"] in [a["device"] for a in adapters]
+    if all(a["adapter_type"] == "CPU" for a in adapters):  # no GPU here (CI): Mesa's lavapipe on Vulkan
+        assert "llvmpipe" in info["device"] and info["backend_type"] == "Vulkan", info
+
+
+def test_elementwise(rng):
+    a = rng.standard_normal((1000, 37)).astype(np.float32)
+    kernel = tcomp.build(kernels.elementwise_func(1000, 37), target="webgpu")
+    np.testing.assert_allclose(kernel(a), np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+    assert "@compute @workgroup_size(256, 1, 1)" in kernel.source()
+    assert kernel.adapter == adapter_info()
+
+
+def test_symbolic_rows(rng):
+    kernel = tcomp.build(kernels.symbolic_elementwise_func(), target="webgpu")
+    assert "var<uniform>" in kernel.source()
+    for rows in (1, 7, 300):
+        a = rng.standard_normal((rows, 37)).astype(np.float32)
+        np.testing.assert_allclose(kernel(a), np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+
+
+def test_two_kernels_through_an_intermediate(rng):
+    a = rng.standard_normal((64, 48)).astype(np.float32)
+    b = tcomp.build(kernels.two_stage_func(64, 48), target="webgpu")(a)
+    np.testing.assert_allclose(b, np.exp(a)[:, ::-1] + 1, rtol=1e-5, atol=1e-6)
+
+
+def test_row_sum(rng):
+    a = rng.standard_normal((300, 129)).astype(np.float32)
+    b = tcomp.build(kernels.row_sum_func(300, 129), target="webgpu")(a)
+    np.testing.assert_allclose(b, a.sum(axis=1), rtol=1e-4, atol=1e-4)
+
+
+def test_tiled_shared_memory_gemm(rng):
+    m, n, k = 128, 96, 160
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    kernel = tcomp.build(kernels.tiled_gemm(m, n, k), target="webgpu")
+    source = kernel.source()
+    assert "var<workgroup> A_shared" in source and "workgroupBarrier();" in source
+    assert "@workgroup_size(16, 16, 1)" in source
+    np.testing.assert_allclose(kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
+    c = np.full((m, n), np.nan, np.float32)
+    kernel(a, b, c)  # into a caller's array
+    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+
+
+def softmax_func(rows, cols: int):
+    """Row softmax in three loop nests (max, sum of exp, normalize): three kernels, two temporaries."""
+    x = tir.placeholder((rows, cols), "float32", name="X")
+    k = tir.reduce_axis(cols, name="k")
+    peak = tir.compute((rows,), lambda i: tir.max(x[i, k], axis=k), name="M")
+    k2 = tir.reduce_axis(cols, name="k2")
+    total = tir.compute((rows,), lambda i: tir.sum(call("exp", x[i, k2] - peak[i]), axis=k2), name="S")
+    y = tir.compute((rows, cols), lambda i, j: call("exp", x[i, j] - peak[i]) / total[i], name="Y")
+    return tir.create_func([x, y], name="softmax")
+
+
+def test_softmax(rng):
+    x = (rng.standard_normal((200, 77)) * 10).astype(np.float32)
+    kernel = tcomp.build(softmax_func(tir.size_var("rows"), 77), target="webgpu")
+    assert len(kernel.shaders) == 3
+    want = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(kernel(x), want / want.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-7)
+
+
+def test_grid_beyond_65535_workgroups_is_folded(rng):
+    n = 70_001
+    sch = Schedule(kernels.elementwise_func(n, 2))
+    i, j = sch.get_loops(sch.get_block("B"))
+    sch.bind(i, "blockIdx.x")
+    sch.bind(j, "threadIdx.x")
+    kernel = tcomp.build(sch.func, target="webgpu")
+    assert kernel.shaders[0].grid_folded and kernel.shaders[0].dispatch((n, 1, 1)) == (65535, 2, 1)
+    a = rng.standard_normal((n, 2)).astype(np.float32)
+    np.testing.assert_allclose(kernel(a), np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+
+
+def _unary(dtype_in: str, dtype_out: str, fn, n: int = 1001):
+    a = tir.placeholder((n,), dtype_in, name="A")
+    b = tir.compute((n,), lambda i: fn(a[i]), name="B")
+    return tir.create_func([a, b], name=f"{dtype_in}_to_{dtype_out}")
+
+
+def test_int64_narrowed_and_widened_back(rng):
+    a = rng.integers(-2**30, 2**30, 1001, dtype=np.int64)
+    kernel = tcomp.build(_unary("int64", "int64", lambda x: x // 3 - 5), target="webgpu")
+    np.testing.assert_array_equal(kernel(a), a // 3 - 5)  # negatives: the high word is the sign
+
+
+def test_int64_beyond_32_bits_is_refused():
+    kernel = tcomp.build(_unary("int64", "int64", lambda x: x + 1), target="webgpu")
+    a = np.zeros(1001, np.int64)
+    a[17] = 2**40
+    with pytest.raises(InputError, match=r"int64_to_int64: A is int64 with values in \[0, 1099511627776\]"):
+        kernel(a)
+
+
+def test_bool_output_packed_in_words(rng):
+    a = rng.standard_normal(1001).astype(np.float32)  # 1001 bytes: threads share each u32 word
+    b = tcomp.build(_unary("float32", "bool", lambda x: x > 0.0), target="webgpu")(a)
+    np.testing.assert_array_equal(b, a > 0)
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16"])
+def test_small_integers(rng, dtype):
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min, info.max, 1001, endpoint=True).astype(dtype)
+    b = tcomp.build(_unary(dtype, dtype, lambda x: x * 3 + 7), target="webgpu")(a)  # wraps around
+    np.testing.assert_array_equal(b, (a * np.array(3, dtype) + np.array(7, dtype)).astype(dtype))
+
+
+def test_bool_input_and_int8_cast(rng):
+    a = rng.random(999) < 0.5
+    b = tcomp.build(_unary("bool", "int8", lambda x: cast("int8", x) * -3, n=999), target="webgpu")(a)
+    np.testing.assert_array_equal(b, a.astype(np.int8) * -3)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_16_bit_floats(rng, dtype):
+    from tcomp.build import _numpy_dtype
+
+    np_dtype = _numpy_dtype(dtype)
+    a = (rng.standard_normal(1001) * 4).astype(np_dtype)
+    kernel = tcomp.build(_unary(dtype, dtype, lambda x: cast(dtype, call("exp", cast("float32", x)) * 2.0)),
+                         target="webgpu")
+    with np.errstate(over="ignore"):  # large values round to inf, on the device too
+        want = (np.exp(a.astype(np.float32)) * 2).astype(np_dtype).astype(np.float32)
+    tolerance = 1e-2 if dtype == "bfloat16" else 1e-3
+    np.testing.assert_allclose(kernel(a).astype(np.float32), want, rtol=tolerance, atol=tolerance)
+
+
+def test_float64_is_refused_naming_the_kernel_and_buffer():
+    with pytest.raises(TcompError, match="kernel float64_to_float64_kernel: buffer A is float64"):
+        tcomp.build(_unary("float64", "float64", lambda x: x + 1.0), target="webgpu")
+
+
+def test_shader_compile_error_names_the_kernel():
+    kernel = tcomp.build(kernels.elementwise_func(8, 8), target="webgpu")
+    broken = dataclasses.replace(kernel.shaders[0], source=kernel.shaders[0].source.replace("exp(", "expp("))
+    with pytest.raises(TcompError, match=r"(?s)kernel elementwise_kernel: the WebGPU shader does not compile.*expp"):
+        webgpu_device().compile(broken)
