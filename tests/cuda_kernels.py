@@ -72,10 +72,10 @@ def tiled_gemm(m: int, n: int, k: int, tile: int = 16, bind_copies: bool = True)
     return sch
 
 
-def half_gemm_func(m: int, n: int, k: int):
-    """``C = A @ B``, A and B float16, C float32 (fp32 accumulation)."""
-    a = tir.placeholder((m, k), "float16", name="A")
-    b = tir.placeholder((k, n), "float16", name="B")
+def half_gemm_func(m: int, n: int, k: int, dtype: str = "float16"):
+    """``C = A @ B``, A and B float16 (or bfloat16), C float32 (fp32 accumulation)."""
+    a = tir.placeholder((m, k), dtype, name="A")
+    b = tir.placeholder((k, n), dtype, name="B")
     r = tir.reduce_axis(k, name="k")
     c = tir.compute((m, n), lambda i, j: tir.sum(cast("float32", a[i, r]) * cast("float32", b[r, j]), axis=r),
                     name="C")
@@ -99,3 +99,18 @@ def wmma_gemm(m: int, n: int, k: int) -> Schedule:
     _, lane = sch.split(sch.fuse(*sch.get_loops(init)[-2:]), [None, 32])
     sch.bind(lane, "threadIdx.x")
     return sch
+
+
+def mma_gemm(m: int, n: int, k: int, dtype: str = "float16", warps=(2, 2), tiles=(4, 8), depth: int = 2,
+             stages: int = 2) -> Schedule:
+    """The design space's tensor-core sketch of ``C = A @ B`` (A, B ``dtype``, C float32) with its
+    decisions fixed: warps per axis, fragments per warp (16-row x 8-column), 16-deep steps per
+    shared tile, pipeline stages."""
+    from tcomp.tuning.rules import gpu_tensor_core as tc
+
+    func = half_gemm_func(m, n, k, dtype)
+    (sketch,) = tc.apply(func, Schedule(func), "C")
+    chosen = [tc.WARPS.index(warps[0]), tc.WARPS.index(warps[1]), tc.TILES_M.index(tiles[0]),
+              tc.TILES_N.index(tiles[1]), tc.DEPTH.index(depth), tc.STAGES.index(stages)]
+    positions = sorted(sketch.trace.decisions)
+    return sketch.trace.apply_to(func, decisions=dict(zip(positions, chosen)))

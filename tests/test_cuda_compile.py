@@ -90,3 +90,28 @@ def test_bad_targets_are_refused():
         _build(kernels.elementwise_func(4, 4), "compute_x")
     with pytest.raises(TcompError, match="unknown option '-mcpu=x'"):
         tcomp.build(kernels.elementwise_func(4, 4), target="cuda -mcpu=x")
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_mma_sketch_holds_mma_ldmatrix_and_async_copies(arch):
+    kernel = _build(kernels.mma_gemm(256, 256, 128), arch)
+    ptx, source = kernel.ptx(), kernel.source()
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in ptx
+    assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in ptx and "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in ptx
+    assert "cp.async.cg.shared.global" in ptx and "cp.async.wait_group 1" in ptx  # 2 pipeline stages
+    assert "float C_warp[128];" in source  # a 64x64 fp32 accumulator per warp: 128 registers per lane
+    assert ".local" not in ptx  # fragments stay in registers
+
+
+def test_bf16_mma_sketch_without_pipeline():
+    ptx = _build(kernels.mma_gemm(256, 256, 128, "bfloat16", warps=(1, 2), tiles=(2, 4), depth=1, stages=1)).ptx()
+    assert "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32" in ptx and "cp.async" not in ptx
+
+
+def test_warp_fragment_outside_a_warp_is_refused():
+    from tcomp.schedule.schedule import Schedule
+
+    sch = Schedule(kernels.half_gemm_func(32, 32, 32))
+    sch.cache_write(sch.get_block("C"), 0, "warp")
+    with pytest.raises(GPULoweringError, match="warp buffer C_warp spans the whole function"):
+        _build(sch)

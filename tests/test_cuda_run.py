@@ -72,3 +72,20 @@ def test_wmma_gemm(rng):
     c = tcomp.build(kernels.wmma_gemm(m, n, k), target="cuda")(a, b)
     want = a.astype(np.float32) @ b.astype(np.float32)
     np.testing.assert_allclose(c, want, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("dtype,stages", [("float16", 2), ("float16", 1), ("bfloat16", 2)])
+def test_mma_gemm(rng, dtype, stages):
+    m, n, k = 256, 384, 192
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    kernel = tcomp.build(kernels.mma_gemm(m, n, k, dtype, stages=stages), target="cuda")
+    if dtype == "float16":
+        a, b = a.astype(np.float16), b.astype(np.float16)
+        c = kernel(a, b)
+    else:  # numpy has no bfloat16: pass the 16 high bits, compare with the rounded values
+        bits = [(x.view(np.uint32) >> 16).astype(np.uint16) for x in (a, b)]
+        a, b = [(x.astype(np.uint32) << 16).view(np.float32) for x in bits]
+        c = kernel(*bits)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.linalg.norm(c - want) / np.linalg.norm(want) < 1e-5

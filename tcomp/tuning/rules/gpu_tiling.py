@@ -29,6 +29,7 @@ vector width). Both write through ``C_local`` (registers).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule
+from . import gpu_tensor_core
 from .blocks import attempt, find_block, fork, loop_kinds
 
 THREADS = (4, 8, 16, 32)
@@ -41,8 +42,9 @@ VECTOR_BYTES = (4, 8, 16)         # cooperative copies: bytes per thread and acc
 
 
 def apply(func, sch: Schedule, name: str) -> list:
-    """A sketch without and one with shared-memory operands (each where every step applies)."""
-    sketches = []
+    """A sketch without and one with shared-memory operands (each where every step applies), and
+    for 16-bit products accumulated in fp32 the tensor-core sketch (``gpu_tensor_core.py``)."""
+    sketches = gpu_tensor_core.apply(func, sch, name)
     for shared in (False, True):
         new = fork(func, sch)
         if _sketch(new, name, shared):

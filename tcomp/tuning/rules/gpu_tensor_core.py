@@ -1,0 +1,124 @@
+"""The tensor-core sketch of the GPU design space: warps of ``mma.sync`` on register fragments.
+
+For a block ``C[.., i, j] += f32(A[.., i, k]) * f32(B[.., k, j])`` with 16-bit A and B (fp16,
+bf16)::
+
+    for b, i0 in blockIdx.y/z, j0 in blockIdx.x:        # a (16*WM*TM) x (8*WN*TN) tile of C per block
+      C_warp = 0                                        # mma_fill, per warp: (16*TM) x (8*TN) in registers
+      for k0 [pipeline_stages=S]:                       # one (16*K1)-deep step, S stages of shared memory
+        A_shared, B_shared = A[..], B[..]               # all threads, 16-byte (cp.async) copies, rows padded
+        for i1 in threadIdx.z(WM), j1 in threadIdx.y(WN), k1 (unrolled K1):
+          A_warp = ldmatrix(A_shared); B_warp = ldmatrix.trans(B_shared)
+          for i2, j2 (unrolled TM x TN): C_warp += mma.sync.m16n8k16(A_warp, B_warp)
+      C[..] = C_warp                                    # mma_store, per warp
+
+The warps per axis (WM, WN), the warp tile (TM x TN fragments), the step depth (K1) and the
+pipeline stages (S) are ``sample_categorical`` decisions. Shared rows are padded by 16 bytes
+(``storage_align``) so that ldmatrix's eight row addresses fall in distinct banks.
+
+    sketches = apply(func, sch, "C")     # [] where the block is not such a product
+"""
+from __future__ import annotations
+
+from ...schedule.schedule import Schedule, ScheduleError
+from .blocks import find_block, fork, loop_kinds
+
+WARPS = (1, 2, 4)
+WARPS_PROBS = (1, 3, 1)
+TILES_M = (1, 2, 4)                # 16-row fragments per warp
+TILES_M_PROBS = (1, 1, 3)
+TILES_N = (2, 4, 8)                # 8-column fragments per warp
+TILES_N_PROBS = (1, 1, 3)
+DEPTH = (1, 2)                     # 16-deep steps per shared tile
+DEPTH_PROBS = (1, 2)
+STAGES = (1, 2)
+STAGES_PROBS = (1, 3)
+PAD = 8                            # elements of row padding (16 bytes of a 16-bit type)
+INTRINSICS = {"float16": "f16", "bfloat16": "bf16"}
+
+
+def apply(func, sch: Schedule, name: str) -> list:
+    """One tensor-core sketch where ``name`` is a 16-bit product accumulated in fp32, else []."""
+    blk = find_block(sch, name)
+    if blk is None or len(blk.writes) != 1 or blk.writes[0].dtype != "float32":
+        return []
+    operands = [buf for buf in blk.reads if buf not in blk.writes]
+    if len(operands) != 2 or {b.dtype for b in operands} - set(INTRINSICS) or operands[0].dtype != operands[1].dtype:
+        return []
+    new = fork(func, sch)
+    try:
+        _sketch(new, name, INTRINSICS[operands[0].dtype])
+    except ScheduleError:
+        return []
+    return [new]
+
+
+def _sample(sch: Schedule, values: tuple, probs: tuple):
+    return sch.sample_categorical(list(values), list(probs))
+
+
+def _sketch(sch: Schedule, name: str, kind: str) -> None:
+    block = sch.get_block(name)
+    kinds = loop_kinds(sch, sch.get_block_obj(block))
+    loops = sch.get_loops(block)
+    spatial = [loop for loop, k in zip(loops, kinds) if k == "S"]
+    reduce = [loop for loop, k in zip(loops, kinds) if k == "R"]
+    if len(spatial) < 2 or len(reduce) != 1 or len(spatial) + len(reduce) != len(loops):
+        raise ScheduleError(f"block {name}: not a (batched) matrix product")
+    wm, wn = _sample(sch, WARPS, WARPS_PROBS), _sample(sch, WARPS, WARPS_PROBS)
+    tm, tn = _sample(sch, TILES_M, TILES_M_PROBS), _sample(sch, TILES_N, TILES_N_PROBS)
+    depth, stages = _sample(sch, DEPTH, DEPTH_PROBS), _sample(sch, STAGES, STAGES_PROBS)
+    batch, (i, j), (k,) = spatial[:-2], spatial[-2:], reduce
+    i0, i1, i2, i3 = sch.split(i, [None, wm, tm, 16])
+    j0, j1, j2, j3 = sch.split(j, [None, wn, tn, 8])
+    k0, k1, k2 = sch.split(k, [None, depth, 16])
+    sch.reorder(*batch, i0, j0, k0, i1, j1, k1, i2, j2, i3, j3, k2)
+    if batch:
+        sch.bind(sch.fuse(*batch) if len(batch) > 1 else batch[0], "blockIdx.z")
+    sch.bind(i0, "blockIdx.y")
+    sch.bind(j0, "blockIdx.x")
+    sch.bind(i1, "threadIdx.z")
+    sch.bind(j1, "threadIdx.y")
+    for loop in (k1, i2, j2):
+        sch.unroll(loop)
+    accumulator = sch.cache_write(block, 0, "warp")
+    sch.reverse_compute_at(accumulator, j0)
+    names = [b.name for b in sch.get_block_obj(block).reads]
+    a_name, b_name = [b.name for b in sch.get_block_obj(block).reads if b.name != sch.get_block_obj(block).writes[0].name]
+    shared = [sch.cache_read(block, names.index(a_name), "shared"), sch.cache_read(block, names.index(b_name), "shared")]
+    names = [b.name for b in sch.get_block_obj(block).reads]
+    fragments = [sch.cache_read(block, names.index(f"{a_name}_shared"), "warp"),
+                 sch.cache_read(block, names.index(f"{b_name}_shared"), "warp")]
+    for copy, intrinsic in zip(fragments, (f"ldmatrix_a_16x16_{kind}", f"ldmatrix_b_16x16_{kind}")):
+        sch.compute_at(copy, k1)
+        rows, cols = sch.get_loops(copy)[-2:]
+        r0, r1 = sch.split(rows, [None, 16])
+        c0, c1 = sch.split(cols, [None, 16])
+        sch.reorder(r0, c0, r1, c1)
+        sch.unroll(r0)
+        sch.unroll(c0)
+        sch.tensorize(r1, intrinsic)
+    for copy in shared:
+        sch.compute_at(copy, k0)
+        sch.storage_align(copy, 0, len(sch.get_block_obj(copy).writes[0].shape) - 2, 32, PAD)
+        fused = sch.fuse(*sch.get_loops(copy)[-2:])
+        _, tz, ty, tx, lanes = sch.split(fused, [None, wm, wn, 32, 8])
+        sch.bind(tz, "threadIdx.z")
+        sch.bind(ty, "threadIdx.y")
+        sch.bind(tx, "threadIdx.x")
+        sch.vectorize(lanes)
+    sch.annotate(k0, "pipeline_stages", stages)
+    init = sch.decompose_reduction(block, k0)
+    sch.tensorize(i3, f"mma_16x8x16_{kind}f32")
+    *_, ii2, ij2, ii3, ij3 = sch.get_loops(init)
+    sch.reorder(ii2, ij2, ii3, ij3)
+    sch.tensorize(ii3, "mma_fill_16x8_f32")
+    rows, cols = sch.get_loops(accumulator)[-2:]
+    w0, w1, a2, a3 = sch.split(rows, [wm, None, tm, 16])
+    x0, x1, a4, a5 = sch.split(cols, [wn, None, tn, 8])
+    sch.reorder(w0, x0, w1, x1, a2, a4, a3, a5)
+    sch.bind(w0, "threadIdx.z")
+    sch.bind(x0, "threadIdx.y")
+    for loop in (w1, x1, a2, a4):
+        sch.unroll(loop)
+    sch.tensorize(a3, "mma_store_16x8_f32")
