@@ -133,6 +133,14 @@ def test_int64_narrowed_and_widened_back(rng):
     np.testing.assert_array_equal(kernel(a), a // 3 - 5)  # negatives: the high word is the sign
 
 
+def test_int32_floor_division_and_clamp(rng):
+    from tcomp.tir.expr import maximum, minimum
+
+    a = rng.integers(-1000, 1000, 1001).astype(np.int32)
+    kernel = tcomp.build(_unary("int32", "int32", lambda x: minimum(maximum(x // 7 + x % 5, -50), 60)), target="webgpu")
+    np.testing.assert_array_equal(kernel(a), np.clip(a // 7 + a % 5, -50, 60))
+
+
 def test_int64_beyond_32_bits_is_refused():
     kernel = tcomp.build(_unary("int64", "int64", lambda x: x + 1), target="webgpu")
     a = np.zeros(1001, np.int64)

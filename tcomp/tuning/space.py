@@ -34,7 +34,7 @@ from .rules import (
     tensorize,
 )
 
-STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU}
+STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU, "webgpu": gpu_tiling.GPU}
 
 
 def design_space(func: PrimFunc, target: str = "cpu") -> list:

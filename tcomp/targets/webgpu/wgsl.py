@@ -434,10 +434,11 @@ class WGSLRenderer(CSourceRenderer):
             return f"({a} {'<<' if e.op == 'shl' else '>>'} u32({b}))"
         if e.op == "xor" and e.dtype == "bool":
             return f"({a} != {b})"
+        if e.op in ("min", "max"):
+            _value_type(e.dtype)
+            return f"{e.op}({a}, {b})"
         if is_float(e.dtype):
             _value_type(e.dtype)
-            if e.op in ("min", "max"):
-                return f"{e.op}({a}, {b})"
             if e.op == "pow":
                 return f"tc_pow({a}, {b})"
             if e.op == "floordiv":
