@@ -81,8 +81,8 @@ class WebGPUDevice:
                              f"({self.limits['max-buffer-size']})")
         return self.device.create_buffer(size=size, usage=self._usage)
 
-    def upload(self, buffer, offset: int, array: np.ndarray, name: str = "a tensor") -> None:
-        check_uploadable(array, name)
+    def upload(self, buffer, offset: int, array: np.ndarray, name: str | None = None) -> None:
+        check_uploadable(array, name or f"a tensor of shape {list(array.shape)}")
         self._submit()
         data = np.ascontiguousarray(array).view(np.uint8).reshape(-1)
         if data.nbytes % 4:  # WebGPU writes whole words: the rest of the last one is padding
@@ -206,14 +206,14 @@ def check_uploadable(array: np.ndarray, name: str) -> None:
     """Refuses what the device cannot hold exactly: float64, 64-bit integers beyond 32 bits."""
     dtype = array.dtype.name
     if dtype == "float64":
-        raise InputError(f"{name} is float64, which WebGPU has no type for; convert it to float32")
+        raise InputError(f"{name}: float64, which WebGPU has no type for; convert it to float32")
     if dtype in NARROWED and array.size:
         narrow, label = NARROWED[dtype]
         info = np.iinfo(narrow)
         low, high = int(array.min()), int(array.max())
         if low < info.min or high > info.max:
-            raise InputError(f"{name} is {dtype} with values in [{low}, {high}], outside {label}: WebGPU computes "
-                             f"{dtype} in 32 bits")
+            raise InputError(f"{name}: {dtype} values in [{low}, {high}] do not fit {label} (WebGPU computes "
+                             f"{dtype} in 32 bits)")
 
 
 def bytes_of(buf, values: dict, kernel: str) -> int:
