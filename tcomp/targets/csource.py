@@ -405,12 +405,8 @@ class CSourceRenderer:
         else:
             if e.op == "div":
                 return f"({a} / {b})"
-            if e.op in ("min", "max"):  # a literal takes the other side's type (max(long long, int) is ambiguous)
-                if isinstance(e.b, IntImm):
-                    b = f"(decltype({a}))({b})"
-                elif isinstance(e.a, IntImm):
-                    a = f"(decltype({b}))({a})"
-                return f"{e.op}({a}, {b})"
+            if e.op in ("min", "max"):  # in the operands' common type (min(long long, int) is ambiguous)
+                return f"tc_{e.op}({a}, {b})"
             if e.op in ("floordiv", "floormod"):
                 lo, _ = arith.bound(e.a, self._bounds)
                 if is_unsigned(e.dtype) or (isinstance(e.b, IntImm) and e.b.value > 0 and lo is not None and lo >= 0):

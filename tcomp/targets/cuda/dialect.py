@@ -28,6 +28,12 @@ __device__ __forceinline__ void tc_cp_async(void* dst, const void* src) {
   asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %0; cvt.u32.u64 %1, a; }" : "+l"(dst), "=r"(address));
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(address), "l"(src) : "memory");
 }
+template <typename A, typename B> __device__ __forceinline__ auto tc_min(A a, B b) -> decltype(a + b) {
+  return (decltype(a + b))a < (decltype(a + b))b ? (decltype(a + b))a : (decltype(a + b))b;
+}
+template <typename A, typename B> __device__ __forceinline__ auto tc_max(A a, B b) -> decltype(a + b) {
+  return (decltype(a + b))a < (decltype(a + b))b ? (decltype(a + b))b : (decltype(a + b))a;
+}
 template <typename T> __device__ __forceinline__ T tc_floordiv(T a, T b) {
   T q = a / b; return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
 }
