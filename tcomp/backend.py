@@ -116,13 +116,14 @@ class TcompRep(BackendRep):
 
 
 class TcompBackend(Backend):
-    """``onnx.backend.base.Backend`` for tcomp; the device ``CPU`` is the ``cpu`` target."""
+    """``onnx.backend.base.Backend`` for tcomp; the device ``CPU`` is the ``cpu`` target, ``CUDA`` the
+    ``cuda`` target (device 0; outputs come back as numpy arrays)."""
 
     @classmethod
     def supports_device(cls, device: str) -> bool:
         try:
-            return Device(device).type == DeviceType.CPU
-        except (ValueError, KeyError):
+            return Device(device).type in (DeviceType.CPU, DeviceType.CUDA)
+        except (ValueError, KeyError, AttributeError):  # AttributeError: a device type onnx does not know
             return False
 
     @classmethod
@@ -133,8 +134,9 @@ class TcompBackend(Backend):
     def prepare(cls, model, device: str = "CPU", **kwargs) -> TcompRep:
         """Checks and compiles ``model`` (a ModelProto or a path); ``num_threads`` may be given."""
         if not cls.supports_device(device):
-            raise TcompError(f"device {device!r} is not supported; tcomp.backend runs on 'CPU'")
-        return TcompRep(load_model(model), "cpu", kwargs.get("num_threads"))
+            raise TcompError(f"device {device!r} is not supported; tcomp.backend runs on 'CPU' and 'CUDA'")
+        target = "cuda" if Device(device).type == DeviceType.CUDA else "cpu"
+        return TcompRep(load_model(model), target, kwargs.get("num_threads"))
 
     @classmethod
     def run_model(cls, model, inputs, device: str = "CPU", **kwargs) -> tuple:

@@ -13,6 +13,7 @@ from .frontend.onnx_importer import import_onnx
 from .graph.fusion import fuse
 from .graph.ir import Graph
 from .graph.passes import simplify_graph
+from .runtime.device_executor import DeviceExecutor
 from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Intermediate, Slot, Step, TensorSpec
 from .runtime.memory_plan import MemoryPlan
 from .schedule.lower import kernel_inputs, lower_group
@@ -63,10 +64,17 @@ class CompiledModule:
     def outputs(self) -> list:
         return list(self.executor.outputs)
 
-    def run(self, feeds: dict) -> list:
+    def run(self, feeds: dict, device_outputs: bool = False) -> list:
+        """Outputs as numpy arrays. On a device target (cuda), inputs may also be device tensors
+        (torch/cupy, read in place), and ``device_outputs=True`` leaves the outputs on the device
+        (objects with ``__dlpack__`` and ``__cuda_array_interface__``: ``torch.from_dlpack(out)``)."""
         if not isinstance(feeds, dict):
             raise TcompError("run() takes a dict {input name: numpy array}; call the module itself with "
                              "positional arrays")
+        if isinstance(self.executor, DeviceExecutor):
+            return self.executor.run(feeds, device_outputs)
+        if device_outputs:
+            raise TcompError(f"device_outputs=True needs a device target (cuda); this module runs on {self.target.name}")
         return self.executor.run({name: host_array(value) for name, value in feeds.items()})
 
     def __call__(self, *arrays, **named):
@@ -113,9 +121,12 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     graph = _import_model(model, input_shapes, constant_inputs, example_inputs)
     simplify_graph(graph)
     groups = fuse(graph)
-    kernels, group_kernel = _lower_unique(groups, tgt, _task_schedules(schedule, db, target, tgt))
+    if tgt.name != "cpu":  # a device target
+        kernels, group_kernel = _lower_unique(groups, tgt, _gpu_schedules(schedule, db, tgt))
+    else:
+        kernels, group_kernel = _lower_unique(groups, tgt, _task_schedules(schedule, db, target, tgt))
     jit = tgt.build([k.func for k in kernels.values()])
-    executor = _build_executor(graph, groups, group_kernel, kernels, jit)
+    executor = _build_executor(graph, groups, group_kernel, kernels, jit, device=tgt.name != "cpu")
     return CompiledModule(graph, groups, kernels, executor, tgt, time.perf_counter() - start)
 
 
@@ -164,6 +175,21 @@ def _task_schedules(schedule: str, db, target: str, tgt):
     return PredictedSchedules(tgt, database, target)
 
 
+def _gpu_schedules(schedule: str, db, tgt):
+    """``group -> GPU kernel function`` (``targets/gpu/groups.py``); a ``db`` record for ``cuda`` wins.
+    Both schedules take the GPU default schedule (no GPU cost model ships yet)."""
+    from .targets.gpu.groups import gpu_group_func
+
+    if schedule not in SCHEDULES:
+        raise TcompError(f"compile: unknown schedule {schedule!r} (known: {', '.join(SCHEDULES)})")
+    database = None
+    if db is not None:
+        from .tuning.tasks import open_database
+
+        database = open_database(db)
+    return lambda group: gpu_group_func(group, tgt.name, database)
+
+
 def _lower_unique(groups: list, target, tuned=None) -> tuple:
     """Lowers every group (``tuned(group)`` first where given); identical kernels (same IR up to
     the name) are generated once."""
@@ -194,7 +220,8 @@ def _lower_unique(groups: list, target, tuned=None) -> tuple:
     return kernels, group_kernel
 
 
-def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dict, jit) -> Executor:
+def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dict, jit,
+                    device: bool = False) -> Executor | DeviceExecutor:
     input_index = {v.uid: i for i, v in enumerate(graph.inputs)}
     output_index = {}
     for i, v in enumerate(graph.outputs):
@@ -242,6 +269,9 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dic
     inputs = [TensorSpec(v.name, v.shape, v.dtype) for v in graph.inputs]
     names = graph.output_names or [v.name for v in graph.outputs]
     outputs = [TensorSpec(name, v.shape, v.dtype) for name, v in zip(names, graph.outputs)]
+    if device:
+        return DeviceExecutor(jit, steps, inputs, outputs, output_sources, constants, intermediates,
+                              graph.constraints)
     return Executor(jit, steps, inputs, outputs, output_sources, constants, intermediates, graph.constraints)
 
 

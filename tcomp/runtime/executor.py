@@ -96,43 +96,9 @@ class Executor:
     # -------------------------------------------------------------- binding
     def bind(self, feeds: dict) -> tuple:
         """Checks the feeds; returns (contiguous input arrays, {symbol: size})."""
-        expected = [spec.name for spec in self.inputs]
-        unknown = [name for name in feeds if name not in expected]
-        if unknown:
-            raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {expected}")
-        arrays, binding, bound_by = [], {}, {}
-        for spec in self.inputs:
-            if spec.name not in feeds:
-                raise InputError(f"missing input '{spec.name}' ({spec.dtype}{list(spec.shape)}); "
-                                 f"the model's inputs are {expected}")
-            array = np.asarray(feeds[spec.name])
-            want = np.dtype(numpy_dtype(spec.dtype))
-            if array.dtype != want:
-                raise InputError(f"input '{spec.name}' has dtype {array.dtype}, expected {want}")
-            if array.ndim != len(spec.shape):
-                raise InputError(f"input '{spec.name}' has shape {list(array.shape)}, expected rank "
-                                 f"{len(spec.shape)} {_shape_str(spec.shape)}")
-            for axis, (got, dim) in enumerate(zip(array.shape, spec.shape)):
-                if isinstance(dim, SymInt):
-                    (name,) = dim.symbols  # graph inputs have plain symbols as dimensions
-                    if name in binding and binding[name] != got:
-                        raise InputError(f"input '{spec.name}' has {name}={got} (axis {axis}), but "
-                                         f"{bound_by[name]} has {name}={binding[name]}")
-                    if got < 1:
-                        raise InputError(f"input '{spec.name}' has {name}={got} (axis {axis}); symbolic "
-                                         f"dimensions must be at least 1")
-                    binding[name], bound_by[name] = got, f"input '{spec.name}'"
-                elif got != dim:
-                    raise InputError(f"input '{spec.name}' has shape {list(array.shape)}, expected "
-                                     f"{_shape_str(spec.shape)}")
-            arrays.append(np.ascontiguousarray(array))
-        for lhs, op, rhs, reason in self.constraints:
-            a, b = evaluate(lhs, binding), evaluate(rhs, binding)
-            if not {"==": a == b, "<=": a <= b, ">=": a >= b}[op]:
-                sizes = ", ".join(f"{k}={v}" for k, v in binding.items())
-                raise InputError(f"inputs with {sizes} violate a constraint of the model: {reason} "
-                                 f"needs {lhs} {op} {rhs}, which is {a} {op} {b}")
-        return arrays, binding
+        arrays = {name: np.asarray(value) for name, value in feeds.items()}
+        binding = bind_inputs(self.inputs, self.constraints, {n: (a.shape, a.dtype) for n, a in arrays.items()})
+        return [np.ascontiguousarray(arrays[spec.name]) for spec in self.inputs], binding
 
     def _prepare(self, binding: dict) -> _Prepared:
         key = tuple(binding[name] for name in self.symbols)
@@ -209,6 +175,47 @@ class Executor:
                     fn(address)
                     times[index].append(time.perf_counter() - start)
         return [float(np.median(t[1:])) for t in times]
+
+
+def bind_inputs(specs: list, constraints: list, described: dict) -> dict:
+    """Checks the inputs (``described``: {name: (shape, numpy dtype)}) against ``specs``
+    ([TensorSpec]) and the model's constraints; returns {symbol: size}. Raises ``InputError``."""
+    expected = [spec.name for spec in specs]
+    unknown = [name for name in described if name not in expected]
+    if unknown:
+        raise InputError(f"unknown input name(s) {unknown}; the model's inputs are {expected}")
+    binding, bound_by = {}, {}
+    for spec in specs:
+        if spec.name not in described:
+            raise InputError(f"missing input '{spec.name}' ({spec.dtype}{list(spec.shape)}); "
+                             f"the model's inputs are {expected}")
+        shape, dtype = described[spec.name]
+        want = np.dtype(numpy_dtype(spec.dtype))
+        if dtype != want:
+            raise InputError(f"input '{spec.name}' has dtype {dtype}, expected {want}")
+        if len(shape) != len(spec.shape):
+            raise InputError(f"input '{spec.name}' has shape {list(shape)}, expected rank "
+                             f"{len(spec.shape)} {_shape_str(spec.shape)}")
+        for axis, (got, dim) in enumerate(zip(shape, spec.shape)):
+            if isinstance(dim, SymInt):
+                (name,) = dim.symbols  # graph inputs have plain symbols as dimensions
+                if name in binding and binding[name] != got:
+                    raise InputError(f"input '{spec.name}' has {name}={got} (axis {axis}), but "
+                                     f"{bound_by[name]} has {name}={binding[name]}")
+                if got < 1:
+                    raise InputError(f"input '{spec.name}' has {name}={got} (axis {axis}); symbolic "
+                                     f"dimensions must be at least 1")
+                binding[name], bound_by[name] = got, f"input '{spec.name}'"
+            elif got != dim:
+                raise InputError(f"input '{spec.name}' has shape {list(shape)}, expected "
+                                 f"{_shape_str(spec.shape)}")
+    for lhs, op, rhs, reason in constraints:
+        a, b = evaluate(lhs, binding), evaluate(rhs, binding)
+        if not {"==": a == b, "<=": a <= b, ">=": a >= b}[op]:
+            sizes = ", ".join(f"{k}={v}" for k, v in binding.items())
+            raise InputError(f"inputs with {sizes} violate a constraint of the model: {reason} "
+                             f"needs {lhs} {op} {rhs}, which is {a} {op} {b}")
+    return binding
 
 
 def _shape_str(shape) -> str:

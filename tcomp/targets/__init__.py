@@ -1,9 +1,10 @@
-"""Code generation targets. Only the host CPU (LLVM) exists so far."""
+"""Code generation targets: the host CPU (LLVM) and CUDA (NVRTC; ``"cuda -arch=sm_90"``, the arch of
+device 0 when not given)."""
 from __future__ import annotations
 
 from ..errors import TcompError
 
-KNOWN_TARGETS = ("cpu",)
+KNOWN_TARGETS = ("cpu", "cuda")
 
 
 def resolve_target(target, num_threads: int | None = None):
@@ -14,4 +15,8 @@ def resolve_target(target, num_threads: int | None = None):
         from .cpu.jit import host_target
 
         return host_target(num_threads)
+    if kind == "cuda":
+        from .cuda.target import cuda_target
+
+        return cuda_target(target)
     raise TcompError(f"unknown or unavailable target '{target}'; available targets: {', '.join(KNOWN_TARGETS)}")

@@ -107,6 +107,31 @@ class DeviceMemory:
                 pass
 
 
+def copy_to_device(pointer: int, array) -> None:
+    _call("cuMemcpyHtoD", pointer, array.ctypes.data, array.nbytes)
+
+
+def copy_to_host(array, pointer: int) -> None:
+    _call("cuMemcpyDtoH", array.ctypes.data, pointer, array.nbytes)
+
+
+def copy_on_device(dst: int, src: int, nbytes: int) -> None:
+    _call("cuMemcpyDtoD", dst, src, nbytes)
+
+
+def device_ordinal() -> int:
+    """The ordinal of the device the modules run on."""
+    return int(device())
+
+
+def pointer_device(pointer: int) -> int:
+    """The ordinal of the device that holds ``pointer`` (memory allocated by anyone in this process)."""
+    driver, _ = bindings()
+    device()
+    return int(_call("cuPointerGetAttribute", driver.CUpointer_attribute.CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL,
+                     pointer))
+
+
 def synchronize() -> None:
     _call("cuCtxSynchronize")
 

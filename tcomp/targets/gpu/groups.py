@@ -1,0 +1,137 @@
+"""A model's fused group as a GPU kernel function (what ``tcomp.compile(model, target="cuda")`` builds).
+
+In order of preference, the first that the GPU lowering accepts (every block bound):
+
+1. a group with data reuse (matmul, conv) that is a tuning task (``tuning/tasks.py``): its block
+   form scheduled by the GPU design space's shared-memory tiling sketch (``rules/gpu_tiling.py``)
+   with fixed decisions (``DEFAULT_DECISIONS``: 16 x 16 threads, 8 x 8 outputs per thread, a
+   k-tile of 16, 16-byte copies): blocks of 128 x 128 outputs, operands staged in shared memory.
+   Blocks the sketch leaves to CPU rules (a conv's pad stage) lose their CPU loop kinds and get
+   the default binding;
+2. any other task (reductions, softmax, layer norm, elementwise): its block form, unscheduled;
+   each root nest gets the default binding (outer spatial loops over blocks and threads);
+3. other groups (scans, top-k, scatters, symbolic shapes): the CPU template (``lower_group``)
+   with its loops made serial (no parallel or vector loops), then the default binding.
+
+A nest with no spatial loop (a full reduction to one value, a scan along its only axis) runs in
+one thread, bound explicitly (``threadIdx.x`` of extent 1): slow, but never an unbound kernel. So
+does, as a last resort, every nest of a template whose loops the default binding cannot bind
+(``"serial"``: a row's init block not under the row loop, for instance).
+A task with a record in the tuning database (``compile(..., db=)``, records of target ``cuda``)
+takes the best record's schedule first. ``func.attrs["gpu_schedule"]`` says which of "tuned",
+"tiled", "default", "template", "serial" was taken.
+"""
+from __future__ import annotations
+
+from ...errors import TcompError
+from ...tir.expr import IntImm, Var
+from ...tir.stmt import Allocate, BlockRealize, For, SeqStmt
+from ...tir.transform import walk_stmts
+from .binding import _first_realize_per_nest, _spatial_prefix, bind_default
+from .lower import lower_for_gpu
+
+# sample_categorical candidates (gpu_tiling's tuples) -> the value taken by the default schedule
+DEFAULT_DECISIONS = {(4, 8, 16, 32): 16, (1, 2): 2, (1, 2, 4, 8): 4, (1, 2, 4): 4}
+CPU_LOOP_KINDS = ("parallel", "vectorized")
+
+
+def gpu_group_func(group, target_kind: str, db=None, name: str = "kernel"):
+    """The GPU kernel function of ``group``, bound (``lower_for_gpu`` accepts it); the best record of
+    ``db`` (a tuning ``Database``) for ``target_kind`` comes first."""
+    from ...schedule.lower import lower_group
+    from ...tuning.tasks import group_func, tuned_group_func
+
+    task = group_func(group)
+    candidates = []
+    if task is not None and db is not None:
+        candidates.append((lambda: tuned_group_func(group, db, target_kind, task), "tuned"))
+    if task is not None:
+        candidates += [(lambda: _tiled(task, target_kind), "tiled"), (lambda: _bound(task), "default")]
+    candidates.append((lambda: _bound(lower_group(group, name, 1, 1)), "template"))
+    candidates.append((lambda: _bound(lower_group(group, name, 1, 1), serial=True), "serial"))
+    errors = []
+    for make, how in candidates:
+        try:
+            func = make()
+            if func is None:
+                continue
+            lower_for_gpu(func, target_kind)
+        except TcompError as exc:
+            errors.append(f"{how}: {exc}")
+            continue
+        if task is not None and "param_layouts" in task.attrs and how != "template":
+            func.attrs["param_layouts"] = task.attrs["param_layouts"]
+        func.attrs.update({"ops": group.label, "gpu_schedule": how})
+        return func
+    raise TcompError(f"cannot lower the fused group {group.label} for {target_kind}: " + "; ".join(errors))
+
+
+def _tiled(func, target_kind: str):
+    """``func`` scheduled by the design space's shared-memory tiling sketch with the default decisions,
+    or None where ``func`` has no block with data reuse."""
+    from ...build import lower
+    from ...schedule.schedule import Schedule
+    from ...tuning.rules import multi_level_tiling
+    from ...tuning.space import design_space
+
+    if not any(multi_level_tiling.applies(Schedule(func), blk.name) for blk in Schedule(func).blocks()):
+        return None
+    sketches = [t for t in design_space(func, target_kind)
+                if not any(i.kind == "tensorize" for i in t.instructions)]
+    sketches.sort(key=lambda t: not any(i.kind == "cache_read" for i in t.instructions))  # shared first
+    errors = []
+    for trace in sketches:
+        decisions = {index: _decision(inst) for index, inst in enumerate(trace.instructions)
+                     if inst.kind == "sample_categorical"}
+        try:
+            scheduled = _bound(lower(trace.apply_to(func, decisions=decisions).func))
+            lower_for_gpu(scheduled, target_kind)
+            return scheduled
+        except TcompError as exc:
+            errors.append(str(exc))
+    raise TcompError("no tiling sketch applies: " + "; ".join(errors))
+
+
+def _decision(inst) -> int:
+    """The index of the default value among a sample_categorical's candidates (the largest where
+    the candidates are not gpu_tiling's: vector widths)."""
+    candidates = tuple(inst.inputs[0])
+    return candidates.index(DEFAULT_DECISIONS[candidates]) if candidates in DEFAULT_DECISIONS \
+        else len(candidates) - 1
+
+
+def _bound(func, serial: bool = False):
+    """``func`` with CPU loop kinds made serial, nests without a spatial loop (every nest, with
+    ``serial``) in one thread, and every other nest given the default binding."""
+    from ...schedule.schedule import Schedule
+
+    func = Schedule(func).func  # a private copy
+    for node in walk_stmts(func.body):
+        if isinstance(node, For) and node.kind in CPU_LOOP_KINDS:
+            node.kind = "serial"
+    sch = Schedule(func)
+    one_thread = {id(realize) for realize in _first_realize_per_nest(func.body)
+                  if not any(loop.kind == "thread_binding" for loop in sch.loops_above(realize))
+                  and (serial or not _spatial_prefix(sch.loops_above(realize)))}
+    if one_thread or serial:
+        func.body = _wrap_nests(func.body, one_thread, serial)
+    body = func.body
+    while serial and isinstance(body, Allocate):  # one thread runs everything: its buffers are device memory
+        body.buffer.scope = "global"
+        body = body.body
+    return bind_default(func)
+
+
+def _wrap_nests(body, serial: set, every: bool = False):
+    """``body`` with each root nest whose first block is in ``serial`` (``every``: each nest that binds
+    no loop) under a loop of one iteration bound to ``threadIdx.x`` (one thread runs it)."""
+    if isinstance(body, Allocate):
+        return Allocate(body.buffer, _wrap_nests(body.body, serial, every))
+    nests = body.stmts if isinstance(body, SeqStmt) else (body,)
+    wrapped = []
+    for nest in nests:
+        first = next((id(n) for n in walk_stmts(nest) if isinstance(n, BlockRealize)), None)
+        unbound = not any(isinstance(n, For) and n.kind == "thread_binding" for n in walk_stmts(nest))
+        one = first in serial or (every and unbound)
+        wrapped.append(For(Var("one"), IntImm(1), nest, "thread_binding", "threadIdx.x") if one else nest)
+    return SeqStmt(tuple(wrapped)) if isinstance(body, SeqStmt) else wrapped[0]
