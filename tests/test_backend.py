@@ -65,7 +65,8 @@ def test_backend_takes_symbolic_shapes_from_the_arrays():
 
 
 def test_backend_device_and_run_node():
-    assert tcomp.backend.supports_device("CPU") and not tcomp.backend.supports_device("CUDA")
+    assert tcomp.backend.supports_device("CPU") and tcomp.backend.supports_device("CUDA")
+    assert not tcomp.backend.supports_device("TPU")
     a, b = (rng().standard_normal((2, 3)).astype(np.float32) for _ in range(2))
     (out,) = tcomp.backend.run_node(helper.make_node("Add", ["a", "b"], ["c"]), [a, b])
     np.testing.assert_allclose(out, a + b, rtol=1e-6)

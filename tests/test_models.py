@@ -12,11 +12,24 @@ def _relative_error(ours, ref):
     return np.linalg.norm(ours.astype(np.float64) - ref) / np.linalg.norm(ref)
 
 
+def _no_gpu() -> str:
+    """Why the cuda target cannot run here ("" where it can)."""
+    try:
+        from tcomp.targets.cuda.driver import device_count
+    except ImportError:
+        return "cuda-python is not installed"
+    return "" if device_count() else "no CUDA device on this machine (CI has none)"
+
+
+CUDA = pytest.param("cuda", marks=pytest.mark.skipif(bool(_no_gpu()), reason=_no_gpu() or "-"))
+
+
+@pytest.mark.parametrize("target", ["cpu", CUDA])
 @pytest.mark.parametrize("small", [True, False], ids=["small", "full"])
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_model_matches_onnxruntime(name, small, zoo_dir):
+def test_model_matches_onnxruntime(name, small, target, zoo_dir):
     path = export_model(name, zoo_dir, small=small)
-    mod = tcomp.compile(str(path), target="cpu")
+    mod = tcomp.compile(str(path), target=target)
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for _ in range(2):  # two fresh random inputs through the same compiled module
         feeds = random_inputs(path, np.random.default_rng())
