@@ -1,10 +1,10 @@
-"""Code generation targets: the host CPU (LLVM) and CUDA (NVRTC; ``"cuda -arch=sm_90"``, the arch of
-device 0 when not given)."""
+"""Code generation targets: the host CPU (LLVM), CUDA (NVRTC; ``"cuda -arch=sm_90"``, the arch of
+device 0 when not given) and WebGPU (WGSL through wgpu)."""
 from __future__ import annotations
 
 from ..errors import TcompError
 
-KNOWN_TARGETS = ("cpu", "cuda")
+KNOWN_TARGETS = ("cpu", "cuda", "webgpu")
 
 
 def resolve_target(target, num_threads: int | None = None):
@@ -19,4 +19,8 @@ def resolve_target(target, num_threads: int | None = None):
         from .cuda.target import cuda_target
 
         return cuda_target(target)
+    if kind == "webgpu":
+        from .webgpu.target import webgpu_target
+
+        return webgpu_target(target)
     raise TcompError(f"unknown or unavailable target '{target}'; available targets: {', '.join(KNOWN_TARGETS)}")
