@@ -13,24 +13,17 @@ pytest.importorskip("wgpu", reason="wgpu is not installed (pip install 'tcomp[we
 
 import cuda_kernels as kernels  # noqa: E402
 
+from webgpu_helpers import requires_webgpu  # noqa: E402
+
 import tcomp  # noqa: E402
 from tcomp import tir  # noqa: E402
 from tcomp.errors import InputError, TcompError  # noqa: E402
 from tcomp.schedule.schedule import Schedule  # noqa: E402
-from tcomp.targets.webgpu.device import WebGPUUnavailable, adapter_info, webgpu_device  # noqa: E402
+from tcomp.targets.webgpu.device import adapter_info, webgpu_device  # noqa: E402
 from tcomp.tir.expr import call, cast  # noqa: E402
 
 
-def _unavailable() -> str:
-    try:
-        webgpu_device()
-    except WebGPUUnavailable as exc:
-        return str(exc)
-    return ""
-
-
-pytestmark = pytest.mark.skipif(bool(_unavailable()), reason=f"no WebGPU device: {_unavailable()} "
-                                                              f"(CI installs mesa-vulkan-drivers)")
+pytestmark = requires_webgpu
 
 
 @pytest.fixture

@@ -11,21 +11,13 @@ pytest.importorskip("wgpu", reason="wgpu is not installed (pip install 'tcomp[we
 
 from onnx_helpers import make_model, rand, reference  # noqa: E402
 
+from webgpu_helpers import requires_webgpu  # noqa: E402
+
 import tcomp  # noqa: E402
 from tcomp.errors import InputError  # noqa: E402
-from tcomp.targets.webgpu.device import WebGPUUnavailable, webgpu_device  # noqa: E402
 
 
-def _unavailable() -> str:
-    try:
-        webgpu_device()
-    except WebGPUUnavailable as exc:
-        return str(exc)
-    return ""
-
-
-pytestmark = pytest.mark.skipif(bool(_unavailable()), reason=f"no WebGPU device: {_unavailable()} "
-                                                              f"(CI installs mesa-vulkan-drivers)")
+pytestmark = requires_webgpu
 
 
 def _embedding_model():
