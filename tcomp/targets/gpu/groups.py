@@ -27,7 +27,7 @@ from ...errors import TcompError
 from ...tir.expr import IntImm, Var
 from ...tir.stmt import Allocate, BlockRealize, For, SeqStmt
 from ...tir.transform import walk_stmts
-from .binding import _first_realize_per_nest, _spatial_prefix, bind_default
+from .binding import DEFAULT_THREADS, _first_realize_per_nest, _spatial_prefix, bind_default
 from .lower import lower_for_gpu
 
 # sample_categorical candidates (gpu_tiling's tuples) -> the value taken by the default schedule
@@ -100,9 +100,9 @@ def _decision(inst) -> int:
         else len(candidates) - 1
 
 
-def _bound(func, serial: bool = False):
+def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS):
     """``func`` with CPU loop kinds made serial, nests without a spatial loop (every nest, with
-    ``serial``) in one thread, and every other nest given the default binding."""
+    ``serial``) in one thread, and every other nest given the default binding (``threads`` per block)."""
     from ...schedule.schedule import Schedule
 
     func = Schedule(func).func  # a private copy
@@ -119,7 +119,7 @@ def _bound(func, serial: bool = False):
     while serial and isinstance(body, Allocate):  # one thread runs everything: its buffers are device memory
         body.buffer.scope = "global"
         body = body.body
-    return bind_default(func)
+    return bind_default(func, threads)
 
 
 def _wrap_nests(body, serial: set, every: bool = False):
