@@ -67,6 +67,9 @@ fn tc_floormod(a: i32, b: i32) -> i32 {
   if (r != 0 && ((r < 0) != (b < 0))) { return r + b; }
   return r;
 }
+fn tc_f32_bits(bits: u32) -> f32 {  // inf and nan as runtime values: WGSL refuses them as constants (Tint)
+  return bitcast<f32>(bits);
+}
 fn tc_isnan(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u; }
 fn tc_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f800000u; }
 fn tc_sign(x: f32) -> f32 {
@@ -77,7 +80,7 @@ fn tc_pow(a: f32, b: f32) -> f32 {
   if (b == 0.0f) { return 1.0f; }
   let r = pow(abs(a), b);
   if (a < 0.0f) {
-    if (b != floor(b)) { return bitcast<f32>(0x7fc00000u); }
+    if (b != floor(b)) { return tc_f32_bits(0x7fc00000u); }
     if (b * 0.5f != floor(b * 0.5f)) { return -r; }
   }
   return r;
@@ -400,9 +403,9 @@ class WGSLRenderer(CSourceRenderer):
             raise RenderError("float64 arithmetic (WGSL has no float64: compute in float32)")
         value = float(np.float32(value))
         if math.isnan(value):
-            return "bitcast<f32>(0x7fc00000u)"
+            return "tc_f32_bits(0x7fc00000u)"
         if math.isinf(value):
-            return f"bitcast<f32>({'0x7f800000u' if value > 0 else '0xff800000u'})"
+            return f"tc_f32_bits({'0x7f800000u' if value > 0 else '0xff800000u'})"
         return f"{value!r}f"
 
     def _load(self, e: Load) -> str:
