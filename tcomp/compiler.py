@@ -92,6 +92,15 @@ class CompiledModule:
     def assembly(self) -> str:
         return self.executor.jit.assembly()
 
+    def export_web(self, out_dir, input_shapes: dict | None = None, variants: int = 8):
+        """Writes a browser bundle of a ``webgpu`` module to ``out_dir`` (``tcomp.js``, ``manifest.json``,
+        WGSL kernels, ``weights.bin``; ``targets/webgpu/web_export.py``) and returns its path.
+        ``input_shapes`` binds symbolic sizes; ``variants``: schedules per heavy kernel that the browser
+        times on first load (1 to 32)."""
+        from .targets.webgpu.web_export import export_web
+
+        return export_web(self, out_dir, input_shapes, variants)
+
 
 def compile(model, target: str = "cpu", input_shapes: dict | None = None,
             num_threads: int | None = None, constant_inputs: dict | None = None,
