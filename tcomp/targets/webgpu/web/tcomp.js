@@ -1,14 +1,14 @@
 // tcomp.js: runs a model that tcomp exported (mod.export_web) on WebGPU. One ES module, no dependencies.
 //
 //   import * as tcomp from "./out_dir/tcomp.js";
-//   const model = await tcomp.load("./out_dir/");           // compiles the shaders, tunes (first load only)
+//   const model = await tcomp.load("./out_dir/");           // compiles the shaders; tunes (first load only)
 //   const outputs = await model.run({input: float32Array}); // {name: {data: Float32Array, shape, dtype}}
 //   model.report();                                         // the variant kept per kernel, and its times
 //
 // The bundle's manifest.json is a resolved plan: four GPU buffers (weights, arena, inputs, outputs),
 // and per step the dispatches of each variant of its kernel, with buffer bindings (region, offset,
 // size) and workgroup counts. On first load every variant of a kernel that has several is timed on
-// this GPU and the fastest kept; the choice is cached in localStorage under the adapter and the
+// this GPU (compiled when its turn comes) and the fastest kept; the choice is cached in localStorage under the adapter and the
 // kernel's hash, so the next load compiles only the kept variants and times nothing.
 
 const FORMAT = "tcomp-web/1";
@@ -29,12 +29,13 @@ export class TcompError extends Error {
 
 /**
  * Loads the bundle at `url` (a folder with manifest.json). Options: `tune` (default true: time the
- * variants not cached), `tuneBudgetMs` (default 30000: past it, untimed kernels keep their first
- * variant), `runs` (timed runs per variant, default 3), `cache` (default true: read and write the
+ * variants not cached), `tuneBudgetMs` (default 25000, checked before each variant, so that tuning ends
+ * within 30 s: past it, the kernels not timed keep their first variant and are timed on a later load),
+ * `runs` (timed runs per variant, default 3), `cache` (default true: read and write the
  * cached choices).
  */
 export async function load(url, options = {}) {
-  const opts = { tune: true, tuneBudgetMs: 30000, runs: 3, cache: true, ...options };
+  const opts = { tune: true, tuneBudgetMs: 25000, runs: 3, cache: true, ...options };
   const base = url.endsWith("/") ? url : url + "/";
   const started = performance.now();
   const manifest = await fetchOk(base + "manifest.json").then((r) => r.json());
@@ -83,7 +84,8 @@ class Model {
     this.readback = device.createBuffer({ size: Math.max(256, manifest.regions.outputs),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.pipelines = {};  // shader name -> GPUComputePipeline
-    this.picks = {};      // kernel -> {index, source: "single" | "cached" | "timed" | "budget", ms: [per variant]}
+    this.picks = {};      // kernel -> {index, source, ms: [per variant]}; source: "single" (one variant),
+                          // "cached", "timed", "budget" (tuning ran out of time), "untuned" (tune: false)
     this.tuneMs = 0;
     this._queue = Promise.resolve();  // runs one at a time (they share the buffers)
   }
@@ -186,15 +188,22 @@ class Model {
   }
 
   // ------------------------------------------------------------------ shaders and dispatches
-  /** Compiles the shaders of every variant (of the cached pick only, where `picks` has one). */
+  /** Compiles the variant to run of every kernel: the cached pick, else the first (the compiled one). */
   async _compile(base, picks) {
-    const wanted = new Set();
-    for (const step of this.manifest.steps) {
-      const variants = picks[step.kernel] ? [step.variants[picks[step.kernel].index]] : step.variants;
-      for (const launches of variants) for (const launch of launches) wanted.add(launch.shader);
-    }
-    await Promise.all([...wanted].map((name) => this._pipeline(base, name)));
+    this.base = base;
     this.bindGroups = new Map();  // launch -> GPUBindGroup, made on first dispatch
+    for (const name of Object.keys(this.manifest.kernels)) {
+      this.picks[name] = picks[name] || { index: 0, source: "untuned", ms: null };
+    }
+    await Promise.all(this.manifest.steps.map((step) => this._compileVariant(step, this.picks[step.kernel].index)));
+  }
+
+  _compileVariant(step, variant) {
+    const names = step.variants[variant].map((launch) => launch.shader).filter((name) => !this.pipelines[name]);
+    return Promise.all(names.map((name) => {
+      this.pipelines[name] = this._pipeline(this.base, name);  // a promise until compiled
+      return this.pipelines[name].then((pipeline) => { this.pipelines[name] = pipeline; });
+    }));
   }
 
   async _pipeline(base, name) {
@@ -210,7 +219,7 @@ class Model {
       throw new TcompError(`kernel ${name}: the WGSL shader does not compile:\n${log || scope.message}`);
     }
     try {
-      this.pipelines[name] = await this.device.createComputePipelineAsync({ label: name, layout: "auto",
+      return await this.device.createComputePipelineAsync({ label: name, layout: "auto",
         compute: { module, entryPoint: name } });
     } catch (error) {
       throw new TcompError(`kernel ${name}: no compute pipeline: ${error.message}`);
@@ -259,18 +268,29 @@ class Model {
     return picks;
   }
 
-  /** Times the variants of every kernel not in `picks` (on its first step), keeps the fastest. */
+  /**
+   * Compiles and times the variants of every kernel not in `picks` (on its first step), keeps the
+   * fastest. The slowest kernels (by one run of their first variant) go first: they gain most from
+   * the time budget.
+   */
   async _tune(picks, opts) {
     const started = performance.now();
+    const order = [];
     for (const [name, kernel] of Object.entries(this.manifest.kernels)) {
-      if (picks[name]) { this.picks[name] = picks[name]; continue; }
+      if (picks[name]) continue;
       if (kernel.variants.length === 1) { this.picks[name] = { index: 0, source: "single", ms: null }; continue; }
       const step = this.manifest.steps.find((s) => s.kernel === name);
+      order.push({ name, step, ms: await this._time(step, 0) });
+    }
+    order.sort((a, b) => b.ms - a.ms);
+    for (const { name, step } of order) {
+      const kernel = this.manifest.kernels[name];
       const ms = kernel.variants.map(() => null);
       let best = 0;
       let source = "timed";
       for (let v = 0; v < kernel.variants.length; v++) {
         if (performance.now() - started > opts.tuneBudgetMs) { source = "budget"; break; }
+        await this._compileVariant(step, v);
         const first = await this._time(step, v);  // a warm-up run, also a first estimate
         if (ms[best] !== null && first > 4 * ms[best]) { continue; }  // far slower: not worth more runs
         const runs = [];
