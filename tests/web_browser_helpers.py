@@ -110,13 +110,18 @@ class BrowserSession:
         self.server.shutdown()
         self.server.server_close()
 
-    def evaluate(self, script: str, arg=None, timeout_ms: int = 600_000):
-        """``script`` (an async JS function) run in a fresh page of the profile; console lines kept."""
+    def open_page(self, timeout_ms: int = 600_000):
+        """A fresh page of the profile at the server's index (console lines kept)."""
         page = self.context.new_page()
         page.set_default_timeout(timeout_ms)
         page.on("console", lambda message: self.console.append(message.text))
+        page.goto(f"{self.url}/index.html")
+        return page
+
+    def evaluate(self, script: str, arg=None):
+        """``script`` (an async JS function) run in a fresh page of the profile."""
+        page = self.open_page()
         try:
-            page.goto(f"{self.url}/index.html")
             return page.evaluate(script, arg)
         finally:
             page.close()

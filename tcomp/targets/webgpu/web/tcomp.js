@@ -30,7 +30,7 @@ export class TcompError extends Error {
 /**
  * Loads the bundle at `url` (a folder with manifest.json). Options: `tune` (default true: time the
  * variants not cached), `tuneBudgetMs` (default 25000, checked before each variant, so that tuning ends
- * within 30 s: past it, the kernels not timed keep their first variant and are timed on a later load),
+ * within 30 s: past it, the kernels not timed keep their best variant so far, also cached),
  * `runs` (timed runs per variant, default 3), `cache` (default true: read and write the
  * cached choices).
  */
@@ -263,7 +263,9 @@ class Model {
     if (!storage) return picks;
     for (const [name, kernel] of Object.entries(this.manifest.kernels)) {
       const saved = JSON.parse(storage.getItem(this._cacheKey(name)) || "null");
-      if (saved && saved.index < kernel.variants.length) picks[name] = { index: saved.index, source: "cached", ms: saved.ms };
+      if (saved && saved.index < kernel.variants.length) {
+        picks[name] = { index: saved.index, source: "cached", ms: saved.ms };
+      }
     }
     return picks;
   }
@@ -299,7 +301,7 @@ class Model {
         if (ms[v] < ms[best] || ms[best] === null) best = v;
       }
       this.picks[name] = { index: ms[best] === null ? 0 : best, source, ms };
-      if (source === "timed" && opts.cache && globalThis.localStorage) {
+      if (opts.cache && globalThis.localStorage) {  // a pick cut short by the budget too: later loads time nothing
         localStorage.setItem(this._cacheKey(name), JSON.stringify({ index: best, ms }));
       }
     }
