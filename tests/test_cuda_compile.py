@@ -98,9 +98,39 @@ def test_mma_sketch_holds_mma_ldmatrix_and_async_copies(arch):
     ptx, source = kernel.ptx(), kernel.source()
     assert "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32" in ptx
     assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in ptx and "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in ptx
-    assert "cp.async.cg.shared.global" in ptx and "cp.async.wait_group 1" in ptx  # 2 pipeline stages
+    assert "cp.async.cg.shared.global" in ptx and "cp.async.wait_group 0" in ptx  # 2 stages: wait, then copy ahead
+    assert "^" in source and "extern __shared__" not in source  # swizzled tiles, 2 stages fit in static memory
     assert "float C_warp[128];" in source  # a 64x64 fp32 accumulator per warp: 128 registers per lane
     assert ".local" not in ptx  # fragments stay in registers
+
+
+def test_mma_sketch_past_48kb_takes_dynamic_shared_memory():
+    kernel = _build(kernels.mma_gemm(256, 512, 128, warps=(2, 4), tiles=(4, 8), depth=2, stages=4))
+    # 4 stages of a 128x32 A tile and a 32x256 B tile (fp16, swizzled: no padding)
+    assert kernel.image.dynamic_shared == {kernel.program.kernels[0].name: 4 * (128 * 32 + 32 * 256) * 2}
+    assert "extern __shared__" in kernel.source() and "cp.async.wait_group 2" in kernel.ptx()
+    assert kernel.ptx().count("bar.sync") == 2  # one before the loop, one per pipelined iteration
+
+
+def test_swizzle_spreads_ldmatrix_rows_over_banks():
+    """Eight rows at one 16-byte column (one ldmatrix phase) land in eight distinct 16-byte bank
+    groups, and the swizzle permutes the tile's elements (numpy replay of Buffer.swizzle)."""
+    import numpy as np
+
+    from tcomp.tir.expr import Buffer
+
+    for rows, cols in ((128, 16), (128, 32), (32, 64), (32, 256)):
+        buf = Buffer("T", (rows, cols), "float16", "shared")
+        buf.swizzled = True
+        bits, base, shift = buf.swizzle()
+        offsets = np.arange(rows * cols)
+        placed = offsets ^ (((offsets >> (base + shift)) & ((1 << bits) - 1)) << base)
+        assert sorted(placed) == list(offsets)
+        for row0 in range(0, rows, 8):
+            for chunk in range(cols // 8):
+                logical = (row0 + np.arange(8)) * cols + chunk * 8
+                physical = logical ^ (((logical >> (base + shift)) & ((1 << bits) - 1)) << base)
+                assert len(set((physical // 8) % 8)) == 8, (rows, cols, row0, chunk)
 
 
 def test_bf16_mma_sketch_without_pipeline():

@@ -74,18 +74,21 @@ def test_wmma_gemm(rng):
     np.testing.assert_allclose(c, want, rtol=1e-3, atol=1e-3)
 
 
-@pytest.mark.parametrize("dtype,stages", [("float16", 2), ("float16", 1), ("bfloat16", 2)])
-def test_mma_gemm(rng, dtype, stages):
-    m, n, k = 256, 384, 192
+@pytest.mark.parametrize("dtype,stages,warps", [("float16", 2, (2, 2)), ("float16", 1, (2, 2)),
+                                                ("bfloat16", 2, (2, 2)), ("float16", 3, (2, 4)),
+                                                ("float16", 4, (2, 4))])
+def test_mma_gemm(rng, dtype, stages, warps):
+    """Swizzled shared tiles; 3-4 stages of 128x256 tiles need dynamic shared memory (> 48 KB)."""
+    m, n, k = 256, 512, 192
     a = rng.standard_normal((m, k)).astype(np.float32)
     b = rng.standard_normal((k, n)).astype(np.float32)
-    kernel = tcomp.build(kernels.mma_gemm(m, n, k, dtype, stages=stages), target="cuda")
+    kernel = tcomp.build(kernels.mma_gemm(m, n, k, dtype, warps=warps, stages=stages), target="cuda")
     if dtype == "float16":
         a, b = a.astype(np.float16), b.astype(np.float16)
-        c = kernel(a, b)
-    else:  # numpy has no bfloat16: pass the 16 high bits, compare with the rounded values
-        bits = [(x.view(np.uint32) >> 16).astype(np.uint16) for x in (a, b)]
-        a, b = [(x.astype(np.uint32) << 16).view(np.float32) for x in bits]
-        c = kernel(*bits)
+    else:
+        ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 arrays need ml_dtypes")
+        a, b = a.astype(ml_dtypes.bfloat16), b.astype(ml_dtypes.bfloat16)
+    c = np.full((m, n), np.nan, np.float32)  # poisoned: every element must be written
+    kernel(a, b, c)
     want = a.astype(np.float64) @ b.astype(np.float64)
     assert np.linalg.norm(c - want) / np.linalg.norm(want) < 1e-5

@@ -60,6 +60,7 @@ def _compact(sch, alloc: Allocate) -> None:
     if all(s.value == getattr(arith.simplify(full), "value", None) for s, full in zip(shape, buf.shape)):
         return
     small = Buffer(buf.name, shape, buf.dtype, buf.scope)
+    small.swizzled = buf.swizzled
     for axis, factor, offset in alignment:  # storage_align's padding, on the smaller shape
         align(small, axis, factor, offset)
     mins = [r.min for r in region.ranges]

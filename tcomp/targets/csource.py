@@ -68,6 +68,8 @@ class Dialect:
     async_copy_bytes: tuple = ()     # the widths it copies
     async_commit: str = ""           # ends a group of async copies
     async_wait: str = ""             # waits until at most {n} groups are in flight
+    dynamic_shared: str = ""         # declares the dynamic shared bytes {name} ("": static arrays only)
+    static_shared_bytes: int = 0     # the most static shared memory a kernel may declare
 
     def storage_type(self, dtype: str) -> str:
         if dtype in self.half_types:
@@ -103,6 +105,7 @@ class CSourceRenderer:
         self._bounds: dict = {}
         self._launch: dict = {}
         self._index = "long long"
+        self.dynamic_shared: dict = {}  # kernel name -> bytes of dynamic shared memory it is launched with
 
     # ------------------------------------------------------------------ module and kernels
     def render(self, kernels) -> str:
@@ -131,14 +134,38 @@ class CSourceRenderer:
             hi = extent.value - 1 if isinstance(extent, IntImm) else None
             self._bounds[var] = (0, hi)
             self._line(f"const {self._index} {self.name(var)} = {d.axis_index[tag]};")
-        for buf in kernel.shared:
-            size = arith.simplify(buf.storage_elements()).value
-            qualifier = f"{d.shared_qualifier} {d.shared_align}".rstrip()
-            self._line(f"{qualifier} {d.storage_type(buf.dtype)} {self.name(buf)}[{size}];")
+        self._shared(kernel)
         self._stmt(kernel.body)
         self._indent -= 1
         self._line("}")
         return "\n".join(self._lines)
+
+    def _shared(self, kernel) -> None:
+        """Declares ``kernel``'s shared buffers: static arrays, or, past ``static_shared_bytes``
+        (CUDA: 48 KB), pointers into the dynamic shared memory (its size in ``dynamic_shared``)."""
+        d = self.dialect
+        offsets, total = shared_layout(kernel.shared)
+        for buf in kernel.shared:
+            try:
+                swizzle = buf.swizzle()
+            except ValueError as exc:
+                raise RenderError(f"kernel {kernel.name}: {exc}") from None
+            if swizzle is not None and not _swizzle_fits(buf, swizzle):
+                raise RenderError(f"kernel {kernel.name}: shared buffer {buf.name} is swizzled, but its shape "
+                                  f"{[str(x) for x in buf.shape]} and strides are not whole swizzle blocks of "
+                                  f"{1 << (swizzle[0] + swizzle[1])} elements")
+        dynamic = d.dynamic_shared and total > d.static_shared_bytes
+        if dynamic:
+            self.dynamic_shared[kernel.name] = total
+            self._line(d.dynamic_shared.format(name=DYNAMIC_SHARED))
+        for buf in kernel.shared:
+            ctype = d.storage_type(buf.dtype)
+            if dynamic:
+                self._line(f"{ctype}* {self.name(buf)} = ({ctype}*)({DYNAMIC_SHARED} + {offsets[buf]});")
+            else:
+                size = arith.simplify(buf.storage_elements()).value
+                qualifier = f"{d.shared_qualifier} {d.shared_align}".rstrip()
+                self._line(f"{qualifier} {ctype} {self.name(buf)}[{size}];")
 
     @staticmethod
     def _axis_var(body: Stmt, tag: str) -> Var:
@@ -245,13 +272,14 @@ class CSourceRenderer:
                 return False
             predicate = arith.simplify(substitute(predicate, first), self._bounds)
         dst, src = (arith.simplify(substitute(o, first), self._bounds) for o in offsets)
-        text = (f"*({vector}*)({self.name(store.buffer)} + {self.expr(dst)}) = "
-                f"*(const {vector}*)({self.name(load.buffer)} + {self.expr(src)});")
+        dst, src = self._storage_index(store.buffer, dst), self._storage_index(load.buffer, src)
+        text = (f"*({vector}*)({self.name(store.buffer)} + {dst}) = "
+                f"*(const {vector}*)({self.name(load.buffer)} + {src});")
         nbytes = lanes * dtype_bits(store.buffer.dtype) // 8
         if loop.annotations.get("async_copy") and nbytes in self.dialect.async_copy_bytes and \
                 store.buffer.scope == "shared" and load.buffer.scope == "global":
-            text = self.dialect.async_copy.format(dst=f"{self.name(store.buffer)} + {self.expr(dst)}",
-                                                  src=f"{self.name(load.buffer)} + {self.expr(src)}", bytes=nbytes)
+            text = self.dialect.async_copy.format(dst=f"{self.name(store.buffer)} + {dst}",
+                                                  src=f"{self.name(load.buffer)} + {src}", bytes=nbytes)
         self._line(f"if ({self.expr(predicate)}) {text}" if predicate is not None else text)
         return True
 
@@ -264,7 +292,7 @@ class CSourceRenderer:
         value = self.expr(store.value)
         if buf.dtype in self.dialect.half_types:
             value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
-        text = f"{self.name(buf)}[{self.expr(self._flat(buf, store.indices))}] = {value};"
+        text = f"{self.name(buf)}[{self._storage_index(buf, self._flat(buf, store.indices))}] = {value};"
         if store.predicate is not None:
             text = f"if ({self.expr(store.predicate)}) {text}"
         self._line(text)
@@ -328,9 +356,20 @@ class CSourceRenderer:
     def _flat(self, buf: Buffer, indices) -> Expr:
         return arith.simplify(buf.offset(indices), self._bounds)
 
-    def address_of(self, load: Load) -> str:
-        """``(buffer + offset)``: the address of ``load``'s element."""
-        return f"({self.name(load.buffer)} + {self.expr(self._flat(load.buffer, load.indices))})"
+    def _storage_index(self, buf: Buffer, offset: Expr, extra: str = "") -> str:
+        """C text of the storage index of element ``offset`` (+ ``extra``, C text) of ``buf``: the
+        offset itself, or its swizzled place (``Buffer.swizzle``)."""
+        text = self.expr(offset) + (f" + {extra}" if extra else "")
+        swizzle = buf.swizzle()
+        if swizzle is None:
+            return text
+        bits, base, shift = swizzle
+        return f"(({text}) ^ ((({text}) >> {base + shift}) & {(1 << bits) - 1}) << {base})"
+
+    def address_of(self, load: Load, extra: str = "") -> str:
+        """``(buffer + offset)``: the address of ``load``'s element, or of the element ``extra`` (C
+        text, e.g. a lane's row) further on (a swizzled buffer permutes the sum)."""
+        return f"({self.name(load.buffer)} + {self._storage_index(load.buffer, self._flat(load.buffer, load.indices), extra)})"
 
     def bounds(self) -> dict:
         """Ranges of the variables in scope (for simplifying index expressions)."""
@@ -356,7 +395,7 @@ class CSourceRenderer:
             return self._float_literal(e.value, e.dtype)
         if isinstance(e, Load):
             _no_fragment(e.buffer)
-            text = f"{self.name(e.buffer)}[{self.expr(self._flat(e.buffer, e.indices))}]"
+            text = f"{self.name(e.buffer)}[{self._storage_index(e.buffer, self._flat(e.buffer, e.indices))}]"
             if e.buffer.dtype in d.half_types:
                 text = f"{d.half_types[e.buffer.dtype][1]}({text})"
             if e.predicate is not None:  # lanes where it is false read 0 and touch no memory
@@ -453,6 +492,30 @@ class CSourceRenderer:
 
 
 INT32_LIMIT = 2**31
+DYNAMIC_SHARED = "tc_dynamic_shared"
+SHARED_ALIGN = 16  # bytes: every shared buffer starts 16-byte aligned (vector copies, ldmatrix rows)
+
+
+def shared_layout(buffers) -> tuple:
+    """Byte offsets of shared ``buffers`` laid one after another (16-byte aligned), and the total."""
+    offsets, total = {}, 0
+    for buf in buffers:
+        offsets[buf] = total
+        nbytes = arith.simplify(buf.storage_elements()).value * dtype_bits(buf.dtype) // 8
+        total += -(-nbytes // SHARED_ALIGN) * SHARED_ALIGN
+    return offsets, total
+
+
+def _swizzle_fits(buf: Buffer, swizzle: tuple) -> bool:
+    """Whether ``buf``'s storage is whole blocks of the swizzle (it permutes offsets inside a block)."""
+    bits, base, _ = swizzle
+    block = 1 << (bits + base)
+    strides = [arith.simplify(s) for s in buf.strides()] + [arith.simplify(buf.storage_elements())]
+    if not all(isinstance(s, IntImm) for s in strides):
+        return False
+    row = arith.simplify(buf.shape[-1]).value
+    return (strides[-2].value == 1 and strides[-3].value == row
+            and all(s.value % block == 0 for s in strides[:-3] + strides[-1:]))
 WARP_LANES = 32
 
 

@@ -235,6 +235,7 @@ class Buffer:
         self.scope = scope
         self.explicit_strides = None if strides is None else tuple(as_expr(s) for s in strides)
         self.alignment = ()  # (axis, factor, offset) requests of storage_align, kept by compaction
+        self.swizzled = False  # storage_swizzle: 16-byte chunks of each row XOR-permuted (``swizzle``)
 
     def __getitem__(self, indices):
         if not isinstance(indices, tuple):
@@ -259,6 +260,22 @@ class Buffer:
         for index, stride in zip(indices, self.strides()):
             flat = flat + index * stride
         return flat
+
+    def swizzle(self) -> tuple | None:
+        """``(bits, base, shift)`` of a swizzled buffer's storage (None: not swizzled): element
+        offset ``o`` is stored at ``o ^ (((o >> (base + shift)) & (2**bits - 1)) << base)``. The
+        bits above ``base`` that pick a 16-byte chunk of a row are XORed with the row's low bits
+        (for rows shorter than 128 bytes, with those of the 128-byte line), so the rows of an
+        8x16-byte access (ldmatrix) fall in distinct banks. Needs a power-of-two row of whole
+        16-byte chunks and no padded strides."""
+        if not self.swizzled:
+            return None
+        base = {8: 4, 16: 3, 32: 2, 64: 1}.get(dtype_bits(self.dtype))
+        row = self.shape[-1]
+        if base is None or not isinstance(row, IntImm) or row.value & (row.value - 1) or row.value < 1 << base:
+            raise ValueError(f"buffer {self.name}: cannot swizzle rows of {row} {self.dtype} elements "
+                             f"(need a power of two of whole 16-byte chunks)")
+        return 3, base, max(3, row.value.bit_length() - 1 - base)
 
     def num_elements(self) -> Expr:
         total: Expr = IntImm(1)

@@ -1,4 +1,5 @@
-"""Buffer layout: ``storage_align`` pads the stride of one axis of an allocated buffer.
+"""Buffer layout: ``storage_align`` pads the stride of one axis of an allocated buffer;
+``storage_swizzle`` permutes the 16-byte chunks of each row instead (``Buffer.swizzle``).
 
 The buffer keeps its shape and every index stays as it is; only its strides change, so each
 row starts at an address with ``stride % factor == offset`` (elements), e.g. to spread the
@@ -12,6 +13,12 @@ offset=8) on a block writing ``A_shared``::
 The allocation grows to span the padded rows (``Buffer.storage_elements``). Only buffers
 allocated inside the function are aligned: a parameter's layout is the caller's. Align inner
 axes before outer ones: a call recomputes the strides of ``axis`` and keeps those inside it.
+
+storage_swizzle(b, 0) spreads the rows over the banks without padding: indices stay, the
+renderer stores element offset ``o`` of a 64-wide fp16 tile at ``o ^ ((o >> 6) & 7) << 3``
+(chunk ``c`` of row ``r`` at chunk ``c ^ (r % 8)``), so the tile takes no extra memory::
+
+    A_shared = alloc(float16[128, 64], scope="shared")  ->  the same, swizzled=True
 """
 from __future__ import annotations
 
@@ -61,3 +68,23 @@ def align(buf, axis: int, factor: int, offset: int) -> None:
         strides[outer] = arith.simplify(strides[outer + 1] * buf.shape[outer + 1])
     buf.explicit_strides = tuple(strides)
     buf.alignment = tuple(a for a in buf.alignment if a[0] != axis) + ((axis, factor, offset),)
+
+
+@primitive
+def storage_swizzle(sch, block, buffer_index: int):
+    """XOR-swizzles the 16-byte chunks of each row of the ``buffer_index``-th buffer ``block``
+    writes (an allocated buffer without padded strides; the layout is ``Buffer.swizzle``)."""
+    blk = sch.get_block_obj(block)
+    if not isinstance(buffer_index, int) or not 0 <= buffer_index < len(blk.writes):
+        raise ScheduleError(f"cannot storage_swizzle: block {blk.name} writes {len(blk.writes)} buffers; "
+                            f"index {buffer_index!r} is out of range")
+    buf = blk.writes[buffer_index]
+    where = f"cannot storage_swizzle {buf.name}"
+    if not any(isinstance(n, Allocate) and n.buffer is buf for n in walk_stmts(sch.func.body)):
+        raise ScheduleError(f"{where}: it is a parameter of {sch.func.name}; only buffers allocated inside "
+                            f"the function can be swizzled")
+    if buf.explicit_strides is not None:
+        raise ScheduleError(f"{where}: its strides are padded (storage_align); swizzling replaces padding")
+    if len(buf.shape) < 2:
+        raise ScheduleError(f"{where}: it has no rows (rank {len(buf.shape)})")
+    buf.swizzled = True

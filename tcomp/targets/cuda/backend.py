@@ -30,7 +30,7 @@ class CudaBackend:
     align = DEVICE_ALIGN
 
     def __init__(self, image: CudaImage):
-        self.module = driver.Module(image.cubin)
+        self.module = driver.Module(image.cubin, image.dynamic_shared)
 
     def allocate(self, nbytes: int):
         return driver.DeviceMemory(nbytes)

@@ -70,4 +70,6 @@ CUDA = Dialect(
     async_copy_bytes=(16,),
     async_commit='asm volatile("cp.async.commit_group;" ::: "memory");',
     async_wait='asm volatile("cp.async.wait_group {n};" ::: "memory");',
+    dynamic_shared='extern __shared__ __align__(16) unsigned char {name}[];',
+    static_shared_bytes=48 * 1024,
 )

@@ -63,25 +63,46 @@ def device_name() -> str:
     return _call("cuDeviceGetName", 128, device()).split(b"\0")[0].decode()
 
 
-class Module:
-    """A loaded cubin and its kernels by name."""
+class Function:
+    """A kernel of a loaded module and the bytes of dynamic shared memory it is launched with."""
 
-    def __init__(self, cubin: bytes):
+    def __init__(self, handle, shared_bytes: int):
+        self.handle, self.shared_bytes = handle, shared_bytes
+
+
+class Module:
+    """A loaded cubin and its kernels by name; ``dynamic_shared`` (kernel name -> bytes) raises
+    those kernels' dynamic shared-memory limit (past 48 KB a kernel must ask for it)."""
+
+    def __init__(self, cubin: bytes, dynamic_shared: dict | None = None):
         device()
         self.handle = _call("cuModuleLoadData", cubin)
+        self._dynamic_shared = dict(dynamic_shared or {})
         self._functions: dict = {}
 
-    def function(self, name: str):
+    def function(self, name: str) -> Function:
         if name not in self._functions:
-            self._functions[name] = _call("cuModuleGetFunction", self.handle, name.encode())
+            handle = _call("cuModuleGetFunction", self.handle, name.encode())
+            nbytes = self._dynamic_shared.get(name, 0)
+            if nbytes:
+                driver, _ = bindings()
+                limit = _call("cuDeviceGetAttribute",
+                              driver.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                              device())
+                if nbytes > limit:
+                    raise CudaError(f"kernel {name} needs {nbytes} bytes of shared memory; a block of this device "
+                                    f"can have {limit}")
+                _call("cuFuncSetAttribute", handle,
+                      driver.CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, nbytes)
+            self._functions[name] = Function(handle, nbytes)
         return self._functions[name]
 
 
-def launch(function, grid: tuple, block: tuple, args: list) -> None:
+def launch(function: Function, grid: tuple, block: tuple, args: list) -> None:
     """Launches ``function`` on the default stream; ``args`` are (value, ctypes type) pairs."""
     values = tuple(value for value, _ in args)
     types = tuple(kind for _, kind in args)
-    _call("cuLaunchKernel", function, *grid, *block, 0, 0, (values, types), 0)
+    _call("cuLaunchKernel", function.handle, *grid, *block, function.shared_bytes, 0, (values, types), 0)
 
 
 class DeviceMemory:

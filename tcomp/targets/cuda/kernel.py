@@ -43,8 +43,9 @@ def build_cuda(func, target: str) -> "CudaKernel":
 
     arch = parse_target(target) or device_arch()
     program = lower_for_gpu(func, CUDA.name)
-    source = CSourceRenderer(CUDA).render(program.kernels)
-    image = compile_cuda(source, func.name, arch)
+    renderer = CSourceRenderer(CUDA)
+    source = renderer.render(program.kernels)
+    image = compile_cuda(source, func.name, arch, renderer.dynamic_shared)
     return CudaKernel(program, source, image)
 
 
@@ -99,7 +100,7 @@ class CudaKernel(Kernel):
         from .driver import INT64, POINTER, DeviceMemory, Module
 
         if self._module is None:
-            self._module = Module(self.image.cubin)
+            self._module = Module(self.image.cubin, self.image.dynamic_shared)
         sizes = self._sizes(arrays)
         values = {v: IntImm(n) for v, n in sizes.items()}
         memory = {}

@@ -90,8 +90,7 @@ class LdMatrix:
         first = fragment_register(renderer, dst, B_TILE if self.trans else A_TILE)
         name = renderer.name(dst.buffer)
         stride = renderer.row_stride(src)
-        address = (f"tc_shared_address({renderer.address_of(src)} + (threadIdx.x % 16) * {stride} "
-                   f"+ (threadIdx.x / 16) * 8)")
+        address = f"tc_shared_address({renderer.address_of(src, f'(threadIdx.x % 16) * {stride} + (threadIdx.x / 16) * 8')})"
         trans = ".trans" if self.trans else ""
         outputs = ", ".join(_regs(name, first, 4, "=r"))
         renderer.line(f'asm volatile("ldmatrix.sync.aligned.m8n8.x4{trans}.shared.b16 {_placeholders(0, 4)}, [%4];" '

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ...errors import TcompError
 
@@ -24,6 +24,7 @@ class CudaImage:
     ptx: str
     cubin: bytes
     log: str
+    dynamic_shared: dict = field(default_factory=dict)  # kernel name -> bytes of dynamic shared memory
 
 
 def bindings():
@@ -41,8 +42,9 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def compile_cuda(source: str, name: str, arch: str) -> CudaImage:
-    """Compiles ``source`` (kernels of ``name``) for ``arch`` (``sm_90``): PTX and cubin."""
+def compile_cuda(source: str, name: str, arch: str, dynamic_shared: dict | None = None) -> CudaImage:
+    """Compiles ``source`` (kernels of ``name``) for ``arch`` (``sm_90``): PTX and cubin;
+    ``dynamic_shared`` (the renderer's) goes with the image to the launches."""
     _, nvrtc = bindings()
     check_arch(arch)
     err, program = nvrtc.nvrtcCreateProgram(source.encode(), f"{name}.cu".encode(), 0, [], [])
@@ -64,7 +66,7 @@ def compile_cuda(source: str, name: str, arch: str) -> CudaImage:
         _check(nvrtc, nvrtc.nvrtcGetCUBIN(program, cubin)[0], name, "nvrtcGetCUBIN")
     finally:
         nvrtc.nvrtcDestroyProgram(program)
-    return CudaImage(arch, bytes(ptx).rstrip(b"\0").decode(), bytes(cubin), log)
+    return CudaImage(arch, bytes(ptx).rstrip(b"\0").decode(), bytes(cubin), log, dict(dynamic_shared or {}))
 
 
 def _log(nvrtc, program) -> str:

@@ -42,8 +42,9 @@ class CudaTarget:
 
     def build(self, funcs) -> "CudaModule":
         programs = {func.name: lower_for_gpu(func, CUDA.name) for func in funcs}
-        source = CSourceRenderer(CUDA).render([k for p in programs.values() for k in p.kernels])
-        image = compile_cuda(source, "model", self.arch)
+        renderer = CSourceRenderer(CUDA)
+        source = renderer.render([k for p in programs.values() for k in p.kernels])
+        image = compile_cuda(source, "model", self.arch, renderer.dynamic_shared)
         return CudaModule(programs, {name: kernel_launches(p) for name, p in programs.items()}, source, image)
 
 

@@ -34,6 +34,8 @@ def insert_barriers(stmt: Stmt) -> Stmt:
     if isinstance(stmt, For):
         if (stmt.thread_tag or "").startswith("threadIdx"):
             return stmt  # inside: one thread's program, no barrier may depend on the thread
+        if stmt.annotations.get("pipeline_barriers"):  # pipeline.py placed them: only nests inside get more
+            return For(stmt.var, stmt.extent, _inside(stmt.body), stmt.kind, stmt.thread_tag, stmt.annotations)
         body = insert_barriers(stmt.body)
         if stmt.kind != "thread_binding" and _carries_dependence(body):
             body = SeqStmt(tuple(_stmts(body)) + (barrier(),))
@@ -53,6 +55,15 @@ def insert_barriers(stmt: Stmt) -> Stmt:
             read |= sub_reads
         return SeqStmt(tuple(out))
     return stmt
+
+
+def _inside(body: Stmt) -> Stmt:
+    """``body``'s statements each given their own barriers, none added between them."""
+    if isinstance(body, Allocate):
+        return Allocate(body.buffer, _inside(body.body))
+    if isinstance(body, SeqStmt):
+        return SeqStmt(tuple(insert_barriers(s) for s in body.stmts))
+    return insert_barriers(body)
 
 
 def _carries_dependence(body: Stmt) -> bool:

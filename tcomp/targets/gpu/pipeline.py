@@ -16,8 +16,20 @@ copies (``cp.async`` on CUDA: a vectorized producer loop is marked ``async_copy`
                                                       C += A_shared[k_0 % 2, ..] ...
 
 The barriers (``barriers.py``) then separate the wait from the reads of the stage and the reads
-from the next iteration's copies. Runs after buffer compaction (the shared tiles have their
-final shapes) and before shared buffers are hoisted.
+from the next iteration's copies. Where the nests after the copies write no shared memory, one
+barrier per iteration does both: the copies for ``k_0 + S - 1`` go after the wait and the
+barrier, into the stage that iteration ``k_0 - 1`` read (the loop is marked
+``pipeline_barriers``, and ``barriers.py`` adds none inside it)::
+
+    for k_0 in range(K):
+      async_wait(S - 2)                     # stage k_0 has landed (this thread's copies)
+      barrier()                             # everyone's copies landed, everyone done with k_0 - 1
+      if k_0 + S - 1 < K: A_shared[(k_0 + S - 1) % S, ..] = A[.. k_0 + S - 1 ..]
+      async_commit()
+      C += A_shared[k_0 % S, ..] ...
+
+Runs after buffer compaction (the shared tiles have their final shapes) and before shared
+buffers are hoisted.
 """
 from __future__ import annotations
 
@@ -25,9 +37,11 @@ from ...tir import arith
 from ...tir.expr import Buffer, Call, Cmp, IntImm, Load, Var, rewrite
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
 from ...tir.transform import map_exprs, substitute_stmt, update_exprs_in_place, walk_stmts
+from .barriers import barrier
 from .binding import GPULoweringError
 
 STAGES = "pipeline_stages"
+OWN_BARRIERS = "pipeline_barriers"  # a pipelined loop whose body holds the barriers it needs
 ASYNC_COPY = "async_copy"
 ASYNC_COMMIT, ASYNC_WAIT = "async_commit", "async_wait"
 STAGE_ALIGN = 64  # elements between stages are a multiple of this (aligned vector copies)
@@ -79,14 +93,18 @@ def _pipeline(loop: For, stages: int) -> Stmt:
     ahead = stages - 1
     prologue_var = Var(f"{k.name}_prologue")
     prologue = [_restaged(p, mapping, k, stages, {k: prologue_var}) for p in producers]
-    body = [IfThenElse(Cmp("lt", k + ahead, extent), SeqStmt(tuple(
-        _restaged(p, mapping, k, stages, {k: k + ahead}) for p in producers)))]
-    body += [async_call(ASYNC_COMMIT), async_call(ASYNC_WAIT, ahead)]
+    copies = IfThenElse(Cmp("lt", k + ahead, extent), SeqStmt(tuple(
+        _restaged(p, mapping, k, stages, {k: k + ahead}) for p in producers)))
+    annotations = {key: value for key, value in loop.annotations.items() if key != STAGES}
+    if any(_writes_shared(c) for c in consumers):
+        body = [copies, async_call(ASYNC_COMMIT), async_call(ASYNC_WAIT, ahead)]
+    else:
+        body = [async_call(ASYNC_WAIT, ahead - 1), barrier(), copies, async_call(ASYNC_COMMIT)]
+        annotations[OWN_BARRIERS] = True
     body += [_restaged(c, mapping, k, stages, {}) for c in consumers]
     new_body: Stmt = SeqStmt(tuple(body))
     for buf in reversed(outside):
         new_body = Allocate(buf, new_body)
-    annotations = {key: value for key, value in loop.annotations.items() if key != STAGES}
     result: Stmt = SeqStmt((For(prologue_var, IntImm(ahead), SeqStmt(tuple(prologue) + (async_call(ASYNC_COMMIT),)),
                                 "unrolled"),
                             For(loop.var, loop.extent, new_body, loop.kind, loop.thread_tag, annotations)))
@@ -101,6 +119,11 @@ def _is_producer(stmt: Stmt) -> bool:
                                 not any(b.scope == "shared" for b in blk.reads) for blk in blocks)
 
 
+def _writes_shared(stmt: Stmt) -> bool:
+    return any(isinstance(n, BufferStore) and n.buffer.scope == "shared" for n in walk_stmts(stmt)) or \
+        any(b.scope == "shared" for b in _writes(stmt))
+
+
 def _writes(stmt: Stmt) -> set:
     return {b for n in walk_stmts(stmt) if isinstance(n, BlockRealize) for b in n.block.writes}
 
@@ -109,7 +132,9 @@ def _staged_buffer(buf: Buffer, stages: int) -> Buffer:
     """``buf`` with a leading axis of ``stages``, each stage a whole copy of its (padded) layout."""
     size = arith.simplify(buf.storage_elements())
     stride = -(-size.value // STAGE_ALIGN) * STAGE_ALIGN
-    return Buffer(buf.name, (stages,) + tuple(buf.shape), buf.dtype, buf.scope, strides=(stride, *buf.strides()))
+    staged = Buffer(buf.name, (stages,) + tuple(buf.shape), buf.dtype, buf.scope, strides=(stride, *buf.strides()))
+    staged.swizzled = buf.swizzled
+    return staged
 
 
 def _restaged(stmt: Stmt, mapping: dict, k: Var, stages: int, shift: dict) -> Stmt:

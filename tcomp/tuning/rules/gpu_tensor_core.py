@@ -6,15 +6,17 @@ bf16)::
     for b, i0 in blockIdx.y/z, j0 in blockIdx.x:        # a (16*WM*TM) x (8*WN*TN) tile of C per block
       C_warp = 0                                        # mma_fill, per warp: (16*TM) x (8*TN) in registers
       for k0 [pipeline_stages=S]:                       # one (16*K1)-deep step, S stages of shared memory
-        A_shared, B_shared = A[..], B[..]               # all threads, 16-byte (cp.async) copies, rows padded
+        A_shared, B_shared = A[..], B[..]               # all threads, 16-byte (cp.async) copies, swizzled rows
         for i1 in threadIdx.z(WM), j1 in threadIdx.y(WN), k1 (unrolled K1):
           A_warp = ldmatrix(A_shared); B_warp = ldmatrix.trans(B_shared)
           for i2, j2 (unrolled TM x TN): C_warp += mma.sync.m16n8k16(A_warp, B_warp)
       C[..] = C_warp                                    # mma_store, per warp
 
 The warps per axis (WM, WN), the warp tile (TM x TN fragments), the step depth (K1) and the
-pipeline stages (S) are ``sample_categorical`` decisions. Shared rows are padded by 16 bytes
-(``storage_align``) so that ldmatrix's eight row addresses fall in distinct banks.
+pipeline stages (S) are ``sample_categorical`` decisions. The shared tiles are swizzled
+(``storage_swizzle``: 16-byte chunks XOR the row) so that ldmatrix's eight row addresses fall in
+distinct banks without padding; past 48 KB (3-4 stages of 128x256 tiles) the cuda target takes
+dynamic shared memory.
 
     sketches = apply(func, sch, "C")     # [] where the block is not such a product
 """
@@ -29,11 +31,10 @@ TILES_M = (1, 2, 4)                # 16-row fragments per warp
 TILES_M_PROBS = (1, 1, 3)
 TILES_N = (2, 4, 8)                # 8-column fragments per warp
 TILES_N_PROBS = (1, 1, 3)
-DEPTH = (1, 2)                     # 16-deep steps per shared tile
-DEPTH_PROBS = (1, 2)
-STAGES = (1, 2)
-STAGES_PROBS = (1, 3)
-PAD = 8                            # elements of row padding (16 bytes of a 16-bit type)
+DEPTH = (1, 2, 4)                  # 16-deep steps per shared tile
+DEPTH_PROBS = (1, 2, 2)
+STAGES = (1, 2, 3, 4)
+STAGES_PROBS = (1, 2, 3, 3)
 INTRINSICS = {"float16": "f16", "bfloat16": "bf16"}
 
 
@@ -100,7 +101,7 @@ def _sketch(sch: Schedule, name: str, kind: str) -> None:
         sch.tensorize(r1, intrinsic)
     for copy in shared:
         sch.compute_at(copy, k0)
-        sch.storage_align(copy, 0, len(sch.get_block_obj(copy).writes[0].shape) - 2, 32, PAD)
+        sch.storage_swizzle(copy, 0)
         fused = sch.fuse(*sch.get_loops(copy)[-2:])
         _, tz, ty, tx, lanes = sch.split(fused, [None, wm, wn, 32, 8])
         sch.bind(tz, "threadIdx.z")
