@@ -37,7 +37,7 @@ def bind_default(func, threads: int = DEFAULT_THREADS):
 
     sch = Schedule(func)
     for realize in _first_realize_per_nest(sch.func.body):
-        if any(loop.kind == "thread_binding" for loop in sch.loops_above(realize)):
+        if nest_binds(sch, realize):
             continue  # a nest the schedule bound
         loops = _spatial_prefix(sch.loops_above(realize))
         if not loops:
@@ -54,6 +54,12 @@ def bind_default(func, threads: int = DEFAULT_THREADS):
         sch.bind(outer, "blockIdx.x")
         sch.bind(inner, "threadIdx.x")
     return sch.func
+
+
+def nest_binds(sch, realize) -> bool:
+    """Whether a loop above ``realize`` (a nest's first block) or inside it is bound to a GPU axis."""
+    return any(loop.kind == "thread_binding" for loop in sch.loops_above(realize)) or any(
+        isinstance(n, For) and n.kind == "thread_binding" for n in walk_stmts(realize))
 
 
 def _first_realize_per_nest(body) -> list:

@@ -27,7 +27,7 @@ from ...errors import TcompError
 from ...tir.expr import IntImm, Var
 from ...tir.stmt import Allocate, BlockRealize, For, SeqStmt
 from ...tir.transform import walk_stmts
-from .binding import DEFAULT_THREADS, _first_realize_per_nest, _spatial_prefix, bind_default
+from .binding import DEFAULT_THREADS, _first_realize_per_nest, _spatial_prefix, bind_default, nest_binds
 from .lower import lower_for_gpu
 
 # sample_categorical candidates (gpu_tiling's tuples) -> the value taken by the default schedule
@@ -105,14 +105,13 @@ def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS):
     ``serial``) in one thread, and every other nest given the default binding (``threads`` per block)."""
     from ...schedule.schedule import Schedule
 
-    func = Schedule(func).func  # a private copy
+    sch = Schedule(func)  # a private copy; its blocks are the ones asked about below
+    func = sch.func
     for node in walk_stmts(func.body):
         if isinstance(node, For) and node.kind in CPU_LOOP_KINDS:
             node.kind = "serial"
-    sch = Schedule(func)
     one_thread = {id(realize) for realize in _first_realize_per_nest(func.body)
-                  if not any(loop.kind == "thread_binding" for loop in sch.loops_above(realize))
-                  and (serial or not _spatial_prefix(sch.loops_above(realize)))}
+                  if not nest_binds(sch, realize) and (serial or not _spatial_prefix(sch.loops_above(realize)))}
     if one_thread or serial:
         func.body = _wrap_nests(func.body, one_thread, serial)
     body = func.body
