@@ -4,6 +4,7 @@
     # on an idle machine: 7 processes of 2 cores each, every kernel pinned like the 2-core target
     for i in 0 1 2 3 4 5 6; do taskset -c $((2*i)),$((2*i+1)) python benchmarks/costmodel_data.py \\
         measure --dir costmodel_data --shard $i/7 --out costmodel_data/measured_$i.jsonl & done; wait
+    python benchmarks/costmodel_data.py refresh --dir costmodel_data   # after a change to the IR classes
     python benchmarks/costmodel_train.py --dir costmodel_data     # trains on the "train" kernels
     python benchmarks/costmodel_eval.py --dir costmodel_data      # ranks the "heldout" kernels
 
@@ -363,11 +364,35 @@ def shard_kernels(kernels: dict, lines: list, shard: int, shards: int) -> list:
     return [name for name in kernels if owner[name] == shard]
 
 
+def refresh(args) -> None:
+    """Rebuilds ``kernels.pickle`` from the kernels' definitions with the current code, each kernel
+    keeping its name and split (matched by workload): pickled IR objects of an older tcomp lack
+    attributes added since, and fail to build."""
+    old = load_kernels(args.dir)
+    fresh = {**model_kernels(Path(args.models_dir)), **te_kernels(), **op_kernels()}
+    by_workload = {entry["workload"]: entry for entry in fresh.values()}
+    missing = [name for name, entry in old.items() if entry["workload"] not in by_workload]
+    if missing:
+        raise SystemExit(f"refresh: no definition has the workload of {missing} (the task functions changed)")
+    kernels = {name: {**by_workload[entry["workload"]], "split": entry["split"]} for name, entry in old.items()}
+    with (Path(args.dir) / "kernels.pickle").open("wb") as f:
+        pickle.dump(kernels, f)
+    print(f"{len(kernels)} kernels rebuilt in {args.dir}")
+
+
+def measured_ok(directory) -> set:
+    """(kernel, origin, trace) of the candidates measured "ok" in ``directory``'s measured files."""
+    return {(row["kernel"], row["origin"], row["trace"]) for path in Path(directory).glob("measured_*.jsonl")
+            for row in map(json.loads, path.read_text().splitlines()) if row["status"] == "ok"}
+
+
 def measure(args) -> None:
+    """Measures the shard's candidates not yet measured "ok" in the directory (a rerun resumes)."""
     from tcomp.tuning.measure import Measurer
 
     kernels = load_kernels(args.dir)
-    lines = load_candidates(args.dir)
+    done = measured_ok(args.dir)
+    lines = [line for line in load_candidates(args.dir) if (line["kernel"], line["origin"], line["trace"]) not in done]
     shard, shards = (int(x) for x in args.shard.split("/"))
     mine = shard_kernels(kernels, lines, shard, shards)
     by_kernel = {name: [line for line in lines if line["kernel"] == name] for name in mine}
@@ -467,8 +492,11 @@ def main():
     m.add_argument("--out", required=True)
     m.add_argument("--threads", type=int, default=2)
     m.add_argument("--deadline", type=float, default=1e9, help="seconds after which no new kernel part starts")
+    r = sub.add_parser("refresh", help="rebuilds kernels.pickle from the definitions (after a change to the IR)")
+    r.add_argument("--dir", default="costmodel_data")
+    r.add_argument("--models-dir", default="/tmp/tcomp-bench-models")
     args = parser.parse_args()
-    prepare(args) if args.command == "prepare" else measure(args)
+    {"prepare": prepare, "measure": measure, "refresh": refresh}[args.command](args)
 
 
 if __name__ == "__main__":
