@@ -95,7 +95,8 @@ def check_bound(kernel_name: str, nest, launch: dict, warp_blocks: set) -> None:
     """Every block in ``nest`` writing memory shared between threads (global or shared scope)
     must sit under loops bound to each axis of ``launch`` (tag -> extent) whose extent is not 1;
     blocks in ``warp_blocks`` (a warp-wide instruction) are covered by ``threadIdx.x``.
-    A loop bound to ``threadIdx`` may not feed a reduce iterator (no cross-thread reductions yet)."""
+    A loop bound to ``threadIdx`` may not feed a reduce iterator (``cross_thread.py`` has rewritten
+    the reductions over ``threadIdx.x`` it can combine across threads)."""
     axes = [tag for tag, extent in launch.items() if not (isinstance(extent, IntImm) and extent.value == 1)]
     _check_under(kernel_name, nest, (), axes, warp_blocks)
 
@@ -124,8 +125,8 @@ def _check_block(kernel_name, realize: BlockRealize, loops: tuple, axes: list, w
     for iv, value in zip(blk.iter_vars, realize.iter_values):
         if iv.kind == "R" and free_vars(value) & threads:
             raise GPULoweringError(f"kernel {kernel_name}: block {blk.name} reduces over a loop bound to threadIdx "
-                                   f"(iterator {iv.var.name}); cross-thread reductions are not lowered yet: bind "
-                                   f"only spatial loops (rfactor the reduction first)")
+                                   f"(iterator {iv.var.name}); only a block of its own under serial loops, reducing "
+                                   f"over threadIdx.x, is combined across threads: bind only spatial loops otherwise")
     if all(buf.scope in ("local", "warp") for buf in blk.writes):
         return  # each thread (warp) has its own
     bound = {loop.thread_tag for loop in loops if loop.kind == "thread_binding"}

@@ -8,9 +8,13 @@ In order of preference, the first that the GPU lowering accepts (every block bou
    k-tile of 16, 16-byte copies): blocks of 128 x 128 outputs, operands staged in shared memory.
    Blocks the sketch leaves to CPU rules (a conv's pad stage) lose their CPU loop kinds and get
    the default binding;
-2. any other task (reductions, softmax, layer norm, elementwise): its block form, unscheduled;
+2. a task with reductions without reuse (softmax, layer norm, Reduce*): each such block with rows of
+   at least 32 elements (or no rows) gets one row per thread block, its elements over the block's
+   threads, combined across threads in shared memory (``rules/gpu_reduction.py``, the row's length
+   rounded up to a power of two threads, at most 256); the other nests get the default binding;
+3. any other task (elementwise, short rows): its block form, unscheduled;
    each root nest gets the default binding (outer spatial loops over blocks and threads);
-3. other groups (scans, top-k, scatters, symbolic shapes): the CPU template (``lower_group``)
+4. other groups (scans, top-k, scatters, symbolic shapes): the CPU template (``lower_group``)
    with its loops made serial (no parallel or vector loops), then the default binding.
 
 A nest with no spatial loop (a full reduction to one value, a scan along its only axis) runs in
@@ -46,7 +50,8 @@ def gpu_group_func(group, target_kind: str, db=None, name: str = "kernel"):
     if task is not None and db is not None:
         candidates.append((lambda: tuned_group_func(group, db, target_kind, task), "tuned"))
     if task is not None:
-        candidates += [(lambda: _tiled(task, target_kind), "tiled"), (lambda: _bound(task), "default")]
+        candidates += [(lambda: _tiled(task, target_kind), "tiled"), (lambda: _reduction(task), "reduction"),
+                       (lambda: _bound(task), "default")]
     candidates.append((lambda: _bound(lower_group(group, name, 1, 1)), "template"))
     candidates.append((lambda: _bound(lower_group(group, name, 1, 1), serial=True), "serial"))
     errors = []
@@ -90,6 +95,19 @@ def _tiled(func, target_kind: str):
         except TcompError as exc:
             errors.append(str(exc))
     raise TcompError("no tiling sketch applies: " + "; ".join(errors))
+
+
+def _reduction(func):
+    """``func`` with each reduction that ``rules/gpu_reduction.py`` applies to bound across threads
+    (its default thread count), the rest bound by default; None where none applies."""
+    from ...schedule.schedule import Schedule
+    from ...tuning.rules import gpu_reduction
+
+    sch = Schedule(func)
+    names = [blk.name for blk in sch.blocks() if gpu_reduction.applies(sch, blk.name)]
+    for name in names:
+        gpu_reduction.schedule(sch, name, gpu_reduction.default_threads(sch, name))
+    return _bound(sch.func) if names else None
 
 
 def _decision(inst) -> int:

@@ -11,7 +11,8 @@ kernel boundary); global buffers allocated at the root become device memory of t
 On the way: a function that binds no loop gets the default binding (``binding.py``); all loops
 bound to one axis share one variable (``threadIdx_x``), so buffers compacted per thread or per
 block (``schedule/compact.py``) are indexed alike in every nest; each kernel is checked to be
-bound (``check_bound``), its shared buffers are hoisted to its top and barriers inserted
+bound (``check_bound``), reductions over ``threadIdx.x`` become shared-memory trees
+(``cross_thread.py``), its shared buffers are hoisted to its top and barriers inserted
 (``barriers.py``); loops annotated ``pipeline_stages`` are software-pipelined (``pipeline.py``).
 Nothing here is specific to a vendor.
 """
@@ -26,6 +27,7 @@ from ...tir.stmt import Allocate, BlockRealize, Evaluate, For, PrimFunc, SeqStmt
 from ...tir.transform import buffer_accesses, substitute_in_place, used_size_vars, walk_stmts
 from .barriers import insert_barriers
 from .binding import GPULoweringError, bind_default, binds_threads, check_bound
+from .cross_thread import lower_cross_thread
 from .pipeline import pipeline_loops
 
 MAX_THREADS_PER_BLOCK = 1024
@@ -102,6 +104,7 @@ def _share_axis_variables(body: Stmt) -> None:
 
 
 def _kernel(name: str, nest: Stmt, memory: list, size_vars: tuple, target_kind: str) -> DeviceKernel:
+    nest = lower_cross_thread(name, nest)
     launch = _launch_extents(name, nest)
     warp_blocks = _warp_blocks(nest, target_kind)
     if warp_blocks:
