@@ -14,7 +14,7 @@ pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed 
 
 import onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
-from onnx_helpers import mlp_model, reference  # noqa: E402
+from onnx_helpers import IR_VERSION, mlp_model, reference  # noqa: E402
 
 import tcomp  # noqa: E402
 from tcomp.runtime.device_executor import DEVICE_ALIGN  # noqa: E402
@@ -45,7 +45,7 @@ def resnet_block(channels: int = 16, size: int = 14) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "resnet_block",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, channels, size, size])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 10])], inits)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION)
 
 
 MODELS = {"mlp": lambda: mlp_model(33, 48, 2), "resnet_block": resnet_block}

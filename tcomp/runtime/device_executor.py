@@ -293,7 +293,7 @@ def _host(name: str, value) -> np.ndarray:
     if type(value).__module__.startswith("torch") and hasattr(value, "numpy"):
         value = value.detach().numpy()
     try:
-        return np.ascontiguousarray(value)
+        return np.asarray(value, order="C")  # ascontiguousarray would make a 0-d array 1-d
     except Exception as exc:  # an object numpy cannot read
         raise InputError(f"input '{name}': expected a numpy array or a device tensor, got {type(value).__name__} "
                          f"({exc})") from None

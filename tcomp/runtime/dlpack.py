@@ -44,22 +44,23 @@ def _delete(managed) -> None:
     _alive.pop(ctypes.addressof(managed.contents), None)
 
 
-_CAPSULE_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.py_object)
+# The destructor gets the capsule while it is being freed (reference count 0): as a plain address,
+# never a py_object, whose reference counting would free it a second time.
+_CAPSULE_DESTRUCTOR = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 _pythonapi = ctypes.pythonapi
 _pythonapi.PyCapsule_New.restype = ctypes.py_object
 _pythonapi.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, _CAPSULE_DESTRUCTOR]
-_pythonapi.PyCapsule_IsValid.restype = ctypes.c_int
-_pythonapi.PyCapsule_IsValid.argtypes = [ctypes.py_object, ctypes.c_char_p]
-_pythonapi.PyCapsule_GetPointer.restype = ctypes.c_void_p
-_pythonapi.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+_capsule_is_valid = ctypes.PYFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p)(
+    ("PyCapsule_IsValid", _pythonapi))
+_capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p)(
+    ("PyCapsule_GetPointer", _pythonapi))
 
 
 @_CAPSULE_DESTRUCTOR
 def _capsule_destructor(capsule) -> None:
     """A capsule nobody consumed (still named "dltensor") frees its tensor itself."""
-    if _pythonapi.PyCapsule_IsValid(capsule, b"dltensor"):
-        address = _pythonapi.PyCapsule_GetPointer(capsule, b"dltensor")
-        _alive.pop(address, None)
+    if _capsule_is_valid(capsule, b"dltensor"):
+        _alive.pop(_capsule_pointer(capsule, b"dltensor"), None)
 
 
 def dtype_code(dtype: np.dtype) -> tuple:
