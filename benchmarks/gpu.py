@@ -1,6 +1,8 @@
-"""GEMM 4096^3 on the GPU: tcomp.tune'd kernels for "cuda" side by side with torch.matmul (cuBLAS).
+"""GEMM 4096^3 and whole models on the GPU: tcomp.tune'd kernels for "cuda" side by side with
+torch.matmul (cuBLAS), and ``tcomp.compile(model, target="cuda")`` side by side with torch eager.
 
     python benchmarks/gpu.py [--n 4096] [--trials 96] [--minutes 7] [--db gpu_tuning.db] [--cases fp32,fp16]
+    python benchmarks/gpu.py --cases "" --models bert,resnet50 [--model-dir /tmp/zoo] [--torch-compile]
 
 Cases: ``fp32`` (C = A @ B in float32; torch with ``allow_tf32 = False``) and ``fp16``
 (A, B float16, C accumulated and written in float32; torch.matmul of the float16 tensors,
@@ -12,6 +14,15 @@ timed against torch.matmul, interleaved: ``--rounds`` rounds of (tcomp, torch), 
 of ``--inner`` device-timed runs (CUDA events) after warm-up; the result is the median over
 rounds. The tuned kernel's output is checked against torch's (relative error of the fp64
 difference norm). Prints the device, driver, TFLOP/s and the ratio tcomp / cuBLAS.
+
+Models (fp32, no tuning: the default GPU schedules of ``targets/gpu/groups.py``): ``bert``, BERT-base
+(tests/model_zoo.py, seeded random weights) at batch 8, sequence 128; ``resnet50``, timm's resnet50
+at batch 32, 224 x 224; each exported to ONNX with torch.onnx and compiled for cuda. Latency is the
+wall time of one inference with inputs and outputs on the device (torch CUDA tensors in,
+``device_outputs=True``), synchronized; torch eager (and with ``--torch-compile``, torch.compile)
+runs the same module on the same tensors. Interleaved rounds of (tcomp, torch...), each a median of
+``--inner`` runs after warm-up; the result is the median over ``--rounds``. The largest difference
+of the outputs against torch's is printed with each row.
 """
 from __future__ import annotations
 
@@ -124,6 +135,88 @@ def compare(func, n: int, dtype: str, db: str, rounds: int, inner: int) -> dict:
             "ratio": result["torch"] / result["tcomp"], "rel_error": error, "torch_rel_error": torch_error}
 
 
+def model_case(name: str, model_dir: Path):
+    """(torch module on cuda, ONNX path, input tensors on cuda) of a benchmark model, fp32."""
+    import torch
+
+    model_dir.mkdir(parents=True, exist_ok=True)
+    if name == "bert":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+        from model_zoo import build_torch_model, export_model
+
+        path = export_model("bert", model_dir, dynamic=True)
+        module = build_torch_model("bert")
+        ids = torch.randint(0, 30522, (8, 128), generator=torch.Generator().manual_seed(1))
+        mask = torch.ones(8, 128, dtype=torch.int64)
+        inputs = {"input_ids": ids, "attention_mask": mask}
+    elif name == "resnet50":
+        import timm
+
+        module = timm.create_model("resnet50", pretrained=False).eval()
+        inputs = {"pixel_values": torch.randn(32, 3, 224, 224, generator=torch.Generator().manual_seed(1))}
+        path = model_dir / "resnet50.onnx"
+        if not path.exists():
+            with torch.no_grad():
+                torch.onnx.export(module, tuple(inputs.values()), str(path), input_names=list(inputs),
+                                  output_names=["logits"], opset_version=17, dynamo=False)
+    else:
+        raise SystemExit(f"unknown model {name!r} (bert, resnet50)")
+    return module.cuda(), path, {k: v.cuda() for k, v in inputs.items()}
+
+
+def compare_model(name: str, model_dir: Path, rounds: int, inner: int, with_compile: bool) -> dict:
+    import torch
+
+    import tcomp
+
+    module, path, inputs = model_case(name, model_dir)
+    start = time.perf_counter()
+    mod = tcomp.compile(str(path), target="cuda", input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
+    compile_s = time.perf_counter() - start
+    feeds = {k: inputs[k] for k in mod.input_names}
+
+    def run_tcomp():
+        return mod.run(feeds, device_outputs=True)
+
+    def run_torch(fn):
+        with torch.no_grad():
+            return fn(*inputs.values())
+
+    runners = {"tcomp": run_tcomp, "torch eager": lambda: run_torch(module)}
+    if with_compile:
+        compiled = torch.compile(module)
+        runners["torch.compile"] = lambda: run_torch(compiled)
+    (ours,) = run_tcomp()[:1]
+    reference = run_torch(module)
+    reference = reference[0] if isinstance(reference, (tuple, list)) else reference
+    difference = float((torch.from_dlpack(ours) - reference).abs().max())
+
+    def timed(fn):
+        times = []
+        for _ in range(inner):
+            torch.cuda.synchronize()
+            begin = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - begin)
+        return statistics.median(times)
+
+    for fn in runners.values():  # warm-up (torch.compile compiles here)
+        for _ in range(3):
+            fn()
+    samples = {key: [] for key in runners}
+    for _ in range(rounds):
+        for key, fn in runners.items():
+            samples[key].append(timed(fn))
+    seconds = {key: statistics.median(s) for key, s in samples.items()}
+    schedules = {}
+    for kernel in mod.kernels.values():
+        how = kernel.func.attrs.get("gpu_schedule", "?")
+        schedules[how] = schedules.get(how, 0) + 1
+    return {"seconds": seconds, "compile_s": compile_s, "max_abs_diff": difference, "schedules": schedules,
+            "shapes": {k: list(v.shape) for k, v in inputs.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=4096)
@@ -134,6 +227,9 @@ def main() -> None:
     parser.add_argument("--cases", default="fp32,fp16")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--inner", type=int, default=10)
+    parser.add_argument("--models", default="", help="comma-separated: bert, resnet50")
+    parser.add_argument("--model-dir", default="benchmark_models", help="where the ONNX exports are cached")
+    parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile (compiles first)")
     args = parser.parse_args()
 
     info = device_info()
@@ -157,6 +253,16 @@ def main() -> None:
             continue
         result = compare(func, args.n, dtypes[case], args.db, args.rounds, args.inner)
         rows.append((case, tuned, result))
+    for name in [m for m in args.models.split(",") if m]:
+        r = compare_model(name, Path(args.model_dir), args.rounds, args.inner, args.torch_compile)
+        base = r["seconds"]["torch eager"]
+        print(f"\n{name} fp32 {r['shapes']} on {info['device']} (driver {info['driver']}), compile "
+              f"{r['compile_s']:.0f} s, kernels by schedule {r['schedules']}, max |tcomp - torch| "
+              f"{r['max_abs_diff']:.2e}; median of {args.rounds} interleaved rounds x {args.inner} runs", flush=True)
+        for key, seconds in r["seconds"].items():
+            print(f"  {key:14} {seconds * 1e3:9.2f} ms   {seconds / base:6.2f}x torch eager", flush=True)
+    if not rows:
+        return
     print(f"\nGEMM {args.n}^3 on {info['device']} (driver {info['driver']}), median of {args.rounds} interleaved "
           f"rounds x {args.inner} runs")
     print(f"{'case':6} {'trials':>6} {'tune s':>7} {'tcomp TFLOP/s':>14} {'cuBLAS TFLOP/s':>15} {'ratio':>6} "
