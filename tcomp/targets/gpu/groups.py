@@ -8,7 +8,8 @@ In order of preference, the first that the GPU lowering accepts (every block bou
    k-tile of 16, 16-byte copies): blocks of 128 x 128 outputs, operands staged in shared memory.
    Blocks the sketch leaves to CPU rules (a conv's pad stage) lose their CPU loop kinds and get
    the default binding;
-2. a task with reductions without reuse (softmax, layer norm, Reduce*): each such block with rows of
+2. a task with row reductions (softmax, layer norm, Reduce*: before 1. for those anchors, also where
+   an input has reuse, as an embedding's layer norm): each such block with rows of
    at least 32 elements (or no rows) gets one row per thread block, its elements over the block's
    threads, combined across threads in shared memory (``rules/gpu_reduction.py``, the row's length
    rounded up to a power of two threads, at most 256); the other nests get the default binding;
@@ -37,6 +38,9 @@ from .lower import lower_for_gpu
 # sample_categorical candidates (gpu_tiling's tuples) -> the value taken by the default schedule
 DEFAULT_DECISIONS = {(4, 8, 16, 32): 16, (1, 2): 2, (1, 2, 4, 8): 4, (1, 2, 4): 4}
 CPU_LOOP_KINDS = ("parallel", "vectorized")
+# anchors whose reductions are rows (taken by cross-thread reductions before tiling, even with reuse)
+ROW_ANCHORS = ("Softmax", "LogSoftmax", "LayerNormalization", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
+               "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
 
 
 def gpu_group_func(group, target_kind: str, db=None, name: str = "kernel"):
@@ -50,8 +54,10 @@ def gpu_group_func(group, target_kind: str, db=None, name: str = "kernel"):
     if task is not None and db is not None:
         candidates.append((lambda: tuned_group_func(group, db, target_kind, task), "tuned"))
     if task is not None:
-        candidates += [(lambda: _tiled(task, target_kind), "tiled"), (lambda: _reduction(task), "reduction"),
-                       (lambda: _bound(task), "default")]
+        tiled, rows = (lambda: _tiled(task, target_kind), "tiled"), (lambda: _reduction(task), "reduction")
+        row_anchor = group.anchor is not None and group.anchor.op in ROW_ANCHORS
+        candidates += [rows, tiled] if row_anchor else [tiled, rows]
+        candidates.append((lambda: _bound(task), "default"))
     candidates.append((lambda: _bound(lower_group(group, name, 1, 1)), "template"))
     candidates.append((lambda: _bound(lower_group(group, name, 1, 1), serial=True), "serial"))
     errors = []

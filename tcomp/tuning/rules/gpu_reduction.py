@@ -22,7 +22,6 @@ from __future__ import annotations
 from ...schedule.schedule import Schedule
 from ...tir import arith
 from ...tir.expr import IntImm
-from . import multi_level_tiling
 from .blocks import find_block, fork, is_pending, is_spatial, loop_kinds
 
 THREADS = (32, 64, 128, 256, 512, 1024)
@@ -30,11 +29,11 @@ MIN_ROW = 32
 
 
 def applies(sch: Schedule, name: str) -> bool:
-    """A pending reduction that multi-level tiling does not take (no reuse, or no spatial loop: a
-    full reduction), its loops spatial, then reduce, with rows of at least ``MIN_ROW`` elements
-    (or no spatial loop at all)."""
+    """A pending reduction whose loops are spatial, then reduce, with rows of at least ``MIN_ROW``
+    elements (or no spatial loop at all). Blocks with reuse qualify too (an embedding's layer norm
+    reads rows that ids select): the caller gives multi-level tiling precedence where it wants."""
     blk = find_block(sch, name)
-    if blk is None or is_spatial(blk) or not is_pending(sch, name) or multi_level_tiling.applies(sch, name):
+    if blk is None or is_spatial(blk) or not is_pending(sch, name):
         return False
     kinds = loop_kinds(sch, blk)
     if "" in kinds or kinds != sorted(kinds, reverse=True):
