@@ -114,3 +114,17 @@ def mma_gemm(m: int, n: int, k: int, dtype: str = "float16", warps=(2, 2), tiles
               tc.TILES_N.index(tiles[1]), tc.DEPTH.index(depth), tc.STAGES.index(stages)]
     positions = sorted(sketch.trace.decisions)
     return sketch.trace.apply_to(func, decisions=dict(zip(positions, chosen)))
+
+
+def wgmma_gemm(m: int, n: int, k: int, dtype: str = "float16", shape=(1, 1, 128), stages: int = 2) -> Schedule:
+    """The design space's Hopper sketch of ``C = A @ B`` (A, B ``dtype``, C float32) with its decisions
+    fixed: (warpgroups, 64-row tiles per warpgroup, wgmma width N), pipeline stages."""
+    from tcomp.tuning.rules import gpu_warpgroup as wg
+
+    func = half_gemm_func(m, n, k, dtype)
+    groups, tiles, width = shape
+    (sketch,) = [s for s in wg.apply(func, Schedule(func), "C")
+                 if any(i.kind == "tensorize" and f"wgmma_64x{width}x" in str(i.inputs) for i in s.trace.instructions)]
+    chosen = [wg.WARPGROUPS.index(groups), wg.TILES_M[width].index(tiles), wg.STAGES.index(stages)]
+    positions = sorted(sketch.trace.decisions)
+    return sketch.trace.apply_to(func, decisions=dict(zip(positions, chosen)))

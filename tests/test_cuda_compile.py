@@ -122,15 +122,13 @@ def test_swizzle_spreads_ldmatrix_rows_over_banks():
     for rows, cols in ((128, 16), (128, 32), (32, 64), (32, 256)):
         buf = Buffer("T", (rows, cols), "float16", "shared")
         buf.swizzled = True
-        bits, base, shift = buf.swizzle()
-        offsets = np.arange(rows * cols)
-        placed = offsets ^ (((offsets >> (base + shift)) & ((1 << bits) - 1)) << base)
-        assert sorted(placed) == list(offsets)
+        placed = [buf.swizzled_place(o) for o in range(rows * cols)]
+        assert sorted(placed) == list(range(rows * cols))
         for row0 in range(0, rows, 8):
             for chunk in range(cols // 8):
-                logical = (row0 + np.arange(8)) * cols + chunk * 8
-                physical = logical ^ (((logical >> (base + shift)) & ((1 << bits) - 1)) << base)
+                physical = np.array([placed[(row0 + r) * cols + chunk * 8] for r in range(8)])
                 assert len(set((physical // 8) % 8)) == 8, (rows, cols, row0, chunk)
+                assert all(placed[(row0 + r) * cols + chunk * 8 + e] == physical[r] + e for r in range(8) for e in range(8))
 
 
 def test_bf16_mma_sketch_without_pipeline():
@@ -145,3 +143,36 @@ def test_warp_fragment_outside_a_warp_is_refused():
     sch.cache_write(sch.get_block("C"), 0, "warp")
     with pytest.raises(GPULoweringError, match="warp buffer C_warp spans the whole function"):
         _build(sch)
+
+
+@pytest.mark.parametrize("dtype,shape,stages", [("float16", (1, 1, 128), 2), ("float16", (2, 1, 256), 4),
+                                                ("bfloat16", (2, 2, 128), 3)])
+def test_wgmma_sketch_compiles_for_sm_90a(dtype, shape, stages):
+    """sm_90 builds for sm_90a: wgmma through descriptors, fenced for the tensor cores' proxy."""
+    kernel = _build(kernels.wgmma_gemm(256, 512, 256, dtype, shape=shape, stages=stages), "sm_90")
+    ptx, kind = kernel.ptx(), {"float16": "f16", "bfloat16": "bf16"}[dtype]
+    assert kernel.image.arch == "sm_90a" and ".target sm_90a" in ptx
+    assert f"wgmma.mma_async.sync.aligned.m64n{shape[2]}k16.f32.{kind}.{kind}" in ptx
+    assert "wgmma.fence.sync.aligned" in ptx and "wgmma.commit_group.sync.aligned" in ptx
+    assert "wgmma.wait_group.sync.aligned 0" in ptx and "fence.proxy.async.shared::cta" in ptx
+    assert "cp.async.cg.shared.global" in ptx and ".local" not in ptx  # accumulators stay in registers
+    assert f"float C_warpgroup[{shape[1] * shape[2] // 2}];" in kernel.source()
+
+
+def test_wgmma_is_refused_before_hopper():
+    with pytest.raises(TcompError, match=r"intrinsic wgmma_64x128x64_f16f32 needs sm_90a, but the target is sm_80"):
+        _build(kernels.wgmma_gemm(256, 512, 256), "sm_80")
+
+
+def test_warpgroup_sketch_only_for_sm_90():
+    from tcomp.tuning.space import design_space
+
+    func = kernels.half_gemm_func(256, 256, 256)
+
+    def wgmma_sketches(target):
+        return [t for t in design_space(func, target)
+                if any(i.kind == "tensorize" and "wgmma" in str(i.inputs) for i in t.instructions)]
+
+    assert wgmma_sketches("cuda -arch=sm_80") == []
+    assert len(wgmma_sketches("cuda -arch=sm_90")) == 2  # N = 128 and 256
+    assert len(wgmma_sketches("cuda -arch=sm_90a")) == 2

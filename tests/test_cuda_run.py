@@ -92,3 +92,31 @@ def test_mma_gemm(rng, dtype, stages, warps):
     kernel(a, b, c)
     want = a.astype(np.float64) @ b.astype(np.float64)
     assert np.linalg.norm(c - want) / np.linalg.norm(want) < 1e-5
+
+
+def _hopper() -> bool:
+    from tcomp.targets.cuda.driver import device_arch
+
+    return device_arch() == "sm_90"
+
+
+@pytest.mark.parametrize("dtype,shape,stages", [("float16", (1, 1, 128), 2), ("float16", (2, 1, 256), 3),
+                                                ("float16", (2, 2, 128), 4), ("bfloat16", (1, 1, 256), 2)])
+def test_wgmma_gemm(rng, dtype, shape, stages):
+    """Warpgroups of wgmma on swizzled shared tiles (descriptors), compiled for sm_90a."""
+    if not _hopper():
+        pytest.skip("wgmma needs a Hopper GPU (sm_90)")
+    m, n, k = 256, 512, 320
+    a = rng.standard_normal((m, k)).astype(np.float32)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    kernel = tcomp.build(kernels.wgmma_gemm(m, n, k, dtype, shape=shape, stages=stages), target="cuda")
+    assert kernel.image.arch == "sm_90a"
+    if dtype == "float16":
+        a, b = a.astype(np.float16), b.astype(np.float16)
+    else:
+        ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 arrays need ml_dtypes")
+        a, b = a.astype(ml_dtypes.bfloat16), b.astype(ml_dtypes.bfloat16)
+    c = np.full((m, n), np.nan, np.float32)  # poisoned: every element must be written
+    kernel(a, b, c)
+    want = a.astype(np.float64) @ b.astype(np.float64)
+    assert np.linalg.norm(c - want) / np.linalg.norm(want) < 1e-5

@@ -96,7 +96,7 @@ def _per_instance(loop: For, scope: str) -> bool:
     """Whether each instance of a ``scope`` buffer sees a single iteration of ``loop`` (a loop bound
     to a GPU axis that has its own copy: every axis for ``local``, ``blockIdx`` for ``shared``)."""
     tag = loop.thread_tag or ""
-    return (scope in ("local", "warp") and tag.startswith(("threadIdx", "blockIdx"))) or \
+    return (scope in ("local", "warp", "warpgroup") and tag.startswith(("threadIdx", "blockIdx"))) or \
         (scope == "shared" and tag.startswith("blockIdx"))
 
 

@@ -64,6 +64,7 @@ class Dialect:
     double_math: dict = field(default_factory=dict)   # IR call name -> C function on double
     vector_types: dict = field(default_factory=dict)  # bytes -> a type moving that many bytes at once
     shared_align: str = ""           # qualifier aligning a shared array for the widest vector type
+    swizzle_align: str = ""          # the qualifier for a swizzled one (SWIZZLE_ALIGN bytes)
     async_copy: str = ""             # global -> shared copy of {bytes} bytes, {dst} and {src} pointers ("": none)
     async_copy_bytes: tuple = ()     # the widths it copies
     async_commit: str = ""           # ends a group of async copies
@@ -106,6 +107,7 @@ class CSourceRenderer:
         self._launch: dict = {}
         self._index = "long long"
         self.dynamic_shared: dict = {}  # kernel name -> bytes of dynamic shared memory it is launched with
+        self.required_arch: dict = {}   # intrinsic name -> the architecture its implementation needs
 
     # ------------------------------------------------------------------ module and kernels
     def render(self, kernels) -> str:
@@ -164,7 +166,8 @@ class CSourceRenderer:
                 self._line(f"{ctype}* {self.name(buf)} = ({ctype}*)({DYNAMIC_SHARED} + {offsets[buf]});")
             else:
                 size = arith.simplify(buf.storage_elements()).value
-                qualifier = f"{d.shared_qualifier} {d.shared_align}".rstrip()
+                align = d.swizzle_align if buf.swizzled and d.swizzle_align else d.shared_align
+                qualifier = f"{d.shared_qualifier} {align}".rstrip()
                 self._line(f"{qualifier} {ctype} {self.name(buf)}[{size}];")
 
     @staticmethod
@@ -299,7 +302,7 @@ class CSourceRenderer:
 
     def _allocate(self, stmt: Allocate) -> None:
         buf = stmt.buffer
-        if buf.scope == "warp":
+        if buf.scope in FRAGMENT_LANES:
             self._fragment(stmt)
             return
         if buf.scope != "local":
@@ -315,17 +318,19 @@ class CSourceRenderer:
         self._line("}")
 
     def _fragment(self, stmt: Allocate) -> None:
-        """A ``warp`` buffer: each lane's share of the fragment as an array of 32-bit registers."""
+        """A ``warp`` (``warpgroup``) buffer: each lane's share of the fragment as an array of 32-bit
+        registers (over 32 lanes, or the 128 of a warpgroup)."""
         buf = stmt.buffer
+        lanes = FRAGMENT_LANES[buf.scope]
         size = arith.simplify(buf.storage_elements(), self._bounds)
         bits = dtype_bits(buf.dtype) * size.value if isinstance(size, IntImm) else 0
-        if not bits or bits % (32 * WARP_LANES):
-            raise RenderError(f"warp buffer {buf.name} ({buf.dtype}, {size} elements) does not split into 32-bit "
-                              f"registers over {WARP_LANES} lanes")
+        if not bits or bits % (32 * lanes):
+            raise RenderError(f"{buf.scope} buffer {buf.name} ({buf.dtype}, {size} elements) does not split into "
+                              f"32-bit registers over {lanes} lanes")
         kind = "float" if buf.dtype == "float32" else "unsigned int"
         self._line("{")
         self._indent += 1
-        self._line(f"{kind} {self.name(buf)}[{bits // 32 // WARP_LANES}];")
+        self._line(f"{kind} {self.name(buf)}[{bits // 32 // lanes}];")
         self._stmt(stmt.body)
         self._indent -= 1
         self._line("}")
@@ -350,6 +355,8 @@ class CSourceRenderer:
             implementation = intrinsic.implementation(self.dialect.name)
         except TcompError as exc:
             raise RenderError(str(exc)) from None
+        if getattr(implementation, "arch", None):
+            self.required_arch[intrinsic.name] = implementation.arch
         implementation.render(self, intrinsic, stmt.value)
 
     # ------------------------------------------------------------------ memory helpers
@@ -363,6 +370,12 @@ class CSourceRenderer:
         swizzle = buf.swizzle()
         if swizzle is None:
             return text
+        panels = buf.panels()
+        if panels is not None:  # rows longer than a 128-byte line: panels of lines (Buffer.panels)
+            line, rows, row = panels
+            q, c = f"(({text}) / {row})", f"(({text}) % {row})"
+            text = (f"({q} / {rows} * {rows * row} + {c} / {line} * {rows * line} + {q} % {rows} * {line} "
+                    f"+ {c} % {line})")
         bits, base, shift = swizzle
         return f"(({text}) ^ ((({text}) >> {base + shift}) & {(1 << bits) - 1}) << {base})"
 
@@ -494,12 +507,15 @@ class CSourceRenderer:
 INT32_LIMIT = 2**31
 DYNAMIC_SHARED = "tc_dynamic_shared"
 SHARED_ALIGN = 16  # bytes: every shared buffer starts 16-byte aligned (vector copies, ldmatrix rows)
+SWIZZLE_ALIGN = 1024  # bytes: a swizzled one on a whole 8x128-byte swizzle atom (wgmma descriptors)
 
 
 def shared_layout(buffers) -> tuple:
     """Byte offsets of shared ``buffers`` laid one after another (16-byte aligned), and the total."""
     offsets, total = {}, 0
     for buf in buffers:
+        if buf.swizzled:  # the tensor cores' swizzle is a function of the address: 1024-byte atoms
+            total = -(-total // SWIZZLE_ALIGN) * SWIZZLE_ALIGN
         offsets[buf] = total
         nbytes = arith.simplify(buf.storage_elements()).value * dtype_bits(buf.dtype) // 8
         total += -(-nbytes // SHARED_ALIGN) * SHARED_ALIGN
@@ -514,16 +530,20 @@ def _swizzle_fits(buf: Buffer, swizzle: tuple) -> bool:
     if not all(isinstance(s, IntImm) for s in strides):
         return False
     row = arith.simplify(buf.shape[-1]).value
+    panels = buf.panels()
+    if panels is not None:  # whole panels: leading strides span all rows of the last two axes
+        block = panels[1] * panels[2]
     return (strides[-2].value == 1 and strides[-3].value == row
             and all(s.value % block == 0 for s in strides[:-3] + strides[-1:]))
 WARP_LANES = 32
+FRAGMENT_LANES = {"warp": WARP_LANES, "warpgroup": 4 * WARP_LANES}  # scope -> the lanes holding a fragment
 
 
 def _no_fragment(buf: Buffer) -> None:
-    if buf.scope == "warp":
-        raise RenderError(f"warp buffer {buf.name} is read or written element by element; its elements are spread "
-                          f"over a warp's registers, so only warp-wide intrinsics (ldmatrix, mma, fill, store: "
-                          f"tensorize) may access it")
+    if buf.scope in FRAGMENT_LANES:
+        raise RenderError(f"{buf.scope} buffer {buf.name} is read or written element by element; its elements are "
+                          f"spread over the registers of {FRAGMENT_LANES[buf.scope]} lanes, so only warp-wide "
+                          f"intrinsics (ldmatrix, mma, wgmma, fill, store: tensorize) may access it")
 
 
 def _fits_int32(kernel) -> bool:

@@ -263,11 +263,12 @@ class Buffer:
 
     def swizzle(self) -> tuple | None:
         """``(bits, base, shift)`` of a swizzled buffer's storage (None: not swizzled): element
-        offset ``o`` is stored at ``o ^ (((o >> (base + shift)) & (2**bits - 1)) << base)``. The
-        bits above ``base`` that pick a 16-byte chunk of a row are XORed with the row's low bits
-        (for rows shorter than 128 bytes, with those of the 128-byte line), so the rows of an
-        8x16-byte access (ldmatrix) fall in distinct banks. Needs a power-of-two row of whole
-        16-byte chunks and no padded strides."""
+        offset ``o`` (after ``panels``, for rows longer than a 128-byte line) is stored at
+        ``o ^ (((o >> (base + shift)) & (2**bits - 1)) << base)``. The bits above ``base`` that
+        pick a 16-byte chunk of a 128-byte line are XORed with the line's index modulo 8, so the
+        rows of an 8x16-byte access (ldmatrix) fall in distinct banks; on a 1024-byte aligned
+        buffer this is the tensor cores' 128-byte swizzle (wgmma). Needs a power-of-two row of
+        whole 16-byte chunks and no padded strides."""
         if not self.swizzled:
             return None
         base = {8: 4, 16: 3, 32: 2, 64: 1}.get(dtype_bits(self.dtype))
@@ -275,7 +276,36 @@ class Buffer:
         if base is None or not isinstance(row, IntImm) or row.value & (row.value - 1) or row.value < 1 << base:
             raise ValueError(f"buffer {self.name}: cannot swizzle rows of {row} {self.dtype} elements "
                              f"(need a power of two of whole 16-byte chunks)")
-        return 3, base, max(3, row.value.bit_length() - 1 - base)
+        return 3, base, 3
+
+    def panels(self) -> tuple | None:
+        """``(line, rows, row)`` where a swizzled buffer's rows are longer than one 128-byte line
+        of ``line`` elements: its last two axes (``rows`` x ``row``) are then stored as
+        ``row / line`` panels of ``rows`` x ``line``, one after another (the layout wgmma reads a
+        K x N operand in); offset ``o = q * row + c`` (``q`` counts rows over the leading axes)
+        is placed at ``(q / rows) * rows * row + (c / line) * rows * line + (q % rows) * line +
+        c % line`` before the XOR. None where rows fit a line."""
+        if self.swizzle() is None:
+            return None
+        line = 1024 // dtype_bits(self.dtype)
+        row = self.shape[-1].value
+        rows = self.shape[-2]
+        if row <= line:
+            return None
+        if not isinstance(rows, IntImm):
+            raise ValueError(f"buffer {self.name}: cannot swizzle rows of {row} {self.dtype} elements in panels "
+                             f"with a symbolic number of rows {rows}")
+        return line, rows.value, row
+
+    def swizzled_place(self, offset: int) -> int:
+        """Where element ``offset`` of a swizzled buffer is stored (``panels`` then ``swizzle``)."""
+        panels = self.panels()
+        if panels is not None:
+            line, rows, row = panels
+            q, c = divmod(offset, row)
+            offset = (q // rows) * rows * row + (c // line) * rows * line + (q % rows) * line + c % line
+        bits, base, shift = self.swizzle()
+        return offset ^ (((offset >> (base + shift)) & ((1 << bits) - 1)) << base)
 
     def num_elements(self) -> Expr:
         total: Expr = IntImm(1)

@@ -38,16 +38,37 @@ STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU, "webgpu": g
 
 
 def design_space(func: PrimFunc, target: str = "cpu") -> list:
-    """The sketches (Traces with sampling instructions) for ``func`` on ``target``."""
-    if target not in STRUCTURES:
+    """The sketches (Traces with sampling instructions) for ``func`` on ``target`` (a kind, or
+    ``"cuda -arch=sm_90"``: sm_90 adds the wgmma sketches; plain ``"cuda"`` asks device 0 where
+    there is one)."""
+    kind = target.split()[0] if target.split() else target
+    if kind not in STRUCTURES:
         raise ValueError(f"design_space: unknown target {target!r} (known: {', '.join(STRUCTURES)})")
-    structure = STRUCTURES[target]
+    structure = STRUCTURES[kind]
+    if kind == "cuda" and _cuda_arch(target) in ("sm_90", "sm_90a"):
+        structure = gpu_tiling.HOPPER
     base = Schedule(func, seed=0)
     auto_inline.apply(base)
     sketches = [base]
     for name in [b.name for b in base.blocks()]:
-        sketches = [new for sch in sketches for new in _rules(func, sch, name, target, structure) or [sch]]
+        sketches = [new for sch in sketches for new in _rules(func, sch, name, kind, structure) or [sch]]
     return [sch.trace for sch in sketches]
+
+
+def _cuda_arch(target: str) -> str | None:
+    """The architecture a cuda target names, else device 0's; None without a GPU."""
+    from ..errors import TcompError
+    from ..targets.cuda.kernel import parse_target
+
+    arch = parse_target(target)
+    if arch is None:
+        try:
+            from ..targets.cuda.driver import device_arch
+
+            arch = device_arch()
+        except TcompError:
+            return None
+    return arch
 
 
 def _rules(func, sch: Schedule, name: str, target: str, structure) -> list:

@@ -26,7 +26,7 @@ from ...tir.stmt import Allocate, BlockRealize, BufferStore, SeqStmt, block, loo
 from ...tir.transform import update_exprs_in_place, walk_stmts
 from ..schedule import ScheduleError, primitive
 
-SCOPES = ("global", "shared", "local", "warp")  # warp: a fragment spread over a warp's registers
+SCOPES = ("global", "shared", "local", "warp", "warpgroup")  # warp(group): a fragment in a warp's (4 warps') registers
 
 
 @primitive

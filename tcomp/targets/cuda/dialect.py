@@ -9,6 +9,13 @@ from __future__ import annotations
 from ..csource import Dialect
 
 PREAMBLE = r"""
+#ifdef __CUDA_ARCH_FEAT_SM90_ALL
+/* shared memory that ordinary stores or cp.async wrote and wgmma reads next: order the writes for the
+   tensor cores' (async) proxy in each writing thread before the barrier */
+#define TC_PROXY_FENCE asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+#else
+#define TC_PROXY_FENCE
+#endif
 __device__ __forceinline__ float tc_half_to_float(unsigned short h) {
   float f; asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h)); return f;
 }
@@ -52,7 +59,7 @@ CUDA = Dialect(
     name="cuda",
     kernel_qualifier='extern "C" __global__ void',
     axis_index={f"{axis}.{d}": f"{axis}.{d}" for axis in ("blockIdx", "threadIdx") for d in "xyz"},
-    barrier="__syncthreads();",
+    barrier="TC_PROXY_FENCE __syncthreads();",
     shared_qualifier="__shared__",
     restrict="__restrict__",
     scalar_types={"float32": "float", "float64": "double", "int8": "signed char", "uint8": "unsigned char",
@@ -66,10 +73,11 @@ CUDA = Dialect(
     double_math=DOUBLE_MATH,
     vector_types={4: "unsigned int", 8: "uint2", 16: "uint4"},
     shared_align="__align__(16)",
+    swizzle_align="__align__(1024)",
     async_copy="tc_cp_async({dst}, {src});",
     async_copy_bytes=(16,),
     async_commit='asm volatile("cp.async.commit_group;" ::: "memory");',
     async_wait='asm volatile("cp.async.wait_group {n};" ::: "memory");',
-    dynamic_shared='extern __shared__ __align__(16) unsigned char {name}[];',
+    dynamic_shared='extern __shared__ __align__(1024) unsigned char {name}[];',
     static_shared_bytes=48 * 1024,
 )

@@ -83,3 +83,4 @@ register_intrinsic("wmma_16x16x16_f16f32", matmul_description("wmma_16x16x16_f16
                    {"cuda": WarpMatrixIntrinsic("tc_wmma_m16n16k16_f16_f32", "m16n16k16")}, strided_rows=True)
 
 from . import mma as _mma  # noqa: E402,F401  (registers the mma.sync family)
+from . import wgmma as _wgmma  # noqa: E402,F401  (registers the Hopper wgmma family)

@@ -45,7 +45,7 @@ def build_cuda(func, target: str) -> "CudaKernel":
     program = lower_for_gpu(func, CUDA.name)
     renderer = CSourceRenderer(CUDA)
     source = renderer.render(program.kernels)
-    image = compile_cuda(source, func.name, arch, renderer.dynamic_shared)
+    image = compile_cuda(source, func.name, arch, renderer.dynamic_shared, renderer.required_arch)
     return CudaKernel(program, source, image)
 
 

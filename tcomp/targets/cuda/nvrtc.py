@@ -42,11 +42,26 @@ def check_arch(arch: str) -> str:
     return arch
 
 
-def compile_cuda(source: str, name: str, arch: str, dynamic_shared: dict | None = None) -> CudaImage:
-    """Compiles ``source`` (kernels of ``name``) for ``arch`` (``sm_90``): PTX and cubin;
+def resolve_arch(arch: str, required: dict, name: str) -> str:
+    """``arch``, or its architecture-specific variant where an intrinsic needs one (``required``:
+    intrinsic name -> e.g. ``sm_90a``, for wgmma): ``sm_90`` -> ``sm_90a``. An error naming the
+    intrinsic where ``arch`` is another chip."""
+    for intrinsic, needed in sorted(required.items()):
+        if arch.rstrip("a") != needed.rstrip("a"):
+            raise TcompError(f"kernel {name}: intrinsic {intrinsic} needs {needed}, but the target is {arch}; "
+                             f"schedule it for that architecture or build with -arch={needed}")
+        if needed.endswith("a"):
+            arch = needed
+    return arch
+
+
+def compile_cuda(source: str, name: str, arch: str, dynamic_shared: dict | None = None,
+                 required_arch: dict | None = None) -> CudaImage:
+    """Compiles ``source`` (kernels of ``name``) for ``arch`` (``sm_90``; ``sm_90a`` where
+    ``required_arch``, the renderer's, holds an intrinsic that needs it): PTX and cubin;
     ``dynamic_shared`` (the renderer's) goes with the image to the launches."""
     _, nvrtc = bindings()
-    check_arch(arch)
+    arch = resolve_arch(check_arch(arch), dict(required_arch or {}), name)
     err, program = nvrtc.nvrtcCreateProgram(source.encode(), f"{name}.cu".encode(), 0, [], [])
     _check(nvrtc, err, name, "nvrtcCreateProgram")
     try:

@@ -44,7 +44,7 @@ class CudaTarget:
         programs = {func.name: lower_for_gpu(func, CUDA.name) for func in funcs}
         renderer = CSourceRenderer(CUDA)
         source = renderer.render([k for p in programs.values() for k in p.kernels])
-        image = compile_cuda(source, "model", self.arch, renderer.dynamic_shared)
+        image = compile_cuda(source, "model", self.arch, renderer.dynamic_shared, renderer.required_arch)
         return CudaModule(programs, {name: kernel_launches(p) for name, p in programs.items()}, source, image)
 
 

@@ -127,7 +127,7 @@ def _check_block(kernel_name, realize: BlockRealize, loops: tuple, axes: list, w
             raise GPULoweringError(f"kernel {kernel_name}: block {blk.name} reduces over a loop bound to threadIdx "
                                    f"(iterator {iv.var.name}); only a block of its own under serial loops, reducing "
                                    f"over threadIdx.x, is combined across threads: bind only spatial loops otherwise")
-    if all(buf.scope in ("local", "warp") for buf in blk.writes):
+    if all(buf.scope in ("local", "warp", "warpgroup") for buf in blk.writes):
         return  # each thread (warp) has its own
     bound = {loop.thread_tag for loop in loops if loop.kind == "thread_binding"}
     if blk in warp_blocks:

@@ -108,10 +108,12 @@ def _kernel(name: str, nest: Stmt, memory: list, size_vars: tuple, target_kind: 
     launch = _launch_extents(name, nest)
     warp_blocks = _warp_blocks(nest, target_kind)
     if warp_blocks:
-        lanes = launch.setdefault("threadIdx.x", IntImm(WARP))
-        if not (isinstance(lanes, IntImm) and lanes.value == WARP):
+        width = max(warp_blocks.values())
+        lanes = launch.setdefault("threadIdx.x", IntImm(width))
+        if not (isinstance(lanes, IntImm) and lanes.value == width) or set(warp_blocks.values()) != {width}:
             raise GPULoweringError(f"kernel {name}: block {next(iter(warp_blocks)).name} calls a warp-wide "
-                                   f"instruction, so threadIdx.x must have {WARP} threads (one warp), not {lanes}")
+                                   f"instruction, so threadIdx.x must have {width} threads (one warp or warpgroup), "
+                                   f"not {lanes}; blocks of one kernel may not mix warp and warpgroup instructions")
     if not launch:
         blocks = [n.block.name for n in walk_stmts(nest) if isinstance(n, BlockRealize)]
         raise GPULoweringError(f"kernel {name}: the loop nest of block {', '.join(blocks) or '?'} binds no loop to "
@@ -149,17 +151,19 @@ def _launch_extents(name: str, nest: Stmt) -> dict:
     return launch
 
 
-def _warp_blocks(nest: Stmt, target_kind: str) -> set:
-    """Blocks whose body is a tensor intrinsic that a whole warp executes on ``target_kind``."""
+def _warp_blocks(nest: Stmt, target_kind: str) -> dict:
+    """Blocks whose body is a tensor intrinsic that a whole warp (or warpgroup) executes on
+    ``target_kind``, and the threads of ``threadIdx.x`` it takes (the implementation's ``lanes``, 32
+    where it has none)."""
     from ...schedule.intrinsics import get_intrinsic, is_intrinsic_call
 
-    found = set()
+    found = {}
     for node in walk_stmts(nest):
         if isinstance(node, BlockRealize) and isinstance(node.block.body, Evaluate) \
                 and is_intrinsic_call(node.block.body.value):
             implementation = get_intrinsic(node.block.body.value.name).implementations.get(target_kind)
             if getattr(implementation, "warp_wide", False):
-                found.add(node.block)
+                found[node.block] = getattr(implementation, "lanes", WARP)
     return found
 
 

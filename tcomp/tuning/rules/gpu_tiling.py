@@ -29,7 +29,7 @@ vector width). Both write through ``C_local`` (registers).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule
-from . import gpu_tensor_core
+from . import gpu_tensor_core, gpu_warpgroup
 from .blocks import attempt, find_block, fork, loop_kinds
 
 THREADS = (4, 8, 16, 32)
@@ -50,6 +50,12 @@ def apply(func, sch: Schedule, name: str) -> list:
         if _sketch(new, name, shared):
             sketches.append(new)
     return sketches
+
+
+def apply_hopper(func, sch: Schedule, name: str) -> list:
+    """``apply``'s sketches and, for 16-bit products accumulated in fp32, the warpgroup (wgmma)
+    sketches (``gpu_warpgroup.py``): the structure of sm_90 targets."""
+    return gpu_warpgroup.apply(func, sch, name) + apply(func, sch, name)
 
 
 def _uniform(sch: Schedule, values: tuple, probs: tuple | None = None):
@@ -166,11 +172,12 @@ def _fold_epilogues(sch: Schedule, writeback) -> None:
     fold(sch, writeback)
 
 
-def _structure():
+def _structure(sketches):
     from .multi_level_tiling import Structure
 
     return Structure("SSRRSRS", write_levels=(1,), vector_max=max(REGISTERS_INNER), inner_max=max(REGISTERS_INNER),
-                     finish=None, sketches=apply)
+                     finish=None, sketches=sketches)
 
 
-GPU = _structure()
+GPU = _structure(apply)
+HOPPER = _structure(apply_hopper)
