@@ -129,7 +129,7 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     tgt = resolve_target(target, num_threads)
     graph = _import_model(model, input_shapes, constant_inputs, example_inputs)
     simplify_graph(graph)
-    groups = fuse(graph)
+    groups = fuse(graph, getattr(tgt, "max_fused_buffers", None))
     if tgt.name != "cpu":  # a device target
         kernels, group_kernel = _lower_unique(groups, tgt, _gpu_schedules(schedule, db, tgt))
     else:

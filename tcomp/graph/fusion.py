@@ -15,6 +15,13 @@ A group holds at most one anchor. Before::
 
     %a = MatMul(%x, %w); %b = Add(%a, %bias); %c = Erf(%b) ... ; %y = Mul(...)
 after: one group ``MatMul+Add+Div+Erf+Add+Mul+Mul`` that writes only ``%y``.
+
+``max_buffers`` caps the buffers a group reads and writes (a WebGPU shader binds at most 8
+storage buffers): a group over it is split where an inlined value is materialized, the value
+that leaves the larger of the two parts smallest. BERT's embeddings, before (``max_buffers=6``)::
+
+    Gather+Gather+Gather+Add+Add+LayerNormalization: 8 inputs, 1 output
+after: ``Gather+Gather+Gather+Add+Add`` (6 inputs, 1 output) and ``LayerNormalization`` (3, 1).
 """
 from __future__ import annotations
 
@@ -47,7 +54,9 @@ class FusedGroup:
         return "+".join(ops)
 
 
-def fuse(graph: Graph) -> list:
+def fuse(graph: Graph, max_buffers: int | None = None) -> list:
+    """The fused groups of ``graph``, each reading and writing at most ``max_buffers`` buffers where
+    splitting allows (a single node over it stays whole)."""
     consumers = graph.consumers()
     outputs = {v.uid for v in graph.outputs}
     shared = set()   # values read several times inside one anchor's epilogue region
@@ -84,7 +93,51 @@ def fuse(graph: Graph) -> list:
         if chosen is not None:
             for out in node.outputs:
                 carried[out.uid] = chosen
+    if max_buffers is not None:
+        _split_for_buffers(graph, materialized, max_buffers)
     return _build_groups(graph, materialized)
+
+
+def _split_for_buffers(graph: Graph, materialized: set, max_buffers: int) -> None:
+    """Materializes inlined values until every group reads and writes at most ``max_buffers`` buffers."""
+    split = True
+    while split:  # a split's first part ends earlier in the graph: check every group again
+        split = False
+        for node in graph.nodes:
+            if not any(out.uid in materialized for out in node.outputs):
+                continue
+            inputs, inlined = _group_reads(node, materialized)
+            if len(inputs) + 1 <= max_buffers or not inlined:
+                continue
+
+            def larger_part(value: Value) -> int:
+                cut = materialized | {value.uid}
+                return max(len(_group_reads(node, cut)[0]), len(_group_reads(value.producer, cut)[0])) + 1
+
+            materialized.add(min(inlined, key=larger_part).uid)
+            split = True
+
+
+def _group_reads(root: Node, materialized: set) -> tuple:
+    """(values the group ending at ``root`` reads from memory, the values it inlines). Scalar
+    constants and symbolic shape values are not read: the kernel has them in its code."""
+    inputs, inlined, seen, stack = [], [], set(), [root]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        for value in current.inputs:
+            if value is None:
+                continue
+            if value.producer is not None and not value.is_const and value.uid not in materialized:
+                if all(value is not v for v in inlined):
+                    inlined.append(value)
+                stack.append(value.producer)
+            elif all(value is not v for v in inputs) and not (
+                    value.is_const and (value.const.size == 1 or value.is_symbolic_const)):
+                inputs.append(value)
+    return inputs, inlined
 
 
 def _extends_epilogue(node: Node, value: Value) -> bool:

@@ -20,9 +20,15 @@ from .device import ALIGN, webgpu_device
 from .wgsl import render_kernel
 
 
+# Buffers a fused group may read and write: WebGPU guarantees 8 storage buffers per shader (Chromium
+# on SwiftShader gives 10), and a reduction's kernels bind up to 2 temporaries besides.
+MAX_FUSED_BUFFERS = 6
+
+
 @dataclass(frozen=True)
 class WebGPUTarget:
     num_threads: int = 1  # host threads: the CPU template lowering takes it; GPU kernels ignore it
+    max_fused_buffers: int = MAX_FUSED_BUFFERS  # fusion splits groups over it (graph/fusion.py)
 
     @property
     def name(self) -> str:
