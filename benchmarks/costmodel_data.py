@@ -424,7 +424,9 @@ def dataset(directories, split: str) -> dict:
     ``directories`` (one or several prepared and measured directories): a candidate's features
     from its trace replayed on the task function (as the search and the predicted compile score
     it), the template's from the template kernel. Features are cached in each directory
-    (``features.npz``, keyed by kernel, origin and trace)."""
+    (``features.npz``, keyed by kernel, origin and trace). A kernel measured in several
+    directories is taken from the last of them: a directory re-measured on another machine
+    (``--dir xeon --dir here``) replaces the earlier measurements of the kernels it has."""
     import numpy as np
 
     from tcomp.costmodel.features import FEATURE_LENGTH
@@ -437,14 +439,15 @@ def dataset(directories, split: str) -> dict:
         rows = [row for row in rows if kernels[row["kernel"]]["split"] == split and row["status"] == "ok"
                 and row["seconds"]]
         features = _features(Path(directory), kernels, rows)
+        here: dict = {}
         for row, x in zip(rows, features):
-            assert row["kernel"] not in out or directory == out[row["kernel"]][3], row["kernel"]
-            xs, seconds, origins, _ = out.setdefault(row["kernel"], ([], [], [], directory))
+            xs, seconds, origins = here.setdefault(row["kernel"], ([], [], []))
             xs.append(x)
             seconds.append(row["seconds"])
             origins.append(row["origin"])
+        out.update(here)
     return {name: (np.asarray(x, dtype=np.float32).reshape(-1, FEATURE_LENGTH), np.asarray(s), o)
-            for name, (x, s, o, _) in out.items()}
+            for name, (x, s, o) in out.items()}
 
 
 def _features(directory: Path, kernels: dict, rows: list) -> list:
