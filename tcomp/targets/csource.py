@@ -71,6 +71,8 @@ class Dialect:
     async_wait: str = ""             # waits until at most {n} groups are in flight
     dynamic_shared: str = ""         # declares the dynamic shared bytes {name} ("": static arrays only)
     static_shared_bytes: int = 0     # the most static shared memory a kernel may declare
+    int_pow: str = ""                # function raising an integer to an integer power ("": none)
+    bitcast: str = ""                # {type}-templated function reinterpreting a value's bits ("": none)
 
     def storage_type(self, dtype: str) -> str:
         if dtype in self.half_types:
@@ -452,8 +454,8 @@ class CSourceRenderer:
                 return f"pow{f}({a}, {b})"
             if e.op == "floordiv":
                 return f"floor{f}({a} / {b})"
-            if e.op == "floormod":
-                return f"({a} - floor{f}({a} / {b}) * {b})"
+            if e.op == "floormod":  # fmod's remainder, moved to the divisor's sign (exact, inf and nan as numpy)
+                return f"tc_floormod({a}, {b})"
         else:
             if e.op == "div":
                 return f"({a} / {b})"
@@ -463,8 +465,15 @@ class CSourceRenderer:
                 lo, _ = arith.bound(e.a, self._bounds)
                 if is_unsigned(e.dtype) or (isinstance(e.b, IntImm) and e.b.value > 0 and lo is not None and lo >= 0):
                     return f"({a} {'/' if e.op == 'floordiv' else '%'} {b})"
-                return f"tc_{e.op}({a}, {b})"
+                return f"tc_{e.op}({self._typed(e.a, e.dtype)}, {self._typed(e.b, e.dtype)})"
+            if e.op == "pow" and self.dialect.int_pow:
+                return f"{self.dialect.int_pow}({self._typed(e.a, e.dtype)}, {self._typed(e.b, e.dtype)})"
         raise RenderError(f"unsupported {e.op} for {e.dtype}")
+
+    def _typed(self, e: Expr, dtype: str) -> str:
+        """``e`` converted to ``dtype``'s value type: a helper templated on its operands' type gets
+        one type (a 64-bit load and a 32-bit index or literal would be two)."""
+        return self._cast(Cast(dtype, e))
 
     def _cast(self, e: Cast) -> str:
         d = self.dialect
@@ -479,6 +488,8 @@ class CSourceRenderer:
     def _call(self, e: Call) -> str:
         args = [self.expr(a) for a in e.args]
         x = args[0] if args else ""
+        if e.name == "bitcast":
+            return self._bitcast(e.args[0], e.dtype)
         if not is_float(e.dtype):
             if e.name == "not":
                 return f"(!{x})" if e.dtype == "bool" else f"(~{x})"
@@ -502,6 +513,28 @@ class CSourceRenderer:
             value_type = self.dialect.value_type(e.dtype)
             return f"({x} != {x} ? {x} : ({value_type})(({x} > 0) - ({x} < 0)))"  # NaN stays NaN
         return f"{self.dialect.math_function(e.name, e.dtype)}({', '.join(args)})"
+
+    def _bitcast(self, value: Expr, dtype: str) -> str:
+        """``value``'s bits as ``dtype`` (of the same width; a bool is its byte). 16-bit floats are
+        computed in float: their bits are the storage type's (``half_types``)."""
+        d, source = self.dialect, value.dtype
+        if dtype_bits(source) != dtype_bits(dtype) or not d.bitcast:
+            raise RenderError(f"{d.name}: unsupported bitcast from {source} to {dtype}")
+        x = self.expr(value)
+        if source == dtype:
+            return x
+        if source == "bool":
+            return f"(({d.value_type(dtype)})({x}))"
+        if dtype == "bool":
+            return f"({x} != 0)"
+        if source in d.half_types:  # the float's 16 bits, then as the target type
+            bits = f"{d.half_types[source][2]}({x})"
+        else:
+            bits = d.bitcast.format(type=d.storage_type(dtype) if dtype in d.half_types else d.value_type(dtype),
+                                    value=f"(({d.value_type(source)})({x}))")
+        if dtype in d.half_types:
+            return f"{d.half_types[dtype][1]}({bits})"
+        return bits if source not in d.half_types else f"(({d.value_type(dtype)})({bits}))"
 
 
 INT32_LIMIT = 2**31

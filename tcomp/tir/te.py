@@ -214,6 +214,10 @@ def _nest(tensor: Tensor):
     """One loop per axis (spatial, then reduce) around the tensor's block."""
     op, out = tensor.op, tensor.buffer
     reduce = op.body if isinstance(op.body, Reduce) else None
+    element = op.body
+    if reduce is not None and any(_empty(r.extent) for r in reduce.axes):
+        # over an empty axis the result is the identity (an init run on the first iteration never runs)
+        reduce, element = None, _identity(reduce.combiner, out.dtype)
     raxes = reduce.axes if reduce is not None else ()
     loop_vars = [Var(a.name, INDEX_DTYPE) for a in op.axes] + [Var(r.name, INDEX_DTYPE) for r in raxes]
     iters = [("S", extent, v) for extent, v in zip(out.shape, loop_vars)]
@@ -224,7 +228,7 @@ def _nest(tensor: Tensor):
         mapping = dict(zip(originals, block_vars))
         spatial = block_vars[:len(op.axes)]
         if reduce is None:
-            return substitute_stmt(BufferStore(out, op.body, tuple(op.axes)), mapping)
+            return substitute_stmt(BufferStore(out, element, tuple(op.axes)), mapping)
         current = out[tuple(spatial)]
         source = _combine(reduce.combiner, current, reduce.source)
         return substitute_stmt(BufferStore(out, source, tuple(op.axes)), mapping)
@@ -241,6 +245,13 @@ def _nest(tensor: Tensor):
     for v, (_, extent, _) in reversed(list(zip(loop_vars, iters))):
         stmt = loop(v, extent, stmt)
     return stmt
+
+
+def _empty(extent: Expr) -> bool:
+    from .arith import simplify
+
+    extent = simplify(extent)
+    return isinstance(extent, IntImm) and extent.value == 0
 
 
 def _combine(combiner: str, current: Expr, value: Expr) -> Expr:

@@ -47,6 +47,25 @@ template <typename T> __device__ __forceinline__ T tc_floordiv(T a, T b) {
 template <typename T> __device__ __forceinline__ T tc_floormod(T a, T b) {
   T r = a % b; return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
+/* float floor-mod as numpy: fmod's exact remainder moved to the divisor's sign (x % inf is x or inf, inf % y nan) */
+__device__ __forceinline__ float tc_floormod(float a, float b) {
+  float r = fmodf(a, b); return (r != 0.0f && ((r < 0.0f) != (b < 0.0f))) ? r + b : r;
+}
+__device__ __forceinline__ double tc_floormod(double a, double b) {
+  double r = fmod(a, b); return (r != 0.0 && ((r < 0.0) != (b < 0.0))) ? r + b : r;
+}
+/* integer power by squaring, wrapping like numpy; a negative exponent gives 0 unless |a| is 1 */
+template <typename T> __device__ __forceinline__ T tc_pow_int(T a, T b) {
+  if (b < (T)0) return a == (T)1 ? (T)1 : a == (T)-1 ? ((b & 1) ? a : (T)1) : (T)0;
+  unsigned long long r = 1ull, x = (unsigned long long)a;
+  for (unsigned long long e = (unsigned long long)b; e; e >>= 1, x *= x) if (e & 1ull) r *= x;
+  return (T)r;
+}
+/* the bits of x as another type of the same width */
+template <typename To, typename From> __device__ __forceinline__ To tc_bitcast(From x) {
+  static_assert(sizeof(To) == sizeof(From), "tc_bitcast between types of different widths");
+  union { From from; To to; } u; u.from = x; return u.to;
+}
 """
 
 _C_MATH = {name: name for name in ("exp", "log", "sqrt", "tanh", "erf", "sin", "cos", "tan", "asin", "acos", "atan",
@@ -80,4 +99,6 @@ CUDA = Dialect(
     async_wait='asm volatile("cp.async.wait_group {n};" ::: "memory");',
     dynamic_shared='extern __shared__ __align__(1024) unsigned char {name}[];',
     static_shared_bytes=48 * 1024,
+    int_pow="tc_pow_int",
+    bitcast="tc_bitcast<{type}>({value})",
 )
