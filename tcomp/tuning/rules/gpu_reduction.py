@@ -36,8 +36,8 @@ def applies(sch: Schedule, name: str) -> bool:
     if blk is None or is_spatial(blk) or not is_pending(sch, name):
         return False
     kinds = loop_kinds(sch, blk)
-    if "" in kinds or kinds != sorted(kinds, reverse=True):
-        return False
+    if "" in kinds or "R" not in kinds or kinds != sorted(kinds, reverse=True):
+        return False  # mixed loops, or no loop left to reduce over (a window of one element: only spatial ones)
     length = row_length(sch, name)
     return "S" not in kinds or length is None or length >= MIN_ROW
 
