@@ -107,7 +107,8 @@ def test_integer_floormod_of_mixed_types_compiles():
 NODE_CASES = ["test_bitcast_float64_to_int64", "test_bitcast_int8_to_uint8", "test_quantizelinear_e4m3fn",
               "test_quantizelinear_float4e2m1", "test_pow_types_int64_int64", "test_tensorscatter_circular",
               "test_mod_float_edge_cases_fmod_0_float32", "test_reduce_max_empty_set", "test_reduce_min_empty_set",
-              "test_maxpool_2d_ceil_output_size_reduce_by_one"]
+              "test_maxpool_2d_ceil_output_size_reduce_by_one", "test_scatter_elements_with_duplicate_indices",
+              "test_scatternd_add"]
 
 
 @pytest.mark.parametrize("name", NODE_CASES)
@@ -125,3 +126,19 @@ def test_node_case(name):
     for inputs, expected in data_sets:
         with np.errstate(all="ignore"):
             Runner.assert_similar_outputs(expected, list(rep.run(inputs)), rtol, atol)
+
+
+def test_scatter_with_duplicate_indices_runs_its_updates_in_one_thread():
+    """Duplicate indices: the updates' order (reduction none) and combining (add, mul, max) would race
+    over threads; the nest storing at indices read from memory runs in one thread, in order."""
+    rng = np.random.default_rng()
+    data, updates = rng.normal(size=(4, 8)).astype(np.float32), rng.normal(size=(6, 8)).astype(np.float32)
+    indices = np.array([[1], [3], [1], [1], [0], [3]], np.int64)
+    mod = tcomp.compile(_model("ScatterND", [("x", TensorProto.FLOAT, [4, 8]), ("i", TensorProto.INT64, [6, 1]),
+                                             ("u", TensorProto.FLOAT, [6, 8])], ("y", TensorProto.FLOAT, [4, 8]),
+                               reduction="mul"), target=TARGET)
+    expected = data.copy()
+    for row, update in zip(indices[:, 0], updates):
+        expected[row] *= update
+    np.testing.assert_allclose(mod(data, indices, updates)[0], expected, rtol=1e-6)
+    assert "__launch_bounds__(1)" in _source(mod)

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ...errors import TcompError
 from ...tir.expr import IntImm, Var
-from ...tir.stmt import Allocate, BlockRealize, For, SeqStmt
+from ...tir.stmt import Allocate, BlockRealize, BufferStore, For, SeqStmt
 from ...tir.transform import walk_stmts
 from .binding import DEFAULT_THREADS, _first_realize_per_nest, _spatial_prefix, bind_default, nest_binds
 from .lower import lower_for_gpu
@@ -134,8 +134,11 @@ def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS):
     for node in walk_stmts(func.body):
         if isinstance(node, For) and node.kind in CPU_LOOP_KINDS:
             node.kind = "serial"
+    scattering = {id(n) for nest in _root_nests(func.body) if _stores_indirectly(nest)
+                  for n in walk_stmts(nest) if isinstance(n, BlockRealize)}
     one_thread = {id(realize) for realize in _first_realize_per_nest(func.body)
-                  if not nest_binds(sch, realize) and (serial or not _spatial_prefix(sch.loops_above(realize)))}
+                  if not nest_binds(sch, realize) and (serial or id(realize) in scattering
+                                                       or not _spatial_prefix(sch.loops_above(realize)))}
     if one_thread or serial:
         func.body = _wrap_nests(func.body, one_thread, serial)
     body = func.body
@@ -143,6 +146,22 @@ def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS):
         body.buffer.scope = "global"
         body = body.body
     return bind_default(func, threads)
+
+
+def _root_nests(body) -> tuple:
+    while isinstance(body, Allocate):
+        body = body.body
+    return body.stmts if isinstance(body, SeqStmt) else (body,)
+
+
+def _stores_indirectly(nest) -> bool:
+    """Whether ``nest`` stores at an index read from memory (a scatter): two of its iterations may
+    write one element, in an order (or combining) that threads racing each other would lose, so it
+    runs in one thread, in the template's order."""
+    from ...tir.expr import Load, walk
+
+    return any(isinstance(n, BufferStore) and any(isinstance(e, Load) for i in n.indices for e in walk(i))
+               for n in walk_stmts(nest))
 
 
 def _wrap_nests(body, serial: set, every: bool = False):
