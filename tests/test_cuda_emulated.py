@@ -108,7 +108,7 @@ NODE_CASES = ["test_bitcast_float64_to_int64", "test_bitcast_int8_to_uint8", "te
               "test_quantizelinear_float4e2m1", "test_pow_types_int64_int64", "test_tensorscatter_circular",
               "test_mod_float_edge_cases_fmod_0_float32", "test_reduce_max_empty_set", "test_reduce_min_empty_set",
               "test_maxpool_2d_ceil_output_size_reduce_by_one", "test_scatter_elements_with_duplicate_indices",
-              "test_scatternd_add"]
+              "test_scatternd_add", "test_top_k_same_values_largest"]
 
 
 @pytest.mark.parametrize("name", NODE_CASES)
@@ -142,3 +142,13 @@ def test_scatter_with_duplicate_indices_runs_its_updates_in_one_thread():
         expected[row] *= update
     np.testing.assert_allclose(mod(data, indices, updates)[0], expected, rtol=1e-6)
     assert "__launch_bounds__(1)" in _source(mod)
+
+
+def test_int64_minimum_literal_stays_signed():
+    """``-9223372036854775808LL`` negates an unsigned constant in CUDA C++ (NVRTC): a top-k's max sentinel
+    turned unsigned, and every comparison with it (ties: lowest index first) went wrong on the GPU."""
+    from tcomp.targets.csource import CSourceRenderer
+    from tcomp.targets.cuda.dialect import CUDA
+    from tcomp.tir.expr import IntImm
+
+    assert CSourceRenderer(CUDA).expr(IntImm(-2**63, "int64")) == "(-9223372036854775807LL - 1LL)"

@@ -402,6 +402,8 @@ class CSourceRenderer:
         if isinstance(e, IntImm):
             if e.dtype == "bool":
                 return "true" if e.value else "false"
+            if e.value == -2**63:  # 9223372036854775808LL is no long long: negated, it is unsigned (NVRTC)
+                return "(-9223372036854775807LL - 1LL)"
             suffix = "u" if is_unsigned(e.dtype) else ""
             if e.dtype in ("int64", "uint64") and not -2**31 <= e.value < 2**31:
                 suffix += "LL"
