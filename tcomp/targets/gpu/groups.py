@@ -20,6 +20,7 @@ In order of preference, the first that the GPU lowering accepts (every block bou
 
 A nest with no spatial loop (a full reduction to one value, a scan along its only axis) runs in
 one thread, bound explicitly (``threadIdx.x`` of extent 1): slow, but never an unbound kernel. So
+does a nest storing at indices read from memory (a scatter: duplicate indices keep their order). So
 does, as a last resort, every nest of a template whose loops the default binding cannot bind
 (``"serial"``: a row's init block not under the row loop, for instance).
 A task with a record in the tuning database (``compile(..., db=)``, records of target ``cuda``)
