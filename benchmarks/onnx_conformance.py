@@ -23,7 +23,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests")]
 
 from onnx_node_suite import SYSTEMS, TIME_LIMIT_S, load_cases, load_exclusions, op_of, run_cases  # noqa: E402
 
-LABELS = {"reference": "onnx.reference", "tcomp": "tcomp", "onnxruntime": "onnxruntime"}
+LABELS = {"reference": "onnx.reference", "tcomp": "tcomp", "tcomp-cuda": "tcomp cuda", "tcomp-webgpu": "tcomp webgpu",
+          "onnxruntime": "onnxruntime"}
 
 
 def main(argv=None) -> int:

@@ -6,8 +6,9 @@ Shared by ``tests/test_onnx_node_suite.py`` and ``benchmarks/onnx_conformance.py
     outcomes = run_cases(cases, ["reference", "tcomp"])     # {(case name, system): Outcome}
 
 Systems: ``reference`` (``onnx.reference.ReferenceEvaluator``), ``tcomp`` (``tcomp.backend``,
-one thread), ``tcomp-cuda`` (``tcomp.backend`` on the ``cuda`` target: needs a GPU) and
-``onnxruntime`` (CPU, one thread). Every (case, system) runs in a worker
+one thread), ``tcomp-cuda`` (``tcomp.backend`` on the ``cuda`` target: needs a GPU),
+``tcomp-webgpu`` (``tcomp.backend.TcompRep`` on the ``webgpu`` target: wgpu, lavapipe without a
+GPU) and ``onnxruntime`` (CPU, one thread). Every (case, system) runs in a worker
 process (``onnx_helpers.Worker``) under a time limit, so a crash or a hang fails that one
 run; ``jobs`` workers run side by side. A case passes when every data set's outputs match
 the expected ones within the case's tolerances, compared the way ``onnx.backend.test``
@@ -41,7 +42,7 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from onnx_helpers import Worker, worker_main  # noqa: E402
 
-SYSTEMS = ("reference", "tcomp", "tcomp-cuda", "onnxruntime")
+SYSTEMS = ("reference", "tcomp", "tcomp-cuda", "tcomp-webgpu", "onnxruntime")
 EXCLUSIONS_PATH = HERE / "onnx_node_exclusions.txt"
 TIME_LIMIT_S = 60.0  # per case and system
 RECYCLE_AFTER = 150  # cases per worker process before a fresh one (JIT code accumulates)
@@ -162,7 +163,7 @@ def _run_case(system: str, model_bytes: bytes, data_sets: list, rtol: float, ato
             except AssertionError as exc:
                 lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
                 summary = "; ".join(lines[:1] + [line for line in lines[1:] if line.startswith(("Mismatch", "Max "))])
-                if system == "tcomp":
+                if system.startswith("tcomp"):
                     closer = _closer_than_expected(model, inputs, expected, list(outputs))
                     if closer:
                         return CLOSER, f"{closer}; {summary}"[:500]
@@ -256,6 +257,12 @@ def _tcomp_cuda(model):
     return tcomp.backend.prepare(model, "CUDA").run
 
 
+def _tcomp_webgpu(model):
+    import tcomp.backend
+
+    return tcomp.backend.TcompRep(model, "webgpu").run
+
+
 def _onnxruntime(model):
     import onnxruntime as ort
 
@@ -267,7 +274,8 @@ def _onnxruntime(model):
     return lambda inputs: session.run(None, dict(zip(names, inputs)))
 
 
-_RUNNERS = {"reference": _reference, "tcomp": _tcomp, "tcomp-cuda": _tcomp_cuda, "onnxruntime": _onnxruntime}
+_RUNNERS = {"reference": _reference, "tcomp": _tcomp, "tcomp-cuda": _tcomp_cuda, "tcomp-webgpu": _tcomp_webgpu,
+            "onnxruntime": _onnxruntime}
 
 if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
     warnings.simplefilter("ignore")

@@ -51,3 +51,30 @@ def test_int64_input_beyond_32_bits_is_refused():
     feeds = {"x": rand((6, 50)), "ids": np.array([0, 1, 2, 3, 4, 2**33], np.int64)}
     with pytest.raises(InputError, match=r"a tensor of shape \[6\]: int64 values in \[0, 8589934592\] do not fit int32"):
         mod.run(feeds)
+
+
+def _relative_error(ours, ref):
+    ref = ref.astype(np.float64)
+    return np.linalg.norm(ours.astype(np.float64) - ref) / np.linalg.norm(ref)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenetv2", "bert"])
+def test_model_zoo_matches_onnxruntime(name, zoo_dir):
+    """ResNet-18, MobileNetV2 and a 2-layer BERT (the zoo's small configurations: the full ones take
+    minutes on lavapipe) against onnxruntime; every shader binds at most the 8 storage buffers
+    that WebGPU guarantees (fusion splits larger groups)."""
+    import onnxruntime
+
+    from model_zoo import export_model, random_inputs
+
+    path = export_model(name, zoo_dir, small=True)
+    mod = tcomp.compile(str(path), target="webgpu")
+    assert max(len(shader.params) for shader in mod.executor.jit.shaders.values()) <= 8
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for _ in range(2):  # two fresh random inputs through one compiled module
+        feeds = random_inputs(path, np.random.default_rng())
+        ours, want = mod.run(feeds), session.run(None, feeds)
+        assert [o.shape for o in ours] == [r.shape for r in want]
+        for got, expected in zip(ours, want):
+            assert np.isfinite(expected).all()
+            assert _relative_error(got, expected) <= 1e-4
