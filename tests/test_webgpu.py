@@ -163,6 +163,18 @@ def test_bool_input_and_int8_cast(rng):
     np.testing.assert_array_equal(b, a.astype(np.int8) * -3)
 
 
+@pytest.mark.parametrize("dtype", ["uint8", "int16"])
+def test_packed_accumulator_reads_itself(rng, dtype):
+    """A reduction into a packed 8/16-bit buffer (``R[i] = max(R[i], x)``): the element is read
+    before its bits are cleared (the first bool ReduceMax of the node suite got the last value)."""
+    info = np.iinfo(dtype)
+    a = rng.integers(info.min, info.max, (61, 7), endpoint=True).astype(dtype)
+    x = tir.placeholder((61, 7), dtype, name="A")
+    k = tir.reduce_axis(7, name="k")
+    r = tir.compute((61,), lambda i: tir.max(x[i, k], axis=k), name="R")
+    np.testing.assert_array_equal(tcomp.build(tir.create_func([x, r]), target="webgpu")(a), a.max(axis=1))
+
+
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_16_bit_floats(rng, dtype):
     from tcomp.build import _numpy_dtype

@@ -345,7 +345,8 @@ class WGSLRenderer(CSourceRenderer):
             self._line("}")
 
     def _packed_store(self, buf: Buffer, index: str, value: str) -> None:
-        """An 8- or 16-bit element written into its u32 word: its bits cleared, then set (atomics:
+        """An 8- or 16-bit element written into its u32 word: the new value computed first (it may read
+        the element itself: ``R[i] = max(R[i], x)``), then the element's bits cleared and set (atomics:
         the word's other elements belong to other threads)."""
         bits = dtype_bits(buf.dtype)
         mask = f"0x{(1 << bits) - 1:x}u"
@@ -358,9 +359,9 @@ class WGSLRenderer(CSourceRenderer):
         else:
             word = f"(bitcast<u32>({value}) & {mask})"
         name = self.name(buf)
-        self._line(f"{{ let tc_i = {index}; let tc_shift = u32(tc_i) % {32 // bits}u * {bits}u;")
+        self._line(f"{{ let tc_i = {index}; let tc_shift = u32(tc_i) % {32 // bits}u * {bits}u; let tc_word = {word};")
         self._line(f"  atomicAnd(&{name}[tc_i / {32 // bits}], ~({mask} << tc_shift));")
-        self._line(f"  atomicOr(&{name}[tc_i / {32 // bits}], {word} << tc_shift); }}")
+        self._line(f"  atomicOr(&{name}[tc_i / {32 // bits}], tc_word << tc_shift); }}")
 
     def _allocate(self, stmt: Allocate) -> None:
         buf = stmt.buffer
