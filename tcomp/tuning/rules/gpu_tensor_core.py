@@ -38,17 +38,26 @@ STAGES_PROBS = (1, 2, 3, 3)
 INTRINSICS = {"float16": "f16", "bfloat16": "bf16"}
 
 
-def apply(func, sch: Schedule, name: str) -> list:
-    """One tensor-core sketch where ``name`` is a 16-bit product accumulated in fp32, else []."""
+def half_product_suffix(sch: Schedule, name: str) -> str | None:
+    """The intrinsics' dtype suffix ("f16", "bf16") where block ``name`` accumulates a product of
+    two operands of one 16-bit float type in fp32, else None."""
     blk = find_block(sch, name)
     if blk is None or len(blk.writes) != 1 or blk.writes[0].dtype != "float32":
-        return []
+        return None
     operands = [buf for buf in blk.reads if buf not in blk.writes]
     if len(operands) != 2 or {b.dtype for b in operands} - set(INTRINSICS) or operands[0].dtype != operands[1].dtype:
+        return None
+    return INTRINSICS[operands[0].dtype]
+
+
+def apply(func, sch: Schedule, name: str) -> list:
+    """One tensor-core sketch where ``name`` is a 16-bit product accumulated in fp32, else []."""
+    suffix = half_product_suffix(sch, name)
+    if suffix is None:
         return []
     new = fork(func, sch)
     try:
-        _sketch(new, name, INTRINSICS[operands[0].dtype])
+        _sketch(new, name, suffix)
     except ScheduleError:
         return []
     return [new]

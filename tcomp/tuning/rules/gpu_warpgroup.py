@@ -21,7 +21,8 @@ target then compiles for sm_90a).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
-from .blocks import find_block, fork, loop_kinds
+from .blocks import fork, loop_kinds
+from .gpu_tensor_core import half_product_suffix
 
 WIDTHS = (128, 256)                 # N: one sketch each (it names the intrinsic)
 WARPGROUPS = (1, 2)
@@ -29,7 +30,6 @@ WARPGROUPS_PROBS = (1, 2)
 TILES_M = {128: (1, 2), 256: (1,)}  # 64-row tiles per warpgroup: at most 128 accumulator registers a thread
 STAGES = (2, 3, 4)
 STAGES_PROBS = (1, 2, 2)
-INTRINSICS = {"float16": "f16", "bfloat16": "bf16"}
 DEPTH = 64  # one wgmma call: K = 64 (A's 128-byte swizzle line)
 ROWS = 64   # rows per wgmma tile
 LANES = 128
@@ -37,17 +37,14 @@ LANES = 128
 
 def apply(func, sch: Schedule, name: str) -> list:
     """One warpgroup sketch per width where ``name`` is a 16-bit product accumulated in fp32, else []."""
-    blk = find_block(sch, name)
-    if blk is None or len(blk.writes) != 1 or blk.writes[0].dtype != "float32":
-        return []
-    operands = [buf for buf in blk.reads if buf not in blk.writes]
-    if len(operands) != 2 or {b.dtype for b in operands} - set(INTRINSICS) or operands[0].dtype != operands[1].dtype:
+    suffix = half_product_suffix(sch, name)
+    if suffix is None:
         return []
     sketches = []
     for width in WIDTHS:
         new = fork(func, sch)
         try:
-            _sketch(new, name, INTRINSICS[operands[0].dtype], width)
+            _sketch(new, name, suffix, width)
         except ScheduleError:
             continue
         sketches.append(new)
