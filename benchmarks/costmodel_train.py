@@ -5,8 +5,11 @@
 The data is what benchmarks/costmodel_data.py prepared and measured: for each training kernel
 (model tasks with their templates, and compute definitions), random samples of its design space,
 the best predicted candidates of the predicted compile's evolution, and its template kernel,
-each timed by the tuner's Measurer with 2 threads on an idle 16-core machine (each process pinned
-to 2 cores: the 2-core machine the model ships for is unusable for timing while shared). The
+each timed by the tuner's Measurer with 2 threads: on an idle 16-core machine (each process pinned
+to 2 cores), and the kernels that machine ranks differently (convolutions) again on the idle 2-core
+machine the model ships for; ``--dir`` order decides, the last directory that has a kernel wins.
+Never measure on a machine shared with other work: libgomp's parallel regions wait for descheduled
+threads, and a 0.1 ms kernel then takes 80 ms. The
 kernels of the "heldout" split (benchmarks/costmodel_eval.py) are never trained on.
 
 A kernel is one group of the model's target, ``log(best / seconds)`` within the kernel
