@@ -314,10 +314,14 @@ class CSourceRenderer:
             raise RenderError(f"local buffer {buf.name} has the symbolic size {size}; tile with constant factors")
         self._line("{")
         self._indent += 1
-        self._line(f"{self.dialect.storage_type(buf.dtype)} {self.name(buf)}[{size.value}];")
+        self._line(self._local_declaration(buf, size.value))
         self._stmt(stmt.body)
         self._indent -= 1
         self._line("}")
+
+    def _local_declaration(self, buf: Buffer, count: int) -> str:
+        """The declaration of a per-thread array of ``count`` elements (a sibling language's own)."""
+        return f"{self.dialect.storage_type(buf.dtype)} {self.name(buf)}[{count}];"
 
     def _fragment(self, stmt: Allocate) -> None:
         """A ``warp`` (``warpgroup``) buffer: each lane's share of the fragment as an array of 32-bit

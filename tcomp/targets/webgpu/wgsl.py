@@ -363,20 +363,13 @@ class WGSLRenderer(CSourceRenderer):
         self._line(f"  atomicAnd(&{name}[tc_i / {32 // bits}], ~({mask} << tc_shift));")
         self._line(f"  atomicOr(&{name}[tc_i / {32 // bits}], tc_word << tc_shift); }}")
 
-    def _allocate(self, stmt: Allocate) -> None:
-        buf = stmt.buffer
-        if buf.scope != "local":
-            raise RenderError(f"{buf.scope} buffer {buf.name} is allocated inside the kernel body")
+    def _fragment(self, stmt: Allocate) -> None:
+        raise RenderError(f"{stmt.buffer.scope} buffer {stmt.buffer.name}: WGSL has no register fragments "
+                          f"(tensor-core intrinsics are CUDA's)")
+
+    def _local_declaration(self, buf: Buffer, count: int) -> str:
         self._check_dtype(buf)
-        size = arith.simplify(buf.storage_elements(), self._bounds)
-        if not isinstance(size, IntImm):
-            raise RenderError(f"local buffer {buf.name} has the symbolic size {size}; tile with constant factors")
-        self._line("{")
-        self._indent += 1
-        self._line(f"var {self.name(buf)}: array<{VALUE_TYPES[buf.dtype]}, {size.value}>;")
-        self._stmt(stmt.body)
-        self._indent -= 1
-        self._line("}")
+        return f"var {self.name(buf)}: array<{VALUE_TYPES[buf.dtype]}, {count}>;"
 
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> str:
