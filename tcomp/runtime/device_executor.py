@@ -45,7 +45,7 @@ from ..graph.ir import numpy_dtype
 from ..graph.symbolic import SymInt, evaluate
 from ..tir import arith
 from ..tir.expr import IntImm, free_vars, substitute
-from .executor import ARENA, CACHED_BINDINGS, CONST, INPUT, OUTPUT, bind_inputs
+from .executor import ARENA, CACHED_BINDINGS, CONST, INPUT, bind_inputs
 from .memory_plan import MemoryPlan, plan_memory
 
 PARAM, TEMP = "param", "temp"  # a launch's buffer argument: the step's argument i, or its temporary i
@@ -206,15 +206,19 @@ class DeviceExecutor:
         return prepared.plan if prepared is not None else None
 
     # -------------------------------------------------------------- running
+    def _begin(self, values: list, binding: dict) -> tuple:
+        """(prepared plan, input buffers, output buffers) of a run with ``binding`` (lock held): the
+        plan prepared, this run's inputs staged, its outputs allocated."""
+        prepared = self._prepare(binding)
+        self.last_binding = binding
+        return prepared, self._stage_inputs(values, prepared), self._output_buffers(prepared)
+
     def run(self, feeds: dict, device_outputs: bool = False) -> list:
         """Outputs as numpy arrays, or as device arrays (``backend.export``) with ``device_outputs``."""
         values, binding = self.bind(feeds)
         backend = self.backend
         with self._lock:
-            prepared = self._prepare(binding)
-            self.last_binding = binding
-            inputs = self._stage_inputs(values, prepared)
-            outputs = self._output_buffers(prepared)
+            prepared, inputs, outputs = self._begin(values, binding)
             for calls in prepared.calls:
                 for call in calls:
                     self._launch(call, inputs, outputs)
@@ -238,10 +242,7 @@ class DeviceExecutor:
         values, binding = self.bind(feeds)
         backend = self.backend
         with self._lock:
-            prepared = self._prepare(binding)
-            self.last_binding = binding
-            inputs = self._stage_inputs(values, prepared)
-            outputs = self._output_buffers(prepared)
+            prepared, inputs, outputs = self._begin(values, binding)
             times = [[] for _ in self.steps]
             for _ in range(repeat + 1):
                 for index, calls in enumerate(prepared.calls):
