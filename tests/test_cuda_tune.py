@@ -98,3 +98,26 @@ def test_measurer_on_gpu_checks_and_times_candidates():
     with Measurer(func, target="cuda", timeout_s=60) as measurer:
         results = measurer.measure(traces)
     assert all(r.status == "ok" and r.seconds > 0 for r in results), results
+
+
+@needs_gpu
+def test_tune_a_model_on_the_gpu_then_compile_with_its_database(tmp_path):
+    """``tcomp.tune(model, target="cuda")``: tasks' templates and candidates measured on the GPU,
+    records under "cuda", which ``tcomp.compile(model, target="cuda", db=)`` applies; the result
+    matches onnxruntime."""
+    import onnxruntime as ort
+    from onnx_helpers import mlp_model
+
+    from tcomp.tuning.database import Database
+
+    model, path = mlp_model(64, 96), tmp_path / "tuning.db"
+    results = tcomp.tune(model, target="cuda", trials=16, db=path, progress=False)
+    assert results and sum(r.trials for r in results) == 16
+    database = Database(path)
+    assert all(r.template is not None and database.records(r.task.workload, "cuda") for r in results)
+    module = tcomp.compile(model, target="cuda", db=path)
+    tuned = {k.func.attrs.get("gpu_schedule") for k in module.kernels.values()}
+    assert ("tuned" in tuned) == any(r.tuned is not None and r.tuned < r.template for r in results)
+    feeds = {i.name: np.random.default_rng().standard_normal(i.shape).astype(np.float32) for i in module.inputs}
+    expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+    np.testing.assert_allclose(module.run(feeds)[0], expected[0], rtol=1e-4, atol=1e-4)

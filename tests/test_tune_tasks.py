@@ -232,6 +232,18 @@ def test_task_contents_and_weights():
     assert len({t.workload for t in tasks}) == len(tasks)
 
 
+def test_gpu_tasks_take_the_untuned_gpu_kernels_as_templates():
+    """On a GPU target the tasks are the same block forms; each template is the kernel that
+    ``tcomp.compile(model, target="cuda")`` builds untuned, bound (compile-only, no device)."""
+    pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed (pip install 'tcomp[cuda]')")
+    model = _attention()
+    cpu, gpu = extract_tasks(model), extract_tasks(model, target="cuda -arch=sm_90")
+    assert [t.workload for t in gpu] == [t.workload for t in cpu]
+    for task in gpu:
+        assert task.template.attrs["gpu_schedule"] in ("tiled", "reduction", "default")
+        assert tcomp.build(task.template, target="cuda -arch=sm_90").ptx()
+
+
 def test_extract_tasks_rejects_unknown_target():
     with pytest.raises(tcomp.TcompError, match="unknown target"):
         extract_tasks(_mlp(), target="gpu")

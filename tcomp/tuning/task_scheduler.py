@@ -148,10 +148,11 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     from .measure import Measurer
     from .search import EvolutionarySearch, confirm_best
     from .space import design_space
-    from .tasks import extract_tasks, open_database, template_seconds
+    from .tasks import database_target, extract_tasks, open_database, template_seconds
     from .tuner import _default_model
 
     tasks = extract_tasks(model, target, input_shapes)
+    measure_target, target = target, database_target(target)  # e.g. "cuda -arch=sm_90", "cuda"
     database = open_database(db)
     cost_model = cost_model if cost_model is not None else _default_model(target)
     if not tasks:
@@ -170,9 +171,9 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
         task = tasks[index]
         try:
             if index not in searches:
-                _measure_template(task, database, target, Measurer)
+                _measure_template(task, database, target, measure_target)
                 searches[index] = EvolutionarySearch(task.func, design_space(task.func, target), cost_model,
-                                                     Measurer(task.func, target=target), database,
+                                                     Measurer(task.func, target=measure_target), database,
                                                      target=target, seed=seed)
             return searches[index].run(count, batch_size), result(index).best
         except Exception as exc:  # a bug in one task's search must not stop the model's tuning
@@ -190,7 +191,7 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     def confirm(index):
         task = tasks[index]
         try:
-            with Measurer(task.func, target=target) as measurer:
+            with Measurer(task.func, target=measure_target) as measurer:
                 confirm_best(task.func, measurer, database, target, confirm_top, confirm_rounds)
         except Exception as exc:  # noqa: BLE001 - as in step: the other tasks are confirmed still
             warnings.warn(f"measuring the best of {task.name} ({task.group_labels[0]}) again failed: "
@@ -220,14 +221,16 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
 TEMPLATE_MEASUREMENTS = 3
 
 
-def _measure_template(task, database, target: str, measurer_class) -> None:
-    """Commits "template" records of the task's template kernel (once per database)."""
+def _measure_template(task, database, target: str, measure_target: str) -> None:
+    """Commits "template" records (under ``target``) of the task's template kernel, measured on
+    ``measure_target`` (once per database)."""
     from .database import TuningRecord
+    from .measure import Measurer
     from .tasks import template_seconds
 
     if task.template is None or template_seconds(database, task.workload, target) is not None:
         return
-    with measurer_class(task.template, target=target) as measurer:
+    with Measurer(task.template, target=measure_target) as measurer:
         results = measurer.measure([Trace()] * TEMPLATE_MEASUREMENTS)
     for measured in results:
         if measured.status == "ok":

@@ -85,11 +85,11 @@ def model_groups(model_or_graph, input_shapes: dict | None = None) -> list:
 
 
 def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None = None) -> list:
-    """The tasks of a model, one per distinct workload, heaviest (most groups, most work) first."""
-    if target != "cpu":
-        raise TcompError(f"extract_tasks: unknown target {target!r} (known: cpu)")
+    """The tasks of a model, one per distinct workload, heaviest (most groups, most work) first.
+    ``target``: "cpu", or a GPU target ("cuda", "cuda -arch=sm_90", "webgpu"), whose templates
+    are the kernels ``tcomp.compile`` builds there untuned (``targets/gpu/groups.py``)."""
+    make_template = _template_maker(target)
     tasks: dict = {}
-    host = host_target()
     for group in model_groups(model_or_graph, input_shapes):
         func = group_func(group)
         if func is None:
@@ -97,11 +97,33 @@ def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None
         key = workload_key(func)
         if key not in tasks:
             base = group.label.split("+")[0].split("[")[0].lower()
-            template = lower_group(group, "template", host.lanes(32), host.num_threads)
-            tasks[key] = Task(f"t{len(tasks)}_{base}_{key[:6]}", func, key, 0, template=template)
+            tasks[key] = Task(f"t{len(tasks)}_{base}_{key[:6]}", func, key, 0, template=make_template(group))
         tasks[key].weight += 1
         tasks[key].group_labels.append(group.label)
     return sorted(tasks.values(), key=lambda t: -t.weight * _work(t.func))
+
+
+GPU_TARGETS = ("cuda", "webgpu")
+
+
+def database_target(target: str) -> str:
+    """The target name that records are stored under and read by: a GPU target's kind ("cuda" for
+    "cuda -arch=sm_90", as ``tcomp.compile`` reads them), the CPU target as given."""
+    kind = target.split()[0].lower() if target.split() else target
+    return kind if kind in GPU_TARGETS else target
+
+
+def _template_maker(target: str):
+    """``group -> template kernel`` of ``target``: the CPU template, or the GPU kernel untuned."""
+    kind = database_target(target)
+    if kind in GPU_TARGETS:
+        from ..targets.gpu.groups import gpu_group_func
+
+        return lambda group: gpu_group_func(group, kind, name="template")
+    if target != "cpu":
+        raise TcompError(f"extract_tasks: unknown target {target!r} (known: cpu, {', '.join(GPU_TARGETS)})")
+    host = host_target()
+    return lambda group: lower_group(group, "template", host.lanes(32), host.num_threads)
 
 
 def group_func(group: FusedGroup) -> PrimFunc | None:

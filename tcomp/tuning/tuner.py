@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..errors import TcompError
 from ..tir.stmt import PrimFunc
 from .database import Database
+from .tasks import database_target
 from .workload import workload_key
 
 
@@ -42,6 +43,7 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
     if max_seconds is not None:
         raise TcompError("tcomp.tune: max_seconds applies to whole models; a PrimFunc is tuned for `trials`")
     funcs = _funcs(func_or_funcs)
+    measure_target, target = target, database_target(target)  # e.g. "cuda -arch=sm_90", "cuda"
     database = db if isinstance(db, Database) else Database(db)
     model = model if model is not None else _default_model(target)
     workloads: dict = {}
@@ -51,7 +53,7 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
     bar = _progress_bar(sum(remaining.values()), progress)
     try:
         for key, func in workloads.items():
-            _tune_one(func, target, remaining[key], database, model, batch_size, seed, bar,
+            _tune_one(func, target, measure_target, remaining[key], database, model, batch_size, seed, bar,
                       (confirm_top, confirm_rounds))
     finally:
         if bar is not None:
@@ -59,13 +61,14 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
     return {key: database.best(key, target) for key in workloads}
 
 
-def _tune_one(func, target, trials, database, model, batch_size, seed, bar, confirm) -> None:
-    """Searches one workload for ``trials`` measurements (0: none), then confirms its best."""
+def _tune_one(func, target, measure_target, trials, database, model, batch_size, seed, bar, confirm) -> None:
+    """Searches one workload for ``trials`` measurements (0: none) on ``measure_target``, records
+    under ``target``, then confirms its best."""
     from .measure import Measurer
     from .search import EvolutionarySearch, confirm_best
     from .space import design_space
 
-    with Measurer(func, target=target) as measurer:  # starts a worker only when it measures
+    with Measurer(func, target=measure_target) as measurer:  # starts a worker only when it measures
         if trials:
             search = EvolutionarySearch(func, design_space(func, target), model, measurer, database,
                                         target=target, seed=seed)
