@@ -389,6 +389,16 @@ def logical_and(*conds: Expr) -> Expr | None:
     return _combine_conditions("and", conds)
 
 
+def conjuncts(cond: Expr | None) -> list:
+    """The conditions ``cond`` is the conjunction of (``logical_and``'s inverse): ``a and (b and c)``
+    gives ``[a, b, c]``, ``None`` gives ``[]``."""
+    if cond is None:
+        return []
+    if isinstance(cond, BinOp) and cond.op == "and":
+        return conjuncts(cond.a) + conjuncts(cond.b)
+    return [cond]
+
+
 def logical_or(*conds: Expr) -> Expr | None:
     """Disjunction of the given conditions, skipping ``None``; ``None`` if empty."""
     return _combine_conditions("or", conds)

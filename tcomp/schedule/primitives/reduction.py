@@ -30,7 +30,7 @@ factor that divides the extent).
 """
 from __future__ import annotations
 
-from ...tir.expr import BinOp, Buffer, Load, Var, free_vars, logical_and, substitute, walk
+from ...tir.expr import BinOp, Buffer, Load, Var, conjuncts, free_vars, logical_and, substitute, walk
 from ...tir.stmt import Block, BlockRealize, BufferStore, For, IterVar, seq
 from ...tir.transform import buffer_accesses, substitute_stmt, walk_stmts
 from ..schedule import ScheduleError, primitive
@@ -66,7 +66,7 @@ def decompose_reduction(sch, block, loop):
             kept.append(inner)
     dropped = {l.var for l in loops[position:] if all(l is not k for k in kept)}
     predicate = []
-    for cond in _conjuncts(realize.predicate):
+    for cond in conjuncts(realize.predicate):
         used = free_vars(cond)
         if used & dropped and used & (spatial_vars - dropped):
             raise ScheduleError(f"{where}: its predicate {cond} mixes reduction and spatial loops")
@@ -207,11 +207,3 @@ def _iterator_vars(blk, realize) -> tuple:
     for iv, value in zip(blk.iter_vars, realize.iter_values):
         (spatial if iv.kind == "S" else reduce).update(free_vars(value))
     return spatial, reduce
-
-
-def _conjuncts(cond) -> list:
-    if cond is None:
-        return []
-    if isinstance(cond, BinOp) and cond.op == "and":
-        return _conjuncts(cond.a) + _conjuncts(cond.b)
-    return [cond]

@@ -18,7 +18,7 @@ as workgroup memory and the barriers as ``workgroupBarrier()``.
 """
 from __future__ import annotations
 
-from ...tir.expr import BinOp, Buffer, Cmp, FloatImm, IntImm, Load, free_vars, logical_and, substitute
+from ...tir.expr import BinOp, Buffer, Cmp, FloatImm, IntImm, Load, conjuncts, free_vars, logical_and, substitute
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, For, IfThenElse, SeqStmt, Stmt, block
 from ...tir.transform import walk_stmts
 from .binding import GPULoweringError
@@ -77,7 +77,7 @@ def _rewrite(kernel_name: str, tloop: For) -> Stmt:
     red = Buffer(f"{out.name}_red", (threads,), out.dtype, "shared")
     zero, t = (IntImm(0),), tloop.var
 
-    conds = _conjuncts(realize.predicate)
+    conds = conjuncts(realize.predicate)
     step = BufferStore(acc, BinOp(op, Load(acc, zero), substitute(value, mapping)), zero)
     guard = logical_and(*[c for c in conds if free_vars(c) & private])
     per_thread = IfThenElse(substitute(guard, mapping), step) if guard is not None else step
@@ -115,12 +115,3 @@ def _combiner(kernel_name: str, blk) -> tuple:
                                f"sum/max/min of its output element with a constant init, the reductions a GPU "
                                f"kernel combines across threads")
     return body.buffer, body.indices, body.value.op, body.value.b, init.value
-
-
-def _conjuncts(cond) -> list:
-    if cond is None:
-        return []
-    if isinstance(cond, BinOp) and cond.op == "and":
-        return _conjuncts(cond.a) + _conjuncts(cond.b)
-    return [cond]
-
