@@ -7,6 +7,10 @@
     python benchmarks/costmodel_data.py refresh --dir costmodel_data   # after a change to the IR classes
     python benchmarks/costmodel_train.py --dir costmodel_data     # trains on the "train" kernels
     python benchmarks/costmodel_eval.py --dir costmodel_data      # ranks the "heldout" kernels
+    # GPU targets: the measurements are tuning runs' records (on the GPU machine)
+    tcomp tune bert.onnx --target cuda --minutes 3 --db gpu.db   # ... and other models, same db
+    python benchmarks/costmodel_data.py from-db --dir gpu_data --db gpu.db --models bert.onnx ... --target cuda
+    python benchmarks/costmodel_train.py --dir gpu_data --out tcomp/costmodel/pretrained/cuda.json
 
 Kernels, each in one split:
 
@@ -418,6 +422,43 @@ def measure(args) -> None:
                       flush=True)
 
 
+# ---------------------------------------------------------------- from tuning databases (GPU targets)
+def from_db(args) -> None:
+    """A prepared-and-measured directory made of tuning databases: the records of ``tcomp.tune
+    (model, target=...)`` runs (the search's candidates and the templates, measured on the target)
+    become the measurements of the models' tasks. Every other task (by workload, in order) is held
+    out, as ``SPLIT_MODELS``' are. This is how the GPU model is trained: its data is what tuning on
+    the GPU measured (``tcomp tune MODEL --target cuda``), the CPU data's ``measure`` is CPU-only."""
+    from tcomp.tuning.database import Database
+    from tcomp.tuning.tasks import database_target, extract_tasks
+
+    out = Path(args.dir)
+    out.mkdir(parents=True, exist_ok=True)
+    key = database_target(args.target)
+    databases = [Database(path) for path in args.db]
+    kernels, lines, rows = {}, [], []
+    for model in args.models:
+        stem = Path(model).stem
+        for task in extract_tasks(model, args.target):
+            records = [r for db in databases for r in db.records(task.workload, key) if r.seconds]
+            if task.workload in {k["workload"] for k in kernels.values()} or not records:
+                continue
+            name = f"{stem}.{task.name}"
+            split = "train" if len(kernels) % 2 == 0 else "heldout"
+            kernels[name] = {"func": task.func, "template": task.template, "split": split,
+                             "workload": task.workload, "label": task.group_labels[0]}
+            for record in records:
+                origin = "template" if record.status == "template" else "search"
+                line = {"kernel": name, "origin": origin, "trace": None if origin == "template" else record.trace}
+                lines.append(line)
+                rows.append({**line, "status": "ok", "seconds": record.seconds})
+    with (out / "kernels.pickle").open("wb") as f:
+        pickle.dump(kernels, f)
+    (out / "candidates.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (out / "measured_db.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    print(f"{len(kernels)} kernels, {len(rows)} measurements of {key} -> {out}")
+
+
 # ---------------------------------------------------------------- datasets (here)
 def dataset(directories, split: str) -> dict:
     """{kernel: (features, seconds, origins)} of the "ok" measurements of one split's kernels in
@@ -498,8 +539,13 @@ def main():
     r = sub.add_parser("refresh", help="rebuilds kernels.pickle from the definitions (after a change to the IR)")
     r.add_argument("--dir", default="costmodel_data")
     r.add_argument("--models-dir", default="/tmp/tcomp-bench-models")
+    d = sub.add_parser("from-db", help="a directory of measurements from tuning databases (GPU targets)")
+    d.add_argument("--dir", required=True)
+    d.add_argument("--db", action="append", required=True, help="a database of tcomp.tune runs (repeatable)")
+    d.add_argument("--models", nargs="+", required=True, help="the ONNX models that were tuned")
+    d.add_argument("--target", default="cuda")
     args = parser.parse_args()
-    {"prepare": prepare, "measure": measure, "refresh": refresh}[args.command](args)
+    {"prepare": prepare, "measure": measure, "refresh": refresh, "from-db": from_db}[args.command](args)
 
 
 if __name__ == "__main__":
