@@ -16,6 +16,9 @@ How sketches are made (rules in ``rules/``):
    - other reductions: ``reduction`` (plain parallel, rfactor), and on the CPU, where they are row
      statistics of the output (softmax, layer norm), ``row_fusion`` (computed under its row loop);
    - spatial blocks: ``injective`` (fuse, split by the vector width, parallel, vectorize).
+   On GPU targets the blocks without reuse take ``gpu_reduction`` (rows across the threads of a
+   thread block) or else ``gpu_binding`` (outer spatial loops over blocks and threads), so that
+   every candidate binds every block.
 3. A block no rule takes stays as it is.
 
 Never empty: a kernel no rule applies to gives one empty trace (the unscheduled program).
@@ -26,6 +29,8 @@ from ..schedule.schedule import Schedule
 from ..tir.stmt import PrimFunc
 from .rules import (
     auto_inline,
+    gpu_binding,
+    gpu_reduction,
     gpu_tiling,
     injective,
     multi_level_tiling,
@@ -35,6 +40,7 @@ from .rules import (
 )
 
 STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU, "webgpu": gpu_tiling.GPU}
+GPU_KINDS = ("cuda", "webgpu")
 
 
 def design_space(func: PrimFunc, target: str = "cpu") -> list:
@@ -75,6 +81,9 @@ def _rules(func, sch: Schedule, name: str, target: str, structure) -> list:
     """The sketches that block ``name`` forks ``sch`` into ([] where no rule applies)."""
     if multi_level_tiling.applies(sch, name):
         return tensorize.apply(func, sch, name, target) + multi_level_tiling.apply(func, sch, name, structure)
+    if target in GPU_KINDS:
+        return gpu_reduction.apply(func, sch, name) or gpu_binding.apply(func, sch, name) or \
+            tensorize.apply(func, sch, name, target)
     fused_rows = row_fusion.apply(func, sch, name) if target == "cpu" else []
     return fused_rows + reduction.apply(func, sch, name) or injective.apply(func, sch, name) or \
         tensorize.apply(func, sch, name, target)

@@ -39,21 +39,30 @@ def bind_default(func, threads: int = DEFAULT_THREADS):
     for realize in _first_realize_per_nest(sch.func.body):
         if nest_binds(sch, realize):
             continue  # a nest the schedule bound
-        loops = _spatial_prefix(sch.loops_above(realize))
-        if not loops:
+        if not bind_nest(sch, realize, threads):
             raise GPULoweringError(f"kernel {func.name}: block {realize.block.name} has no spatial loop to bind to "
                                    f"GPU threads (it reduces over all of its loops); schedule it with rfactor and "
                                    f"bind, the default binding only binds spatial loops")
-        rvs = [sch.new_rv(loop) for loop in loops]
-        fused = sch.fuse(*rvs) if len(rvs) > 1 else rvs[0]
-        extent = sch.get_loop(fused).extent
-        if isinstance(extent, IntImm) and extent.value <= threads:
-            sch.bind(fused, "threadIdx.x")
-            continue
-        outer, inner = sch.split(fused, [None, threads])
-        sch.bind(outer, "blockIdx.x")
-        sch.bind(inner, "threadIdx.x")
     return sch.func
+
+
+def bind_nest(sch, realize, threads) -> bool:
+    """Binds the loop nest above ``realize``: its outer spatial loops fused, split by ``threads``
+    (an int, or a sampled decision of the design space) and bound to ``blockIdx.x``/``threadIdx.x``
+    (``threadIdx.x`` alone where an int ``threads`` covers them). False where it has no such loop."""
+    loops = _spatial_prefix(sch.loops_above(realize))
+    if not loops:
+        return False
+    rvs = sch.get_loops(sch.get_block(realize.block.name))[:len(loops)]  # traced: the design space replays it
+    fused = sch.fuse(*rvs) if len(rvs) > 1 else rvs[0]
+    extent = sch.get_loop(fused).extent
+    if isinstance(threads, int) and isinstance(extent, IntImm) and extent.value <= threads:
+        sch.bind(fused, "threadIdx.x")
+        return True
+    outer, inner = sch.split(fused, [None, threads])
+    sch.bind(outer, "blockIdx.x")
+    sch.bind(inner, "threadIdx.x")
+    return True
 
 
 def nest_binds(sch, realize) -> bool:
