@@ -12,9 +12,9 @@ Loop kinds map to code as follows:
   vector ``<0, 1, ..., V-1>``; loads and stores whose index is affine in it with
   stride 1 become vector loads/stores, others gathers/scatters, and lanes
   outside a block predicate are masked;
-* ``parallel``: the body is outlined into ``name_par<k>(ptr ctx)`` and run by
-  ``GOMP_parallel`` (libgomp's thread pool), each thread taking a contiguous
-  chunk of iterations.
+* ``parallel``: the body is outlined into ``name_par<k>(ptr ctx, i64 chunk)``, a
+  contiguous range of iterations per chunk, and run by ``tcomp_parallel_for``
+  (tcomp's thread pool, threadpool.ll), which hands chunks to threads as they ask.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ I32 = ir.IntType(32)
 I64 = ir.IntType(64)
 PTR = ir.PointerType()
 STACK_BUFFER_BYTES = 64 * 1024  # larger global-scope allocations go to the heap (thread stacks are small)
+CHUNKS_PER_THREAD = 4  # a parallel loop's chunks: a few per thread, so threads that start late take fewer
 
 class BFloatType(ir.types._BaseFloatType):
     """LLVM's ``bfloat`` (llvmlite has no class for it); LLVM computes with it in float32."""
@@ -200,57 +201,60 @@ class CPUCodegen:
         b.position_at_end(exit_bb)
 
     def _parallel(self, loop: For, extent: Expr) -> None:
-        """Outlines the loop body and runs it on the thread pool."""
+        """Outlines the loop body into ``body(ctx, chunk)`` and runs its chunks on the thread pool
+        (``tcomp_parallel_for``, threadpool.ll). Chunk ``c`` of ``n`` runs iterations
+        ``[c * extent / n, (c + 1) * extent / n)``; ``n`` is ``min(extent, CHUNKS_PER_THREAD * threads)``
+        (one chunk with one thread), decided at run time for a symbolic extent."""
         st = self.st
         used = _stmt_free_vars(loop.body) | set(st.size_vars)  # buffer shapes may use sizes the body does not name
         captured_vars = sorted((v for v in used if v is not loop.var and v in st.vars), key=lambda v: v.uid)
         captured_bufs = list(st.buffers)
         self._outlined += 1
         name = f"{st.func.name}_par{self._outlined}"
-        body_fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR]), name)
-        # ctx layout: [extent, captured vars..., buffer pointers...] as i64
-        slots = 1 + len(captured_vars) + len(captured_bufs)
+        body_fn = ir.Function(self.module, ir.FunctionType(ir.VoidType(), [PTR, I64]), name)
+        # ctx layout: [extent, chunks, captured vars..., buffer pointers...] as i64
+        slots = 2 + len(captured_vars) + len(captured_bufs)
         b = st.builder
         ctx = _alloca(st.alloca_builder, ir.ArrayType(I64, slots), "ctx")
-        values = [self._expr(extent)]
+        most = 1 if self.num_threads == 1 else CHUNKS_PER_THREAD * self.num_threads
+        if isinstance(extent, IntImm):
+            total = ir.Constant(I64, extent.value)
+            chunks = ir.Constant(I64, max(1, min(most, extent.value)))
+        else:
+            total = self._expr(extent)
+            chunks = b.select(b.icmp_signed("<", total, ir.Constant(I64, most)), total, ir.Constant(I64, most))
+            chunks = b.select(b.icmp_signed("<", chunks, ir.Constant(I64, 1)), ir.Constant(I64, 1), chunks)
+        values = [total, chunks]
         values += [st.vars[v] for v in captured_vars]
         values += [b.ptrtoint(st.buffers[buf], I64) for buf in captured_bufs]
         for index, value in enumerate(values):
             b.store(value, b.gep(ctx, [ir.Constant(I32, 0), ir.Constant(I32, index)],
                                  source_etype=ir.ArrayType(I64, slots)))
-        gomp = self._declare("GOMP_parallel", ir.VoidType(), [PTR, PTR, I32, I32])
-        if isinstance(extent, IntImm):
-            threads = ir.Constant(I32, max(1, min(self.num_threads, extent.value)))
-        else:  # a symbolic extent: no more threads than iterations, decided at run time
-            most = ir.Constant(I64, self.num_threads)
-            count = b.select(b.icmp_signed("<", values[0], most), values[0], most)
-            count = b.select(b.icmp_signed("<", count, ir.Constant(I64, 1)), ir.Constant(I64, 1), count)
-            threads = b.trunc(count, I32)
-        b.call(gomp, [body_fn, ctx, threads, ir.Constant(I32, 0)])
+        pool = self._declare("tcomp_parallel_for", ir.VoidType(), [PTR, PTR, I64, I32])
+        b.call(pool, [body_fn, ctx, chunks, ir.Constant(I32, self.num_threads)])
 
         outer = st
         inner = _FunctionState(body_fn)
         self.st = inner
         ib = inner.builder
-        ctx_arg = body_fn.args[0]
+        ctx_arg, chunk = body_fn.args
 
         def slot(index):
             return ib.load(ib.gep(ctx_arg, [ir.Constant(I64, index)], source_etype=I64), typ=I64)
 
-        total = slot(0)
+        if isinstance(extent, IntImm):  # constants let LLVM fold the chunk's bounds
+            total, chunks = values[0], values[1]
+        else:
+            total, chunks = slot(0), slot(1)
         for index, var in enumerate(captured_vars):
-            inner.vars[var] = slot(1 + index)
+            inner.vars[var] = slot(2 + index)
             inner.bounds[var] = outer.bounds.get(var, (None, None))
         for index, buf in enumerate(captured_bufs):
-            inner.buffers[buf] = ib.inttoptr(slot(1 + len(captured_vars) + index), PTR)
+            inner.buffers[buf] = ib.inttoptr(slot(2 + len(captured_vars) + index), PTR)
         inner.in_parallel = True
         inner.size_vars = outer.size_vars
-        tid = ib.sext(ib.call(self._declare("omp_get_thread_num", I32, []), []), I64)
-        nth = ib.sext(ib.call(self._declare("omp_get_num_threads", I32, []), []), I64)
-        chunk = ib.sdiv(ib.sub(ib.add(total, nth), ir.Constant(I64, 1)), nth)
-        begin = ib.mul(tid, chunk)
-        end = ib.add(begin, chunk)
-        end = ib.select(ib.icmp_signed("<", end, total), end, total)
+        begin = ib.sdiv(ib.mul(chunk, total), chunks)
+        end = ib.sdiv(ib.mul(ib.add(chunk, ir.Constant(I64, 1)), total), chunks)
         self._serial(loop.var, end, loop.body, extent, start_value=begin)
         ib.ret_void()
         self.st = outer

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ import llvmlite.binding as llvm
 import llvmlite.ir as ir
 
 from ...errors import TcompError
+from . import threadpool
 from .codegen import CPUCodegen
 
 
@@ -44,11 +44,7 @@ class CPUTarget:
 def _init_llvm() -> None:
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
-    path = ctypes.util.find_library("gomp")
-    if path is None:
-        raise TcompError("the cpu runtime needs libgomp (the OpenMP thread pool of GCC); "
-                         "install it, e.g. `apt-get install libgomp1`")
-    llvm.load_library_permanently(path)
+    threadpool.install()
 
 
 def host_target(num_threads: int | None = None) -> CPUTarget:
