@@ -42,10 +42,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..graph.ir import numpy_dtype
-from ..graph.symbolic import SymInt, evaluate
+from ..graph.symbolic import evaluate
 from ..tir import arith
 from ..tir.expr import IntImm, free_vars, substitute
-from .executor import ARENA, CACHED_BINDINGS, CONST, INPUT, bind_inputs
+from .executor import ARENA, CONST, INPUT, PreparedRuns, bind_inputs
 from .memory_plan import MemoryPlan, plan_memory
 
 PARAM, TEMP = "param", "temp"  # a launch's buffer argument: the step's argument i, or its temporary i
@@ -111,13 +111,11 @@ class DeviceExecutor:
         self.output_sources = output_sources
         self.intermediates = intermediates
         self.constraints = list(constraints)
-        self.symbols = sorted({name for spec in inputs for s in spec.shape if isinstance(s, SymInt)
-                               for name in s.symbols})
+        self.runs = PreparedRuns(inputs, self._prepare)
+        self.symbols = self.runs.symbols
         self._lock = threading.Lock()
         self._host_constants = [np.ascontiguousarray(c) for c in constants]
         self._backend = None
-        self._prepared: dict = {}
-        self.last_binding: dict = {}
 
     @property
     def backend(self):
@@ -149,9 +147,6 @@ class DeviceExecutor:
         return [values[spec.name] for spec in self.inputs], binding
 
     def _prepare(self, binding: dict) -> _Prepared:
-        key = tuple(binding[name] for name in self.symbols)
-        if key in self._prepared:
-            return self._prepared[key]
         align = self.backend.align
         lifetimes = {i: (m.first, m.last) for i, m in enumerate(self.intermediates)}
         sizes = {i: evaluate(m.nbytes, binding) for i, m in enumerate(self.intermediates)}
@@ -192,25 +187,19 @@ class DeviceExecutor:
                         buffers.append((slot.kind, slot.index, None))
                 calls[-1].append((self._functions[launch.kernel], grid, block, buffers,
                               [binding[name] for name in launch.sizes]))
-        prepared = _Prepared(plan, arena, self.backend.allocate(max(input_total, 1)), input_offsets,
-                             output_shapes, output_offsets, output_bytes, calls)
-        if len(self._prepared) >= CACHED_BINDINGS:
-            self._prepared.pop(next(iter(self._prepared)))
-        self._prepared[key] = prepared
-        return prepared
+        return _Prepared(plan, arena, self.backend.allocate(max(input_total, 1)), input_offsets,
+                         output_shapes, output_offsets, output_bytes, calls)
 
     @property
     def memory_plan(self) -> MemoryPlan | None:
-        key = tuple(self.last_binding.get(name) for name in self.symbols)
-        prepared = self._prepared.get(key)
-        return prepared.plan if prepared is not None else None
+        """The memory plan of the last binding run."""
+        return self.runs.memory_plan
 
     # -------------------------------------------------------------- running
     def _begin(self, values: list, binding: dict) -> tuple:
         """(prepared plan, input buffers, output buffers) of a run with ``binding`` (lock held): the
         plan prepared, this run's inputs staged, its outputs allocated."""
-        prepared = self._prepare(binding)
-        self.last_binding = binding
+        prepared = self.runs.get(binding)
         return prepared, self._stage_inputs(values, prepared), self._output_buffers(prepared)
 
     def run(self, feeds: dict, device_outputs: bool = False) -> list:

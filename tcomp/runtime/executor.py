@@ -73,6 +73,36 @@ class _Prepared:
         self.output_shapes = output_shapes
 
 
+class PreparedRuns:
+    """What an executor prepares per binding of the symbolic sizes (``prepare(binding)``: memory
+    plan, arena, argument arrays), the ``CACHED_BINDINGS`` most recently used kept; a model with
+    static shapes has one. ``memory_plan``: the plan of the last binding run."""
+
+    def __init__(self, inputs: list, prepare):
+        self.symbols = sorted({name for spec in inputs for s in spec.shape if isinstance(s, SymInt)
+                               for name in s.symbols})
+        self._prepare = prepare
+        self._cache: OrderedDict = OrderedDict()
+        self.last_binding: dict = {}
+
+    def get(self, binding: dict):
+        """The prepared run of ``binding`` (prepared now where it is not cached), now the last."""
+        key = tuple(binding[name] for name in self.symbols)
+        prepared = self._cache.get(key)
+        if prepared is None:
+            prepared = self._cache[key] = self._prepare(binding)
+            if len(self._cache) > CACHED_BINDINGS:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        self.last_binding = binding
+        return prepared
+
+    @property
+    def memory_plan(self) -> MemoryPlan | None:
+        prepared = self._cache.get(tuple(self.last_binding.get(name) for name in self.symbols))
+        return prepared.plan if prepared is not None else None
+
+
 class Executor:
     def __init__(self, jit, steps, inputs, outputs, output_sources, constants, intermediates, constraints=()):
         self.jit = jit
@@ -83,15 +113,12 @@ class Executor:
         self.constants = [np.ascontiguousarray(c) for c in constants]
         self.intermediates = intermediates    # [Intermediate], indexed by ARENA slots
         self.constraints = list(constraints)  # (lhs, op, rhs, reason) over the symbolic sizes
-        self.symbols = sorted({name for spec in inputs for s in spec.shape if isinstance(s, SymInt)
-                               for name in s.symbols})
+        self.runs = PreparedRuns(inputs, self._prepare)
+        self.symbols = self.runs.symbols
         self._lock = threading.Lock()
         self._functions = {name: jit.function(name) for name in {s.kernel for s in steps}}
-        self._prepared: OrderedDict = OrderedDict()
-        self.last_binding: dict = {}
         if not self.symbols:
-            self.last_binding = {}
-            self._prepare({})
+            self.runs.get({})
 
     # -------------------------------------------------------------- binding
     def bind(self, feeds: dict) -> tuple:
@@ -101,11 +128,6 @@ class Executor:
         return [np.ascontiguousarray(arrays[spec.name]) for spec in self.inputs], binding
 
     def _prepare(self, binding: dict) -> _Prepared:
-        key = tuple(binding[name] for name in self.symbols)
-        prepared = self._prepared.get(key)
-        if prepared is not None:
-            self._prepared.move_to_end(key)
-            return prepared
         lifetimes = {i: (m.first, m.last) for i, m in enumerate(self.intermediates)}
         sizes = {i: evaluate(m.nbytes, binding) for i, m in enumerate(self.intermediates)}
         plan = plan_memory(lifetimes, sizes)
@@ -125,18 +147,12 @@ class Executor:
                 array[position] = binding[name]
             calls.append((self._functions[step.kernel], ctypes.addressof(array), array))
         output_shapes = [tuple(evaluate(s, binding) for s in spec.shape) for spec in self.outputs]
-        prepared = _Prepared(plan, arena, calls, patches, output_shapes)
-        self._prepared[key] = prepared
-        if len(self._prepared) > CACHED_BINDINGS:
-            self._prepared.popitem(last=False)
-        return prepared
+        return _Prepared(plan, arena, calls, patches, output_shapes)
 
     @property
     def memory_plan(self) -> MemoryPlan | None:
         """The memory plan of the last binding run (the only one for static shapes)."""
-        key = tuple(self.last_binding.get(name) for name in self.symbols)
-        prepared = self._prepared.get(key)
-        return prepared.plan if prepared is not None else None
+        return self.runs.memory_plan
 
     def _start(self, prepared: _Prepared, inputs: list) -> list:
         """Points the argument arrays at this run's inputs and fresh outputs (lock held)."""
@@ -150,8 +166,7 @@ class Executor:
     def run(self, feeds: dict) -> list:
         inputs, binding = self.bind(feeds)
         with self._lock:
-            prepared = self._prepare(binding)
-            self.last_binding = binding
+            prepared = self.runs.get(binding)
             outputs = self._start(prepared, inputs)
             for fn, address, _ in prepared.calls:
                 fn(address)
@@ -166,8 +181,7 @@ class Executor:
         inputs, binding = self.bind(feeds)
         times = [[] for _ in self.steps]
         with self._lock:
-            prepared = self._prepare(binding)
-            self.last_binding = binding
+            prepared = self.runs.get(binding)
             outputs = self._start(prepared, inputs)  # noqa: F841  (kept alive while kernels write to it)
             for _ in range(repeat + 1):
                 for index, (fn, address, _) in enumerate(prepared.calls):
