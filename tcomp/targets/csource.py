@@ -21,6 +21,8 @@ renders (CUDA) as::
 Loops bound to an axis become that axis's index (guarded by ``if`` where the loop has fewer
 iterations than the launch), ``shared`` buffers arrays at the kernel's top, ``local`` ones
 arrays in the thread's scope, a block's init runs on the first iteration of its reduction.
+A statement's repeated subexpressions are bound once before it (``cse.py``): shared nodes of the
+expression DAG would otherwise be printed once per path to them, exponentially many times.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from ..tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, 
                         free_vars, is_float, is_unsigned, substitute)
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
 from ..tir.transform import block_as_stmt, substitute_stmt
+from .cse import Subexpressions, is_leaf
 from .gpu.barriers import is_barrier
 
 
@@ -73,6 +76,7 @@ class Dialect:
     static_shared_bytes: int = 0     # the most static shared memory a kernel may declare
     int_pow: str = ""                # function raising an integer to an integer power ("": none)
     bitcast: str = ""                # {type}-templated function reinterpreting a value's bits ("": none)
+    binding: str = "const auto {name} = {value};"  # a statement's repeated subexpression, named (cse.py)
 
     def storage_type(self, dtype: str) -> str:
         if dtype in self.half_types:
@@ -110,6 +114,8 @@ class CSourceRenderer:
         self._index = "long long"
         self.dynamic_shared: dict = {}  # kernel name -> bytes of dynamic shared memory it is launched with
         self.required_arch: dict = {}   # intrinsic name -> the architecture its implementation needs
+        self._cse: Subexpressions | None = None  # the statement being rendered (``_bound``)
+        self._conditional = 0           # > 0: rendering an operand evaluated only under a condition
 
     # ------------------------------------------------------------------ module and kernels
     def render(self, kernels) -> str:
@@ -207,6 +213,34 @@ class CSourceRenderer:
         self._indent -= 1
         self._line("}")
 
+    def _bound(self, render):
+        """``render()``, which returns texts of one statement's expressions (through ``expr``), with the
+        subexpressions they repeat bound once in lines emitted here, before the statement (``cse.py``)."""
+        if self._cse is not None:
+            return render()
+        cse = self._cse = Subexpressions()
+        try:
+            render()
+            for number, node in cse.repeated():
+                name = self.name(Var("tc_cse"))
+                self._line(self.dialect.binding.format(name=name, value=self._render(node)))
+                cse.bind(number, name)
+            return render()
+        finally:
+            self._cse = None
+
+    def _guarded(self, predicate: Expr | None, emit) -> None:
+        """``emit()``'s lines, inside ``if (predicate) { ... }`` where there is a predicate (what they
+        bind is evaluated only where it holds)."""
+        if predicate is None:
+            emit()
+            return
+        self._line(f"if ({self._bound(lambda: self.expr(predicate))}) {{")
+        self._indent += 1
+        emit()
+        self._indent -= 1
+        self._line("}")
+
     # ------------------------------------------------------------------ statements
     def _stmt(self, stmt: Stmt) -> None:
         if isinstance(stmt, SeqStmt):
@@ -219,7 +253,7 @@ class CSourceRenderer:
         elif isinstance(stmt, BufferStore):
             self._store(stmt)
         elif isinstance(stmt, IfThenElse):
-            self._scope(f"if ({self.expr(stmt.cond)})", stmt.then_body)
+            self._scope(f"if ({self._bound(lambda: self.expr(stmt.cond))})", stmt.then_body)
             if stmt.else_body is not None:
                 self._scope("else", stmt.else_body)
         elif isinstance(stmt, Allocate):
@@ -294,13 +328,15 @@ class CSourceRenderer:
     def _store(self, store: BufferStore) -> None:
         buf = store.buffer
         _no_fragment(buf)
-        value = self.expr(store.value)
-        if buf.dtype in self.dialect.half_types:
-            value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
-        text = f"{self.name(buf)}[{self._storage_index(buf, self._flat(buf, store.indices))}] = {value};"
-        if store.predicate is not None:
-            text = f"if ({self.expr(store.predicate)}) {text}"
-        self._line(text)
+        offset = self._flat(buf, store.indices)
+
+        def text() -> str:
+            value = self.expr(store.value)
+            if buf.dtype in self.dialect.half_types:
+                value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
+            return f"{self.name(buf)}[{self._storage_index(buf, offset)}] = {value};"
+
+        self._guarded(store.predicate, lambda: self._line(self._bound(text)))
 
     def _allocate(self, stmt: Allocate) -> None:
         buf = stmt.buffer
@@ -354,7 +390,7 @@ class CSourceRenderer:
                 self._line(self.dialect.async_wait.format(n=stmt.value.args[0].value))
             return  # no async copies in this dialect: the copies were synchronous
         if not is_intrinsic_call(stmt.value):
-            self._line(f"{self.expr(stmt.value)};")
+            self._line(f"{self._bound(lambda: self.expr(stmt.value))};")
             return
         intrinsic = get_intrinsic(stmt.value.name)
         try:
@@ -400,6 +436,21 @@ class CSourceRenderer:
 
     # ------------------------------------------------------------------ expressions
     def expr(self, e: Expr) -> str:
+        """The text of ``e``; in a statement (``_bound``), a repeated subexpression's name. Renderers
+        call it once per place the text goes (what the CSE pass counts)."""
+        if self._cse is None or is_leaf(e):
+            return self._render(e)
+        return self._cse.text(e, self._render, self._conditional > 0)
+
+    def _conditionally(self, e: Expr) -> str:
+        """The text of ``e``, an operand the language evaluates only under a condition (``?:``)."""
+        self._conditional += 1
+        try:
+            return self.expr(e)
+        finally:
+            self._conditional -= 1
+
+    def _render(self, e: Expr) -> str:
         d = self.dialect
         if isinstance(e, Var):
             return self.name(e)
@@ -416,10 +467,16 @@ class CSourceRenderer:
             return self._float_literal(e.value, e.dtype)
         if isinstance(e, Load):
             _no_fragment(e.buffer)
-            text = f"{self.name(e.buffer)}[{self._storage_index(e.buffer, self._flat(e.buffer, e.indices))}]"
+            offset = self._flat(e.buffer, e.indices)
+            if e.predicate is not None:  # lanes where it is false read 0 and touch no memory
+                self._conditional += 1
+            try:
+                text = f"{self.name(e.buffer)}[{self._storage_index(e.buffer, offset)}]"
+            finally:
+                self._conditional -= e.predicate is not None
             if e.buffer.dtype in d.half_types:
                 text = f"{d.half_types[e.buffer.dtype][1]}({text})"
-            if e.predicate is not None:  # lanes where it is false read 0 and touch no memory
+            if e.predicate is not None:
                 zero = self._float_literal(0.0, e.dtype) if is_float(e.dtype) else "0"
                 text = f"({self.expr(e.predicate)} ? {text} : {zero})"
             return text
@@ -429,7 +486,7 @@ class CSourceRenderer:
             symbol = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[e.op]
             return f"({self.expr(e.a)} {symbol} {self.expr(e.b)})"
         if isinstance(e, Select):
-            return f"({self.expr(e.cond)} ? {self.expr(e.a)} : {self.expr(e.b)})"
+            return f"({self.expr(e.cond)} ? {self._conditionally(e.a)} : {self._conditionally(e.b)})"
         if isinstance(e, Cast):
             return self._cast(e)
         if isinstance(e, Call):
@@ -446,35 +503,31 @@ class CSourceRenderer:
         return text if dtype == "float64" else text + "f"
 
     def _binop(self, e: BinOp) -> str:
-        a, b = self.expr(e.a), self.expr(e.b)
         infix = {"add": "+", "sub": "-", "mul": "*", "and": "&", "or": "|", "xor": "^", "shl": "<<", "shr": ">>"}
+        form = None  # a format of the operands' texts {a} and {b}
         if e.op in infix:
-            return f"({a} {infix[e.op]} {b})"
-        if is_float(e.dtype):
+            form = f"({{a}} {infix[e.op]} {{b}})"
+        elif is_float(e.dtype):
             f = "f" if e.dtype != "float64" else ""
-            if e.op == "div":
-                return f"({a} / {b})"
-            if e.op in ("min", "max"):
-                return f"f{e.op}{f}({a}, {b})"
-            if e.op == "pow":
-                return f"pow{f}({a}, {b})"
-            if e.op == "floordiv":
-                return f"floor{f}({a} / {b})"
-            if e.op == "floormod":  # fmod's remainder, moved to the divisor's sign (exact, inf and nan as numpy)
-                return f"tc_floormod({a}, {b})"
-        else:
-            if e.op == "div":
-                return f"({a} / {b})"
-            if e.op in ("min", "max"):  # in the operands' common type (min(long long, int) is ambiguous)
-                return f"tc_{e.op}({a}, {b})"
-            if e.op in ("floordiv", "floormod"):
-                lo, _ = arith.bound(e.a, self._bounds)
-                if is_unsigned(e.dtype) or (isinstance(e.b, IntImm) and e.b.value > 0 and lo is not None and lo >= 0):
-                    return f"({a} {'/' if e.op == 'floordiv' else '%'} {b})"
+            form = {"div": "({a} / {b})", "min": f"fmin{f}({{a}}, {{b}})", "max": f"fmax{f}({{a}}, {{b}})",
+                    "pow": f"pow{f}({{a}}, {{b}})", "floordiv": f"floor{f}({{a}} / {{b}})",
+                    # fmod's remainder, moved to the divisor's sign (exact, inf and nan as numpy)
+                    "floormod": "tc_floormod({a}, {b})"}.get(e.op)
+        elif e.op == "div":
+            form = "({a} / {b})"
+        elif e.op in ("min", "max"):  # in the operands' common type (min(long long, int) is ambiguous)
+            form = f"tc_{e.op}({{a}}, {{b}})"
+        elif e.op in ("floordiv", "floormod"):
+            lo, _ = arith.bound(e.a, self._bounds)
+            if is_unsigned(e.dtype) or (isinstance(e.b, IntImm) and e.b.value > 0 and lo is not None and lo >= 0):
+                form = f"({{a}} {'/' if e.op == 'floordiv' else '%'} {{b}})"
+            else:
                 return f"tc_{e.op}({self._typed(e.a, e.dtype)}, {self._typed(e.b, e.dtype)})"
-            if e.op == "pow" and self.dialect.int_pow:
-                return f"{self.dialect.int_pow}({self._typed(e.a, e.dtype)}, {self._typed(e.b, e.dtype)})"
-        raise RenderError(f"unsupported {e.op} for {e.dtype}")
+        elif e.op == "pow" and self.dialect.int_pow:
+            return f"{self.dialect.int_pow}({self._typed(e.a, e.dtype)}, {self._typed(e.b, e.dtype)})"
+        if form is None:
+            raise RenderError(f"unsupported {e.op} for {e.dtype}")
+        return form.format(a=self.expr(e.a), b=self.expr(e.b))
 
     def _typed(self, e: Expr, dtype: str) -> str:
         """``e`` converted to ``dtype``'s value type: a helper templated on its operands' type gets
@@ -492,33 +545,36 @@ class CSourceRenderer:
         return f"(({d.value_type(e.dtype)})({value}))"
 
     def _call(self, e: Call) -> str:
-        args = [self.expr(a) for a in e.args]
-        x = args[0] if args else ""
         if e.name == "bitcast":
             return self._bitcast(e.args[0], e.dtype)
+
+        def x() -> str:  # the first operand, rendered per use (what the CSE pass counts)
+            return self.expr(e.args[0])
+
         if not is_float(e.dtype):
             if e.name == "not":
-                return f"(!{x})" if e.dtype == "bool" else f"(~{x})"
+                return f"(!{x()})" if e.dtype == "bool" else f"(~{x()})"
             if e.name == "abs":
-                return f"({x} < 0 ? -{x} : {x})"
+                return f"({x()} < 0 ? -{x()} : {x()})"
             if e.name == "neg":
-                return f"(-{x})"
+                return f"(-{x()})"
             if e.name == "sign":
-                return f"(({self.dialect.value_type(e.dtype)})(({x} > 0) - ({x} < 0)))"
+                return f"(({self.dialect.value_type(e.dtype)})(({x()} > 0) - ({x()} < 0)))"
             if e.name in ("isnan", "isinf"):
-                return f"{e.name}({x})"
+                return f"{e.name}({x()})"
             raise RenderError(f"unsupported call {e.name} for {e.dtype}")
         one = self._float_literal(1.0, e.dtype)
         if e.name == "neg":
-            return f"(-{x})"
+            return f"(-{x()})"
         if e.name == "reciprocal":
-            return f"({one} / {x})"
+            return f"({one} / {x()})"
         if e.name == "sigmoid":
-            return f"({one} / ({one} + {self.dialect.math_function('exp', e.dtype)}(-{x})))"
+            return f"({one} / ({one} + {self.dialect.math_function('exp', e.dtype)}(-{x()})))"
         if e.name == "sign":
             value_type = self.dialect.value_type(e.dtype)
-            return f"({x} != {x} ? {x} : ({value_type})(({x} > 0) - ({x} < 0)))"  # NaN stays NaN
-        return f"{self.dialect.math_function(e.name, e.dtype)}({', '.join(args)})"
+            return f"({x()} != {x()} ? {x()} : ({value_type})(({x()} > 0) - ({x()} < 0)))"  # NaN stays NaN
+        function = self.dialect.math_function(e.name, e.dtype)
+        return f"{function}({', '.join(self.expr(a) for a in e.args)})"
 
     def _bitcast(self, value: Expr, dtype: str) -> str:
         """``value``'s bits as ``dtype`` (of the same width; a bool is its byte). 16-bit floats are

@@ -437,7 +437,15 @@ def walk(expr: Expr):
 
 
 def free_vars(expr: Expr) -> set:
-    return {node for node in walk(expr) if isinstance(node, Var)}
+    found, seen, stack = set(), set(), [expr]  # a node shared by several parents is visited once
+    while stack:
+        node = stack.pop()
+        if id(node) not in seen:
+            seen.add(id(node))
+            if isinstance(node, Var):
+                found.add(node)
+            stack.extend(children(node))
+    return found
 
 
 def substitute(expr: Expr, mapping: dict) -> Expr:

@@ -116,13 +116,16 @@ def stmt_exprs(stmt: Stmt) -> list:
 def buffer_accesses(stmt: Stmt) -> tuple[list, list]:
     """Buffers read and written by ``stmt``, in first-use order (left to right in the source:
     ``C[i] = C[i] + A[i] * B[i]`` reads C, A, B)."""
-    reads, writes = [], []
+    reads, writes, seen = [], [], set()  # seen: ids of visited nodes (a shared node once, not per path)
     for node in walk_stmts(stmt):
         if isinstance(node, BufferStore) and node.buffer not in writes:
             writes.append(node.buffer)
         pending = list(reversed(stmt_exprs(node)))
         while pending:
             sub = pending.pop()
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
             if isinstance(sub, Load) and sub.buffer not in reads:
                 reads.append(sub.buffer)
             pending.extend(reversed(children(sub)))

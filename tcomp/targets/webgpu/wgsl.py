@@ -48,6 +48,7 @@ from ...tir import arith
 from ...tir.expr import BinOp, Buffer, Call, Cast, Expr, IntImm, Load, Select, dtype_bits, is_float, is_unsigned
 from ...tir.stmt import Allocate, BufferStore, For
 from ..csource import CSourceRenderer, Dialect, RenderError
+from .unroll import unroll_kernel
 
 MAX_WORKGROUPS_PER_DIMENSION = 65535   # WebGPU's limit (maxComputeWorkgroupsPerDimension)
 AXES = ("x", "y", "z")
@@ -144,6 +145,7 @@ WGSL = Dialect(
     half_types={},
     preamble=PREAMBLE,
     float_math=_MATH,
+    binding="let {name} = {value};",
 )
 
 # Keywords, reserved words and type names of WGSL, the builtins the shaders call and the
@@ -202,8 +204,8 @@ class WGSLKernel:
 
 
 def render_kernel(kernel) -> WGSLKernel:
-    """The WGSL shader of one ``DeviceKernel`` (``gpu/lower.py``)."""
-    return WGSLRenderer().render_kernel(kernel)
+    """The WGSL shader of one ``DeviceKernel`` (``gpu/lower.py``), its unrolled loops expanded (``unroll.py``)."""
+    return WGSLRenderer().render_kernel(unroll_kernel(kernel))
 
 
 class WGSLRenderer(CSourceRenderer):
@@ -323,12 +325,15 @@ class WGSLRenderer(CSourceRenderer):
         self._scope(f"for (var {var}: i32 = 0; {var} < {self.expr(extent)}; {var}++)", loop.body)
 
     def _store(self, store: BufferStore) -> None:
-        buf = store.buffer
-        index = self.expr(self._flat(buf, store.indices))
-        value = self.expr(store.value)
-        if store.predicate is not None:
-            self._line(f"if ({self.expr(store.predicate)}) {{")
-            self._indent += 1
+        offset = self._flat(store.buffer, store.indices)
+
+        def emit() -> None:
+            index, value = self._bound(lambda: (self.expr(offset), self.expr(store.value)))
+            self._store_lines(store.buffer, index, value)
+
+        self._guarded(store.predicate, emit)
+
+    def _store_lines(self, buf: Buffer, index: str, value: str) -> None:
         if buf.scope != "global":
             rounded = {"float16": "tc_to_f16", "bfloat16": "tc_to_bf16"}.get(buf.dtype)
             self._line(f"{self.name(buf)}[{index}] = {f'{rounded}({value})' if rounded else value};")
@@ -340,9 +345,6 @@ class WGSLRenderer(CSourceRenderer):
             self._line(f"  {self.name(buf)}[tc_i] = tc_word; {self.name(buf)}[tc_i + 1] = {high}; }}")
         else:
             self._packed_store(buf, index, value)
-        if store.predicate is not None:
-            self._indent -= 1
-            self._line("}")
 
     def _packed_store(self, buf: Buffer, index: str, value: str) -> None:
         """An 8- or 16-bit element written into its u32 word: the new value computed first (it may read
@@ -372,14 +374,14 @@ class WGSLRenderer(CSourceRenderer):
         return f"var {self.name(buf)}: array<{VALUE_TYPES[buf.dtype]}, {count}>;"
 
     # ------------------------------------------------------------------ expressions
-    def expr(self, e: Expr) -> str:
+    def _render(self, e: Expr) -> str:
         if isinstance(e, IntImm):
             return self._int_literal(e)
         if isinstance(e, Load):
             return self._load(e)
-        if isinstance(e, Select):
+        if isinstance(e, Select):  # WGSL's select evaluates both sides: nothing is conditional
             return f"select({self.expr(e.b)}, {self.expr(e.a)}, {self.expr(e.cond)})"
-        return super().expr(e)
+        return super()._render(e)
 
     def _int_literal(self, e: IntImm) -> str:
         if e.dtype == "bool":
@@ -404,45 +406,45 @@ class WGSLRenderer(CSourceRenderer):
 
     def _load(self, e: Load) -> str:
         buf = e.buffer
-        index = self.expr(self._flat(buf, e.indices))
+        offset = self._flat(buf, e.indices)
         name = self.name(buf)
         bits = dtype_bits(buf.dtype)
         if buf.scope != "global" or bits == 32:
-            text = f"{name}[{index}]"
+            text = f"{name}[{self.expr(offset)}]"
         elif bits == 64:
-            text = f"{name}[2 * ({index})]"
+            text = f"{name}[2 * ({self.expr(offset)})]"
         else:
-            word = f"{name}[({index}) / {32 // bits}]"
+            word = f"{name}[({self.expr(offset)}) / {32 // bits}]"
             if buf in self._written:
                 word = f"atomicLoad(&{word})"
-            field = f"tc_field({word}, {index}, {bits}u)"
-            text = {"bool": f"({field} != 0u)", "float16": f"unpack2x16float({field}).x",
-                    "bfloat16": f"bitcast<f32>({field} << 16u)"}.get(buf.dtype, field)
             if buf.dtype in ("int8", "int16"):
-                text = f"tc_signed_field({word}, {index}, {bits}u)"
+                text = f"tc_signed_field({word}, {self.expr(offset)}, {bits}u)"
+            else:
+                field = f"tc_field({word}, {self.expr(offset)}, {bits}u)"
+                text = {"bool": f"({field} != 0u)", "float16": f"unpack2x16float({field}).x",
+                        "bfloat16": f"bitcast<f32>({field} << 16u)"}.get(buf.dtype, field)
         if e.predicate is not None:  # both evaluated; an index out of range reads a clamped element
             zero = {"bool": "false", "f32": "0.0f", "i32": "0", "u32": "0u"}[_value_type(e.dtype)]
             text = f"select({zero}, {text}, {self.expr(e.predicate)})"
         return text
 
     def _binop(self, e: BinOp) -> str:
-        a, b = self.expr(e.a), self.expr(e.b)
+        form = None  # a format of the operands' texts {a} and {b}
         if e.op in ("shl", "shr"):
-            return f"({a} {'<<' if e.op == 'shl' else '>>'} u32({b}))"
-        if e.op == "xor" and e.dtype == "bool":
-            return f"({a} != {b})"
-        if e.op in ("min", "max"):
+            form = f"({{a}} {'<<' if e.op == 'shl' else '>>'} u32({{b}}))"
+        elif e.op == "xor" and e.dtype == "bool":
+            form = "({a} != {b})"
+        elif e.op in ("min", "max"):
             _value_type(e.dtype)
-            return f"{e.op}({a}, {b})"
-        if is_float(e.dtype):
+            form = f"{e.op}({{a}}, {{b}})"
+        elif is_float(e.dtype):
             _value_type(e.dtype)
-            if e.op == "pow":
-                return f"tc_pow({a}, {b})"
-            if e.op == "floordiv":
-                return f"floor({a} / {b})"
+            form = {"pow": "tc_pow({a}, {b})", "floordiv": "floor({a} / {b})"}.get(e.op)
             if e.op == "floormod":
-                return f"({a} - floor({a} / {b}) * {b})"
-        return super()._binop(e)
+                return f"({self.expr(e.a)} - floor({self.expr(e.a)} / {self.expr(e.b)}) * {self.expr(e.b)})"
+        if form is None:
+            return super()._binop(e)
+        return form.format(a=self.expr(e.a), b=self.expr(e.b))
 
     def _cast(self, e: Cast) -> str:
         value, source = self.expr(e.value), e.value.dtype
@@ -464,39 +466,41 @@ class WGSLRenderer(CSourceRenderer):
         return converted
 
     def _call(self, e: Call) -> str:
-        args = [self.expr(a) for a in e.args]
-        x = args[0] if args else ""
         source = e.args[0].dtype if e.args else e.dtype
+
+        def x() -> str:  # the first operand, rendered per use (what the CSE pass counts)
+            return self.expr(e.args[0])
+
         if e.name in ("isnan", "isinf"):
-            return f"tc_{e.name}({x})" if is_float(source) else "false"
+            return f"tc_{e.name}({x()})" if is_float(source) else "false"
         if e.name == "bitcast":
             if dtype_bits(e.dtype) != dtype_bits(source) or dtype_bits(e.dtype) != 32:
                 raise RenderError(f"bitcast from {source} to {e.dtype} (only 32-bit types on WebGPU)")
-            return f"bitcast<{_value_type(e.dtype)}>({x})"
+            return f"bitcast<{_value_type(e.dtype)}>({x()})"
         if not is_float(e.dtype):
             if e.name == "not":
-                return f"(!{x})" if e.dtype == "bool" else f"(~{x})"
+                return f"(!{x()})" if e.dtype == "bool" else f"(~{x()})"
             if e.name == "abs":
-                return x if is_unsigned(e.dtype) else f"abs({x})"
+                return x() if is_unsigned(e.dtype) else f"abs({x()})"
             if e.name == "neg":
-                return f"(-({x}))"
+                return f"(-({x()}))"
             if e.name == "sign":
                 zero, one = ("0u", "1u") if is_unsigned(e.dtype) else ("0", "1")
-                negative = "0u" if is_unsigned(e.dtype) else f"select(0, -1, {x} < 0)"
-                return f"select({negative}, {one}, {x} > {zero})"
+                negative = "0u" if is_unsigned(e.dtype) else f"select(0, -1, {x()} < 0)"
+                return f"select({negative}, {one}, {x()} > {zero})"
             raise RenderError(f"unsupported call {e.name} for {e.dtype}")
         _value_type(e.dtype)
         if e.name == "neg":
-            return f"(-({x}))"
+            return f"(-({x()}))"
         if e.name == "reciprocal":
-            return f"(1.0f / {x})"
+            return f"(1.0f / {x()})"
         if e.name == "sigmoid":
-            return f"(1.0f / (1.0f + exp(-({x}))))"
+            return f"(1.0f / (1.0f + exp(-({x()}))))"
         if e.name == "sign":
-            return f"tc_sign({x})"
+            return f"tc_sign({x()})"
         if e.name not in _MATH:
             raise RenderError(f"unsupported math function {e.name} for {e.dtype}")
-        return f"{_MATH[e.name]}({', '.join(args)})"
+        return f"{_MATH[e.name]}({', '.join(self.expr(a) for a in e.args)})"
 
 
 def _helpers_used(body: str) -> str:
