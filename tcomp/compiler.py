@@ -196,7 +196,7 @@ def _gpu_schedules(schedule: str, db, tgt):
         from .tuning.tasks import open_database
 
         database = open_database(db)
-    return lambda group: gpu_group_func(group, tgt.name, database)
+    return lambda group: gpu_group_func(group, getattr(tgt, "target", tgt.name), database)
 
 
 def _lower_unique(groups: list, target, tuned=None) -> tuple:

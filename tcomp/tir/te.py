@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import TcompError
 from .expr import (
@@ -100,6 +100,9 @@ min = _reducer("min")
 class ComputeOp:
     axes: tuple          # spatial Vars, one per output dimension
     body: Expr           # the element expression, or a Reduce
+    annotations: dict = field(default_factory=dict)  # given to the block (hints for schedule rules)
+    store: tuple | None = None   # where element ``axes`` is stored (index expressions), else at ``axes``
+    where: Expr | None = None    # elements where it is false are not stored
 
 
 class Tensor:
@@ -107,6 +110,7 @@ class Tensor:
 
     def __init__(self, buffer: Buffer, op: ComputeOp | None):
         self.buffer, self.op = buffer, op
+        self.domain = buffer.shape  # the iteration space of a compute (its shape, unless stored elsewhere)
 
     name = property(lambda self: self.buffer.name)
     shape = property(lambda self: self.buffer.shape)
@@ -126,9 +130,16 @@ def placeholder(shape, dtype: str = "float32", name: str = "placeholder") -> Ten
     return Tensor(Buffer(name, _shape(shape), dtype), None)
 
 
-def compute(shape, fcompute, name: str = "compute", dtype: str | None = None) -> Tensor:
+def compute(shape, fcompute, name: str = "compute", dtype: str | None = None,
+            annotations: dict | None = None, store=None, where=None) -> Tensor:
     """The tensor whose element ``idx`` is ``fcompute(*idx)``; the lambda's parameter names name the
-    axes (``i0, i1, ...`` for a function of ``*idx``)."""
+    axes (``i0, i1, ...`` for a function of ``*idx``). ``annotations`` go to its block.
+
+    ``store=(buffer_shape, index_fn)`` iterates over ``shape`` but stores the value of ``idx`` at
+    ``index_fn(*idx)`` of a buffer of ``buffer_shape`` (a layout change fused into the compute:
+    ``store=((N, K, P), lambda k, m: (m // P, k, m % P))`` writes a [K, N*P] product as NKP);
+    ``where(*idx)`` false: that element is not stored. Such a tensor is an output, not read by
+    other computes."""
     shape = _shape(shape)
     parameters = list(inspect.signature(fcompute).parameters.values())
     if len(parameters) == 1 and parameters[0].kind is inspect.Parameter.VAR_POSITIONAL:
@@ -147,7 +158,20 @@ def compute(shape, fcompute, name: str = "compute", dtype: str | None = None) ->
     dtype = dtype or body.dtype
     if dtype != body.dtype:
         raise ComputeError(f"compute {name}: the body is {body.dtype}, dtype says {dtype} (cast the body)")
-    tensor = Tensor(Buffer(name, shape, dtype), ComputeOp(axes, body))
+    if (store is not None or where is not None) and isinstance(body, Reduce):
+        raise ComputeError(f"compute {name}: a reduction is stored at its own indices (store / where)")
+    buffer_shape, indices, condition = shape, None, None
+    if store is not None:
+        buffer_shape, index_fn = _shape(store[0]), store[1]
+        indices = tuple(as_expr(i) for i in index_fn(*axes))
+        if len(indices) != len(buffer_shape):
+            raise ComputeError(f"compute {name}: store gives {len(indices)} indices for a buffer of rank "
+                               f"{len(buffer_shape)}")
+    if where is not None:
+        condition = as_expr(where(*axes))
+    tensor = Tensor(Buffer(name, buffer_shape, dtype),
+                    ComputeOp(axes, body, dict(annotations or {}), indices, condition))
+    tensor.domain = shape
     _producers[tensor.buffer] = tensor
     return tensor
 
@@ -220,7 +244,7 @@ def _nest(tensor: Tensor):
         reduce, element = None, _identity(reduce.combiner, out.dtype)
     raxes = reduce.axes if reduce is not None else ()
     loop_vars = [Var(a.name, INDEX_DTYPE) for a in op.axes] + [Var(r.name, INDEX_DTYPE) for r in raxes]
-    iters = [("S", extent, v) for extent, v in zip(out.shape, loop_vars)]
+    iters = [("S", extent, v) for extent, v in zip(tensor.domain, loop_vars)]
     iters += [("R", r.extent, v) for r, v in zip(raxes, loop_vars[len(op.axes):])]
     originals = list(op.axes) + list(raxes)
 
@@ -228,7 +252,7 @@ def _nest(tensor: Tensor):
         mapping = dict(zip(originals, block_vars))
         spatial = block_vars[:len(op.axes)]
         if reduce is None:
-            return substitute_stmt(BufferStore(out, element, tuple(op.axes)), mapping)
+            return substitute_stmt(BufferStore(out, element, op.store or tuple(op.axes), op.where), mapping)
         current = out[tuple(spatial)]
         source = _combine(reduce.combiner, current, reduce.source)
         return substitute_stmt(BufferStore(out, source, tuple(op.axes)), mapping)
@@ -239,6 +263,7 @@ def _nest(tensor: Tensor):
         return BufferStore(out, _identity(reduce.combiner, out.dtype), tuple(block_vars[:len(op.axes)]))
 
     realize = block(out.name, iters, body, init_fn=init if reduce is not None else None)
+    realize.block.annotations.update(op.annotations)
     for index, iv in enumerate(realize.block.iter_vars):  # block iterators read as vi, vj, vk
         iv.var.name = f"v{originals[index].name}"
     stmt = realize

@@ -4,20 +4,26 @@ epilogue as a second block::
 
     C[b.., i, j] = sum_k A_view[b.., i, k] * B_view[b.., k, j]     (unit axes left out)
     out[b.., i, j] = epilogue(C[b.., i, j], (b.., i, j))
+
+On GPUs (``matmul_wide``) 16-bit operands are widened: ``C = sum f32(A) * f32(B)``, rounded back
+before the epilogue.
 """
 from __future__ import annotations
 
 from ..graph.fusion import FusedGroup
 from ..tir import te
-from ..tir.expr import IntImm, is_float
+from ..tir.expr import IntImm, cast, dtype_bits, is_float
 from ..tir.views import broadcast_index
 
 
-def matmul(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
-    """The ``out`` tensor of the matmul task, or None where the matmul is not a task."""
+def matmul(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue, wide: bool = False):
+    """The ``out`` tensor of the matmul task, or None where the matmul is not a task. ``wide``:
+    16-bit float operands are multiplied and summed in fp32 and the sum rounded back
+    (``C = sum f32(A) * f32(B)``: what tensor cores compute)."""
     a, b = (views[v.uid] for v in group.anchor.inputs)
     if a.dtype != b.dtype or not is_float(a.dtype) or a.ndim < 2 or b.ndim < 2:
         return None
+    wide = wide and dtype_bits(a.dtype) == 16
     out_shape = group.anchor.outputs[0].shape
     batch_shape = tuple(out_shape[:-2])
     k = te.reduce_axis(a.shape[-1], name="k")
@@ -35,7 +41,17 @@ def matmul(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue
         *batch, i, j = full_index(c_idx)
         lhs = a.fn(*broadcast_index(batch, a.shape[:-2], batch_shape), i, k)
         rhs = b.fn(*broadcast_index(batch, b.shape[:-2], batch_shape), k, j)
-        return te.sum(lhs * rhs, axis=k)
+        return te.sum(cast("float32", lhs) * cast("float32", rhs) if wide else lhs * rhs, axis=k)
 
     c = te.compute([out_shape[axis] for axis in kept], c_fn, name="C")
-    return epilogue(lambda *idx: c[tuple(idx[axis] for axis in kept)])
+
+    def value_at(*idx):
+        value = c[tuple(idx[axis] for axis in kept)]
+        return cast(a.dtype, value) if wide else value
+
+    return epilogue(value_at)
+
+
+def matmul_wide(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
+    """``matmul`` with 16-bit products accumulated in fp32 (the GPU form)."""
+    return matmul(group, params, views, layouts, epilogue, wide=True)

@@ -38,6 +38,7 @@ from .rules import (
     row_fusion,
     tensorize,
 )
+from .rules.blocks import find_block, is_operand_stage
 
 STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU, "webgpu": gpu_tiling.GPU}
 GPU_KINDS = ("cuda", "webgpu")
@@ -78,7 +79,11 @@ def _cuda_arch(target: str) -> str | None:
 
 
 def _rules(func, sch: Schedule, name: str, target: str, structure) -> list:
-    """The sketches that block ``name`` forks ``sch`` into ([] where no rule applies)."""
+    """The sketches that block ``name`` forks ``sch`` into ([] where no rule applies, and for an
+    operand stage: the product's sketches gather it into their tiles)."""
+    blk = find_block(sch, name)
+    if blk is not None and is_operand_stage(blk):
+        return []
     if multi_level_tiling.applies(sch, name):
         return tensorize.apply(func, sch, name, target) + multi_level_tiling.apply(func, sch, name, structure)
     if target in GPU_KINDS:

@@ -56,7 +56,7 @@ from ..tir import te
 from ..tir.expr import IntImm, substitute
 from ..tir.stmt import PrimFunc
 from ..tir.views import row_major_flatten, row_major_unflatten
-from . import conv_task, matmul_task, norm_task, reduce_task, window_task
+from . import conv_gemm_task, conv_task, matmul_task, norm_task, reduce_task, window_task
 from .workload import workload_key
 
 
@@ -89,9 +89,10 @@ def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None
     ``target``: "cpu", or a GPU target ("cuda", "cuda -arch=sm_90", "webgpu"), whose templates
     are the kernels ``tcomp.compile`` builds there untuned (``targets/gpu/groups.py``)."""
     make_template = _template_maker(target)
+    kind = database_target(target)
     tasks: dict = {}
     for group in model_groups(model_or_graph, input_shapes):
-        func = group_func(group)
+        func = group_func(group, kind)
         if func is None:
             continue
         key = workload_key(func)
@@ -126,12 +127,23 @@ def _template_maker(target: str):
     return lambda group: lower_group(group, "template", host.lanes(32), host.num_threads)
 
 
-def group_func(group: FusedGroup) -> PrimFunc | None:
+def group_func(group: FusedGroup, target: str = "cpu") -> PrimFunc | None:
     """The unscheduled PrimFunc of ``group`` (params ``p0.., out`` as the template's, up to the
     layouts in ``func.attrs["param_layouts"]``), or None when the group is not a task (see the
-    module docstring)."""
+    module docstring). On a GPU target (``target``: its kind, "cuda" or "webgpu") a convolution is
+    an implicit GEMM (``conv_gemm_task.py``) and 16-bit matmuls accumulate in fp32."""
     if group.anchor is not None and _anchor_task(group.anchor) is None:
         return None
+    if target in GPU_TARGETS and group.anchor is not None and group.anchor.op in GPU_ANCHOR_TASKS:
+        func = _task_func(group, GPU_ANCHOR_TASKS[group.anchor.op])
+        if func is not None:
+            return func
+    return _task_func(group, _anchor_task(group.anchor) if group.anchor is not None else None)
+
+
+def _task_func(group: FusedGroup, task) -> PrimFunc | None:
+    """``group`` as the PrimFunc that ``task`` (an anchor's task function; None without an anchor)
+    writes, or None."""
     params, views, acc = group_views(group)
     anchor_shape = group.anchor.outputs[0].shape if group.anchor is not None else group.output.shape
     shapes = [p.shape for p in params] + [anchor_shape]
@@ -145,7 +157,7 @@ def group_func(group: FusedGroup) -> PrimFunc | None:
             return None
         out = te.compute(anchor_shape, lambda *idx: root.fn(*idx), name="out")  # a view takes its index in any signature
     else:
-        out = _anchor_task(group.anchor)(group, params, views, layouts, lambda value_at: _epilogue(
+        out = task(group, params, views, layouts, lambda value_at: _epilogue(
             group, root, acc, anchor_shape, out_dtype, value_at))
     if out is None:
         return None
@@ -170,6 +182,8 @@ ANCHOR_TASKS = {"MatMul": matmul_task.matmul, "MaxPool": window_task.pool, "Aver
                 **{op: reduce_task.reduce for op in ("ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
                                                       "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum",
                                                       "ReduceLogSumExp")}}
+# on GPU targets (where one returns None, as a grouped conv, ANCHOR_TASKS' applies)
+GPU_ANCHOR_TASKS = {"MatMul": matmul_task.matmul_wide, "Conv": conv_gemm_task.conv}
 
 
 def _epilogue(group, root, acc, anchor_shape, out_dtype, value_at):

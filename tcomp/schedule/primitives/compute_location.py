@@ -333,7 +333,10 @@ def reverse_compute_inline(sch, block):
         return substitute(rewrite(expr, lambda n: pstore.value if isinstance(n, Load) and n.buffer is buf
                                    else None), mapping)
 
-    new_store = BufferStore(dst, fold(store.value), tuple(substitute(i, mapping) for i in store.indices))
+    predicate = substitute(store.predicate, mapping) if store.predicate is not None else pstore.predicate
+    if store.predicate is not None and pstore.predicate is not None:
+        predicate = logical_and(pstore.predicate, predicate)
+    new_store = BufferStore(dst, fold(store.value), tuple(substitute(i, mapping) for i in store.indices), predicate)
     _remove(sch, root)
     sch.replace(pstore, new_store)
     reads, writes = buffer_accesses(seq(producer.init, producer.body))

@@ -2,12 +2,12 @@
 
 In order of preference, the first that the GPU lowering accepts (every block bound):
 
-1. a group with data reuse (matmul, conv) that is a tuning task (``tuning/tasks.py``): its block
-   form scheduled by the GPU design space's shared-memory tiling sketch (``rules/gpu_tiling.py``)
-   with fixed decisions (``DEFAULT_DECISIONS``: 16 x 16 threads, 8 x 8 outputs per thread, a
-   k-tile of 16, 16-byte copies): blocks of 128 x 128 outputs, operands staged in shared memory.
-   Blocks the sketch leaves to CPU rules (a conv's pad stage) lose their CPU loop kinds and get
-   the default binding;
+1. a group with data reuse (matmul, conv) that is a tuning task (``tuning/tasks.py``, its GPU form: a
+   conv is an implicit GEMM, ``conv_gemm_task.py``): its block form scheduled by the first of the GPU
+   design space's tiling sketches that lowers -- wgmma (sm_90), mma.sync (sm_80 on: 16-bit operands),
+   then shared-memory SIMT tiles (``rules/gpu_tiling.py``) -- each under the decisions that
+   ``tiles.py`` ranks for the product's shape (a few tried, best first). Blocks the sketch leaves to
+   other rules (a conv's pad stage) lose their CPU loop kinds and get the default binding;
 2. a task with row reductions (softmax, layer norm, Reduce*: before 1. for those anchors, also where
    an input has reuse, as an embedding's layer norm): each such block with rows of
    at least 32 elements (or no rows) gets one row per thread block, its elements over the block's
@@ -29,33 +29,40 @@ takes the best record's schedule first. ``func.attrs["gpu_schedule"]`` says whic
 """
 from __future__ import annotations
 
+import math
+
 from ...errors import TcompError
+from ...tir import arith
 from ...tir.expr import IntImm, Var
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, For, SeqStmt
 from ...tir.transform import walk_stmts
 from .binding import DEFAULT_THREADS, _first_realize_per_nest, _spatial_prefix, bind_default, nest_binds
+from ...tuning.rules.blocks import inline_operand_stages
+from . import tiles
 from .lower import lower_for_gpu
 
-# sample_categorical candidates (gpu_tiling's tuples) -> the value taken by the default schedule
-DEFAULT_DECISIONS = {(4, 8, 16, 32): 16, (1, 2): 2, (1, 2, 4, 8): 4, (1, 2, 4): 4}
+TRIES_PER_SKETCH = 3  # ranked decisions tried per sketch before the next sketch
 CPU_LOOP_KINDS = ("parallel", "vectorized")
 # anchors whose reductions are rows (taken by cross-thread reductions before tiling, even with reuse)
 ROW_ANCHORS = ("Softmax", "LogSoftmax", "LayerNormalization", "ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin",
                "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
 
 
-def gpu_group_func(group, target_kind: str, db=None, name: str = "kernel"):
+def gpu_group_func(group, target: str, db=None, name: str = "kernel"):
     """The GPU kernel function of ``group``, bound (``lower_for_gpu`` accepts it); the best record of
-    ``db`` (a tuning ``Database``) for ``target_kind`` comes first."""
+    ``db`` (a tuning ``Database``) for the target's kind comes first. ``target``: "cuda", "webgpu",
+    or with an architecture ("cuda -arch=sm_90": its sketches and multiprocessors; plain "cuda"
+    asks device 0)."""
     from ...schedule.lower import lower_group
     from ...tuning.tasks import group_func, tuned_group_func
 
-    task = group_func(group)
+    target_kind = target.split()[0]
+    task = group_func(group, target_kind)
     candidates = []
     if task is not None and db is not None:
         candidates.append((lambda: tuned_group_func(group, db, target_kind, task), "tuned"))
     if task is not None:
-        tiled, rows = (lambda: _tiled(task, target_kind), "tiled"), (lambda: _reduction(task), "reduction")
+        tiled, rows = (lambda: _tiled(task, target), "tiled"), (lambda: _reduction(task), "reduction")
         row_anchor = group.anchor is not None and group.anchor.op in ROW_ANCHORS
         candidates += [rows, tiled] if row_anchor else [tiled, rows]
         candidates.append((lambda: _bound(task), "default"))
@@ -78,30 +85,107 @@ def gpu_group_func(group, target_kind: str, db=None, name: str = "kernel"):
     raise TcompError(f"cannot lower the fused group {group.label} for {target_kind}: " + "; ".join(errors))
 
 
-def _tiled(func, target_kind: str):
-    """``func`` scheduled by the design space's shared-memory tiling sketch with the default decisions,
-    or None where ``func`` has no block with data reuse."""
+def _tiled(func, target: str):
+    """``func`` scheduled by the first of the design space's tiling sketches that lowers (tensor cores
+    first: wgmma, then mma.sync, then shared-memory SIMT tiles), each under its decisions ranked by
+    shape (``tiles.py``, best first); None where ``func`` has no block with data reuse."""
     from ...build import lower
     from ...schedule.schedule import Schedule
     from ...tuning.rules import multi_level_tiling
     from ...tuning.space import design_space
 
-    if not any(multi_level_tiling.applies(Schedule(func), blk.name) for blk in Schedule(func).blocks()):
+    sch = Schedule(func)
+    products = [blk.name for blk in sch.blocks() if multi_level_tiling.applies(sch, blk.name)]
+    if not products:
         return None
-    sketches = [t for t in design_space(func, target_kind)
-                if not any(i.kind == "tensorize" for i in t.instructions)]
-    sketches.sort(key=lambda t: not any(i.kind == "cache_read" for i in t.instructions))  # shared first
+    shape = _product_shape(sch, products[0])
+    arch = _arch(target)
     errors = []
-    for trace in sketches:
-        decisions = {index: _decision(inst) for index, inst in enumerate(trace.instructions)
-                     if inst.kind == "sample_categorical"}
-        try:
-            scheduled = _bound(lower(trace.apply_to(func, decisions=decisions).func))
-            lower_for_gpu(scheduled, target_kind)
-            return scheduled
-        except TcompError as exc:
-            errors.append(str(exc))
+    for trace in sorted(design_space(func, target), key=_sketch_rank):
+        for values in _ranked_values(trace, shape, arch)[:TRIES_PER_SKETCH]:
+            try:
+                scheduled = _bound(lower(trace.apply_to(func, decisions=_decisions(trace, values, products[0])).func))
+                lower_for_gpu(scheduled, target.split()[0])
+                return scheduled
+            except TcompError as exc:
+                errors.append(str(exc))
     raise TcompError("no tiling sketch applies: " + "; ".join(errors))
+
+
+def _product_shape(sch, name: str) -> tuple:
+    """(rows, cols, depth, batch) of product block ``name``: its last two spatial loops, the
+    product of its reduce loops, the product of its other spatial loops."""
+    from ...tuning.rules.blocks import loop_kinds
+
+    blk = sch.get_block_obj(sch.get_block(name))
+    extents = [int(arith.simplify(loop.extent).value) for loop in sch.loops_above(blk)]
+    kinds = loop_kinds(sch, blk)
+    spatial = [e for e, k in zip(extents, kinds) if k == "S"]
+    depth = math.prod(e for e, k in zip(extents, kinds) if k == "R")
+    rows, cols = ([1] + spatial)[-2:]
+    return rows, cols, depth, math.prod(spatial[:-2])
+
+
+def _sketch_kind(trace) -> tuple:
+    """("wgmma", width), ("mma", 0), ("simt", 0), or ("other", 0) for other tensorized sketches
+    (WMMA reading global memory in place: slow, and no operand stage gathers into it)."""
+    names = [inst.inputs[-1] for inst in trace.instructions
+             if inst.kind == "tensorize" and isinstance(inst.inputs[-1], str)]
+    for name in names:
+        if name.startswith("wgmma_64x") and "x64_" in name:
+            return "wgmma", int(name.split("x")[1])
+        if name.startswith("mma_16x8x16"):
+            return "mma", 0
+    return ("other", 0) if names else ("simt", 0)
+
+
+def _sketch_rank(trace) -> tuple:
+    kind, width = _sketch_kind(trace)
+    shared = any(i.kind == "cache_read" for i in trace.instructions)
+    return {"wgmma": 0, "mma": 1, "simt": 2, "other": 3}[kind], -width, not shared
+
+
+def _ranked_values(trace, shape: tuple, arch: str | None) -> list:
+    """``tiles.py``'s ranked decisions for the sketch (none for mma.sync before sm_80)."""
+    kind, width = _sketch_kind(trace)
+    rows, cols, depth, batch = shape
+    sms = tiles.multiprocessors(arch)
+    if kind == "wgmma":
+        return tiles.wgmma(width, rows, cols, depth, batch, sms)
+    if kind == "mma":
+        return tiles.mma(rows, cols, depth, batch, sms) if tiles.has_mma_sync(arch) else []
+    if kind == "other":
+        return []
+    ranked = tiles.simt(rows, cols, depth, batch, sms)
+    threaded = sum(1 for i in trace.instructions if i.kind == "bind" and i.inputs[-1] == "threadIdx.x")
+    return ranked if rows > 1 or threaded == 0 else [values[3:] for values in ranked]
+
+
+def _decisions(trace, values: list, product: str) -> dict:
+    """The sample_categorical decisions (candidate indices) taking ``values`` in sampling order from
+    the first after the sketch of block ``product`` begins (its ``get_block``); the largest
+    candidate for the others (vector widths, other blocks' threads)."""
+    decisions = {}
+    begin = next((i for i, inst in enumerate(trace.instructions)
+                  if inst.kind == "get_block" and inst.inputs[:1] == (product,)), 0)
+    samples = [(index, tuple(inst.inputs[0])) for index, inst in enumerate(trace.instructions)
+               if inst.kind == "sample_categorical"]
+    for index, candidates in samples:
+        if index < begin:
+            decisions[index] = len(candidates) - 1
+    samples = [(index, candidates) for index, candidates in samples if index >= begin]
+    for position, (index, candidates) in enumerate(samples):
+        value = values[position] if position < len(values) else None
+        decisions[index] = candidates.index(value) if value in candidates else len(candidates) - 1
+    return decisions
+
+
+def _arch(target: str) -> str | None:
+    if not target.startswith("cuda"):
+        return None
+    from ...tuning.space import _cuda_arch
+
+    return _cuda_arch(target)
 
 
 def _reduction(func):
@@ -117,20 +201,13 @@ def _reduction(func):
     return _bound(sch.func) if names else None
 
 
-def _decision(inst) -> int:
-    """The index of the default value among a sample_categorical's candidates (the largest where
-    the candidates are not gpu_tiling's: vector widths)."""
-    candidates = tuple(inst.inputs[0])
-    return candidates.index(DEFAULT_DECISIONS[candidates]) if candidates in DEFAULT_DECISIONS \
-        else len(candidates) - 1
-
-
 def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS):
     """``func`` with CPU loop kinds made serial, nests without a spatial loop (every nest, with
     ``serial``) in one thread, and every other nest given the default binding (``threads`` per block)."""
     from ...schedule.schedule import Schedule
 
     sch = Schedule(func)  # a private copy; its blocks are the ones asked about below
+    inline_operand_stages(sch)  # an im2col stage left by no sketch is read in place, never materialized
     func = sch.func
     for node in walk_stmts(func.body):
         if isinstance(node, For) and node.kind in CPU_LOOP_KINDS:

@@ -58,7 +58,7 @@ def kernel_variants(kernel, group, count: int = 8) -> list:
         return variants
     from ...tuning.tasks import group_func
 
-    task = group_func(group)
+    task = group_func(group, "webgpu")
     if task is None:
         return variants
     for func, label in (_tilings(task, kernel.name, count) if schedule == "tiled" else _bindings(task)):

@@ -8,7 +8,8 @@ A block is inlined when it is spatial (no reduce iterator), writes an intermedia
 kernel output), and compute_inline accepts it (one store, read by element), unless it is
 conditional (a select or a predicated load) and read by a block with data reuse: then it is
 materialized once by its own nest. Epilogues after a reduction (relu after a matmul) are left
-to the tiling rule, which fuses them under the tile.
+to the tiling rule, which fuses them under the tile, and operand stages (an implicit GEMM's im2col
+gather, ``blocks.is_operand_stage``) to the GPU sketches, which gather them into shared tiles.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ...schedule.schedule import Schedule
 from ...tir.expr import Load, Select, walk
 from ...tir.stmt import BufferStore
 from ...tir.transform import walk_stmts
-from .blocks import attempt, consumers, has_reuse, is_output, is_spatial
+from .blocks import attempt, consumers, has_reuse, is_operand_stage, is_output, is_spatial
 
 
 def apply(sch: Schedule) -> None:
@@ -24,7 +25,7 @@ def apply(sch: Schedule) -> None:
     for name in [b.name for b in sch.blocks()]:
         blk = next(b for b in sch.blocks() if b.name == name)
         readers = consumers(sch, blk)
-        if not is_spatial(blk) or is_output(sch, blk) or not readers:
+        if not is_spatial(blk) or is_output(sch, blk) or not readers or is_operand_stage(blk):
             continue
         if _is_conditional(blk) and any(has_reuse(reader) for reader in readers):
             continue

@@ -23,7 +23,7 @@ dynamic shared memory.
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
-from .blocks import find_block, fork, loop_kinds
+from .blocks import find_block, fork, inline_operand_stage, loop_kinds, sample
 
 WARPS = (1, 2, 4)
 WARPS_PROBS = (1, 3, 1)
@@ -51,23 +51,28 @@ def half_product_suffix(sch: Schedule, name: str) -> str | None:
 
 
 def apply(func, sch: Schedule, name: str) -> list:
-    """One tensor-core sketch where ``name`` is a 16-bit product accumulated in fp32, else []."""
+    """One tensor-core sketch where ``name`` is a 16-bit product accumulated in fp32, else []. Its
+    first draw of tiles need not divide the product (a 64-row product, 128-row tiles): then it is
+    drawn with the smallest tiles (one warp of 16 x 16 fragments, one stage), which divide every
+    product of multiples of 16; the tuner and ``targets/gpu/tiles.py`` choose from there."""
     suffix = half_product_suffix(sch, name)
     if suffix is None:
         return []
-    new = fork(func, sch)
-    try:
-        _sketch(new, name, suffix)
-    except ScheduleError:
-        return []
-    return [new]
+    for smallest in (False, True):
+        new = fork(func, sch)
+        try:
+            _sketch(new, name, suffix, smallest)
+        except ScheduleError:
+            continue
+        return [new]
+    return []
 
 
-def _sample(sch: Schedule, values: tuple, probs: tuple):
-    return sch.sample_categorical(list(values), list(probs))
+def _sample(sch: Schedule, values: tuple, probs: tuple, smallest: bool = False):
+    return sample(sch, values, probs, smallest)
 
 
-def _sketch(sch: Schedule, name: str, kind: str) -> None:
+def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False) -> None:
     block = sch.get_block(name)
     kinds = loop_kinds(sch, sch.get_block_obj(block))
     loops = sch.get_loops(block)
@@ -75,9 +80,9 @@ def _sketch(sch: Schedule, name: str, kind: str) -> None:
     reduce = [loop for loop, k in zip(loops, kinds) if k == "R"]
     if len(spatial) < 2 or len(reduce) != 1 or len(spatial) + len(reduce) != len(loops):
         raise ScheduleError(f"block {name}: not a (batched) matrix product")
-    wm, wn = _sample(sch, WARPS, WARPS_PROBS), _sample(sch, WARPS, WARPS_PROBS)
-    tm, tn = _sample(sch, TILES_M, TILES_M_PROBS), _sample(sch, TILES_N, TILES_N_PROBS)
-    depth, stages = _sample(sch, DEPTH, DEPTH_PROBS), _sample(sch, STAGES, STAGES_PROBS)
+    wm, wn = _sample(sch, WARPS, WARPS_PROBS, smallest), _sample(sch, WARPS, WARPS_PROBS, smallest)
+    tm, tn = _sample(sch, TILES_M, TILES_M_PROBS, smallest), _sample(sch, TILES_N, TILES_N_PROBS, smallest)
+    depth, stages = _sample(sch, DEPTH, DEPTH_PROBS, smallest), _sample(sch, STAGES, STAGES_PROBS, smallest)
     batch, (i, j), (k,) = spatial[:-2], spatial[-2:], reduce
     i0, i1, i2, i3 = sch.split(i, [None, wm, tm, 16])
     j0, j1, j2, j3 = sch.split(j, [None, wn, tn, 8])
@@ -110,6 +115,7 @@ def _sketch(sch: Schedule, name: str, kind: str) -> None:
         sch.tensorize(r1, intrinsic)
     for copy in shared:
         sch.compute_at(copy, k0)
+        inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
         fused = sch.fuse(*sch.get_loops(copy)[-2:])
         _, tz, ty, tx, lanes = sch.split(fused, [None, wm, wn, 32, 8])

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from ...schedule.schedule import Schedule
 from . import gpu_tensor_core, gpu_warpgroup
-from .blocks import attempt, find_block, fork, loop_kinds
+from .blocks import attempt, contiguous_last, find_block, fork, inline_operand_stage, loop_kinds, source_strides
 
 THREADS = (4, 8, 16, 32)
 THREAD_PROBS = (1, 2, 3, 2)
@@ -136,7 +136,10 @@ def _bind_blocks(sch: Schedule, outer: list, threaded: int) -> None:
 
 def _share_operands(sch: Schedule, block, at, threads: list) -> bool:
     """Each operand read by the block (not its output) copied into ``shared`` at loop ``at`` by all
-    threads: the copy's loops fused, split by the threads of each axis and a vector width."""
+    threads: an operand stage (an im2col gather) computed in its copy, the copy's loops ordered so
+    that the source's contiguous axis is innermost (a transposed operand is read along its rows),
+    fused, split by the threads of each axis and a vector width (none for a gather: consecutive
+    threads read consecutive elements)."""
     blk = sch.get_block_obj(block)
     operands = [buf for buf in blk.reads if buf not in blk.writes and len(buf.shape) >= 1]
     for buf in operands:
@@ -144,14 +147,21 @@ def _share_operands(sch: Schedule, block, at, threads: list) -> bool:
         copy = attempt(sch, "cache_read", block, index, "shared")
         if not copy or not attempt(sch, "compute_at", copy, at):
             return False
+        inline_operand_stage(sch, copy)
         loops = sch.get_loops(copy)
-        own = loops[_position(sch, loops, at) + 1:]
+        own = contiguous_last(sch, copy, loops[_position(sch, loops, at) + 1:])
+        gather = not source_strides(sch, copy, own)
         fused = sch.fuse(*own) if len(own) > 1 else own[0]
-        lanes = _uniform(sch, tuple(max(1, b * 8 // _bits(buf.dtype)) for b in VECTOR_BYTES))
-        parts = sch.split(fused, [None] + [count for _, count in threads] + [lanes])
-        for loop, (tag, _) in zip(parts[1:-1], threads):
+        counts = [count for _, count in threads]
+        if gather:
+            parts = sch.split(fused, [None] + counts)
+        else:
+            lanes = _uniform(sch, tuple(max(1, b * 8 // _bits(buf.dtype)) for b in VECTOR_BYTES))
+            parts = sch.split(fused, [None] + counts + [lanes])
+            sch.vectorize(parts[-1])
+            parts = parts[:-1]
+        for loop, (tag, _) in zip(parts[1:], threads):
             sch.bind(loop, tag)
-        sch.vectorize(parts[-1])
     return True
 
 

@@ -21,7 +21,7 @@ target then compiles for sm_90a).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
-from .blocks import fork, loop_kinds
+from .blocks import fork, inline_operand_stage, loop_kinds, sample
 from .gpu_tensor_core import half_product_suffix
 
 WIDTHS = (128, 256)                 # N: one sketch each (it names the intrinsic)
@@ -42,16 +42,18 @@ def apply(func, sch: Schedule, name: str) -> list:
         return []
     sketches = []
     for width in WIDTHS:
-        new = fork(func, sch)
-        try:
-            _sketch(new, name, suffix, width)
-        except ScheduleError:
-            continue
-        sketches.append(new)
+        for smallest in (False, True):  # a first draw that does not divide the product: the smallest tiles
+            new = fork(func, sch)
+            try:
+                _sketch(new, name, suffix, width, smallest)
+            except ScheduleError:
+                continue
+            sketches.append(new)
+            break
     return sketches
 
 
-def _sketch(sch: Schedule, name: str, kind: str, width: int) -> None:
+def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = False) -> None:
     block = sch.get_block(name)
     kinds = loop_kinds(sch, sch.get_block_obj(block))
     loops = sch.get_loops(block)
@@ -59,9 +61,9 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int) -> None:
     reduce = [loop for loop, k in zip(loops, kinds) if k == "R"]
     if len(spatial) < 2 or len(reduce) != 1 or len(spatial) + len(reduce) != len(loops):
         raise ScheduleError(f"block {name}: not a (batched) matrix product")
-    wg = sch.sample_categorical(list(WARPGROUPS), list(WARPGROUPS_PROBS))
-    tm = sch.sample_categorical(list(TILES_M[width]), [1] * len(TILES_M[width]))
-    stages = sch.sample_categorical(list(STAGES), list(STAGES_PROBS))
+    wg = sample(sch, WARPGROUPS, WARPGROUPS_PROBS, smallest)
+    tm = sample(sch, TILES_M[width], [1] * len(TILES_M[width]), smallest)
+    stages = sample(sch, STAGES, STAGES_PROBS, smallest)
     batch, (i, j), (k,) = spatial[:-2], spatial[-2:], reduce
     i0, i1, i2, i3 = sch.split(i, [None, wg, tm, ROWS])
     j0, j1 = sch.split(j, [None, width])
@@ -81,6 +83,7 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int) -> None:
     shared = [sch.cache_read(block, names.index(operand), "shared") for operand in operands]
     for copy in shared:
         sch.compute_at(copy, k0)
+        inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
         fused = sch.fuse(*sch.get_loops(copy)[-2:])
         _, ty, tx, lanes = sch.split(fused, [None, wg, LANES, 8])

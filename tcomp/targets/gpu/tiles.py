@@ -1,0 +1,120 @@
+"""Tile sizes of the GPU tiling sketches chosen by shape, for untuned kernels (``groups.py``).
+
+A sketch's ``sample_categorical`` decisions fix its tiles; without tuning, each product block
+``C`` (rows x cols, ``depth`` deep, ``batch`` times) takes the candidates below, ranked by a
+rough time: thread blocks in waves over the multiprocessors, each block's work divided by how
+well its tile reuses what it loads (intensity = rows * cols / (rows + cols) per loaded element)
+and by how many warps an SM keeps busy. A 1024 x 768 product gets 64 x 64 tiles (192 blocks
+fill 132 SMs), a 4096 x 4096 one 128 x 128::
+
+    simt(rows, cols, depth, batch, sms)      -> [[ty, S2y, S3y, tx, S2x, S3x, R1, R2], ...]  (gpu_tiling)
+    mma(rows, cols, depth, batch, sms)       -> [[WM, WN, TM, TN, K1, stages], ...]          (gpu_tensor_core)
+    wgmma(width, rows, cols, depth, batch, sms) -> [[WG, TM, stages], ...]                   (gpu_warpgroup)
+
+Values come in each sketch's sampling order; the tensor-core lists hold only tiles that divide
+the block (their fragments have no tails), and are empty where none does.
+"""
+from __future__ import annotations
+
+import math
+
+MULTIPROCESSORS = {"sm_90": 132, "sm_80": 108, "sm_86": 84, "sm_89": 128, "sm_75": 68, "sm_70": 80}
+DEFAULT_MULTIPROCESSORS = 100
+REGISTERS = 65536           # per SM
+SHARED = 227 * 1024          # per SM, usable by blocks
+THREADS = 2048               # per SM
+SATURATING_WARPS = {"simt": 16, "mma": 8, "wgmma": 4}
+REUSE_COST = {"simt": 16.0, "mma": 64.0, "wgmma": 96.0}
+
+
+def multiprocessors(arch: str | None) -> int:
+    return MULTIPROCESSORS.get((arch or "").rstrip("a"), DEFAULT_MULTIPROCESSORS)
+
+
+def has_mma_sync(arch: str | None) -> bool:
+    """Whether ``arch`` (sm_XY; None: unknown, not a CUDA device) runs mma.sync m16n8k16 (sm_80 on)."""
+    return arch is not None and int(arch[3:].rstrip("a")) >= 80
+
+
+def simt(rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
+    """gpu_tiling's decisions: 16 x 16 threads (fewer along an axis of at most 8) with register
+    tiles of 1 x {1, 2, 4} or 2 x 4, and a 16-deep shared step (shallower for a short reduction)."""
+    reduce = [4, 4] if depth >= 16 else [min(8, _pow2_floor(depth)), 1]
+    options = []
+    for ty, ry in _simt_axis(rows):
+        for tx, rx in _simt_axis(cols):
+            tile_r, tile_c = ty * ry[0] * ry[1], tx * rx[0] * rx[1]
+            threads = ty * tx
+            registers = ry[0] * ry[1] * rx[0] * rx[1] + 32
+            shared = (tile_r + tile_c) * reduce[0] * reduce[1] * 4
+            cost = _cost("simt", rows, cols, depth, batch, tile_r, tile_c, threads, registers, shared, sms)
+            options.append((cost, [ty, *ry, tx, *rx, *reduce]))
+    return [values for _, values in sorted(options, key=lambda o: o[0])]
+
+
+def _simt_axis(extent: int) -> list:
+    """(threads, (S2, S3)) along one axis."""
+    threads = 16 if extent > 8 else max(4, _pow2_ceil(extent))
+    return [(threads, registers) for registers in ((1, 1), (1, 2), (1, 4), (2, 4))]
+
+
+def mma(rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
+    """gpu_tensor_core's decisions: warps (WM x WN), 16 x 8 fragments per warp (TM x TN), 16*K1-deep
+    steps, pipeline stages; tiles that divide rows, cols and depth."""
+    options = []
+    for wm in (1, 2, 4):
+        for wn in (1, 2, 4):
+            for tm in (1, 2, 4):
+                for tn in (2, 4, 8):
+                    tile_r, tile_c = 16 * wm * tm, 8 * wn * tn
+                    k1 = next((k for k in (2, 1, 4) if depth % (16 * k) == 0), None)
+                    if rows % tile_r or cols % tile_c or k1 is None or wm * wn < 2:
+                        continue
+                    stages = 4 if depth >= 4 * 16 * k1 else 2
+                    threads = 32 * wm * wn
+                    registers = tm * tn * 4 + tm * 4 + tn * 2 + 40
+                    shared = stages * (tile_r + tile_c) * 16 * k1 * 2
+                    cost = _cost("mma", rows, cols, depth, batch, tile_r, tile_c, threads, registers, shared, sms)
+                    options.append((cost, [wm, wn, tm, tn, k1, stages]))
+    return [values for _, values in sorted(options, key=lambda o: o[0])]
+
+
+def wgmma(width: int, rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
+    """gpu_warpgroup's decisions for one width (its sketch): warpgroups (WG), 64-row tiles per
+    warpgroup (TM), pipeline stages; tiles that divide rows and cols, a depth of 64-deep steps."""
+    if cols % width or depth % 64:
+        return []
+    options = []
+    for wg in (1, 2):
+        for tm in ((1, 2) if width == 128 else (1,)):
+            tile_r = 64 * wg * tm
+            if rows % tile_r:
+                continue
+            stages = 3 if depth >= 3 * 64 else 2
+            threads = 128 * wg
+            registers = tm * width // 2 + 40
+            shared = stages * (tile_r + width) * 64 * 2
+            cost = _cost("wgmma", rows, cols, depth, batch, tile_r, width, threads, registers, shared, sms)
+            options.append((cost, [wg, tm, stages]))
+    return [values for _, values in sorted(options, key=lambda o: o[0])]
+
+
+def _cost(kind: str, rows: int, cols: int, depth: int, batch: int, tile_r: int, tile_c: int, threads: int,
+          registers: int, shared: int, sms: int) -> float:
+    """Relative time of a product tiled so: waves of blocks, each block's multiply-adds slowed by
+    loads (``REUSE_COST`` / intensity) and by too few warps on its SM."""
+    blocks = batch * math.ceil(rows / tile_r) * math.ceil(cols / tile_c)
+    per_sm = max(1, min(THREADS // threads, REGISTERS // (threads * min(registers, 255)), SHARED // max(shared, 1), 32))
+    waves = math.ceil(blocks / (sms * per_sm))
+    resident = min(per_sm, math.ceil(blocks / sms))
+    busy = min(1.0, resident * threads / 32 / SATURATING_WARPS[kind])
+    intensity = tile_r * tile_c / (tile_r + tile_c)
+    return waves * resident * tile_r * tile_c * depth * (1 + REUSE_COST[kind] / intensity) / busy
+
+
+def _pow2_floor(n: int) -> int:
+    return 1 << (max(1, n).bit_length() - 1)
+
+
+def _pow2_ceil(n: int) -> int:
+    return 1 << (max(1, n) - 1).bit_length()
