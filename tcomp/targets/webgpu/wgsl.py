@@ -68,6 +68,25 @@ fn tc_floormod(a: i32, b: i32) -> i32 {
   if (r != 0 && ((r < 0) != (b < 0))) { return r + b; }
   return r;
 }
+fn tc_pow_i32(a: i32, b: i32) -> i32 {  // by squaring, wrapping; a negative exponent gives 0 unless |a| is 1
+  if (b < 0) { return select(select(0, select(1, -1, (b & 1) != 0), a == -1), 1, a == 1); }
+  var r = 1;
+  var x = a;
+  for (var e = b; e != 0; e = e >> 1u) {
+    if ((e & 1) != 0) { r = r * x; }
+    x = x * x;
+  }
+  return r;
+}
+fn tc_pow_u32(a: u32, b: u32) -> u32 {
+  var r = 1u;
+  var x = a;
+  for (var e = b; e != 0u; e = e >> 1u) {
+    if ((e & 1u) != 0u) { r = r * x; }
+    x = x * x;
+  }
+  return r;
+}
 fn tc_f32_bits(bits: u32) -> f32 {  // inf and nan as runtime values: WGSL refuses them as constants (Tint)
   return bitcast<f32>(bits);
 }
@@ -76,6 +95,25 @@ fn tc_isinf(x: f32) -> bool { return (bitcast<u32>(x) & 0x7fffffffu) == 0x7f8000
 fn tc_sign(x: f32) -> f32 {
   if (tc_isnan(x)) { return x; }
   return select(select(0.0f, -1.0f, x < 0.0f), 1.0f, x > 0.0f);
+}
+fn tc_fmod(a: f32, b: f32) -> f32 {  // C's fmodf: exact, the dividend's sign; nan for an inf dividend or 0 divisor
+  let y = abs(b);
+  if (tc_isnan(a) || tc_isnan(b) || tc_isinf(a) || y == 0.0f) { return tc_f32_bits(0x7fc00000u); }
+  var x = abs(a);
+  if (tc_isinf(b) || x < y) { return a; }
+  let ey = frexp(y).exp;
+  while (x >= y) {  // subtract y scaled to x's binary exponent (or one below): exact (Sterbenz)
+    let k = frexp(x).exp - ey;
+    let t = ldexp(y, k);
+    x = x - select(t, ldexp(y, k - 1), t > x);
+  }
+  return select(x, -x, a < 0.0f);
+}
+fn tc_floormod_f32(a: f32, b: f32) -> f32 {  // numpy's float mod: fmod moved to the divisor's sign
+  let r = tc_fmod(a, b);
+  if (r == 0.0f) { return select(abs(r), -abs(r), b < 0.0f); }  // a zero takes the divisor's sign
+  if ((r < 0.0f) != (b < 0.0f)) { return r + b; }
+  return r;
 }
 fn tc_pow(a: f32, b: f32) -> f32 {
   if (b == 0.0f) { return 1.0f; }
@@ -439,9 +477,10 @@ class WGSLRenderer(CSourceRenderer):
             form = f"{e.op}({{a}}, {{b}})"
         elif is_float(e.dtype):
             _value_type(e.dtype)
-            form = {"pow": "tc_pow({a}, {b})", "floordiv": "floor({a} / {b})"}.get(e.op)
-            if e.op == "floormod":
-                return f"({self.expr(e.a)} - floor({self.expr(e.a)} / {self.expr(e.b)}) * {self.expr(e.b)})"
+            form = {"pow": "tc_pow({a}, {b})", "floordiv": "floor({a} / {b})",
+                    "floormod": "tc_floormod_f32({a}, {b})"}.get(e.op)
+        elif e.op == "pow":  # integers: by squaring, wrapping at 32 bits (int64 too: see the module doc)
+            form = f"tc_pow_{_value_type(e.dtype)}({{a}}, {{b}})"
         if form is None:
             return super()._binop(e)
         return form.format(a=self.expr(e.a), b=self.expr(e.b))

@@ -1,0 +1,121 @@
+"""ONNX operators on the webgpu target against onnx's ReferenceEvaluator on fresh random inputs, and
+ONNX node cases against their expected outputs: what WGSL computes differently from C (float
+floor-mod of special values, integer powers, 8- and 16-bit results packed in words) and cases the
+node suite found wrong on webgpu. Skipped where wgpu or a WebGPU adapter is missing."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+from onnx.reference import ReferenceEvaluator
+
+from webgpu_helpers import requires_webgpu
+
+import tcomp
+
+pytestmark = requires_webgpu
+
+
+def _model(op: str, inputs: list, output: tuple, opset: int = 21, **attrs) -> onnx.ModelProto:
+    """One ``op`` node over ``inputs`` [(name, elem type, shape)] giving ``output`` (name, elem type, shape)."""
+    node = helper.make_node(op, [name for name, _, _ in inputs], [output[0]], **attrs)
+    graph = helper.make_graph([node], op.lower(), [helper.make_tensor_value_info(*i) for i in inputs],
+                              [helper.make_tensor_value_info(*output)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _both(model: onnx.ModelProto, *arrays) -> tuple:
+    """(webgpu's output, the ReferenceEvaluator's) of ``model``'s first output."""
+    names = [i.name for i in model.graph.input]
+    with np.errstate(all="ignore"):
+        expected = ReferenceEvaluator(model).run(None, dict(zip(names, arrays)))[0]
+    return tcomp.compile(model, target="webgpu")(*arrays)[0], expected
+
+
+SPECIAL = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 3.0, -3.0, 1e30, -1e30, 7.5e-39], np.float32)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_float_mod_is_numpys_on_special_and_large_values(dtype):
+    """Mod with fmod=0 on floats: numpy's floor-mod, exactly (fmod's remainder, not a - floor(a / b) * b,
+    which is nan for an infinite divisor and inexact for large quotients), zeros signed as the divisor."""
+    rng = np.random.default_rng()
+    special = SPECIAL if dtype == np.float32 else SPECIAL[np.isnan(SPECIAL) | (np.abs(SPECIAL) < 1e4)]
+    a, b = np.meshgrid(special, special)
+    top = 30 if dtype == np.float32 else 4  # large quotients: a up to 10**top, b up to 10**3
+    a = np.concatenate([a.ravel(), rng.standard_normal(500) * 10.0 ** rng.integers(-3, top, 500)]).astype(dtype)
+    b = np.concatenate([b.ravel(), rng.standard_normal(500) * 10.0 ** rng.integers(-3, 4, 500)]).astype(dtype)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    got, expected = _both(_model("Mod", [("a", elem, [a.size]), ("b", elem, [b.size])], ("y", elem, [a.size]), fmod=0),
+                          a, b)
+    if dtype == np.float16:  # computed in float32 and rounded: within one half-precision step of numpy's
+        np.testing.assert_allclose(got.astype(np.float32), expected.astype(np.float32), rtol=1e-3, atol=0)
+        return
+    np.testing.assert_array_equal(got, expected)
+    zero = expected == 0
+    np.testing.assert_array_equal(np.signbit(got[zero]), np.signbit(expected[zero]))
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64, np.uint8, np.int8])
+def test_integer_pow_wraps_like_numpy(dtype):
+    rng = np.random.default_rng()
+    info = np.iinfo(dtype)
+    a = rng.integers(max(info.min, -9), min(info.max, 9), 600, dtype=dtype)
+    b = rng.integers(0, 12, 600, dtype=dtype)  # numpy refuses negative integer exponents
+    if dtype == np.int64:  # results must fit 32 bits on webgpu (int64 is computed in 32 bits)
+        b = np.minimum(b, 9).astype(dtype)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    got, expected = _both(_model("Pow", [("a", elem, [600]), ("b", elem, [600])], ("y", elem, [600]), opset=15), a, b)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_integer_pow_negative_exponent():
+    base = np.array([1, -1, -1, 2, -3, 0], np.int32)
+    exponent = np.array([-3, -3, -2, -1, -2, 5], np.int32)
+    model = _model("Pow", [("a", TensorProto.INT32, [6]), ("b", TensorProto.INT32, [6])], ("y", TensorProto.INT32, [6]))
+    got = tcomp.compile(model, target="webgpu")(base, exponent)[0]
+    np.testing.assert_array_equal(got, [1, -1, 1, 0, 0, 0])  # 1/x**n truncated, as the cpu target computes it
+
+
+def test_integer_floor_mod_with_negative_operands():
+    rng = np.random.default_rng()
+    a, b = rng.integers(-1000, 1000, 700).astype(np.int32), rng.integers(-30, 30, 700).astype(np.int32)
+    b[b == 0] = 7
+    model = _model("Mod", [("a", TensorProto.INT32, [700]), ("b", TensorProto.INT32, [700])],
+                   ("y", TensorProto.INT32, [700]))
+    np.testing.assert_array_equal(*_both(model, a, b))
+
+
+def test_uint8_max_pool():
+    """A uint8 maximum accumulated in place in a packed word (the value computed before the word's bits
+    are cleared: it reads the element itself)."""
+    x = np.random.default_rng().integers(0, 256, (2, 3, 17, 13), dtype=np.uint8)
+    model = _model("MaxPool", [("x", TensorProto.UINT8, [2, 3, 17, 13])], ("y", TensorProto.UINT8, [2, 3, 8, 6]),
+                   kernel_shape=[3, 3], strides=[2, 2])
+    np.testing.assert_array_equal(*_both(model, x))
+
+
+NODE_CASES = ["test_maxpool_2d_uint8", "test_einsum_batch_matmul_bfloat16", "test_einsum_sum_bfloat16",
+              "test_mod_float_edge_cases_fmod_0_float32", "test_mod_float_edge_cases_fmod_0_float16",
+              "test_pow_types_int32_int32", "test_pow_types_int64_int64", "test_attention_4d_gqa_causal_expanded"]
+
+
+@pytest.mark.parametrize("name", NODE_CASES)
+def test_node_case(name):
+    """ONNX's node case, with its expected outputs, on webgpu."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from onnx.backend.test.runner import Runner
+    from onnx_node_suite import _payload, load_cases
+
+    import tcomp.backend
+
+    (case,) = load_cases(f"^{name}$")
+    _, data_sets, rtol, atol = _payload(case)
+    rep = tcomp.backend.TcompRep(case.model, "webgpu")
+    for inputs, expected in data_sets:
+        with np.errstate(all="ignore"):
+            Runner.assert_similar_outputs(expected, list(rep.run(inputs)), rtol, atol)
