@@ -9,6 +9,7 @@ import pytest
 import tcomp
 from tcomp import tir
 from tcomp.schedule.intrinsics import list_intrinsics
+from tcomp.schedule.window import guarded_load
 from tcomp.tir.expr import Cmp, FloatImm, IntImm, Select, call, cast, logical_and, maximum, minimum
 from tcomp.tuning.space import design_space
 from te_kernels import matmul_func
@@ -240,7 +241,27 @@ def test_elementwise_chain_inlined_fused_vectorized():
     c = np.maximum(a * 2 - 1, 0) + e
     (text,) = _check(func, [a, e], c * c)
     assert "block B" not in text and "block C" not in text  # producers inlined
-    assert "_fused_0 in parallel(" in text and "vectorized(" in text
+    # E[j] is not contiguous over the fused (i, j): the rows are vectorized, the row loop parallel
+    assert "for i in parallel(20):" in text and "j_1 in vectorized(" in text
+    x = tir.placeholder((20, 36), "float32", name="X")
+    xv = _rand(20, 36)
+    (text,) = _check(tir.create_func([x, tir.compute((20, 36), lambda i, j: x[i, j] * 2.0, name="Y")]), [xv], xv * 2)
+    assert "_fused_0 in parallel(" in text and "_fused_1 in vectorized(" in text  # contiguous: one fused loop
+
+
+def test_padding_stage_vectorizes_rows_and_fuses_short_ones():
+    """pad[c, h, w] = x[c, h - 1, w - 1] (rows of another length than x's, as conv_task's pad
+    stage): vectorized along w, never across rows, unless the rows are shorter than MIN_LANES."""
+    for h, w in ((10, 30), (3, 4)):
+        x = tir.placeholder((4, h, w), "float32", name="X")
+        out = tir.compute((4, h + 2, w + 2), lambda c, i, j: guarded_load(
+            lambda *idx: x[idx], (c,), i - 1, j - 1, h, w, FloatImm(0.0, "float32")), name="P")
+        xv = _rand(4, h, w)
+        (text,) = _check(tir.create_func([x, out]), [xv], np.pad(xv, ((0, 0), (1, 1), (1, 1))))
+        if w >= 8:
+            assert "c_i_fused in parallel(" in text and "j_1 in vectorized(" in text
+        else:  # 6-element rows fuse on (i, j), the planes (another length than x's) stay apart
+            assert "for c in parallel(4):" in text and "i_j_fused_1 in vectorized(" in text
 
 
 def test_design_space_is_never_empty_and_traces_round_trip():

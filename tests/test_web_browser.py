@@ -143,6 +143,18 @@ def test_browser_jit_times_variants_then_uses_the_cached_choice(browser):
     _assert_matches(second["outputs"], reference(model, feeds), rtol=1e-4, atol=1e-4)
 
 
+def test_browser_jit_out_of_budget_infers_the_picks(browser):
+    """No budget: no variant is timed; each kernel takes the variant that won most among the timed
+    kernels (none here: its first), and the outputs are right."""
+    model = _matmul_model()
+    _export(browser, model, "matmul_no_budget")
+    feeds = {"x": rand((64, 96))}
+    result = browser.load_and_run("matmul_no_budget", feeds, options={"tuneBudgetMs": 0, "cache": False})
+    _assert_matches(result["outputs"], reference(model, feeds), rtol=1e-4, atol=1e-4)
+    tuned = [k for k in result["report"]["kernels"] if k["variants"] > 1]
+    assert tuned and all(k["source"] == "inferred" and k["ms"] is None for k in tuned)
+
+
 @pytest.mark.parametrize("feeds, message", [
     ({"x": np.zeros((6, 50), np.float32)}, r"missing input 'ids' \(int64\[6\]\)"),
     ({"x": np.zeros((6, 50), np.float32), "ids": np.zeros(6, np.int64), "y": np.zeros(1, np.float32)},

@@ -5,9 +5,11 @@ among which the web runtime (``web/tcomp.js``) keeps the fastest on the client's
 
 Which kernels get variants, from the GPU design space (``tuning/space.py``, ``design_space(func, "webgpu")``):
 
-- ``tiled`` groups (matmul, conv: the heavy ones): the shared-memory tiling sketch with other
-  ``sample_categorical`` decisions (threads per axis, register tile, k-tile depth, copy width),
-  drawn with a seed fixed by the kernel's name;
+- ``tiled`` groups (matmul, conv: the heavy ones): first the untiled default binding (one output
+  per thread, 64 threads per block, no workgroup memory, no barriers: what a software adapter
+  such as SwiftShader runs fastest, often by 10-100x), then the shared-memory tiling sketch with
+  other ``sample_categorical`` decisions (threads per axis, register tile, k-tile depth, copy
+  width), drawn with a seed fixed by the kernel's name;
 - ``default`` groups (reductions, softmax, layer norm, elementwise): the default binding with
   128 and 64 threads per block besides 256;
 - other groups keep their one schedule.
@@ -22,6 +24,7 @@ in Python: the browser measures them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from dataclasses import dataclass
 
@@ -32,6 +35,7 @@ from .wgsl import render_kernel
 
 MAX_VARIANTS = 32
 THREADS = (128, 64)              # the default binding's alternatives to 256 threads per block
+UNTILED_THREADS = (64,)          # a tiled kernel's untiled variant: one output per thread, no workgroup memory
 DEFAULT_LIMITS = {"threads": 256, "workgroup_bytes": 16384, "storage_buffers": 8}   # WebGPU's defaults
 ATTEMPTS_PER_VARIANT = 4         # design-space draws tried per variant wanted
 
@@ -61,7 +65,10 @@ def kernel_variants(kernel, group, count: int = 8) -> list:
     task = group_func(group, "webgpu")
     if task is None:
         return variants
-    for func, label in (_tilings(task, kernel.name, count) if schedule == "tiled" else _bindings(task)):
+    candidates = _bindings(task, UNTILED_THREADS) if schedule == "tiled" else _bindings(task, THREADS)
+    if schedule == "tiled":
+        candidates = itertools.chain(candidates, _tilings(task, kernel.name, count))
+    for func, label in candidates:
         if len(variants) >= count:
             break
         func.attrs.update({key: kernel.func.attrs[key] for key in ("param_layouts", "ops") if key in kernel.func.attrs})
@@ -124,11 +131,11 @@ def _tilings(task, name: str, count: int):
                 continue
 
 
-def _bindings(task):
-    """(function, label) of the default binding with other thread counts."""
+def _bindings(task, threads_per_block: tuple):
+    """(function, label) of the default binding with ``threads_per_block``."""
     from ..gpu.groups import _bound
 
-    for threads in THREADS:
+    for threads in threads_per_block:
         try:
             yield _bound(task, threads=threads), f"default, {threads} threads per block"
         except TcompError:

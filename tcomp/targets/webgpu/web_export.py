@@ -17,7 +17,8 @@ every buffer argument is a region (``weights``, ``arena``, ``inputs``, ``outputs
 are the values of a uniform buffer. Per step, the kernel's variants (``variants.py``) each list
 their own launches; their temporaries lie in the step's scratch region of the arena (sized for
 the largest variant), so the variants share the buffer plan. A kernel's ``hash`` (of its
-variants' WGSL) keys the browser's cached choice.
+variants' WGSL) keys the browser's cached choice; its ``work`` (iterations of its blocks) orders
+the browser's tuning, heaviest first.
 
     {"format": "tcomp-web/1", "sizes": {"batch": 1},
      "regions": {"weights": 45000192, "arena": 3211264, "inputs": 602112, "outputs": 4096},
@@ -25,7 +26,8 @@ variants' WGSL) keys the browser's cached choice.
      "outputs": [{"name": "y", ..., "offset": 0, "copy_from": null | {"region": "inputs", "offset": 0}}],
      "shaders": {"k0_conv_1a2b3c_v0_kernel": {"file": "kernels/k0_conv_1a2b3c_v0_kernel.wgsl",
                                                "workgroup": [16, 16, 1], "uniform": false}},
-     "kernels": {"k0_conv_1a2b3c": {"ops": "Conv+Relu", "hash": "9f..", "variants": ["tiled (compiled); ..", ..]}},
+     "kernels": {"k0_conv_1a2b3c": {"ops": "Conv+Relu", "hash": "9f..", "work": 118013952,
+                                    "variants": ["tiled (compiled); ..", "default, 64 threads per block; ..", ..]}},
      "steps": [{"kernel": "k0_conv_1a2b3c", "variants": [[{"shader": "k0_conv_1a2b3c_v0_kernel",
                 "dispatch": [4, 4, 1], "buffers": [["weights", 0, 1728], ["arena", 0, 802816], ...],
                 "sizes": []}, ...], ...]}],
@@ -35,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -47,6 +50,8 @@ from ...runtime.device_executor import PARAM, _int, _layout
 from ...runtime.executor import ARENA, CONST, INPUT, OUTPUT, bind_inputs
 from ...runtime.memory_plan import plan_memory
 from ...tir.expr import IntImm
+from ...tir.stmt import BlockRealize
+from ...tir.transform import walk_stmts
 from ..gpu.launches import kernel_launches
 from .device import ALIGN, bytes_of, check_uploadable
 from .variants import kernel_variants
@@ -88,7 +93,8 @@ def export_web(module, out_dir, input_shapes: dict | None = None, variants: int 
                                         "uniform": bool(shader.size_vars)}
         sources = "".join(s.source for variant in found for s in variant.shaders.values())
         kernels[name] = {"ops": kernel.func.attrs.get("ops", ""), "variants": [v.label for v in found],
-                         "hash": hashlib.sha256(sources.encode()).hexdigest()[:16]}
+                         "hash": hashlib.sha256(sources.encode()).hexdigest()[:16],
+                         "work": _work(kernel.func, binding)}
 
     constants = [np.ascontiguousarray(c) for c in executor._host_constants]
     for index, array in enumerate(constants):
@@ -123,6 +129,16 @@ def export_web(module, out_dir, input_shapes: dict | None = None, variants: int 
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
     shutil.copyfile(RUNTIME, out / "tcomp.js")
     return out
+
+
+def _work(func, binding: dict) -> int:
+    """Iterations of ``func``'s blocks (the product of each block's iterator extents, summed): a
+    conv's multiply-adds and its copies. The runtime tunes the heaviest kernels first."""
+    total = 0
+    for node in walk_stmts(func.body):
+        if isinstance(node, BlockRealize):
+            total += math.prod(_int(iv.extent, binding, func.name) for iv in node.block.iter_vars)
+    return total
 
 
 def _binding(executor, input_shapes: dict) -> dict:

@@ -1,15 +1,24 @@
 // tcomp.js: runs a model that tcomp exported (mod.export_web) on WebGPU. One ES module, no dependencies.
 //
 //   import * as tcomp from "./out_dir/tcomp.js";
-//   const model = await tcomp.load("./out_dir/");           // compiles the shaders; tunes (first load only)
+//   const model = await tcomp.load("./out_dir/");           // tunes (first load only), compiles the shaders
 //   const outputs = await model.run({input: float32Array}); // {name: {data: Float32Array, shape, dtype}}
 //   model.report();                                         // the variant kept per kernel, and its times
 //
 // The bundle's manifest.json is a resolved plan: four GPU buffers (weights, arena, inputs, outputs),
 // and per step the dispatches of each variant of its kernel, with buffer bindings (region, offset,
-// size) and workgroup counts. On first load every variant of a kernel that has several is timed on
-// this GPU (compiled when its turn comes) and the fastest kept; the choice is cached in localStorage under the adapter and the
-// kernel's hash, so the next load compiles only the kept variants and times nothing.
+// size) and workgroup counts. On first load the variants of the kernels that have several are timed
+// on this GPU within a time budget (heaviest kernels first, by the manifest's `work`) and the fastest
+// kept; the choice is cached in localStorage under the adapter and the kernel's hash, so the next
+// load compiles only the kept variants and times nothing.
+//
+// Timing a variant: each of its dispatches is first run on a slice of its workgroups (1, 8, 64, ...)
+// until a slice takes SLICE_MS more than an empty submission or the slice is the whole grid. A
+// variant whose dispatches all ran whole (any kernel on a real GPU) is then timed `runs` times as it
+// runs in the model (median); on a slow device (a software one) its time is the slices' times, less
+// an empty submission's, scaled to the whole grids. A variant stops being timed once it is 4x slower
+// than the kernel's best. Kernels the budget leaves untimed take the variant (by label) that won
+// most often among the timed ones.
 
 const FORMAT = "tcomp-web/1";
 const ARRAYS = {
@@ -21,6 +30,9 @@ const LIMITS = ["maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX",
   "maxComputeWorkgroupSizeZ", "maxComputeWorkgroupStorageSize", "maxStorageBuffersPerShaderStage",
   "maxStorageBufferBindingSize", "maxBufferSize"];
 const CACHE_PREFIX = "tcomp-jit:";
+const SLICE_MS = 4;      // a slice of a dispatch this long is scaled up to the whole grid
+const SLICE_GROWTH = 8;  // workgroups of the next slice, times those of the last
+const FAR_SLOWER = 4;    // a variant this much slower than the kernel's best is not timed further
 
 /** An error of the runtime: bad inputs, a bundle this runtime cannot run, a shader that does not compile. */
 export class TcompError extends Error {
@@ -29,10 +41,10 @@ export class TcompError extends Error {
 
 /**
  * Loads the bundle at `url` (a folder with manifest.json). Options: `tune` (default true: time the
- * variants not cached), `tuneBudgetMs` (default 25000, checked before each variant, so that tuning ends
- * within 30 s: past it, the kernels not timed keep their best variant so far, also cached),
- * `runs` (timed runs per variant, default 3), `cache` (default true: read and write the
- * cached choices).
+ * variants not cached), `tuneBudgetMs` (default 25000: no timing starts past it, nor a variant
+ * when less is left than the longest single timing so far, so that tuning ends within 30 s),
+ * `runs` (timed runs per variant, default 3), `cache` (default true: read and write the cached
+ * choices).
  */
 export async function load(url, options = {}) {
   const opts = { tune: true, tuneBudgetMs: 25000, runs: 3, cache: true, ...options };
@@ -61,9 +73,10 @@ export async function load(url, options = {}) {
   const model = new Model(manifest, device, adapterKey, info);
   model._upload("weights", 0, new Uint8Array(weights));
   const picks = opts.cache ? model._cachedPicks() : {};
-  await model._compile(base, picks);
-  model.loadMs = performance.now() - started;
+  model._start(base, picks);
   if (opts.tune) await model._tune(picks, opts);
+  await Promise.all(model.manifest.steps.map((step) => model._compileVariant(step, model.picks[step.kernel].index)));
+  model.loadMs = performance.now() - started - model.tuneMs;
   return model;
 }
 
@@ -188,14 +201,33 @@ class Model {
   }
 
   // ------------------------------------------------------------------ shaders and dispatches
-  /** Compiles the variant to run of every kernel: the cached pick, else the first (the compiled one). */
-  async _compile(base, picks) {
+  /**
+   * Starts with the cached picks, else the first variant of every kernel (the one compiled in
+   * Python) that fits this device's workgroup limits; a kernel with none that fits is an error.
+   */
+  _start(base, picks) {
     this.base = base;
     this.bindGroups = new Map();  // launch -> GPUBindGroup, made on first dispatch
-    for (const name of Object.keys(this.manifest.kernels)) {
-      this.picks[name] = picks[name] || { index: 0, source: "untuned", ms: null };
+    for (const [name, kernel] of Object.entries(this.manifest.kernels)) {
+      const step = this.manifest.steps.find((s) => s.kernel === name);
+      const index = step ? kernel.variants.findIndex((_, v) => this._fits(step, v)) : 0;
+      if (index < 0) {
+        const limits = ["maxComputeInvocationsPerWorkgroup", "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY",
+          "maxComputeWorkgroupSizeZ"].map((k) => `${k} ${this.device.limits[k]}`).join(", ");
+        throw new TcompError(`kernel ${name}: every variant's workgroups are larger than this device allows (${limits})`);
+      }
+      this.picks[name] = picks[name] || { index, source: "untuned", ms: null };
     }
-    await Promise.all(this.manifest.steps.map((step) => this._compileVariant(step, this.picks[step.kernel].index)));
+  }
+
+  /** Whether every dispatch of `variant` of `step` has workgroups within this device's limits. */
+  _fits(step, variant) {
+    const limits = this.device.limits;
+    return step.variants[variant].every((launch) => {
+      const [x, y, z] = this.manifest.shaders[launch.shader].workgroup;
+      return x * y * z <= limits.maxComputeInvocationsPerWorkgroup && x <= limits.maxComputeWorkgroupSizeX
+        && y <= limits.maxComputeWorkgroupSizeY && z <= limits.maxComputeWorkgroupSizeZ;
+    });
   }
 
   _compileVariant(step, variant) {
@@ -227,12 +259,14 @@ class Model {
   }
 
   _dispatch(pass, step, variant) {
-    for (const launch of step.variants[variant]) {
-      const pipeline = this.pipelines[launch.shader];
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, this._bindGroup(launch, pipeline));
-      pass.dispatchWorkgroups(...launch.dispatch);
-    }
+    for (const launch of step.variants[variant]) this._dispatchLaunch(pass, launch, launch.dispatch);
+  }
+
+  _dispatchLaunch(pass, launch, groups) {
+    const pipeline = this.pipelines[launch.shader];
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, this._bindGroup(launch, pipeline));
+    pass.dispatchWorkgroups(...groups);
   }
 
   _bindGroup(launch, pipeline) {
@@ -248,6 +282,10 @@ class Model {
       new Int32Array(buffer.getMappedRange()).set(sizes);
       buffer.unmap();
       entries.push({ binding: entries.length, resource: { buffer } });
+    }
+    if (this.manifest.shaders[launch.shader].status) {
+      const slot = this.statusShaders.indexOf(launch.shader);
+      entries.push({ binding: entries.length, resource: { buffer: this.status, offset: 256 * slot, size: 4 } });
     }
     group = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     this.bindGroups.set(launch, group);
@@ -277,48 +315,126 @@ class Model {
    */
   async _tune(picks, opts) {
     const started = performance.now();
-    const order = [];
-    for (const [name, kernel] of Object.entries(this.manifest.kernels)) {
-      if (picks[name]) continue;
+    const budget = { deadline: started + opts.tuneBudgetMs, longest: 0, overhead: 0 };
+    const empty = [];
+    for (let r = 0; r < 5; r++) empty.push(await this._timed(budget, () => {}));
+    budget.overhead = empty.includes(null) ? 0 : median(empty);  // a submission that dispatches nothing
+    const order = Object.entries(this.manifest.kernels).filter(([name]) => !picks[name])
+      .sort((a, b) => b[1].work - a[1].work);
+    const untimed = [];
+    for (const [name, kernel] of order) {
       if (kernel.variants.length === 1) { this.picks[name] = { index: 0, source: "single", ms: null }; continue; }
       const step = this.manifest.steps.find((s) => s.kernel === name);
-      order.push({ name, step, ms: await this._time(step, 0) });
-    }
-    order.sort((a, b) => b.ms - a.ms);
-    for (const { name, step } of order) {
-      const kernel = this.manifest.kernels[name];
       const ms = kernel.variants.map(() => null);
-      let best = 0;
-      let source = "timed";
-      for (let v = 0; v < kernel.variants.length; v++) {
-        if (performance.now() - started > opts.tuneBudgetMs) { source = "budget"; break; }
-        await this._compileVariant(step, v);
-        const first = await this._time(step, v);  // a warm-up run, also a first estimate
-        if (ms[best] !== null && first > 4 * ms[best]) { continue; }  // far slower: not worth more runs
-        const runs = [];
-        for (let r = 0; r < opts.runs; r++) runs.push(await this._time(step, v));
-        ms[v] = median(runs);
-        if (ms[v] < ms[best] || ms[best] === null) best = v;
+      const variants = kernel.variants.map((_, v) => v).filter((v) => this._fits(step, v))
+        .sort((a, b) => smallestGrid(step.variants[b]) - smallestGrid(step.variants[a]) || a - b);
+      let best = null;
+      let cut = false;
+      for (const v of variants) {
+        if (performance.now() + budget.longest > budget.deadline) { cut = true; break; }
+        ms[v] = await this._measure(step, v, best === null ? Infinity : FAR_SLOWER * ms[best], opts.runs, budget);
+        if (ms[v] === null) { cut = true; break; }
+        if (best === null || ms[v] < ms[best]) best = v;
       }
-      this.picks[name] = { index: ms[best] === null ? 0 : best, source, ms };
-      if (opts.cache && globalThis.localStorage) {  // a pick cut short by the budget too: later loads time nothing
-        localStorage.setItem(this._cacheKey(name), JSON.stringify({ index: best, ms }));
+      if (best === null) { untimed.push(name); continue; }
+      this.picks[name] = { index: best, source: cut ? "budget" : "timed", ms };
+      this._save(name, opts);
+    }
+    const wins = {};  // variant label -> kernels whose timing it won
+    for (const [name, pick] of Object.entries(this.picks)) {
+      if (pick.source === "timed" || pick.source === "budget") {
+        const label = variantFamily(this.manifest.kernels[name].variants[pick.index]);
+        wins[label] = (wins[label] || 0) + 1;
       }
+    }
+    for (const name of untimed) {
+      const step = this.manifest.steps.find((s) => s.kernel === name);
+      const labels = this.manifest.kernels[name].variants.map(variantFamily);
+      const index = labels.reduce((b, label, v) => (this._fits(step, v) && (wins[label] || 0) > (wins[labels[b]] || 0)
+        ? v : b), this.picks[name].index);
+      this.picks[name] = { index, source: "inferred", ms: null };
+      this._save(name, opts);
     }
     this.tuneMs = performance.now() - started;
   }
 
-  async _time(step, variant) {
+  _save(name, opts) {  // a pick cut short by the budget too: later loads time nothing
+    if (opts.cache && globalThis.localStorage) {
+      const { index, ms } = this.picks[name];
+      localStorage.setItem(this._cacheKey(name), JSON.stringify({ index, ms }));
+    }
+  }
+
+  /**
+   * Milliseconds of `variant` of `step` (compiled first): its dispatches timed on growing slices of
+   * their workgroups, then `runs` whole runs where every slice grew to the whole grid; null where the
+   * budget ran out first. Stops at a time over `limit` (far slower than the best: that time is kept).
+   */
+  async _measure(step, variant, limit, runs, budget) {
+    await this._compileVariant(step, variant);
+    const launches = step.variants[variant];
+    let scaled = 0;
+    let whole = true;
+    for (const launch of launches) {
+      const total = launch.dispatch.reduce((a, b) => a * b, 1);
+      let count = 1;
+      for (;;) {
+        const groups = slice(launch.dispatch, count);
+        const size = groups.reduce((a, b) => a * b, 1);
+        const ms = await this._timed(budget, (pass) => this._dispatchLaunch(pass, launch, groups));
+        if (ms === null) return null;
+        if (size === total) { scaled += ms; break; }
+        const work = Math.max(ms - budget.overhead, 0) * total / size;  // the slice's time less a submission's
+        if (ms - budget.overhead >= SLICE_MS || scaled + work > limit) {
+          scaled += budget.overhead + work;
+          whole = false;
+          break;
+        }
+        count = size * SLICE_GROWTH;
+      }
+      if (scaled > limit) return scaled;
+    }
+    if (!whole) return scaled;
+    const times = [];
+    for (let r = 0; r < runs; r++) {
+      const ms = await this._timed(budget, (pass) => this._dispatch(pass, step, variant));
+      if (ms === null) break;
+      times.push(ms);
+    }
+    return times.length ? median(times) : scaled;
+  }
+
+  /** Milliseconds of the dispatches `record(pass)` makes, until done; null past the budget's deadline. */
+  async _timed(budget, record) {
+    if (performance.now() > budget.deadline) return null;
     const encoder = this.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
-    this._dispatch(pass, step, variant);
+    record(pass);
     pass.end();
     const start = performance.now();
     this.device.queue.submit([encoder.finish()]);
     await this.device.queue.onSubmittedWorkDone();
-    return performance.now() - start;
+    const ms = performance.now() - start;
+    budget.longest = Math.max(budget.longest, ms);
+    return ms;
   }
 }
+
+/** The workgroup counts of a slice of about `count` workgroups of the grid `dispatch` (whole z planes, then y rows). */
+function slice(dispatch, count) {
+  const [x, y, z] = dispatch;
+  if (count >= x * y) return [x, y, Math.min(z, Math.floor(count / (x * y)))];
+  if (count >= x) return [x, Math.floor(count / x), 1];
+  return [count, 1, 1];
+}
+
+/** The fewest workgroups among a variant's dispatches: what its smallest timing slice costs, inversely. */
+function smallestGrid(launches) {
+  return Math.min(...launches.map((l) => l.dispatch.reduce((a, b) => a * b, 1)));
+}
+
+/** A variant's label without its workgroup shapes: what the same schedule of different kernels shares. */
+function variantFamily(label) { return label.split(";")[0]; }
 
 async function fetchOk(url) {
   const response = await fetch(url);
