@@ -132,7 +132,7 @@ def test_browser_jit_times_variants_then_uses_the_cached_choice(browser):
     model = _matmul_model()
     _export(browser, model, "matmul")
     feeds = {"x": rand((64, 96))}
-    first = browser.load_and_run("matmul", feeds)
+    first = browser.load_and_run("matmul", feeds, options={"tuneBudgetMs": 600_000})  # every variant timed
     _assert_matches(first["outputs"], reference(model, feeds), rtol=1e-4, atol=1e-4)
     timed = [k for k in first["report"]["kernels"] if k["variants"] > 1]
     assert timed and all(k["source"] == "timed" for k in timed)

@@ -8,12 +8,14 @@ Each candidate is a trace replayed on ``func`` with its recorded decisions, buil
 random inputs and compared with the unscheduled ``func`` (the reference), then timed (median
 of ``repeat`` runs). On ``target="cuda"`` both run on the GPU: the reference is the unscheduled
 func under the default binding (one thread per output element running the plain loop), the
-candidate is timed on the device (``CudaKernel.time``, CUDA events). Statuses: "ok"; "build_error" (the trace does not apply, or the program
-does not build or run); "wrong" (outputs differ from the reference; detail says by how much);
-"crash" (the worker process died, e.g. a segfault); "timeout" (no answer in ``timeout_s``).
-After a crash or timeout a fresh worker (new random inputs, reference rebuilt) takes the next
-candidate; the caller never sees more than a result. If the reference itself fails (it does not
-build, crashes or hangs), every candidate of the batch gets that status, with a detail that
+candidate is timed on the device (``CudaKernel.time``, CUDA events). Statuses: "ok";
+"build_error" (the trace does not apply, or the program does not build or run); "wrong" (outputs
+differ from the reference; detail says by how much); "crash" (the worker process died, e.g. a
+segfault); "timeout" (no answer in ``timeout_s``). On a GPU target several workers build and
+check candidates at once (``workers``; the timings themselves take turns). After a crash or
+timeout a fresh worker (new random inputs, reference rebuilt) takes the next candidate; the
+caller never sees more than a result. If the reference itself fails (it does not build, crashes
+or hangs), every candidate of the batch gets that status, with a detail that
 says it was the reference.
 
 The worker is ``python -m tcomp.tuning.worker``, a fresh interpreter (no fork: LLVM's and
@@ -29,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -37,6 +40,7 @@ from ..tir.transform import used_size_vars
 from .worker import read_message, write_message
 
 DEFAULT_SIZE = 64
+MAX_GPU_WORKERS = 8
 STARTUP_TIMEOUT_S = 120.0  # the worker importing tcomp on a busy machine; not the candidate's time
 STATUSES = ("ok", "build_error", "crash", "timeout", "wrong")
 
@@ -55,41 +59,55 @@ class _WorkerGone(Exception):
 
 
 class Measurer:
-    """Builds, checks and times candidate schedules of ``func`` in one worker process at a time."""
+    """Builds, checks and times candidate schedules of ``func`` in worker processes.
+
+    ``workers``: how many candidates are built and checked at once (each in its own worker, on a
+    GPU target only: timing on the CPU needs the cores to itself); default ``default_workers``.
+    Timing is never concurrent: a worker times its candidate holding a lock that the workers of
+    this measurer share (``fcntl.flock`` on a temporary file)."""
 
     def __init__(self, func, target: str = "cpu", timeout_s: float = 20.0, repeat: int = 5,
-                 num_threads: int | None = None, sizes: dict | None = None):
+                 num_threads: int | None = None, sizes: dict | None = None, workers: int | None = None):
         self.func = getattr(func, "func", func)
         self.target, self.timeout_s, self.repeat, self.num_threads = target, timeout_s, repeat, num_threads
         self.size_vars = used_size_vars(self.func)
         given = dict(sizes or {})
         self.sizes = {v: int(given.get(v.name, DEFAULT_SIZE)) for v in self.size_vars}
-        self._proc = None
-        self._stderr = None
-        self._finalizer = None
+        self.workers = workers if workers is not None else default_workers(target)
+        self._timing_lock = tempfile.NamedTemporaryFile(prefix="tcomp-timing-", suffix=".lock")  # noqa: SIM115
+        self._pool = [_Worker(self) for _ in range(self.workers)]
 
     def measure(self, traces) -> list:
         """One MeasureResult per trace (a Trace or its JSON text), in order."""
-        results = []
-        for trace in traces:
-            text = trace if isinstance(trace, str) else trace.to_json()
-            try:
-                self._ensure_worker()
-            except _WorkerGone as gone:  # the reference failed: so does every candidate of the batch
-                return results + [MeasureResult(gone.status, None, gone.detail)] * (len(traces) - len(results))
-            try:
-                status, seconds, detail = self._call(("measure", text, self.repeat), self.timeout_s)
-            except _WorkerGone as gone:
-                results.append(MeasureResult(gone.status, None, gone.detail))
-                continue
-            results.append(MeasureResult(status, seconds, detail))
+        texts = [trace if isinstance(trace, str) else trace.to_json() for trace in traces]
+        results: list = [None] * len(texts)
+        pending = iter(range(len(texts)))
+        claim = threading.Lock()
+        reference_failed: list = []
+
+        def serve(worker):
+            while True:
+                with claim:
+                    index = next(pending, None)
+                if index is None:
+                    return
+                results[index] = worker.measure(texts[index], reference_failed)
+
+        busy = self._pool[:max(1, min(len(self._pool), len(texts)))]
+        if len(busy) == 1:
+            serve(busy[0])
+        else:
+            threads = [threading.Thread(target=serve, args=(worker,)) for worker in busy]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
         return results
 
     def close(self) -> None:
-        """Stops the worker (a later ``measure`` starts a fresh one)."""
-        if self._finalizer is not None:
-            self._finalizer()
-        self._proc = self._stderr = self._finalizer = None
+        """Stops the workers (a later ``measure`` starts fresh ones)."""
+        for worker in self._pool:
+            worker.close()
 
     def __enter__(self):
         return self
@@ -97,11 +115,51 @@ class Measurer:
     def __exit__(self, *exc):
         self.close()
 
+
+def default_workers(target: str) -> int:
+    """Candidates measured at once by default: 1 on the CPU (timings need the cores); on a GPU
+    target as many as the cores build in parallel (building is the CPU's work; timing is locked)."""
+    kind = target.split()[0] if target.split() else target
+    return 1 if kind == "cpu" else max(1, min(MAX_GPU_WORKERS, (os.cpu_count() or 1) - 1))
+
+
+class _Worker:
+    """One worker process of a Measurer: started on first use and after a crash or timeout."""
+
+    def __init__(self, measurer: Measurer):
+        self.measurer = measurer
+        self._proc = None
+        self._stderr = None
+        self._finalizer = None
+
+    def measure(self, text: str, reference_failed: list) -> MeasureResult:
+        """The result of one candidate; once a reference has failed (``reference_failed`` holds its
+        _WorkerGone), every later candidate of the batch gets its status."""
+        m = self.measurer
+        try:
+            if reference_failed:
+                raise reference_failed[0]
+            self._ensure_worker()
+        except _WorkerGone as gone:  # the reference failed: so does every candidate of the batch
+            reference_failed[:1] = [gone]
+            return MeasureResult(gone.status, None, gone.detail)
+        try:
+            status, seconds, detail = self._call(("measure", text, m.repeat), m.timeout_s)
+        except _WorkerGone as gone:
+            return MeasureResult(gone.status, None, gone.detail)
+        return MeasureResult(status, seconds, detail)
+
+    def close(self) -> None:
+        if self._finalizer is not None:
+            self._finalizer()
+        self._proc = self._stderr = self._finalizer = None
+
     def _ensure_worker(self) -> None:
         """A running worker holding the reference; raises _WorkerGone if the reference fails."""
         if self._proc is not None and self._proc.poll() is None:
             return
         self.close()
+        m = self.measurer
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -111,9 +169,9 @@ class Measurer:
                                       stderr=self._stderr, bufsize=0)
         self._finalizer = weakref.finalize(self, _stop, self._proc, self._stderr)
         self._call(None, STARTUP_TIMEOUT_S)  # the "ready" message
-        setup = ("setup", self.func, self.size_vars, self.sizes, self.target, self.num_threads)
+        setup = ("setup", m.func, m.size_vars, m.sizes, m.target, m.num_threads, m._timing_lock.name)
         try:
-            reply = self._call(setup, self.timeout_s)
+            reply = self._call(setup, m.timeout_s)
         except _WorkerGone as gone:
             raise _WorkerGone(gone.status, f"the reference (unscheduled func) failed: {gone.detail}") from None
         if reply[0] != "ok":

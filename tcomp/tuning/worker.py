@@ -13,6 +13,7 @@ A crash or hang kills only this process; the parent notices and starts another.
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import pickle
 import struct
@@ -47,14 +48,14 @@ def read_message(stream):
 class Session:
     """One function under measurement: its inputs and reference outputs."""
 
-    def __init__(self, func, size_vars, sizes: dict, target: str, num_threads):
+    def __init__(self, func, size_vars, sizes: dict, target: str, num_threads, timing_lock: str):
         import tcomp
         from tcomp.tir import expr
         from tcomp.tir.transform import buffer_accesses
 
         for var in size_vars:  # unpickled size vars are new objects: make them the registered ones
             expr._size_vars[var.name] = var
-        self.func, self.target, self.num_threads = func, target, num_threads
+        self.func, self.target, self.num_threads, self.timing_lock = func, target, num_threads, timing_lock
         written = buffer_accesses(func.body)[1]
         self.outputs = [i for i, buf in enumerate(func.params) if buf in written]
         rng = np.random.default_rng()
@@ -82,7 +83,10 @@ class Session:
             problem = mismatch(ours, ref)
             if problem:
                 return "wrong", None, f"{self.func.params[index].name}: {problem}"
-        seconds = kernel.time(*[a.copy() for a in self.inputs], repeat=repeat, warmup=1)
+        arrays = [a.copy() for a in self.inputs]
+        with open(self.timing_lock, "rb") as lock:  # the measurer's workers time one at a time
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            seconds = kernel.time(*arrays, repeat=repeat, warmup=1)
         return "ok", seconds, ""
 
 
