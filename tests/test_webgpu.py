@@ -143,6 +143,26 @@ def test_int64_beyond_32_bits_is_refused():
         kernel(a)
 
 
+def test_int64_result_beyond_32_bits_is_refused_naming_the_kernel(rng):
+    """int64 computed in 32 bits: the inputs fit, a product does not; the shader raises its status word
+    and the run is refused (a later run with fitting results passes: the word is cleared)."""
+    kernel = tcomp.build(_unary("int64", "int64", lambda x: x * x + 1), target="webgpu")
+    assert kernel.shaders[0].status and "tc_mul_overflows_i32(" in kernel.source()
+    a = rng.integers(-40000, 40000, 1001, dtype=np.int64)
+    np.testing.assert_array_equal(kernel(a), a * a + 1)
+    a[500] = 2**20
+    with pytest.raises(InputError, match=r"kernel int64_to_int64_kernel: int64 results beyond 32 bits"):
+        kernel(a)
+    a[500] = 3
+    np.testing.assert_array_equal(kernel(a), a * a + 1)
+
+
+def test_int64_arithmetic_bounded_within_32_bits_is_not_checked():
+    """Values read from memory are within 32 bits: x // 3 - 5 cannot leave them, and is not checked."""
+    kernel = tcomp.build(_unary("int64", "int64", lambda x: x // 3 - 5), target="webgpu")
+    assert not kernel.shaders[0].status and "tc_status" not in kernel.source()
+
+
 def test_bool_output_packed_in_words(rng):
     a = rng.standard_normal(1001).astype(np.float32)  # 1001 bytes: threads share each u32 word
     b = tcomp.build(_unary("float32", "bool", lambda x: x > 0.0), target="webgpu")(a)

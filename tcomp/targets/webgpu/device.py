@@ -12,6 +12,10 @@ memory). It implements the device executor's backend protocol (``runtime/device_
     device.synchronize()                           # recorded dispatches submitted in one compute pass, waited for
     device.download(buffer, offset, array)
 
+A kernel that checks its 64-bit arithmetic (``WGSLKernel.status``, ``overflow.py``) is bound a word of
+the device's status buffer of its own; ``synchronize`` reads the words of the kernels launched since
+the last one and refuses a run where one is set (an int64 result beyond 32 bits), naming the kernel.
+
 A buffer argument is a buffer and a byte offset (a multiple of 256 from the executor); it is
 bound with the size of the kernel's parameter. Dispatches are recorded and submitted together
 (one compute pass: WebGPU orders dispatches and makes each see the previous one's writes);
@@ -31,6 +35,7 @@ from ...tir.expr import IntImm, dtype_bits, substitute
 from .wgsl import MAX_WORKGROUPS_PER_DIMENSION, WGSLKernel
 
 ALIGN = 256   # the executor's offsets: WebGPU's largest minStorageBufferOffsetAlignment
+STATUS_SLOTS = 64  # status words the status buffer holds at first (one per checking kernel, ALIGN apart)
 LIMITS = ("max-compute-invocations-per-workgroup", "max-compute-workgroup-size-x", "max-compute-workgroup-size-y",
           "max-compute-workgroup-size-z", "max-compute-workgroup-storage-size", "max-storage-buffers-per-shader-stage",
           "max-storage-buffer-binding-size", "max-buffer-size")
@@ -72,6 +77,9 @@ class WebGPUDevice:
         self._recorded: list = []
         self._uniforms: dict = {}
         self._fence = self.allocate(4)
+        self._status_kernels: list = []   # slot -> the kernel whose status word it is
+        self._status = self.allocate(STATUS_SLOTS * ALIGN)
+        self._status_pending: set = set()  # slots launched since the last synchronize
 
     # -------------------------------------------------------------- memory
     def allocate(self, nbytes: int):
@@ -115,9 +123,10 @@ class WebGPUDevice:
         if threads > self.limits["max-compute-invocations-per-workgroup"]:
             raise TcompError(f"kernel {shader.name}: {threads} threads per workgroup, more than the adapter's "
                              f"{self.limits['max-compute-invocations-per-workgroup']}; bind fewer to threadIdx")
-        params = len(shader.params)
+        params = len(shader.params) + shader.status
         if params > self.limits["max-storage-buffers-per-shader-stage"]:
-            raise TcompError(f"kernel {shader.name}: {params} buffers, more than the adapter binds "
+            status = " (one a status word: it checks int64 overflow)" if shader.status else ""
+            raise TcompError(f"kernel {shader.name}: {params} buffers{status}, more than the adapter binds "
                              f"({self.limits['max-storage-buffers-per-shader-stage']})")
         try:
             module = self.device.create_shader_module(label=shader.name, code=shader.source)
@@ -125,7 +134,19 @@ class WebGPUDevice:
                                                                                    "entry_point": shader.name})
         except self._wgpu.GPUError as exc:
             raise TcompError(f"kernel {shader.name}: the WebGPU shader does not compile:\n{exc}") from None
-        return CompiledKernel(shader, pipeline, pipeline.get_bind_group_layout(0))
+        compiled = CompiledKernel(shader, pipeline, pipeline.get_bind_group_layout(0))
+        if shader.status:
+            compiled.status_slot = self._status_slot(shader.name)
+        return compiled
+
+    def _status_slot(self, kernel: str) -> int:
+        """A word of the status buffer for ``kernel`` (the buffer doubled where it is full)."""
+        slot = len(self._status_kernels)
+        self._status_kernels.append(kernel)
+        if slot * ALIGN >= self._status.size:
+            self.synchronize()
+            self._status = self.allocate(2 * self._status.size)
+        return slot
 
     # -------------------------------------------------------------- dispatches
     def launch(self, compiled: "CompiledKernel", grid: tuple, block: tuple, buffers: list, sizes: list) -> None:
@@ -153,12 +174,26 @@ class WebGPUDevice:
             uniform = self._uniform(shader.name, sizes)
             entries.append({"binding": len(entries), "resource": {"buffer": uniform, "offset": 0,
                                                                   "size": uniform.size}})
+        if shader.status:
+            entries.append({"binding": len(entries), "resource": {"buffer": self._status,
+                                                                  "offset": compiled.status_slot * ALIGN, "size": 4}})
+            self._status_pending.add(compiled.status_slot)
         group = self.device.create_bind_group(layout=compiled.layout, entries=entries)
         self._recorded.append((compiled.pipeline, group, groups))
 
     def synchronize(self) -> None:
+        """Waits for everything launched; refuses (``InputError``) a run whose status words are set."""
         self._submit()
-        self.device.queue.read_buffer(self._fence)  # a copy after all submitted work, mapped when done
+        if not self._status_pending:
+            self.device.queue.read_buffer(self._fence)  # a copy after all submitted work, mapped when done
+            return
+        words = np.frombuffer(self.device.queue.read_buffer(self._status), np.uint32)[::ALIGN // 4]
+        pending, self._status_pending = sorted(self._status_pending), set()
+        failed = [self._status_kernels[slot] for slot in pending if words[slot]]
+        if failed:
+            self.device.queue.write_buffer(self._status, 0, np.zeros(self._status.size // 4, np.uint32))
+            raise InputError(f"kernel {failed[0]}: int64 results beyond 32 bits (WebGPU computes int64 in 32 bits: "
+                             f"the inputs fit, a result computed from them does not)")
 
     def timed(self, action) -> float:
         """Wall seconds of ``action()`` (which records launches) until they completed."""
@@ -200,6 +235,7 @@ class CompiledKernel:
         self.shader = shader
         self.pipeline = pipeline
         self.layout = layout
+        self.status_slot = None  # where ``shader.status``: its word of the device's status buffer
 
 
 def check_uploadable(array: np.ndarray, name: str) -> None:

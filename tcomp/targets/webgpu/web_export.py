@@ -14,7 +14,8 @@ The manifest is the device executor's plan (``runtime/device_executor.py``) reso
 binding of the symbolic sizes (``input_shapes`` gives it where the model has symbolic sizes):
 every buffer argument is a region (``weights``, ``arena``, ``inputs``, ``outputs``), a byte offset
 (a multiple of 256) and a binding size; every dispatch has its workgroup counts; size variables
-are the values of a uniform buffer. Per step, the kernel's variants (``variants.py``) each list
+are the values of a uniform buffer; a shader with ``status`` (it checks its int64 arithmetic,
+``overflow.py``) is bound a status word after them, which the runtime reads after each run. Per step, the kernel's variants (``variants.py``) each list
 their own launches; their temporaries lie in the step's scratch region of the arena (sized for
 the largest variant), so the variants share the buffer plan. A kernel's ``hash`` (of its
 variants' WGSL) keys the browser's cached choice; its ``work`` (iterations of its blocks) orders
@@ -25,7 +26,7 @@ the browser's tuning, heaviest first.
      "inputs":  [{"name": "x", "shape": [1, 3, 224, 224], "dtype": "float32", "offset": 0, "bytes": 602112}],
      "outputs": [{"name": "y", ..., "offset": 0, "copy_from": null | {"region": "inputs", "offset": 0}}],
      "shaders": {"k0_conv_1a2b3c_v0_kernel": {"file": "kernels/k0_conv_1a2b3c_v0_kernel.wgsl",
-                                               "workgroup": [16, 16, 1], "uniform": false}},
+                                               "workgroup": [16, 16, 1], "uniform": false, "status": false}},
      "kernels": {"k0_conv_1a2b3c": {"ops": "Conv+Relu", "hash": "9f..", "work": 118013952,
                                     "variants": ["tiled (compiled); ..", "default, 64 threads per block; ..", ..]}},
      "steps": [{"kernel": "k0_conv_1a2b3c", "variants": [[{"shader": "k0_conv_1a2b3c_v0_kernel",
@@ -90,7 +91,7 @@ def export_web(module, out_dir, input_shapes: dict | None = None, variants: int 
             for shader in variant.shaders.values():
                 (out / "kernels" / f"{shader.name}.wgsl").write_text(shader.source)
                 shaders[shader.name] = {"file": f"kernels/{shader.name}.wgsl", "workgroup": list(shader.workgroup),
-                                        "uniform": bool(shader.size_vars)}
+                                        "uniform": bool(shader.size_vars), "status": shader.status}
         sources = "".join(s.source for variant in found for s in variant.shaders.values())
         kernels[name] = {"ops": kernel.func.attrs.get("ops", ""), "variants": [v.label for v in found],
                          "hash": hashlib.sha256(sources.encode()).hexdigest()[:16],

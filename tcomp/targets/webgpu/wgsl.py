@@ -24,10 +24,12 @@ renders as::
 
 Memory keeps the host's byte layout, so a tensor is uploaded and downloaded as its bytes:
 32-bit types are arrays of themselves; int64/uint64 are pairs of 32-bit words (the low word
-read, both written: values must fit 32 bits, which uploads check); 8- and 16-bit types
+read, both written: values must fit 32 bits, which uploads check; arithmetic that may leave 32
+bits raises a status word the runtime checks, ``overflow.py``); 8- and 16-bit types
 (bool, int8, uint8, float16, bfloat16, int16, uint16) are packed in ``u32`` words, written with
 ``atomicAnd``/``atomicOr`` on the element's bits (threads that share a word never race).
-Size variables come from a uniform buffer (binding after the storage buffers). ``shared``
+Size variables come from a uniform buffer (binding after the storage buffers), the status word
+(``tc_status``, where the kernel checks 64-bit overflow) from the binding after that. ``shared``
 buffers are ``var<workgroup>`` arrays and ``local`` ones function arrays of 32-bit values.
 Storage buffers are all ``read_write``: the device executor binds one arena buffer at several
 offsets in one dispatch, and WebGPU refuses a buffer bound both read-only and writable there.
@@ -48,6 +50,7 @@ from ...tir import arith
 from ...tir.expr import BinOp, Buffer, Call, Cast, Expr, IntImm, Load, Select, dtype_bits, is_float, is_unsigned
 from ...tir.stmt import Allocate, BufferStore, For
 from ..csource import CSourceRenderer, Dialect, RenderError
+from . import overflow
 from .unroll import unroll_kernel
 
 MAX_WORKGROUPS_PER_DIMENSION = 65535   # WebGPU's limit (maxComputeWorkgroupsPerDimension)
@@ -165,7 +168,7 @@ fn tc_field(word: u32, index: i32, bits: u32) -> u32 {
 fn tc_signed_field(word: u32, index: i32, bits: u32) -> i32 {
   return bitcast<i32>(tc_field(word, index, bits) << (32u - bits)) >> (32u - bits);
 }
-"""
+""" + overflow.HELPERS
 
 _MATH = {name: name for name in ("exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
                                  "floor", "ceil", "abs")}
@@ -204,7 +207,7 @@ target template this thread_local throw trait try type typedef typeid typename t
 unsized use using varying virtual volatile wgsl where with writeonly yield
 exp log sqrt sin cos tan asin acos atan sinh cosh floor ceil abs inverseSqrt round select min max pow sign bitcast
 i32 u32 f32 atomicAnd atomicOr atomicLoad atomicStore workgroupBarrier pack2x16float unpack2x16float
-tc_sizes tc_wid tc_lid tc_nwg tc_block tc_i tc_shift tc_word
+tc_sizes tc_wid tc_lid tc_nwg tc_block tc_i tc_shift tc_word tc_status
 """.split()) | {name for name in PREAMBLE.split() if name.startswith("tc_")}
 
 
@@ -215,9 +218,9 @@ class WGSLError(TcompError):
 @dataclass(frozen=True)
 class WGSLKernel:
     """One compute shader: its source, the buffers bound at 0, 1, ... (then the sizes' uniform
-    buffer, when ``size_vars``), the workgroup size, the grid (blockIdx extents, expressions of
-    the size variables) and whether the shader folds the grid (``dispatch`` gives the workgroup
-    counts either way)."""
+    buffer, when ``size_vars``, then a status word, when ``status``: 64-bit overflow was found),
+    the workgroup size, the grid (blockIdx extents, expressions of the size variables) and whether
+    the shader folds the grid (``dispatch`` gives the workgroup counts either way)."""
 
     name: str
     source: str
@@ -226,6 +229,7 @@ class WGSLKernel:
     workgroup: tuple
     grid: tuple
     grid_folded: bool
+    status: bool = False
 
     def dispatch(self, grid: tuple) -> tuple:
         """Workgroup counts for a grid of ``grid`` blocks (x, y, z ints)."""
@@ -253,6 +257,8 @@ class WGSLRenderer(CSourceRenderer):
         super().__init__(WGSL)
         self._written: set = set()
         self._kernel_name = ""
+        self._wide: list | None = None  # 64-bit nodes a statement's first pass rendered (overflow.py)
+        self._status = False            # whether the kernel checks 64-bit overflow
 
     def render(self, kernels) -> str:
         return "\n".join(self.render_kernel(k).source for k in kernels)
@@ -266,7 +272,7 @@ class WGSLRenderer(CSourceRenderer):
         grid = tuple(kernel.launch.get(f"blockIdx.{a}", IntImm(1)) for a in AXES)
         workgroup = tuple(self._threads(kernel, a) for a in AXES)
         return WGSLKernel(kernel.name, _helpers_used(body) + body, tuple(kernel.params),
-                          tuple(kernel.size_vars), workgroup, grid, folded)
+                          tuple(kernel.size_vars), workgroup, grid, folded, self._status)
 
     # ------------------------------------------------------------------ the shader
     def _kernel_body(self, kernel) -> tuple:
@@ -321,9 +327,13 @@ class WGSLRenderer(CSourceRenderer):
         self._stmt(kernel.body)
         self._indent = 0
         self._line("}")
+        if self._status:
+            binding = len(kernel.params) + bool(kernel.size_vars)
+            header.insert(-2, f"@group(0) @binding({binding}) var<storage, read_write> tc_status: array<atomic<u32>>;")
         return "\n".join(header + self._lines) + "\n", folded
 
     def _begin_kernel(self, kernel) -> None:
+        self._status = False
         self._lines, self._indent, self._names, self._taken = [], 0, {}, set(RESERVED)
         self._launch = kernel.launch
         self._bounds = {v: (1, None) for v in kernel.size_vars}
@@ -353,6 +363,33 @@ class WGSLRenderer(CSourceRenderer):
         return "atomic<u32>" if buf in self._written else "u32"
 
     # ------------------------------------------------------------------ statements
+    def _bound(self, render):
+        """``CSourceRenderer._bound``, and before the statement, a check of its 64-bit arithmetic that
+        may leave 32 bits (``overflow.py``): the nodes to check are found in the first pass."""
+        if self._cse is not None:
+            return render()
+        checked = None
+
+        def render_checked() -> tuple:
+            nonlocal checked
+            if checked is None:
+                self._wide = []
+                try:
+                    texts = render()
+                finally:
+                    wide, self._wide = self._wide, None
+                reads: dict = {}
+                checked = [e for e in wide if overflow.may_overflow(e, self._bounds, reads)]
+            else:
+                texts = render()
+            return texts, [c for c in (overflow.condition(e, self.expr) for e in checked) if c]
+
+        texts, conditions = super()._bound(render_checked)
+        if conditions:
+            self._status = True
+            self._line(f"if ({' || '.join(conditions)}) {{ atomicOr(&tc_status[0], 1u); }}")
+        return texts
+
     def _for(self, loop: For) -> None:
         if loop.kind == "thread_binding":
             super()._for(loop)
@@ -413,6 +450,8 @@ class WGSLRenderer(CSourceRenderer):
 
     # ------------------------------------------------------------------ expressions
     def _render(self, e: Expr) -> str:
+        if self._wide is not None and e.dtype in overflow.WIDE:
+            self._wide.append(e)
         if isinstance(e, IntImm):
             return self._int_literal(e)
         if isinstance(e, Load):

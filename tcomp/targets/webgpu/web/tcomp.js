@@ -96,6 +96,13 @@ class Model {
     }
     this.readback = device.createBuffer({ size: Math.max(256, manifest.regions.outputs),
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    // a status word per shader that checks its int64 arithmetic (256 bytes apart: the offset alignment);
+    // a shader sets its word where an int64 result left 32 bits, and _run refuses the run
+    this.statusShaders = Object.keys(manifest.shaders).filter((name) => manifest.shaders[name].status);
+    const statusBytes = 256 * Math.max(1, this.statusShaders.length);
+    this.status = device.createBuffer({ size: statusBytes, usage, label: "status" });
+    this.statusReadback = device.createBuffer({ size: statusBytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     this.pipelines = {};  // shader name -> GPUComputePipeline
     this.picks = {};      // kernel -> {index, source, ms: [per variant]}; source: "single" (one variant),
                           // "cached", "timed", "budget" (tuning ran out of time), "untuned" (tune: false)
@@ -167,10 +174,13 @@ class Model {
       const value = feeds[spec.name];
       this._upload("inputs", spec.offset, new Uint8Array(value.buffer, value.byteOffset, value.byteLength));
     }
+    const checked = this.statusShaders.length > 0;
+    if (checked) this.device.queue.writeBuffer(this.status, 0, new Uint8Array(this.status.size));
     const encoder = this.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     for (const step of this.manifest.steps) this._dispatch(pass, step, this.picks[step.kernel].index);
     pass.end();
+    if (checked) encoder.copyBufferToBuffer(this.status, 0, this.statusReadback, 0, this.status.size);
     for (const out of this.manifest.outputs) {
       if (out.copy_from && out.bytes) {
         encoder.copyBufferToBuffer(this.buffers[out.copy_from.region], out.copy_from.offset, this.buffers.outputs,
@@ -179,6 +189,18 @@ class Model {
     }
     encoder.copyBufferToBuffer(this.buffers.outputs, 0, this.readback, 0, this.manifest.regions.outputs);
     this.device.queue.submit([encoder.finish()]);
+    if (checked) {
+      await this.statusReadback.mapAsync(GPUMapMode.READ);
+      const words = new Uint32Array(this.statusReadback.getMappedRange().slice(0));
+      this.statusReadback.unmap();
+      const failed = this.statusShaders.find((_, slot) => words[slot * 64] !== 0);
+      if (failed) {
+        await this.readback.mapAsync(GPUMapMode.READ);  // the outputs' copy was submitted: let it end
+        this.readback.unmap();
+        throw new TcompError(`kernel ${failed}: int64 results beyond 32 bits (WebGPU computes int64 in 32 bits: `
+          + "the inputs fit, a result computed from them does not)");
+      }
+    }
     await this.readback.mapAsync(GPUMapMode.READ);
     const bytes = this.readback.getMappedRange();
     const outputs = {};
@@ -310,8 +332,8 @@ class Model {
 
   /**
    * Compiles and times the variants of every kernel not in `picks` (on its first step), keeps the
-   * fastest. The slowest kernels (by one run of their first variant) go first: they gain most from
-   * the time budget.
+   * fastest. The heaviest kernels (the manifest's `work`) go first: they gain most from the budget.
+   * Within a kernel, variants with more workgroups go first (their smallest slices are the cheapest).
    */
   async _tune(picks, opts) {
     const started = performance.now();
