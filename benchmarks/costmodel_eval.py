@@ -9,7 +9,7 @@ compile's evolution, and the template kernel for model tasks. Models score the c
 kernel at a time:
 
     random        RandomModel (mean over 50 seeds)
-    pretrained    the shipped model, tcomp/costmodel/pretrained/cpu.json
+    pretrained    the shipped model, tcomp/costmodel/pretrained/cpu.json (cuda.json: --target cuda)
     given         the model file --model (e.g. an earlier pretrained model), if given
     pre+half      the shipped model updated with half of this kernel's candidates (what the
                   search does after its first batches), scored on the other half
@@ -76,11 +76,11 @@ def _gmean(values) -> float:
     return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
 
 
-def _half_trained(x, s, name) -> tuple:
+def _half_trained(x, s, name, target: str) -> tuple:
     """Indices of the half of a kernel's candidates scored, and the model updated with the other half."""
     order = np.random.default_rng(0).permutation(len(s))
     train, test = order[: len(s) // 2], order[len(s) // 2:]
-    model = load_pretrained("cpu")
+    model = load_pretrained(target)
     model.fit_arrays(x[train], s[train], [name] * len(train))
     return test, model
 
@@ -90,9 +90,10 @@ def main():
     parser.add_argument("--dir", action="append", help="prepared and measured by costmodel_data.py "
                         "(repeat for several; default: costmodel_data)")
     parser.add_argument("--model", help="also evaluate this XGBModel file (column 'given')")
+    parser.add_argument("--target", default="cpu", help="whose pretrained model: cpu, cuda")
     args = parser.parse_args()
     data = dataset(args.dir or ["costmodel_data"], "heldout")
-    models = {"pretrained": load_pretrained("cpu")}
+    models = {"pretrained": load_pretrained(args.target)}
     if args.model:
         models["given"] = XGBModel.load(args.model)
     columns = ["random", *models, "pre+half"]
@@ -104,7 +105,7 @@ def main():
         row["random"] = tuple(np.mean([r[i] for r in randoms]) for i in range(4))
         for column, model in models.items():
             row[column] = metrics(model.predict_arrays(x), s, origins)
-        test, model = _half_trained(x, s, name)
+        test, model = _half_trained(x, s, name, args.target)
         row["pre+half"] = metrics(model.predict_arrays(x[test]), s[test], [origins[i] for i in test])
         for c in columns:
             results[c].append(row[c])
