@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..graph.ir import TensorType
+from ..schedule.conv import direct_conv_kernel
 from ..schedule.matmul import MatmulSpec, matmul_kernel
 from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reciprocal, reduce_kernel, softmax_kernel
 from ..schedule.window import WindowSpec, guarded_load, window_kernel
@@ -109,6 +110,11 @@ def _conv_kernel(node, views, ctx: AnchorContext):
                           store=lambda value, n, co, oh, ow: ctx.store(value, (n, co, oh, ow)), params=ctx.params,
                           dtype=acc_dtype)
         return window_kernel(spec, ctx.lanes)
+
+    if G == 1:  # direct and register-tiled where it applies (schedule/conv.py)
+        func = direct_conv_kernel(node, views, ctx)
+        if func is not None:
+            return func
 
     # implicit GEMM: M = CO/G, N = OH*OW, K = CI/G*KH*KW, batch = N*G
     def a_fn(bg, m, k):

@@ -1,0 +1,230 @@
+"""Default CPU schedule of a 2-D convolution (group 1, float): direct and register-tiled.
+
+The compute definition (shared with the tuning task, ``tuning/conv_task.py``), three blocks::
+
+    pad[n, c, h, w] = x[n, c, h - PT, w - PL] inside the image, else 0       (padded input)
+    C[n, oh, ow, k] = sum_{c, r, s} pad[n, c, oh*SH + r*DH, ow*SW + s*DW] * w_t[c, r, s, k]
+    out[n, k, oh, ow] = epilogue(C[n, oh, ow, k] + bias[k], (n, k, oh, ow))
+
+C is laid out pixel-major with the output channels innermost, so the tiles vectorize over output
+channels (a broadcast input pixel times a vector of weights). A unit batch is left out of ``pad``
+and ``C``, and so is the pad stage when the convolution has no padding. Constant weights are read
+in the layout ``w_t[c, r, s, k]`` (``func.attrs["param_layouts"]`` maps the parameter to the
+permutation of the model's ``[k, c, r, s]`` array that the compiler applies once).
+
+The schedule (``ConvTiles``, chosen from the shape by ``conv_tiles``) is a point of the tuner's
+multi-level tiling space (``tuning/rules/multi_level_tiling.py``: S0 R0 S2 R1 S3, the write-back
+under S0)::
+
+    for (n, k0, oh0) in parallel:                  # one band of rows x k3 output channels
+      for rc0:                                     # input channels in blocks of rc1
+        for oh2, ow2:                              # the band's register tiles, weights in L1
+          for rc1, r, s:
+            for oh3 in unrolled, ow3 in unrolled, k3 in vectorized:   # oh3*ow3*k3/16 accumulators
+              C_local[...] += pad[c, oh*SH + r, ow*SW + s] * w_t[c, r, s, k]
+      out[n, k, oh, ow] = epilogue(C_local[...])   # the band's write-back
+    (pad: its rows vectorized, the (n, c, h) loop parallel)
+
+    func = direct_conv_kernel(node, views, ctx)    # ops/nn.py: None where the implicit GEMM stays
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..tir import te
+from ..tir.expr import Buffer, IntImm, Load, Var, const, is_float
+from .window import guarded_load
+
+WEIGHT_LAYOUT = (1, 2, 3, 0)  # [k, c, r, s] -> [c, r, s, k]
+ACCUMULATORS = 24             # vector registers of the register tile (of 32: weights, broadcasts)
+BAND_BYTES = 16 * 1024        # accumulators of one parallel band (C_local), kept in L1
+WEIGHT_BLOCK_BYTES = 24 * 1024  # weights of one rc0 step of a band, reused from L1 by its tiles
+CHUNKS_PER_THREAD = 4         # parallel bands wanted per thread
+MIN_PIXELS = 16               # smaller output images (a 1x1 map) keep the implicit GEMM
+MIN_ACCUMULATORS = 8          # fewer leave the FMA latency exposed: the implicit GEMM stays
+
+
+def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts: dict, epilogue):
+    """The ``out`` tensor of the compute definition above, from the conv ``node``'s input views
+    (``bias`` may be None); ``params[i]`` is replaced by the re-laid-out weights where they are the
+    constant parameter ``i`` read as it is (recorded in ``layouts``); ``epilogue(value_at)`` makes
+    ``out`` from ``value_at(n, k, oh, ow)``. None where the convolution is not of this form."""
+    attrs = node.attrs
+    if attrs["group"] != 1 or len(x.shape) != 4 or not is_float(x.dtype) or x.dtype != w.dtype:
+        return None
+    N, C, H, W = (int(d) for d in x.shape)
+    K, _, R, S = (int(d) for d in w.shape)
+    _, _, OH, OW = (int(d) for d in node.outputs[0].shape)
+    SH, SW = attrs["strides"]
+    DH, DW = attrs["dilations"]
+    PT, PL = attrs["pads"][0], attrs["pads"][1]
+    batch = (N,) if N > 1 else ()
+
+    def batched(idx):  # the index of a tensor without a unit batch axis
+        return idx if N > 1 else idx[1:]
+
+    padded_h, padded_w = (OH - 1) * SH + (R - 1) * DH + 1, (OW - 1) * SW + (S - 1) * DW + 1
+    if PT or PL or padded_h > H or padded_w > W:
+        def pad_fn(*idx):
+            n, c, h, w_ = (idx if N > 1 else (IntImm(0),) + idx)
+            return guarded_load(x.fn, (n, c), h - PT, w_ - PL, H, W, const(0, x.dtype))
+
+        pad = te.compute(batch + (C, padded_h, padded_w), pad_fn, name="pad")
+        image = lambda n, c, h, w_: pad[batched((n, c, h, w_))]
+    else:
+        image = x.fn
+
+    weight = _weight_reader(w, params, constant_weights, layouts)
+    c_red, r_red, s_red = te.reduce_axis(C, "rc"), te.reduce_axis(R, "rr"), te.reduce_axis(S, "rs")
+
+    def c_fn(*idx):
+        n, oh, ow, k = (idx if N > 1 else (IntImm(0),) + idx)
+        pixel = image(n, c_red, oh * SH + r_red * DH, ow * SW + s_red * DW)
+        return te.sum(pixel * weight(k, c_red, r_red, s_red), axis=[c_red, r_red, s_red])
+
+    acc = te.compute(batch + (OH, OW, K), c_fn, name="C")
+
+    def value_at(n, k, oh, ow):
+        value = acc[batched((n, oh, ow, k))]
+        return value + bias.fn(k) if bias is not None else value
+
+    return epilogue(value_at)
+
+
+def _weight_reader(w, params: list, constant: bool, layouts: dict):
+    """``weight(k, c, r, s)``: from the re-laid-out parameter where the weights are a constant
+    parameter read as it is, else through the weights' view."""
+    probe_vars = [Var(name) for name in "kcrs"]
+    probe = w.fn(*probe_vars)
+    direct = isinstance(probe, Load) and probe.predicate is None and len(probe.indices) == 4 and all(
+        index is var for index, var in zip(probe.indices, probe_vars))
+    index = next((i for i, p in enumerate(params) if direct and p is probe.buffer), None)
+    if not constant or index is None:
+        return w.fn
+    original = params[index]
+    laid_out = Buffer(original.name, tuple(original.shape[axis] for axis in WEIGHT_LAYOUT), original.dtype)
+    params[index] = laid_out
+    layouts[index] = WEIGHT_LAYOUT
+    return lambda k, c, r, s: laid_out[c, r, s, k]
+
+
+@dataclass(frozen=True)
+class ConvTiles:
+    """The direct schedule's tiles: a band is ``rows`` register-tile rows of ``oh3`` output rows
+    by the whole width, ``k3`` output channels; its tiles are ``oh3 x ow3`` pixels by ``k3``
+    channels; ``rc1`` input channels per rc0 step."""
+
+    oh3: int
+    ow3: int
+    k3: int
+    rows: int
+    rc1: int
+
+
+def conv_tiles(N: int, OH: int, OW: int, K: int, C: int, R: int, S: int, lanes: int, num_threads: int) -> ConvTiles | None:
+    """Tiles from the shape: ``k3`` two vectors (one where K allows no more), the largest pixel tile
+    within ``ACCUMULATORS`` (the widest row part first), bands as tall as ``BAND_BYTES`` allows while
+    there are ``CHUNKS_PER_THREAD`` bands per thread, ``rc1`` within ``WEIGHT_BLOCK_BYTES``.
+    None where K is not a multiple of the vector width, the image is smaller than ``MIN_PIXELS`` or
+    its sizes leave fewer than ``MIN_ACCUMULATORS`` (prime widths and heights: 1-pixel tiles)."""
+    if K % lanes or OH * OW < MIN_PIXELS:
+        return None
+    k3 = 2 * lanes if K % (2 * lanes) == 0 else lanes
+    pixels = ACCUMULATORS * lanes // k3
+    ow3 = max(d for d in _divisors(OW) if d <= pixels)
+    oh3 = max(d for d in _divisors(OH) if d * ow3 <= pixels)
+    band_rows = [d for d in _divisors(OH // oh3) if d * oh3 * OW * k3 * 4 <= BAND_BYTES] or [1]
+    busy = [d for d in band_rows if N * (K // k3) * (OH // (oh3 * d)) >= CHUNKS_PER_THREAD * num_threads]
+    rows = max(busy or [min(band_rows)])
+    if oh3 * ow3 * k3 < MIN_ACCUMULATORS * lanes:
+        return None
+    rc1 = max([d for d in _divisors(C) if d * R * S * k3 * 4 <= WEIGHT_BLOCK_BYTES] or [1])
+    return ConvTiles(oh3, ow3, k3, rows, rc1)
+
+
+def _divisors(n: int) -> list:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def schedule_direct(sch, tiles: ConvTiles, lanes: int) -> None:
+    """Schedules the blocks of the compute definition (``pad`` where there is one, ``C``, ``out``)
+    as the module docstring shows (loops of extent 1 are absent: their tiles are skipped)."""
+    names = {b.name for b in sch.blocks()}
+    if "pad" in names:
+        pad = sch.get_block("pad")
+        *planes, row = sch.get_loops(pad)
+        _, row_lanes = sch.split(row, [None, lanes])
+        if planes:
+            sch.parallel(sch.fuse(*planes) if len(planes) > 1 else planes[0])
+        sch.vectorize(row_lanes)
+    c = sch.get_block("C")
+    *batch, oh, ow, k, rc, rr, rs = _iter_loops(sch, c)
+    oh0, oh2, oh3 = _split(sch, oh, [None, tiles.rows, tiles.oh3])
+    ow2, ow3 = _split(sch, ow, [None, tiles.ow3])
+    k0, k3 = _split(sch, k, [None, tiles.k3])
+    rc0, rc1 = _split(sch, rc, [None, tiles.rc1])
+    band = [loop for loop in (*batch, k0, oh0) if loop is not None]
+    order = band + [rc0, oh2, ow2, rc1, rr, rs, oh3, ow3, k3]
+    sch.reorder(*[loop for loop in order if loop is not None])
+    writeback = sch.cache_write(c, 0, "local")
+    sch.reverse_compute_inline(sch.get_block("out"))
+    sch.reverse_compute_at(writeback, band[-1], True)
+    sch.parallel(sch.fuse(*band) if len(band) > 1 else band[0])
+    for loop in (oh3, ow3):
+        if loop is not None:
+            sch.unroll(loop)
+    sch.vectorize(k3)
+    sch.decompose_reduction(c, next(loop for loop in order[len(band):] if loop is not None))
+    innermost = sch.get_loops(writeback)[-1]  # the init keeps the tile's vectorized loop
+    sch.vectorize(sch.split(innermost, [None, lanes])[1])
+
+
+def _iter_loops(sch, block) -> list:
+    """Per iterator of ``block``, the loop that feeds it (None for an elided loop of extent 1)."""
+    blk = sch.get_block_obj(block)
+    values = sch.realize_of(blk).iter_values
+    loops = {id(sch.get_loop(rv).var): rv for rv in sch.get_loops(block)}
+    return [loops.get(id(value)) for value in values]
+
+
+def _split(sch, loop, factors: list) -> list:
+    """``sch.split(loop, factors)``, or Nones where the loop is absent."""
+    return sch.split(loop, factors) if loop is not None else [None] * len(factors)
+
+
+def direct_conv_kernel(node, views, ctx):
+    """The convolution ``node``'s default kernel (``ops/nn.py``'s ``AnchorContext`` gives where it
+    writes and its epilogue), or None where the implicit GEMM stays: not the form above, symbolic
+    sizes, no vector unit, output channels not a multiple of the vector width, or an epilogue that
+    stores another type than the conv computes."""
+    from ..schedule.compact import compact_buffers
+    from ..schedule.schedule import Schedule
+
+    x, w = views[0], views[1]
+    bias = views[2] if len(views) > 2 else None
+    shapes = [_static(shape) for shape in (x.shape, w.shape, ctx.out.shape)]
+    if ctx.lanes < 4 or None in shapes or len(shapes[0]) != 4:
+        return None
+    (N, C, _, _), (K, _, R, S), (_, _, OH, OW) = shapes
+    tiles = conv_tiles(N, OH, OW, K, C, R, S, ctx.lanes, ctx.num_threads)
+    if tiles is None:
+        return None
+    params, layouts = list(ctx.params[:-1]), {}
+    out = conv_tensor(node, x, w, bias, params, node.inputs[1].is_const, layouts, lambda value_at: te.compute(
+        ctx.out.shape, lambda *idx: ctx.epilogue(value_at(*idx), idx), name="out"))
+    if out is None or out.buffer.dtype != ctx.out.dtype:
+        return None
+    sch = Schedule(te.create_func([te.Tensor(p, None) for p in params] + [out], name=ctx.name))
+    schedule_direct(sch, tiles, ctx.lanes)
+    compact_buffers(sch)
+    func = sch.func
+    func.attrs.update({"kind": "direct conv", "tiles": str(tiles)})
+    if layouts:
+        func.attrs["param_layouts"] = layouts
+    return func
+
+
+def _static(shape) -> tuple | None:
+    """``shape`` as ints, or None where a dimension is symbolic."""
+    dims = [d.value if isinstance(d, IntImm) else d for d in shape]
+    return tuple(dims) if all(type(d) is int for d in dims) else None
