@@ -2,7 +2,7 @@
 torch.matmul (cuBLAS), and ``tcomp.compile(model, target="cuda")`` side by side with torch eager.
 
     python benchmarks/gpu.py [--n 4096] [--trials 96] [--minutes 7] [--db gpu_tuning.db] [--cases fp32,fp16]
-    python benchmarks/gpu.py --cases "" --models bert,resnet50 [--model-dir /tmp/zoo] [--torch-compile]
+    python benchmarks/gpu.py --cases "" --models bert,resnet50 --dtypes fp32,fp16 [--model-dir /tmp/zoo] [--torch-compile]
 
 Cases: ``fp32`` (C = A @ B in float32; torch with ``allow_tf32 = False``) and ``fp16``
 (A, B float16, C accumulated and written in float32; torch.matmul of the float16 tensors,
@@ -15,14 +15,17 @@ of ``--inner`` device-timed runs (CUDA events) after warm-up; the result is the 
 rounds. The tuned kernel's output is checked against torch's (relative error of the fp64
 difference norm). Prints the device, driver, TFLOP/s and the ratio tcomp / cuBLAS.
 
-Models (fp32, no tuning: the default GPU schedules of ``targets/gpu/groups.py``): ``bert``, BERT-base
-(tests/model_zoo.py, seeded random weights) at batch 8, sequence 128; ``resnet50``, timm's resnet50
-at batch 32, 224 x 224; each exported to ONNX with torch.onnx and compiled for cuda. Latency is the
-wall time of one inference with inputs and outputs on the device (torch CUDA tensors in,
-``device_outputs=True``), synchronized; torch eager (and with ``--torch-compile``, torch.compile)
-runs the same module on the same tensors. Interleaved rounds of (tcomp, torch...), each a median of
-``--inner`` runs after warm-up; the result is the median over ``--rounds``. The largest difference
-of the outputs against torch's is printed with each row.
+Models (no tuning: the default GPU schedules of ``targets/gpu/groups.py``), in ``--dtypes`` fp32 and
+fp16 (weights and float inputs half, as ``module.half()``): ``bert``, BERT-base (tests/model_zoo.py,
+seeded random weights) at batch 8, sequence 128; ``resnet50``, timm's resnet50 at batch 32, 224 x 224;
+each exported to ONNX with torch.onnx and compiled for the device's architecture, every case in its own
+process at once (the timing process loads the pickled modules; with ``--torch-compile`` the workers also
+run torch.compile once, filling inductor's caches). Latency is the wall time of one inference with inputs
+and outputs on the device (torch CUDA tensors in, ``device_outputs=True``), synchronized; torch eager
+(and with ``--torch-compile``, torch.compile) runs the same module on the same tensors (torch's defaults:
+cuDNN may use TF32 for fp32 convolutions). Interleaved rounds of (tcomp, torch...), each a median of
+``--inner`` runs after warm-up; the result is the median over ``--rounds``. The largest difference of the
+outputs against torch eager's is printed with each row, and the slowest kernels of ``mod.profile``.
 """
 from __future__ import annotations
 
@@ -135,44 +138,136 @@ def compare(func, n: int, dtype: str, db: str, rounds: int, inner: int) -> dict:
             "ratio": result["torch"] / result["tcomp"], "rel_error": error, "torch_rel_error": torch_error}
 
 
-def model_case(name: str, model_dir: Path):
-    """(torch module on cuda, ONNX path, input tensors on cuda) of a benchmark model, fp32."""
+MODEL_DTYPES = {"fp32": "float32", "fp16": "float16"}
+
+
+def model_case(name: str, dtype: str, model_dir: Path):
+    """(torch module, ONNX path, input tensors) of a benchmark model on the CPU: seeded weights, in
+    ``dtype`` ("fp32", "fp16": weights and float inputs half); the ONNX export (fp32, batch and
+    sequence symbolic; fp16: that graph converted, ``half_model``) is cached in ``model_dir``."""
     import torch
 
     model_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
     if name == "bert":
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-        from model_zoo import build_torch_model, export_model
+        from model_zoo import build_torch_model
 
-        path = export_model("bert", model_dir, dynamic=True)
         module = build_torch_model("bert")
         ids = torch.randint(0, 30522, (8, 128), generator=torch.Generator().manual_seed(1))
-        mask = torch.ones(8, 128, dtype=torch.int64)
-        inputs = {"input_ids": ids, "attention_mask": mask}
+        inputs = {"input_ids": ids, "attention_mask": torch.ones(8, 128, dtype=torch.int64)}
+        axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
     elif name == "resnet50":
         import timm
 
         module = timm.create_model("resnet50", pretrained=False).eval()
         inputs = {"pixel_values": torch.randn(32, 3, 224, 224, generator=torch.Generator().manual_seed(1))}
-        path = model_dir / "resnet50.onnx"
-        if not path.exists():
-            with torch.no_grad():
-                torch.onnx.export(module, tuple(inputs.values()), str(path), input_names=list(inputs),
-                                  output_names=["logits"], opset_version=17, dynamo=False)
+        axes = {"pixel_values": {0: "batch"}}
     else:
         raise SystemExit(f"unknown model {name!r} (bert, resnet50)")
-    return module.cuda(), path, {k: v.cuda() for k, v in inputs.items()}
+    path = model_dir / f"{name}_fp32.onnx"
+    if not path.exists():
+        example = {k: v[:1] for k, v in inputs.items()}  # one sample traced, the batch symbolic
+        with torch.no_grad():
+            torch.onnx.export(module, tuple(example.values()), str(path), input_names=list(inputs),
+                              output_names=["output"], dynamic_axes={**axes, "output": {0: "batch"}},
+                              opset_version=17, dynamo=False)
+    if dtype == "fp16":
+        module = module.half()
+        inputs = {k: v.half() if v.is_floating_point() else v for k, v in inputs.items()}
+        half = model_dir / f"{name}_fp16.onnx"
+        if not half.exists():
+            import onnx
+
+            onnx.save(half_model(onnx.load(str(path))), str(half))
+        path = half
+    return module, path, inputs
 
 
-def compare_model(name: str, model_dir: Path, rounds: int, inner: int, with_compile: bool) -> dict:
+def half_model(model):
+    """An fp32 ONNX model in fp16: float initializers, Constant / ConstantOfShape values (clipped to
+    fp16's range: a mask's float32 minimum stays finite), Cast targets, inputs and outputs. (Exporting
+    ``module.half()`` on the CPU gives a mixed graph: BERT's attention is traced in fp32 and the
+    exporter folds every later weight to fp32.)"""
+    import onnx
+    from onnx import numpy_helper
+
+    float32, float16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    limit = float(np.finfo(np.float16).max)
+
+    def half(tensor):
+        data = np.clip(numpy_helper.to_array(tensor), -limit, limit).astype(np.float16)
+        return numpy_helper.from_array(data, tensor.name)
+
+    graph = model.graph
+    for init in graph.initializer:
+        if init.data_type == float32:
+            init.CopyFrom(half(init))
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.name == "to" and attr.i == float32:
+                attr.i = float16
+            if attr.type == onnx.AttributeProto.TENSOR and attr.t.data_type == float32:
+                attr.t.CopyFrom(half(attr.t))
+    for value in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if value.type.tensor_type.elem_type == float32:
+            value.type.tensor_type.elem_type = float16
+    return model
+
+
+def compile_case(name: str, dtype: str, model_dir: str, target: str, out: str, torch_compile: bool) -> None:
+    """Worker process: exports and compiles a model case for ``target`` and pickles the module (with its
+    compile time) to ``out``; with ``torch_compile``, also runs torch.compile once on the device (what it
+    compiles lands in inductor's caches, so that the timing process compiles quickly)."""
+    import pickle
+
     import torch
 
     import tcomp
 
-    module, path, inputs = model_case(name, model_dir)
+    module, path, inputs = model_case(name, dtype, Path(model_dir))
     start = time.perf_counter()
-    mod = tcomp.compile(str(path), target="cuda", input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
+    mod = tcomp.compile(str(path), target=target, input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
     compile_s = time.perf_counter() - start
+    with open(out, "wb") as f:
+        pickle.dump((mod, compile_s), f, protocol=pickle.HIGHEST_PROTOCOL)
+    if torch_compile:
+        with torch.no_grad():
+            torch.compile(module.cuda())(*(v.cuda() for v in inputs.values()))
+
+
+def compile_cases(cases: list, model_dir: Path, target: str, torch_compile: bool) -> dict:
+    """Each (model, dtype) compiled in its own process, all at once; (module, compile seconds) by case."""
+    import pickle
+    import tempfile
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    results = {}
+    with tempfile.TemporaryDirectory() as scratch, \
+            ProcessPoolExecutor(len(cases), mp_context=get_context("spawn")) as pool:
+        jobs = {case: pool.submit(compile_case, *case, str(model_dir), target, f"{scratch}/{'_'.join(case)}.pkl",
+                                  torch_compile) for case in cases}
+        for case, job in jobs.items():
+            try:
+                job.result()
+                with open(f"{scratch}/{'_'.join(case)}.pkl", "rb") as f:
+                    results[case] = pickle.load(f)
+            except Exception as exc:  # one case failing leaves the others' figures
+                print(f"{' '.join(case)}: compile failed: {type(exc).__name__}: {exc}", flush=True)
+    return results
+
+
+def compare_model(name: str, dtype: str, compiled, model_dir: Path, rounds: int, inner: int,
+                  with_compile: bool, top: int) -> dict:
+    """tcomp (inputs and outputs on the device) against torch eager (and torch.compile), interleaved;
+    the output's largest difference from torch eager's, and the ``top`` slowest kernels."""
+    import torch
+
+    mod, compile_s = compiled
+    module, _, inputs = model_case(name, dtype, model_dir)
+    module = module.cuda()
+    inputs = {k: v.cuda() for k, v in inputs.items()}
     feeds = {k: inputs[k] for k in mod.input_names}
 
     def run_tcomp():
@@ -184,12 +279,12 @@ def compare_model(name: str, model_dir: Path, rounds: int, inner: int, with_comp
 
     runners = {"tcomp": run_tcomp, "torch eager": lambda: run_torch(module)}
     if with_compile:
-        compiled = torch.compile(module)
-        runners["torch.compile"] = lambda: run_torch(compiled)
+        compiled_module = torch.compile(module)
+        runners["torch.compile"] = lambda: run_torch(compiled_module)
     (ours,) = run_tcomp()[:1]
     reference = run_torch(module)
-    reference = reference[0] if isinstance(reference, (tuple, list)) else reference
-    difference = float((torch.from_dlpack(ours) - reference).abs().max())
+    reference = (reference[0] if isinstance(reference, (tuple, list)) else reference).float()
+    difference = float((torch.from_dlpack(ours).float() - reference).abs().max())
 
     def timed(fn):
         times = []
@@ -213,8 +308,11 @@ def compare_model(name: str, model_dir: Path, rounds: int, inner: int, with_comp
     for kernel in mod.kernels.values():
         how = kernel.func.attrs.get("gpu_schedule", "?")
         schedules[how] = schedules.get(how, 0) + 1
-    return {"seconds": seconds, "compile_s": compile_s, "max_abs_diff": difference, "schedules": schedules,
-            "shapes": {k: list(v.shape) for k, v in inputs.items()}}
+    profile = sorted(mod.profile(feeds, repeat=5), key=lambda p: -p[2])
+    return {"seconds": seconds, "compile_s": compile_s, "max_abs_diff": difference,
+            "reference_max": float(reference.abs().max()), "schedules": schedules,
+            "shapes": {k: list(v.shape) for k, v in inputs.items()}, "profile": profile[:top],
+            "profile_total": sum(p[2] for p in profile)}
 
 
 def main() -> None:
@@ -228,8 +326,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--inner", type=int, default=10)
     parser.add_argument("--models", default="", help="comma-separated: bert, resnet50")
+    parser.add_argument("--dtypes", default="fp32", help="the models' precisions: fp32, fp16")
     parser.add_argument("--model-dir", default="benchmark_models", help="where the ONNX exports are cached")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile (compiles first)")
+    parser.add_argument("--profile-top", type=int, default=8, help="slowest kernels listed per model")
     args = parser.parse_args()
 
     info = device_info()
@@ -253,14 +353,28 @@ def main() -> None:
             continue
         result = compare(func, args.n, dtypes[case], args.db, args.rounds, args.inner)
         rows.append((case, tuned, result))
-    for name in [m for m in args.models.split(",") if m]:
-        r = compare_model(name, Path(args.model_dir), args.rounds, args.inner, args.torch_compile)
+    model_cases = [(name, dtype) for name in args.models.split(",") if name for dtype in args.dtypes.split(",")]
+    compiled = compile_cases(model_cases, Path(args.model_dir), f"cuda -arch={info['arch']}",
+                             args.torch_compile) if model_cases else {}
+    for name, dtype in model_cases:
+        if (name, dtype) not in compiled:
+            continue
+        try:
+            r = compare_model(name, dtype, compiled[(name, dtype)], Path(args.model_dir), args.rounds, args.inner,
+                              args.torch_compile, args.profile_top)
+        except Exception as exc:  # one case failing leaves the others' figures
+            print(f"{name} {dtype}: failed: {type(exc).__name__}: {exc}", flush=True)
+            continue
         base = r["seconds"]["torch eager"]
-        print(f"\n{name} fp32 {r['shapes']} on {info['device']} (driver {info['driver']}), compile "
+        print(f"\n{name} {dtype} {r['shapes']} on {info['device']} (driver {info['driver']}), compile "
               f"{r['compile_s']:.0f} s, kernels by schedule {r['schedules']}, max |tcomp - torch| "
-              f"{r['max_abs_diff']:.2e}; median of {args.rounds} interleaved rounds x {args.inner} runs", flush=True)
+              f"{r['max_abs_diff']:.2e} (max |torch| {r['reference_max']:.2e}); median of {args.rounds} "
+              f"interleaved rounds x {args.inner} runs", flush=True)
         for key, seconds in r["seconds"].items():
             print(f"  {key:14} {seconds * 1e3:9.2f} ms   {seconds / base:6.2f}x torch eager", flush=True)
+        print(f"  slowest kernels (profile: each step synchronized, {r['profile_total'] * 1e3:.2f} ms in all):")
+        for kernel, label, seconds in r["profile"]:
+            print(f"    {seconds * 1e3:8.3f} ms  {kernel:32} {label[:60]}", flush=True)
     if not rows:
         return
     print(f"\nGEMM {args.n}^3 on {info['device']} (driver {info['driver']}), median of {args.rounds} interleaved "

@@ -196,7 +196,8 @@ def _gpu_schedules(schedule: str, db, tgt):
         from .tuning.tasks import open_database
 
         database = open_database(db)
-    return lambda group: gpu_group_func(group, getattr(tgt, "target", tgt.name), database)
+    made: dict = {}  # workload -> kernel function: identical layers are scheduled once
+    return lambda group: gpu_group_func(group, getattr(tgt, "target", tgt.name), database, cache=made)
 
 
 def _lower_unique(groups: list, target, tuned=None) -> tuple:

@@ -36,6 +36,27 @@ def test_resnet_conv_epilogues_fuse(zoo_dir):
     assert mod.memory_plan.arena_bytes < mod.memory_plan.unplanned_bytes
 
 
+def test_float16_convs_write_float16_between_them():
+    """A float16 model's convs are imported as casts to float32 around float32 convs: the epilogue
+    ending in the next conv's widening cast stops before it, so the float16 value is written (half the
+    bytes) and the cast is the next conv's prologue."""
+    rng = np.random.default_rng()
+    weights = [numpy_helper.from_array((rng.standard_normal((8, 8, 3, 3)) * 0.2).astype(np.float16), f"w{i}")
+               for i in range(2)]
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c0"], ["r"]),
+             helper.make_node("Conv", ["r", "w1"], ["y"], pads=[1, 1, 1, 1])]
+    graph = helper.make_graph(nodes, "convs", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 8, 6, 6])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [1, 8, 6, 6])], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    mod = tcomp.compile(model)
+    assert [g.anchor.op for g in mod.groups] == ["Conv", "Conv"]
+    assert mod.groups[0].output.dtype == "float16"
+    x = rng.standard_normal((1, 8, 6, 6)).astype(np.float16)
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(mod.run({"x": x})[0].astype(np.float32),
+                               session.run(None, {"x": x})[0].astype(np.float32), rtol=1e-2, atol=1e-2)
+
+
 def test_mobilenet_pads_and_batchnorm_fold_into_convs(zoo_dir):
     path = export_model("mobilenetv2", zoo_dir, small=True)
     mod = tcomp.compile(path)

@@ -1,6 +1,7 @@
-"""Convolutions on GPU targets as implicit GEMMs (``tuning/conv_gemm_task.py``) under tiles chosen by
-shape (``targets/gpu/tiles.py``): the generated CUDA run on the host (``cuda_host_emulation.py``) against
-onnxruntime, the tensor-core sketches (mma.sync, wgmma) compiled for sm_80 / sm_90, and the tile choice."""
+"""Convolutions on GPU targets as implicit GEMMs (``tuning/conv_gemm_task.py``) and matmuls with staged
+operands (``matmul_task.matmul_gpu``) under tiles chosen by shape (``targets/gpu/tiles.py``): the
+generated CUDA run on the host (``cuda_host_emulation.py``) against onnxruntime, the tensor-core sketches
+(mma.sync, wgmma) compiled for sm_80 / sm_90, and the tile choice."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,11 +10,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed (pip install 'tcomp[cuda]')")
 
-from cuda_host_emulation import COMPILER, EmulatedCuda  # noqa: E402
-from onnx_helpers import IR_VERSION, reference  # noqa: E402
+from cuda_host_emulation import COMPILER, EmulatedCuda
+from onnx_helpers import IR_VERSION, reference
 
-import tcomp  # noqa: E402
-from tcomp.targets.gpu import tiles  # noqa: E402
+import tcomp
+from tcomp.targets.gpu import tiles
 
 needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no host C++ compiler (g++) to run the CUDA source on")
 
@@ -54,11 +55,42 @@ def test_conv_runs_as_one_tiled_kernel(case, dtype, arch):
              for i in model.graph.input}
     (kernel,) = mod.kernels.values()
     assert kernel.func.attrs["gpu_schedule"] == "tiled"
-    assert len(mod.executor.jit.launches[kernel.name].launches) == 1
+    launches = mod.executor.jit.launches[kernel.name]
+    assert len(launches.launches) == 1 and launches.temporaries == ()  # im2col never stored
     expected = reference(model, feeds)[0]
     tolerance = 1e-5 if dtype == np.float32 else 2e-3
     np.testing.assert_allclose(mod.run(feeds)[0].astype(np.float32), expected.astype(np.float32),
                                rtol=tolerance, atol=tolerance * np.abs(expected).max())
+
+
+def attention_scores_model(dtype=np.float32):
+    """Q @ K^T * scale over heads: the B operand read through a Transpose and a Mul (a prologue)."""
+    elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.FLOAT16
+    scale = numpy_helper.from_array(np.array(0.125, dtype), "scale")
+    nodes = [helper.make_node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]),
+             helper.make_node("Mul", ["kt", "scale"], ["ks"]),
+             helper.make_node("MatMul", ["q", "ks"], ["s"])]
+    graph = helper.make_graph(nodes, "scores", [helper.make_tensor_value_info("q", elem, [2, 3, 40, 16]),
+                                                helper.make_tensor_value_info("k", elem, [2, 3, 24, 16])],
+                              [helper.make_tensor_value_info("s", elem, [2, 3, 40, 24])], [scale])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION)
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype,arch", [(np.float32, "sm_90"), (np.float16, "sm_75")])
+def test_matmul_prologue_is_staged_in_the_shared_copy(dtype, arch):
+    """The transposed, scaled operand is an operand stage computed in the shared copy: one tiled kernel."""
+    model = attention_scores_model(dtype)
+    mod = tcomp.compile(model, target=EmulatedCuda(arch))
+    (kernel,) = mod.kernels.values()
+    assert kernel.func.attrs["gpu_schedule"] == "tiled" and len(mod.executor.jit.launches[kernel.name].launches) == 1
+    assert mod.executor.jit.launches[kernel.name].temporaries == ()  # computed where it is copied, never stored
+    rng = np.random.default_rng()
+    feeds = {"q": rng.standard_normal((2, 3, 40, 16)).astype(dtype), "k": rng.standard_normal((2, 3, 24, 16)).astype(dtype)}
+    expected = reference(model, feeds)[0].astype(np.float32)
+    tolerance = 1e-5 if dtype == np.float32 else 2e-3
+    np.testing.assert_allclose(mod.run(feeds)[0].astype(np.float32), expected, rtol=tolerance,
+                               atol=tolerance * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("arch,instruction", [("sm_80", "mma.sync.aligned.m16n8k16"), ("sm_90", "wgmma.mma_async")])
@@ -69,12 +101,12 @@ def test_half_conv_takes_tensor_cores(arch, instruction):
 
 def test_tiles_fill_the_device_and_divide_tensor_core_products():
     sms = tiles.multiprocessors("sm_90")
-    big = tiles.simt(4096, 4096, 4096, 1, sms)[0]
+    (_, big), *_ = tiles.simt(4096, 4096, 4096, 1, sms)
     assert big[0] * big[1] * big[2] == 128 and big[3] * big[4] * big[5] == 128
-    small = tiles.simt(1024, 768, 768, 1, sms)[0]
+    (_, small), *_ = tiles.simt(1024, 768, 768, 1, sms)
     assert (1024 // (small[0] * small[1] * small[2])) * (768 // (small[3] * small[4] * small[5])) >= sms
-    for wm, wn, tm, tn, k1, _ in tiles.mma(64, 1664, 576, 1, sms):
+    for _, (wm, wn, tm, tn, k1, _) in tiles.mma(64, 1664, 576, 1, sms):
         assert 64 % (16 * wm * tm) == 0 and 1664 % (8 * wn * tn) == 0 and 576 % (16 * k1) == 0
-    for wg, tm, _ in tiles.wgmma(128, 192, 1664, 576, 1, sms):
+    for _, (wg, tm, _) in tiles.wgmma(128, 192, 1664, 576, 1, sms):
         assert 192 % (64 * wg * tm) == 0
     assert tiles.wgmma(256, 128, 1664, 576, 1, sms) == [] and tiles.mma(24, 8, 16, 1, sms) == []

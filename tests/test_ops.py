@@ -952,6 +952,13 @@ def test_layernorm_epsilon_small_variance():
              axis=-1, epsilon=1e-3, rtol=1e-3, atol=1e-4)
 
 
+def test_layernorm_float16_computes_in_float32():
+    """A float16 layer norm (BERT in half precision): statistics in float32, the result rounded once."""
+    x = rand((4, 768), 1.0, 4.0).astype(np.float16)
+    inits = {"scale": rand((768,), 0.5, 1.5).astype(np.float16), "bias": rand((768,)).astype(np.float16)}
+    check_op("LayerNormalization", {"x": x}, inits=inits, axis=-1, rtol=2e-3, atol=2e-3)
+
+
 def _bn_params(c):
     return {"scale": rand((c,), 0.5, 1.5), "bias": rand((c,)), "mean": rand((c,)), "var": rand((c,), 0.2, 2.0)}
 

@@ -9,7 +9,8 @@ into its single consumer:
 * an anchor (matmul, conv, pooling, softmax, layer norm, reduction) absorbs the
   elementwise consumers (and reshapes) that follow it, its epilogue: a chain
   (Conv -> Add(residual) -> Relu is one kernel) or a region whose values are
-  read several times but only inside it (MatMul -> GELU).
+  read several times but only inside it (MatMul -> GELU). An epilogue that feeds
+  another anchor ends before the widening casts at its end (``_epilogue_exit``).
 
 A group holds at most one anchor. Before::
 
@@ -80,13 +81,13 @@ def fuse(graph: Graph, max_buffers: int | None = None) -> list:
             anchor = carried[value.uid]
             if _extends_epilogue(node, value) and chosen in (None, anchor):
                 chosen = anchor
-            else:
+            elif kind != ANCHOR:
                 materialized.add(value.uid)
         if kind == ANCHOR:
             # an anchor's inputs may not carry another anchor, nor costly prologues: materialize them
             for value in node.inputs:
-                if value is not None and value.uid in carried:
-                    materialized.add(value.uid)
+                if value is not None and value.uid in carried and value.uid not in materialized:
+                    materialized.add(_epilogue_exit(value, carried, consumers).uid)
                 elif value is not None and _costly_prologue(value, materialized):
                     materialized.add(_narrowest_cut(value, materialized).uid)
             chosen = node
@@ -201,6 +202,24 @@ def _narrowest_cut(value: Value, materialized: set) -> Value:
         current = operands[0]
         if current.type.nbytes < best.type.nbytes:
             best = current
+
+
+def _epilogue_exit(value: Value, carried: dict, consumers: dict) -> Value:
+    """Where an epilogue that feeds another anchor ends: before the widening casts at its end, so that
+    the narrower value is written and the casts become the next anchor's prologue. A float16 model
+    (imported as casts to float32 around each conv and matmul)::
+
+        Conv+Cast(f16)+Relu+Cast(f32) | Conv ...    ->    Conv+Cast(f16)+Relu | Cast(f32)+Conv ...
+    """
+    exit = value
+    while exit.producer is not None and exit.producer.op == "Cast":
+        (operand,) = [v for v in exit.producer.inputs if v is not None]
+        if (carried.get(operand.uid) is not carried[value.uid] or len(consumers.get(operand.uid, [])) != 1
+                or not isinstance(operand.type.nbytes, int) or not isinstance(exit.type.nbytes, int)
+                or operand.type.nbytes >= exit.type.nbytes):
+            break
+        exit = operand
+    return exit
 
 
 def _costly_prologue(value: Value, materialized: set) -> bool:

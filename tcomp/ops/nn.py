@@ -312,14 +312,16 @@ def _layernorm_kernel(node, views, ctx: AnchorContext):
     rows, length = _rows_and_length(x.shape, axis)
     norm_shape = x.shape[axis:]
 
-    def param(view):
+    def param(view):  # the kernel computes in float32 (16-bit floats widened, the result rounded back)
         if view is None:
             return None
-        return lambda j: view.fn(*broadcast_index(row_major_unflatten(j, norm_shape), view.shape, norm_shape))
+        return lambda j: cast("float32", view.fn(*broadcast_index(row_major_unflatten(j, norm_shape), view.shape,
+                                                                 norm_shape)))
 
-    return layernorm_kernel(ctx.name, rows, length, lambda r, j: x.fn(*_row_index(x.shape, axis, r, j)),
+    return layernorm_kernel(ctx.name, rows, length,
+                            lambda r, j: cast("float32", x.fn(*_row_index(x.shape, axis, r, j))),
                             param(scale), param(bias), node.attrs["epsilon"],
-                            lambda value, r, j: ctx.store(value, _row_index(x.shape, axis, r, j)),
+                            lambda value, r, j: ctx.store(cast(x.dtype, value), _row_index(x.shape, axis, r, j)),
                             ctx.params, ctx.lanes)
 
 

@@ -117,6 +117,21 @@ class DeviceExecutor:
         self._host_constants = [np.ascontiguousarray(c) for c in constants]
         self._backend = None
 
+    def __getstate__(self) -> dict:
+        """A compiled module pickles without its device state (compile on a machine without a GPU, run
+        on one): the backend, prepared runs and lock are made anew where it is unpickled."""
+        state = dict(self.__dict__)
+        for key in ("_lock", "_backend", "_functions", "constants", "const_offsets", "runs", "symbols"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.runs = PreparedRuns(self.inputs, self._prepare)
+        self.symbols = self.runs.symbols
+        self._lock = threading.Lock()
+        self._backend = None
+
     @property
     def backend(self):
         """The device backend: the compiled module loaded, constants uploaded (on first use)."""

@@ -17,8 +17,9 @@ matrix product for every kernel size and stride: the shared-memory tiling covers
 ``col`` is ``x`` itself, read along its pixels) and 7x7 stems alike, and the pixels of all images
 fill tiles together (a 7x7 map alone would leave most of a 128-wide tile idle).
 
-16-bit operands (fp16, bf16) are multiplied and accumulated in fp32 (what the tensor-core sketches
-take) and the sum is rounded to the operand type after the bias. For them the columns are padded
+16-bit operands (fp16, bf16; a float16 model's conv reads them through casts to float32, which are
+peeled: ``matmul_task.narrowed``) are multiplied and accumulated in fp32 (what the tensor-core sketches take), the
+bias added in fp32, the sum given to the epilogue in the conv's own type. For them the columns are padded
 to a multiple of ``PAD_COLUMNS`` and the reduction to a multiple of ``PAD_DEPTH`` (``col`` and the
 weights' stage ``w_pad`` read 0 there), so that the tensor-core tiles divide them; ``out`` stores
 no padded column.
@@ -29,10 +30,8 @@ from ..graph.fusion import FusedGroup
 from ..schedule.lower import kernel_inputs
 from ..schedule.window import guarded_load
 from ..tir import te
-from .rules.blocks import OPERAND_STAGE
 from ..tir.expr import (
     Buffer,
-    Cast,
     Cmp,
     IntImm,
     Load,
@@ -46,6 +45,8 @@ from ..tir.expr import (
     minimum,
     substitute,
 )
+from .matmul_task import narrowed
+from .rules.blocks import OPERAND_STAGE
 
 PAD_COLUMNS = 128
 PAD_DEPTH = 16
@@ -60,7 +61,7 @@ def conv(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
     attrs = node.attrs
     if attrs["group"] != 1 or len(x.shape) != 4 or not is_float(x.dtype) or x.dtype != w.dtype:
         return None
-    (x_fn, dtype), (w_fn, w_dtype) = _narrow(x), _narrow(w)
+    (x_fn, dtype), (w_fn, w_dtype) = narrowed(x), narrowed(w)
     if dtype != w_dtype:
         return None
     weight = _weight_matrix(group, params, w, w_fn)
@@ -120,15 +121,6 @@ def conv(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
 
     where = (lambda k, m: Cmp("lt", m, IntImm(columns))) if padded_columns != columns else None
     return te.compute((K, padded_columns), element, name="out", store=(nchw.shape, at), where=where)
-
-
-def _narrow(view) -> tuple:
-    """(element function, dtype) of ``view`` without a widening cast of 16-bit floats (a float16 conv
-    is imported as casts to float32 around a float32 conv: its operands are read as stored)."""
-    probe = view.fn(*(Var(f"i{axis}") for axis in range(len(view.shape))))
-    if isinstance(probe, Cast) and is_float(probe.dtype) and dtype_bits(probe.value.dtype) == 16:
-        return (lambda *idx: view.fn(*idx).value), probe.value.dtype
-    return view.fn, view.dtype
 
 
 def _weight_matrix(group: FusedGroup, params: list, w, w_fn):

@@ -52,7 +52,7 @@ def layer_norm(group: FusedGroup, params: list, views: dict, layouts: dict, epil
     """The ``out`` tensor of a LayerNormalization task, or None where it is not a task."""
     node = group.anchor
     x = views[node.inputs[0].uid]
-    if x.dtype != "float32":
+    if x.dtype not in ("float32", "float16", "bfloat16"):  # 16-bit floats are normalized in float32
         return None
     inputs = list(node.inputs) + [None, None]
     scale, bias = (views[v.uid] if v is not None else None for v in inputs[1:3])
@@ -62,16 +62,20 @@ def layer_norm(group: FusedGroup, params: list, views: dict, layouts: dict, epil
     inv_length = reciprocal(ax.length, "float32")
 
     k0, k1 = ax.reduce_axes("k"), ax.reduce_axes("j")
-    total = ax.row_compute(lambda r: te.sum(x.fn(*ax.index(r, k0)), axis=k0), "S1")
+
+    def load(idx):
+        return cast("float32", x.fn(*idx))
+
+    total = ax.row_compute(lambda r: te.sum(load(ax.index(r, k0)), axis=k0), "S1")
 
     def centered(idx, r):
-        return x.fn(*idx) - total[r] * inv_length
+        return load(idx) - total[r] * inv_length
 
     squares = ax.row_compute(lambda r: te.sum(centered(ax.index(r, k1), r) * centered(ax.index(r, k1), r),
                                               axis=k1), "S2")
 
     def param(view, idx):
-        return view.fn(*broadcast_index(idx[axis:], view.shape, norm_shape))
+        return cast("float32", view.fn(*broadcast_index(idx[axis:], view.shape, norm_shape)))
 
     def value_at(*idx):
         r = ax.row(idx)
@@ -80,6 +84,6 @@ def layer_norm(group: FusedGroup, params: list, views: dict, layouts: dict, epil
             value = value * param(scale, idx)
         if bias is not None:
             value = value + param(bias, idx)
-        return value
+        return cast(x.dtype, value)
 
     return epilogue(value_at)

@@ -44,10 +44,11 @@ STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU, "webgpu": g
 GPU_KINDS = ("cuda", "webgpu")
 
 
-def design_space(func: PrimFunc, target: str = "cpu") -> list:
+def design_space(func: PrimFunc, target: str = "cpu", intrinsics: bool = True) -> list:
     """The sketches (Traces with sampling instructions) for ``func`` on ``target`` (a kind, or
     ``"cuda -arch=sm_90"``: sm_90 adds the wgmma sketches; plain ``"cuda"`` asks device 0 where
-    there is one)."""
+    there is one). ``intrinsics=False`` leaves out the ``tensorize`` rule's sketches (the
+    structures' own tensor-core sketches stay)."""
     kind = target.split()[0] if target.split() else target
     if kind not in STRUCTURES:
         raise ValueError(f"design_space: unknown target {target!r} (known: {', '.join(STRUCTURES)})")
@@ -58,7 +59,7 @@ def design_space(func: PrimFunc, target: str = "cpu") -> list:
     auto_inline.apply(base)
     sketches = [base]
     for name in [b.name for b in base.blocks()]:
-        sketches = [new for sch in sketches for new in _rules(func, sch, name, kind, structure) or [sch]]
+        sketches = [new for sch in sketches for new in _rules(func, sch, name, kind, structure, intrinsics) or [sch]]
     return [sch.trace for sch in sketches]
 
 
@@ -78,14 +79,15 @@ def _cuda_arch(target: str) -> str | None:
     return arch
 
 
-def _rules(func, sch: Schedule, name: str, target: str, structure) -> list:
+def _rules(func, sch: Schedule, name: str, target: str, structure, intrinsics: bool = True) -> list:
     """The sketches that block ``name`` forks ``sch`` into ([] where no rule applies, and for an
     operand stage: the product's sketches gather it into their tiles)."""
     blk = find_block(sch, name)
     if blk is not None and is_operand_stage(blk):
         return []
     if multi_level_tiling.applies(sch, name):
-        return tensorize.apply(func, sch, name, target) + multi_level_tiling.apply(func, sch, name, structure)
+        tensorized = tensorize.apply(func, sch, name, target) if intrinsics else []
+        return tensorized + multi_level_tiling.apply(func, sch, name, structure)
     if target in GPU_KINDS:
         return gpu_reduction.apply(func, sch, name) or gpu_binding.apply(func, sch, name) or \
             tensorize.apply(func, sch, name, target)

@@ -131,7 +131,7 @@ def group_func(group: FusedGroup, target: str = "cpu") -> PrimFunc | None:
     """The unscheduled PrimFunc of ``group`` (params ``p0.., out`` as the template's, up to the
     layouts in ``func.attrs["param_layouts"]``), or None when the group is not a task (see the
     module docstring). On a GPU target (``target``: its kind, "cuda" or "webgpu") a convolution is
-    an implicit GEMM (``conv_gemm_task.py``) and 16-bit matmuls accumulate in fp32."""
+    an implicit GEMM (``conv_gemm_task.py``) and a matmul takes its GPU form (``matmul_gpu``)."""
     if group.anchor is not None and _anchor_task(group.anchor) is None:
         return None
     if target in GPU_TARGETS and group.anchor is not None and group.anchor.op in GPU_ANCHOR_TASKS:
@@ -183,7 +183,7 @@ ANCHOR_TASKS = {"MatMul": matmul_task.matmul, "MaxPool": window_task.pool, "Aver
                                                       "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum",
                                                       "ReduceLogSumExp")}}
 # on GPU targets (where one returns None, as a grouped conv, ANCHOR_TASKS' applies)
-GPU_ANCHOR_TASKS = {"MatMul": matmul_task.matmul_wide, "Conv": conv_gemm_task.conv}
+GPU_ANCHOR_TASKS = {"MatMul": matmul_task.matmul_gpu, "Conv": conv_gemm_task.conv}
 
 
 def _epilogue(group, root, acc, anchor_shape, out_dtype, value_at):

@@ -36,9 +36,15 @@ from ...tir import arith
 from ...tir.expr import IntImm, Var
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, For, SeqStmt
 from ...tir.transform import walk_stmts
-from .binding import DEFAULT_THREADS, _first_realize_per_nest, _spatial_prefix, bind_default, nest_binds
 from ...tuning.rules.blocks import inline_operand_stages
 from . import tiles
+from .binding import (
+    DEFAULT_THREADS,
+    _first_realize_per_nest,
+    _spatial_prefix,
+    bind_default,
+    nest_binds,
+)
 from .lower import lower_for_gpu
 
 TRIES_PER_SKETCH = 3  # ranked decisions tried per sketch before the next sketch
@@ -48,16 +54,21 @@ ROW_ANCHORS = ("Softmax", "LogSoftmax", "LayerNormalization", "ReduceSum", "Redu
                "ReduceSumSquare", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp")
 
 
-def gpu_group_func(group, target: str, db=None, name: str = "kernel"):
+def gpu_group_func(group, target: str, db=None, name: str = "kernel", cache: dict | None = None):
     """The GPU kernel function of ``group``, bound (``lower_for_gpu`` accepts it); the best record of
     ``db`` (a tuning ``Database``) for the target's kind comes first. ``target``: "cuda", "webgpu",
     or with an architecture ("cuda -arch=sm_90": its sketches and multiprocessors; plain "cuda"
-    asks device 0)."""
+    asks device 0). ``cache`` (a dict kept across the groups of a model) returns the function made
+    for an earlier group of the same workload (the layers of a transformer are scheduled once)."""
     from ...schedule.lower import lower_group
     from ...tuning.tasks import group_func, tuned_group_func
+    from ...tuning.workload import workload_key
 
     target_kind = target.split()[0]
     task = group_func(group, target_kind)
+    key = workload_key(task) if task is not None and cache is not None else None
+    if key is not None and key in cache:
+        return _copy(cache[key])
     candidates = []
     if task is not None and db is not None:
         candidates.append((lambda: tuned_group_func(group, db, target_kind, task), "tuned"))
@@ -81,8 +92,16 @@ def gpu_group_func(group, target: str, db=None, name: str = "kernel"):
         if task is not None and "param_layouts" in task.attrs and how != "template":
             func.attrs["param_layouts"] = task.attrs["param_layouts"]
         func.attrs.update({"ops": group.label, "gpu_schedule": how})
+        if key is not None:
+            cache[key] = _copy(func)  # as made: the caller may rename what it is given
         return func
     raise TcompError(f"cannot lower the fused group {group.label} for {target_kind}: " + "; ".join(errors))
+
+
+def _copy(func):
+    from ...schedule.schedule import Schedule
+
+    return Schedule(func).func
 
 
 def _tiled(func, target: str):
@@ -100,15 +119,17 @@ def _tiled(func, target: str):
         return None
     shape = _product_shape(sch, products[0])
     arch = _arch(target)
+    candidates = [(_sketch_rank(trace), cost, position, trace, values)
+                  for position, trace in enumerate(design_space(func, target, intrinsics=False))
+                  for cost, values in _ranked_values(trace, shape, arch)[:TRIES_PER_SKETCH]]
     errors = []
-    for trace in sorted(design_space(func, target), key=_sketch_rank):
-        for values in _ranked_values(trace, shape, arch)[:TRIES_PER_SKETCH]:
-            try:
-                scheduled = _bound(lower(trace.apply_to(func, decisions=_decisions(trace, values, products[0])).func))
-                lower_for_gpu(scheduled, target.split()[0])
-                return scheduled
-            except TcompError as exc:
-                errors.append(str(exc))
+    for _, _, _, trace, values in sorted(candidates, key=lambda c: c[:3]):
+        try:
+            scheduled = _bound(lower(trace.apply_to(func, decisions=_decisions(trace, values, products[0])).func))
+            lower_for_gpu(scheduled, target.split()[0])
+            return scheduled
+        except TcompError as exc:
+            errors.append(str(exc))
     raise TcompError("no tiling sketch applies: " + "; ".join(errors))
 
 
@@ -140,13 +161,15 @@ def _sketch_kind(trace) -> tuple:
 
 
 def _sketch_rank(trace) -> tuple:
-    kind, width = _sketch_kind(trace)
+    """Tensor cores first (wgmma, then mma.sync), then shared-memory SIMT tiles, then the others; the
+    tiles' costs order the candidates of one rank (the wgmma widths among each other)."""
+    kind, _ = _sketch_kind(trace)
     shared = any(i.kind == "cache_read" for i in trace.instructions)
-    return {"wgmma": 0, "mma": 1, "simt": 2, "other": 3}[kind], -width, not shared
+    return {"wgmma": 0, "mma": 1, "simt": 2, "other": 3}[kind], not shared
 
 
 def _ranked_values(trace, shape: tuple, arch: str | None) -> list:
-    """``tiles.py``'s ranked decisions for the sketch (none for mma.sync before sm_80)."""
+    """``tiles.py``'s (cost, decisions) for the sketch, cheapest first (none for mma.sync before sm_80)."""
     kind, width = _sketch_kind(trace)
     rows, cols, depth, batch = shape
     sms = tiles.multiprocessors(arch)
@@ -158,7 +181,7 @@ def _ranked_values(trace, shape: tuple, arch: str | None) -> list:
         return []
     ranked = tiles.simt(rows, cols, depth, batch, sms)
     threaded = sum(1 for i in trace.instructions if i.kind == "bind" and i.inputs[-1] == "threadIdx.x")
-    return ranked if rows > 1 or threaded == 0 else [values[3:] for values in ranked]
+    return ranked if rows > 1 or threaded == 0 else [(cost, values[3:]) for cost, values in ranked]
 
 
 def _decisions(trace, values: list, product: str) -> dict:

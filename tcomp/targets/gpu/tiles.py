@@ -4,15 +4,16 @@ A sketch's ``sample_categorical`` decisions fix its tiles; without tuning, each 
 ``C`` (rows x cols, ``depth`` deep, ``batch`` times) takes the candidates below, ranked by a
 rough time: thread blocks in waves over the multiprocessors, each block's work divided by how
 well its tile reuses what it loads (intensity = rows * cols / (rows + cols) per loaded element)
-and by how many warps an SM keeps busy. A 1024 x 768 product gets 64 x 64 tiles (192 blocks
-fill 132 SMs), a 4096 x 4096 one 128 x 128::
+and by how many warps an SM keeps busy. A 1024 x 768 product gets smaller tiles than a
+4096 x 4096 one (128 x 128: 8 x 8 per thread), so that its blocks fill 132 SMs::
 
-    simt(rows, cols, depth, batch, sms)      -> [[ty, S2y, S3y, tx, S2x, S3x, R1, R2], ...]  (gpu_tiling)
-    mma(rows, cols, depth, batch, sms)       -> [[WM, WN, TM, TN, K1, stages], ...]          (gpu_tensor_core)
-    wgmma(width, rows, cols, depth, batch, sms) -> [[WG, TM, stages], ...]                   (gpu_warpgroup)
+    simt(rows, cols, depth, batch, sms)      -> [(cost, [ty, S2y, S3y, tx, S2x, S3x, R1, R2]), ...]  (gpu_tiling)
+    mma(rows, cols, depth, batch, sms)       -> [(cost, [WM, WN, TM, TN, K1, stages]), ...]          (gpu_tensor_core)
+    wgmma(width, rows, cols, depth, batch, sms) -> [(cost, [WG, TM, stages]), ...]                   (gpu_warpgroup)
 
-Values come in each sketch's sampling order; the tensor-core lists hold only tiles that divide
-the block (their fragments have no tails), and are empty where none does.
+Cheapest first; values come in each sketch's sampling order; costs compare within one kind of
+sketch (the wgmma widths among each other). The tensor-core lists hold only tiles that divide the
+block (their fragments have no tails), and are empty where none does.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ SHARED = 227 * 1024          # per SM, usable by blocks
 THREADS = 2048               # per SM
 SATURATING_WARPS = {"simt": 16, "mma": 8, "wgmma": 4}
 REUSE_COST = {"simt": 16.0, "mma": 64.0, "wgmma": 96.0}
+REGISTER_REUSE = 4.0         # SIMT: multiply-adds per shared element loaded that keep up with the FMA units
 
 
 def multiprocessors(arch: str | None) -> int:
@@ -37,25 +39,29 @@ def has_mma_sync(arch: str | None) -> bool:
 
 
 def simt(rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
-    """gpu_tiling's decisions: 16 x 16 threads (fewer along an axis of at most 8) with register
-    tiles of 1 x {1, 2, 4} or 2 x 4, and a 16-deep shared step (shallower for a short reduction)."""
+    """gpu_tiling's decisions: 8 or 16 threads per axis (fewer along an axis of at most 8) with register
+    tiles of 1 x {1, 2, 4} or 2 x 4, and a 16-deep shared step (shallower for a short reduction). A
+    thread's multiply-adds per element it loads from shared memory (``REGISTER_REUSE``: 4, an 8 x 8
+    register tile) keep it from waiting on shared memory."""
     reduce = [4, 4] if depth >= 16 else [min(8, _pow2_floor(depth)), 1]
     options = []
     for ty, ry in _simt_axis(rows):
         for tx, rx in _simt_axis(cols):
             tile_r, tile_c = ty * ry[0] * ry[1], tx * rx[0] * rx[1]
+            per_thread_r, per_thread_c = ry[0] * ry[1], rx[0] * rx[1]
             threads = ty * tx
-            registers = ry[0] * ry[1] * rx[0] * rx[1] + 32
+            registers = per_thread_r * per_thread_c + per_thread_r + per_thread_c + 24
             shared = (tile_r + tile_c) * reduce[0] * reduce[1] * 4
+            reuse = per_thread_r * per_thread_c / (per_thread_r + per_thread_c)
             cost = _cost("simt", rows, cols, depth, batch, tile_r, tile_c, threads, registers, shared, sms)
-            options.append((cost, [ty, *ry, tx, *rx, *reduce]))
-    return [values for _, values in sorted(options, key=lambda o: o[0])]
+            options.append((cost / min(1.0, reuse / REGISTER_REUSE), [ty, *ry, tx, *rx, *reduce]))
+    return sorted(options, key=lambda o: o[0])
 
 
 def _simt_axis(extent: int) -> list:
     """(threads, (S2, S3)) along one axis."""
-    threads = 16 if extent > 8 else max(4, _pow2_ceil(extent))
-    return [(threads, registers) for registers in ((1, 1), (1, 2), (1, 4), (2, 4))]
+    counts = (8, 16) if extent > 8 else (max(4, _pow2_ceil(extent)),)
+    return [(threads, registers) for threads in counts for registers in ((1, 1), (1, 2), (1, 4), (2, 4))]
 
 
 def mma(rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
@@ -76,7 +82,7 @@ def mma(rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
                     shared = stages * (tile_r + tile_c) * 16 * k1 * 2
                     cost = _cost("mma", rows, cols, depth, batch, tile_r, tile_c, threads, registers, shared, sms)
                     options.append((cost, [wm, wn, tm, tn, k1, stages]))
-    return [values for _, values in sorted(options, key=lambda o: o[0])]
+    return sorted(options, key=lambda o: o[0])
 
 
 def wgmma(width: int, rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
@@ -96,7 +102,7 @@ def wgmma(width: int, rows: int, cols: int, depth: int, batch: int, sms: int) ->
             shared = stages * (tile_r + width) * 64 * 2
             cost = _cost("wgmma", rows, cols, depth, batch, tile_r, width, threads, registers, shared, sms)
             options.append((cost, [wg, tm, stages]))
-    return [values for _, values in sorted(options, key=lambda o: o[0])]
+    return sorted(options, key=lambda o: o[0])
 
 
 def _cost(kind: str, rows: int, cols: int, depth: int, batch: int, tile_r: int, tile_c: int, threads: int,

@@ -23,7 +23,7 @@ dynamic shared memory.
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
-from .blocks import find_block, fork, inline_operand_stage, loop_kinds, sample
+from .blocks import contiguous_last, find_block, fork, inline_operand_stage, loop_kinds, sample
 
 WARPS = (1, 2, 4)
 WARPS_PROBS = (1, 3, 1)
@@ -117,7 +117,7 @@ def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False) -> None
         sch.compute_at(copy, k0)
         inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
-        fused = sch.fuse(*sch.get_loops(copy)[-2:])
+        fused = sch.fuse(*contiguous_last(sch, copy, sch.get_loops(copy)[-2:]))  # a transposed operand by rows
         _, tz, ty, tx, lanes = sch.split(fused, [None, wm, wn, 32, 8])
         sch.bind(tz, "threadIdx.z")
         sch.bind(ty, "threadIdx.y")

@@ -21,7 +21,7 @@ target then compiles for sm_90a).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
-from .blocks import fork, inline_operand_stage, loop_kinds, sample
+from .blocks import contiguous_last, fork, inline_operand_stage, loop_kinds, sample
 from .gpu_tensor_core import half_product_suffix
 
 WIDTHS = (128, 256)                 # N: one sketch each (it names the intrinsic)
@@ -85,7 +85,7 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = Fa
         sch.compute_at(copy, k0)
         inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
-        fused = sch.fuse(*sch.get_loops(copy)[-2:])
+        fused = sch.fuse(*contiguous_last(sch, copy, sch.get_loops(copy)[-2:]))  # a transposed operand by rows
         _, ty, tx, lanes = sch.split(fused, [None, wg, LANES, 8])
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
