@@ -30,6 +30,7 @@ outputs against torch eager's is printed with each row, and the slowest kernels 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -138,7 +139,7 @@ def compare(func, n: int, dtype: str, db: str, rounds: int, inner: int) -> dict:
             "ratio": result["torch"] / result["tcomp"], "rel_error": error, "torch_rel_error": torch_error}
 
 
-MODEL_DTYPES = {"fp32": "float32", "fp16": "float16"}
+PICKLE_RECURSION = 50000  # a compiled module's loop IR nests deeply
 
 
 def model_case(name: str, dtype: str, model_dir: Path):
@@ -168,10 +169,12 @@ def model_case(name: str, dtype: str, model_dir: Path):
     path = model_dir / f"{name}_fp32.onnx"
     if not path.exists():
         example = {k: v[:1] for k, v in inputs.items()}  # one sample traced, the batch symbolic
+        scratch = path.with_suffix(f".{os.getpid()}.tmp")  # workers of two cases may export at once
         with torch.no_grad():
-            torch.onnx.export(module, tuple(example.values()), str(path), input_names=list(inputs),
+            torch.onnx.export(module, tuple(example.values()), str(scratch), input_names=list(inputs),
                               output_names=["output"], dynamic_axes={**axes, "output": {0: "batch"}},
                               opset_version=17, dynamo=False)
+        os.replace(scratch, path)
     if dtype == "fp16":
         module = module.half()
         inputs = {k: v.half() if v.is_floating_point() else v for k, v in inputs.items()}
@@ -179,7 +182,9 @@ def model_case(name: str, dtype: str, model_dir: Path):
         if not half.exists():
             import onnx
 
-            onnx.save(half_model(onnx.load(str(path))), str(half))
+            scratch = half.with_suffix(f".{os.getpid()}.tmp")
+            onnx.save(half_model(onnx.load(str(path))), str(scratch))
+            os.replace(scratch, half)
         path = half
     return module, path, inputs
 
@@ -229,6 +234,7 @@ def compile_case(name: str, dtype: str, model_dir: str, target: str, out: str, t
     start = time.perf_counter()
     mod = tcomp.compile(str(path), target=target, input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
     compile_s = time.perf_counter() - start
+    sys.setrecursionlimit(PICKLE_RECURSION)
     with open(out, "wb") as f:
         pickle.dump((mod, compile_s), f, protocol=pickle.HIGHEST_PROTOCOL)
     if torch_compile:
@@ -244,6 +250,7 @@ def compile_cases(cases: list, model_dir: Path, target: str, torch_compile: bool
     from multiprocessing import get_context
 
     results = {}
+    sys.setrecursionlimit(PICKLE_RECURSION)
     with tempfile.TemporaryDirectory() as scratch, \
             ProcessPoolExecutor(len(cases), mp_context=get_context("spawn")) as pool:
         jobs = {case: pool.submit(compile_case, *case, str(model_dir), target, f"{scratch}/{'_'.join(case)}.pkl",
