@@ -157,6 +157,20 @@ def test_int64_result_beyond_32_bits_is_refused_naming_the_kernel(rng):
     np.testing.assert_array_equal(kernel(a), a * a + 1)
 
 
+def test_int64_overflow_in_a_branch_not_selected_is_harmless(rng):
+    """WGSL's select evaluates both sides: x * x overflows where x is large, but only small x select it."""
+    from tcomp.tir.expr import Select
+
+    kernel = tcomp.build(_unary("int64", "int64", lambda x: Select(x < 1000, x * x, x)), target="webgpu")
+    assert kernel.shaders[0].status
+    a = rng.integers(1000, 2**30, 1001, dtype=np.int64)
+    a[:100] = rng.integers(-999, 999, 100)
+    np.testing.assert_array_equal(kernel(a), np.where(a < 1000, a * a, a))
+    a[7] = -2**20  # selected, and its square leaves 32 bits
+    with pytest.raises(InputError, match="int64 results beyond 32 bits"):
+        kernel(a)
+
+
 def test_int64_arithmetic_bounded_within_32_bits_is_not_checked():
     """Values read from memory are within 32 bits: x // 3 - 5 cannot leave them, and is not checked."""
     kernel = tcomp.build(_unary("int64", "int64", lambda x: x // 3 - 5), target="webgpu")

@@ -1,7 +1,8 @@
 """ONNX operators on the webgpu target against onnx's ReferenceEvaluator on fresh random inputs, and
 ONNX node cases against their expected outputs: what WGSL computes differently from C (float
-floor-mod of special values, integer powers, 8- and 16-bit results packed in words) and cases the
-node suite found wrong on webgpu. Skipped where wgpu or a WebGPU adapter is missing."""
+floor-mod of special values, integer powers, bit casts of 8- and 16-bit types, results packed in
+words) and cases the node suite found failing on webgpu (zero-sized tensors: an empty workgroup; an
+int64 conversion overflowing in a select's branch not taken). Skipped where wgpu or a WebGPU adapter is missing."""
 from __future__ import annotations
 
 import sys
@@ -99,9 +100,31 @@ def test_uint8_max_pool():
     np.testing.assert_array_equal(*_both(model, x))
 
 
+@pytest.mark.parametrize("source,target", [("float32", "int32"), ("uint16", "int16"), ("int8", "uint8"),
+                                           ("float16", "int16"), ("int16", "bfloat16"), ("bool", "uint8")])
+def test_bitcast(source, target):
+    """BitCast of 32-, 16- and 8-bit types: held widened in 32-bit registers, cast through their low bits."""
+    import ml_dtypes
+
+    def dtype(name):
+        return np.dtype(ml_dtypes.bfloat16 if name == "bfloat16" else name)
+
+    rng = np.random.default_rng()
+    width = np.dtype(source if source != "bool" else "uint8").itemsize
+    x = rng.integers(0, 256, (7, 11 * width), dtype=np.uint8).view(np.uint8 if source == "bool" else dtype(source))
+    if source == "bool":
+        x = x % 2 == 1
+    src, dst = (helper.np_dtype_to_tensor_dtype(dtype(t)) for t in (source, target))
+    model = _model("BitCast", [("x", src, [7, 11])], ("y", dst, [7, 11]), opset=26, to=dst)
+    got = tcomp.compile(model, target="webgpu")(x)[0]
+    np.testing.assert_array_equal(got.view(np.uint8), x.view(np.uint8))  # bit for bit (NaNs too)
+
+
 NODE_CASES = ["test_maxpool_2d_uint8", "test_einsum_batch_matmul_bfloat16", "test_einsum_sum_bfloat16",
               "test_mod_float_edge_cases_fmod_0_float32", "test_mod_float_edge_cases_fmod_0_float16",
-              "test_pow_types_int32_int32", "test_pow_types_int64_int64", "test_attention_4d_gqa_causal_expanded"]
+              "test_pow_types_int32_int32", "test_pow_types_int64_int64", "test_attention_4d_gqa_causal_expanded",
+              "test_bitcast_bool_to_uint8", "test_tril_zero", "test_slice_start_out_of_bounds",
+              "test_reduce_sum_empty_set_non_reduced_axis_zero", "test_quantizelinear_e5m2"]
 
 
 @pytest.mark.parametrize("name", NODE_CASES)

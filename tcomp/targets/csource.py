@@ -213,9 +213,10 @@ class CSourceRenderer:
         self._indent -= 1
         self._line("}")
 
-    def _bound(self, render):
-        """``render()``, which returns texts of one statement's expressions (through ``expr``), with the
-        subexpressions they repeat bound once in lines emitted here, before the statement (``cse.py``)."""
+    def _bound(self, render, *roots: Expr):
+        """``render()``, which returns texts of one statement's expressions (``roots``, through ``expr``),
+        with the subexpressions they repeat bound once in lines emitted here, before the statement
+        (``cse.py``). A dialect may check ``roots`` there too (WGSL: 64-bit overflow)."""
         if self._cse is not None:
             return render()
         cse = self._cse = Subexpressions()
@@ -229,13 +230,17 @@ class CSourceRenderer:
         finally:
             self._cse = None
 
+    def _bound_expr(self, e: Expr) -> str:
+        """The text of ``e``, a statement's one expression (``_bound``)."""
+        return self._bound(lambda: self.expr(e), e)
+
     def _guarded(self, predicate: Expr | None, emit) -> None:
         """``emit()``'s lines, inside ``if (predicate) { ... }`` where there is a predicate (what they
         bind is evaluated only where it holds)."""
         if predicate is None:
             emit()
             return
-        self._line(f"if ({self._bound(lambda: self.expr(predicate))}) {{")
+        self._line(f"if ({self._bound_expr(predicate)}) {{")
         self._indent += 1
         emit()
         self._indent -= 1
@@ -253,7 +258,7 @@ class CSourceRenderer:
         elif isinstance(stmt, BufferStore):
             self._store(stmt)
         elif isinstance(stmt, IfThenElse):
-            self._scope(f"if ({self._bound(lambda: self.expr(stmt.cond))})", stmt.then_body)
+            self._scope(f"if ({self._bound_expr(stmt.cond)})", stmt.then_body)
             if stmt.else_body is not None:
                 self._scope("else", stmt.else_body)
         elif isinstance(stmt, Allocate):
@@ -336,7 +341,7 @@ class CSourceRenderer:
                 value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
             return f"{self.name(buf)}[{self._storage_index(buf, offset)}] = {value};"
 
-        self._guarded(store.predicate, lambda: self._line(self._bound(text)))
+        self._guarded(store.predicate, lambda: self._line(self._bound(text, offset, store.value)))
 
     def _allocate(self, stmt: Allocate) -> None:
         buf = stmt.buffer
@@ -390,7 +395,7 @@ class CSourceRenderer:
                 self._line(self.dialect.async_wait.format(n=stmt.value.args[0].value))
             return  # no async copies in this dialect: the copies were synchronous
         if not is_intrinsic_call(stmt.value):
-            self._line(f"{self._bound(lambda: self.expr(stmt.value))};")
+            self._line(f"{self._bound_expr(stmt.value)};")
             return
         intrinsic = get_intrinsic(stmt.value.name)
         try:

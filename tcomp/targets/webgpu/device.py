@@ -153,12 +153,12 @@ class WebGPUDevice:
         """Records one dispatch: ``grid`` blocks of ``block`` threads (as launched on CUDA), the kernel's
         buffers as (buffer, byte offset), its size variables' values."""
         shader = compiled.shader
+        if 0 in tuple(grid) + tuple(block):
+            return  # a zero-sized tensor: nothing to compute
         if tuple(block) != shader.workgroup:
             raise TcompError(f"kernel {shader.name}: launched with {tuple(block)} threads per block, compiled for "
                              f"{shader.workgroup}")
         groups = shader.dispatch(tuple(grid))
-        if 0 in groups:
-            return
         if not shader.grid_folded and max(groups) > MAX_WORKGROUPS_PER_DIMENSION:
             raise TcompError(f"kernel {shader.name}: grid {groups} is larger than the shader was compiled for")
         values = {v: IntImm(n) for v, n in zip(shader.size_vars, sizes)}

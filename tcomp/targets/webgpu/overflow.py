@@ -3,10 +3,12 @@
 A shader computes int64 (uint64) values as i32 (u32). Uploads refuse inputs beyond 32 bits and
 stores write the 64-bit sign (zero) extension, so values in memory are exact; what can still go
 wrong is arithmetic whose 64-bit result does not fit 32 bits (``a * b``, ``pow``, a sum) or a
-conversion to a 64-bit type of a value beyond 32 bits (a float, a uint32). The renderer asks
-``condition`` for each such node of a statement that reads memory and whose range ``arith.bound``
-cannot confine to 32 bits (index arithmetic over loop extents is left alone), and raises the kernel's
-status word where one holds, before the statement::
+conversion to a 64-bit type of a value beyond 32 bits (a float, a uint32). Such a node is checked
+where it reads memory and ``arith.bound`` cannot confine it to 32 bits (index arithmetic over loop
+extents is left alone). ``flag`` follows a statement's expressions as a boolean shadow of them: a
+node's flag is its own check or its operands' flags, a ``Select``'s is the flag of the side it
+selects (WGSL evaluates both: a branch not taken may overflow harmlessly). The renderer raises the
+kernel's status word where the flag holds, before the statement::
 
     y[i] = x[i] * 3        (int64)
     ->  let tc_cse = x[2 * (i)];
@@ -19,10 +21,12 @@ of returning results that wrapped at 32 bits (``device.py``; ``web/tcomp.js`` in
 from __future__ import annotations
 
 from ...tir import arith
-from ...tir.expr import BinOp, Call, Cast, Expr, Load, Var, children, is_float, is_unsigned, rewrite
+from ...tir.expr import (BinOp, Call, Cast, Expr, IntImm, Load, Select, Var, children, is_float, is_unsigned,
+                         logical_or, rewrite)
 
 WIDE = ("int64", "uint64")
 INT32_MIN = "i32(-2147483648)"
+CHECK = "tc_overflows"  # Call(CHECK, (node,), "bool"): ``condition`` of the node (the renderer's)
 
 HELPERS = r"""
 fn tc_mul_overflows_i32(a: i32, b: i32) -> bool {  // a * b leaves the 32-bit range
@@ -66,6 +70,36 @@ fn tc_shl_overflows_i32(a: i32, b: i32) -> bool {
 }
 fn tc_shl_overflows_u32(a: u32, b: u32) -> bool { return a != 0u && (b > 31u || ((a << b) >> b) != a); }
 """
+
+
+class Flags:
+    """The overflow flags of one statement's expressions: ``of(e)`` is a bool expression, whether a
+    checked node that ``e``'s value depends on left 32 bits (None: no such node). ``index(load)`` is
+    the offset the renderer computes for a load; a node shared by several expressions is flagged once."""
+
+    def __init__(self, bounds: dict, index):
+        self.bounds, self.index = bounds, index
+        self._memo: dict = {}   # id -> (node, flag): the node kept alive, its id its own
+        self._reads: dict = {}  # id -> whether the node reads memory
+
+    def of(self, e: Expr) -> Expr | None:
+        found = self._memo.get(id(e))
+        if found is not None:
+            return found[1]
+        if isinstance(e, Select):
+            a, b = self.of(e.a), self.of(e.b)
+            chosen = None if a is None and b is None else \
+                Select(e.cond, IntImm(0, "bool") if a is None else a, IntImm(0, "bool") if b is None else b)
+            flag = logical_or(self.of(e.cond), chosen)
+        else:
+            operands = children(e)
+            if isinstance(e, Load):
+                operands = (self.index(e),) + ((e.predicate,) if e.predicate is not None else ())
+            checked = may_overflow(e, self.bounds, self._reads) and condition(e, str) is not None
+            own = Call(CHECK, (e,), "bool") if checked else None
+            flag = logical_or(*[self.of(o) for o in operands], own)
+        self._memo[id(e)] = (e, flag)
+        return flag
 
 
 def may_overflow(e: Expr, bounds: dict, reads: dict) -> bool:

@@ -47,7 +47,8 @@ import numpy as np
 
 from ...errors import TcompError
 from ...tir import arith
-from ...tir.expr import BinOp, Buffer, Call, Cast, Expr, IntImm, Load, Select, dtype_bits, is_float, is_unsigned
+from ...tir.expr import (BinOp, Buffer, Call, Cast, Expr, IntImm, Load, Select, dtype_bits, is_float, is_unsigned,
+                         logical_or)
 from ...tir.stmt import Allocate, BufferStore, For
 from ..csource import CSourceRenderer, Dialect, RenderError
 from . import overflow
@@ -56,6 +57,7 @@ from .unroll import unroll_kernel
 MAX_WORKGROUPS_PER_DIMENSION = 65535   # WebGPU's limit (maxComputeWorkgroupsPerDimension)
 AXES = ("x", "y", "z")
 
+HALF = ("float16", "bfloat16")  # 16-bit floats: stored as their bits, held as f32
 # 32-bit value types; int64/uint64 are narrowed to 32 bits, 8- and 16-bit integers widened.
 VALUE_TYPES = {"float32": "f32", "float16": "f32", "bfloat16": "f32", "int8": "i32", "int16": "i32", "int32": "i32",
                "int64": "i32", "uint8": "u32", "uint16": "u32", "uint32": "u32", "uint64": "u32", "bool": "bool"}
@@ -257,7 +259,6 @@ class WGSLRenderer(CSourceRenderer):
         super().__init__(WGSL)
         self._written: set = set()
         self._kernel_name = ""
-        self._wide: list | None = None  # 64-bit nodes a statement's first pass rendered (overflow.py)
         self._status = False            # whether the kernel checks 64-bit overflow
 
     def render(self, kernels) -> str:
@@ -324,7 +325,8 @@ class WGSLRenderer(CSourceRenderer):
                 var = self._axis_var(kernel.body, f"threadIdx.{axis}")
                 self._bounds[var] = (0, extent.value - 1)
                 self._line(f"let {self.name(var)}: i32 = i32(tc_lid.{axis});")
-        self._stmt(kernel.body)
+        if not any(isinstance(extent, IntImm) and extent.value == 0 for extent in kernel.launch.values()):
+            self._stmt(kernel.body)  # else a zero-sized tensor: nothing to compute, and never dispatched
         self._indent = 0
         self._line("}")
         if self._status:
@@ -341,8 +343,9 @@ class WGSLRenderer(CSourceRenderer):
 
     @staticmethod
     def _threads(kernel, axis: str) -> int:
+        """Threads per workgroup along ``axis`` (at least 1: WGSL refuses an empty workgroup)."""
         extent = kernel.launch.get(f"threadIdx.{axis}")
-        return extent.value if extent is not None else 1
+        return max(1, extent.value) if extent is not None else 1
 
     @staticmethod
     def _grid_folded(kernel) -> bool:
@@ -363,31 +366,18 @@ class WGSLRenderer(CSourceRenderer):
         return "atomic<u32>" if buf in self._written else "u32"
 
     # ------------------------------------------------------------------ statements
-    def _bound(self, render):
-        """``CSourceRenderer._bound``, and before the statement, a check of its 64-bit arithmetic that
-        may leave 32 bits (``overflow.py``): the nodes to check are found in the first pass."""
+    def _bound(self, render, *roots: Expr):
+        """``CSourceRenderer._bound``, and before the statement, a check of the 64-bit arithmetic that the
+        values of ``roots`` depend on and that may leave 32 bits (``overflow.py``)."""
         if self._cse is not None:
             return render()
-        checked = None
-
-        def render_checked() -> tuple:
-            nonlocal checked
-            if checked is None:
-                self._wide = []
-                try:
-                    texts = render()
-                finally:
-                    wide, self._wide = self._wide, None
-                reads: dict = {}
-                checked = [e for e in wide if overflow.may_overflow(e, self._bounds, reads)]
-            else:
-                texts = render()
-            return texts, [c for c in (overflow.condition(e, self.expr) for e in checked) if c]
-
-        texts, conditions = super()._bound(render_checked)
-        if conditions:
-            self._status = True
-            self._line(f"if ({' || '.join(conditions)}) {{ atomicOr(&tc_status[0], 1u); }}")
+        flags = overflow.Flags(self._bounds, lambda load: self._flat(load.buffer, load.indices))
+        flag = logical_or(*[flags.of(root) for root in roots])
+        if flag is None:
+            return super()._bound(render)
+        texts, condition = super()._bound(lambda: (render(), self.expr(flag)))
+        self._status = True
+        self._line(f"if ({condition}) {{ atomicOr(&tc_status[0], 1u); }}")
         return texts
 
     def _for(self, loop: For) -> None:
@@ -400,15 +390,19 @@ class WGSLRenderer(CSourceRenderer):
         self._scope(f"for (var {var}: i32 = 0; {var} < {self.expr(extent)}; {var}++)", loop.body)
 
     def _store(self, store: BufferStore) -> None:
-        offset = self._flat(store.buffer, store.indices)
+        buf, value = store.buffer, store.value
+        offset = self._flat(buf, store.indices)
+        # a bit cast stored in a 16-bit float buffer: its bits (through f32 a NaN would lose its payload)
+        raw = buf.scope == "global" and buf.dtype in HALF and isinstance(value, Call) and value.name == "bitcast"
 
         def emit() -> None:
-            index, value = self._bound(lambda: (self.expr(offset), self.expr(store.value)))
-            self._store_lines(store.buffer, index, value)
+            index, text = self._bound(lambda: (self.expr(offset), self._bits(value.args[0]) if raw else self.expr(value)),
+                                      offset, value)
+            self._store_lines(buf, index, text, raw)
 
         self._guarded(store.predicate, emit)
 
-    def _store_lines(self, buf: Buffer, index: str, value: str) -> None:
+    def _store_lines(self, buf: Buffer, index: str, value: str, raw: bool = False) -> None:
         if buf.scope != "global":
             rounded = {"float16": "tc_to_f16", "bfloat16": "tc_to_bf16"}.get(buf.dtype)
             self._line(f"{self.name(buf)}[{index}] = {f'{rounded}({value})' if rounded else value};")
@@ -419,15 +413,17 @@ class WGSLRenderer(CSourceRenderer):
             self._line(f"{{ let tc_i = 2 * ({index}); let tc_word = {value};")
             self._line(f"  {self.name(buf)}[tc_i] = tc_word; {self.name(buf)}[tc_i + 1] = {high}; }}")
         else:
-            self._packed_store(buf, index, value)
+            self._packed_store(buf, index, value, raw)
 
-    def _packed_store(self, buf: Buffer, index: str, value: str) -> None:
+    def _packed_store(self, buf: Buffer, index: str, value: str, raw: bool = False) -> None:
         """An 8- or 16-bit element written into its u32 word: the new value computed first (it may read
         the element itself: ``R[i] = max(R[i], x)``), then the element's bits cleared and set (atomics:
-        the word's other elements belong to other threads)."""
+        the word's other elements belong to other threads). ``raw``: ``value`` is the element's bits."""
         bits = dtype_bits(buf.dtype)
         mask = f"0x{(1 << bits) - 1:x}u"
-        if buf.dtype == "bool":
+        if raw:
+            word = f"({value} & {mask})"
+        elif buf.dtype == "bool":
             word = f"select(0u, 1u, {value})"
         elif buf.dtype == "float16":
             word = f"tc_f16_bits({value})"
@@ -450,8 +446,6 @@ class WGSLRenderer(CSourceRenderer):
 
     # ------------------------------------------------------------------ expressions
     def _render(self, e: Expr) -> str:
-        if self._wide is not None and e.dtype in overflow.WIDE:
-            self._wide.append(e)
         if isinstance(e, IntImm):
             return self._int_literal(e)
         if isinstance(e, Load):
@@ -490,20 +484,25 @@ class WGSLRenderer(CSourceRenderer):
             text = f"{name}[{self.expr(offset)}]"
         elif bits == 64:
             text = f"{name}[2 * ({self.expr(offset)})]"
+        elif buf.dtype in ("int8", "int16"):
+            text = f"tc_signed_field({self._packed_word(buf, offset)}, {self.expr(offset)}, {bits}u)"
         else:
-            word = f"{name}[({self.expr(offset)}) / {32 // bits}]"
-            if buf in self._written:
-                word = f"atomicLoad(&{word})"
-            if buf.dtype in ("int8", "int16"):
-                text = f"tc_signed_field({word}, {self.expr(offset)}, {bits}u)"
-            else:
-                field = f"tc_field({word}, {self.expr(offset)}, {bits}u)"
-                text = {"bool": f"({field} != 0u)", "float16": f"unpack2x16float({field}).x",
-                        "bfloat16": f"bitcast<f32>({field} << 16u)"}.get(buf.dtype, field)
+            field = self._packed_field(e)
+            text = {"bool": f"({field} != 0u)", "float16": f"unpack2x16float({field}).x",
+                    "bfloat16": f"bitcast<f32>({field} << 16u)"}.get(buf.dtype, field)
         if e.predicate is not None:  # both evaluated; an index out of range reads a clamped element
             zero = {"bool": "false", "f32": "0.0f", "i32": "0", "u32": "0u"}[_value_type(e.dtype)]
             text = f"select({zero}, {text}, {self.expr(e.predicate)})"
         return text
+
+    def _packed_word(self, buf: Buffer, offset: Expr) -> str:
+        word = f"{self.name(buf)}[({self.expr(offset)}) / {32 // dtype_bits(buf.dtype)}]"
+        return f"atomicLoad(&{word})" if buf in self._written else word
+
+    def _packed_field(self, e: Load) -> str:
+        """The bits of an element of a packed 8- or 16-bit global buffer (a u32; predicate aside)."""
+        offset = self._flat(e.buffer, e.indices)
+        return f"tc_field({self._packed_word(e.buffer, offset)}, {self.expr(offset)}, {dtype_bits(e.buffer.dtype)}u)"
 
     def _binop(self, e: BinOp) -> str:
         form = None  # a format of the operands' texts {a} and {b}
@@ -543,18 +542,44 @@ class WGSLRenderer(CSourceRenderer):
             return f"bitcast<u32>({value})"  # two's complement, as C converts
         return converted
 
+    def _bits(self, x: Expr) -> str:
+        """A u32 whose low bits are ``x``'s (8- and 16-bit values are held widened: floats as f32,
+        integers as i32/u32). A 16-bit float is read as its stored bits where it is loaded: through f32
+        a NaN would lose its payload."""
+        source, bits = x.dtype, dtype_bits(x.dtype)
+        if isinstance(x, Load) and x.predicate is None and x.buffer.scope == "global" and source in HALF:
+            return self._packed_field(x)
+        value = self.expr(x)
+        return {"bool": f"select(0u, 1u, {value})", "float16": f"tc_f16_bits({value})",
+                "bfloat16": f"tc_bf16_bits({value})"}.get(
+            source, f"bitcast<u32>({value})" if bits == 32 else f"(bitcast<u32>({value}) & 0x{(1 << bits) - 1:x}u)")
+
+    @staticmethod
+    def _from_bits(dtype: str, word: str) -> str:
+        """The ``dtype`` value whose bits are the low bits of ``word`` (a u32)."""
+        bits = dtype_bits(dtype)
+        if dtype == "bool":
+            return f"({word} != 0u)"
+        if dtype in HALF:
+            return f"unpack2x16float({word}).x" if dtype == "float16" else f"bitcast<f32>({word} << 16u)"
+        if bits == 32 or is_unsigned(dtype):
+            return f"bitcast<{_value_type(dtype)}>({word})"
+        return f"((bitcast<i32>({word}) << {32 - bits}u) >> {32 - bits}u)"  # int8/int16: sign-extended
+
     def _call(self, e: Call) -> str:
         source = e.args[0].dtype if e.args else e.dtype
 
         def x() -> str:  # the first operand, rendered per use (what the CSE pass counts)
             return self.expr(e.args[0])
 
+        if e.name == overflow.CHECK:
+            return overflow.condition(e.args[0], self.expr)
         if e.name in ("isnan", "isinf"):
             return f"tc_{e.name}({x()})" if is_float(source) else "false"
         if e.name == "bitcast":
-            if dtype_bits(e.dtype) != dtype_bits(source) or dtype_bits(e.dtype) != 32:
-                raise RenderError(f"bitcast from {source} to {e.dtype} (only 32-bit types on WebGPU)")
-            return f"bitcast<{_value_type(e.dtype)}>({x()})"
+            if dtype_bits(e.dtype) != dtype_bits(source) or dtype_bits(e.dtype) > 32:
+                raise RenderError(f"bitcast from {source} to {e.dtype} (WebGPU has no 64-bit types)")
+            return self._from_bits(e.dtype, self._bits(e.args[0]))
         if not is_float(e.dtype):
             if e.name == "not":
                 return f"(!{x()})" if e.dtype == "bool" else f"(~{x()})"
