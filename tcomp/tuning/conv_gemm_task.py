@@ -18,11 +18,11 @@ matrix product for every kernel size and stride: the shared-memory tiling covers
 fill tiles together (a 7x7 map alone would leave most of a 128-wide tile idle).
 
 16-bit operands (fp16, bf16; a float16 model's conv reads them through casts to float32, which are
-peeled: ``matmul_task.narrowed``) are multiplied and accumulated in fp32 (what the tensor-core sketches take), the
-bias added in fp32, the sum given to the epilogue in the conv's own type. For them the columns are padded
-to a multiple of ``PAD_COLUMNS`` and the reduction to a multiple of ``PAD_DEPTH`` (``col`` and the
-weights' stage ``w_pad`` read 0 there), so that the tensor-core tiles divide them; ``out`` stores
-no padded column.
+peeled: ``matmul_task.narrowed``) are multiplied and accumulated in fp32 (what the tensor-core sketches
+take), the bias added in fp32, the sum given to the epilogue in the conv's own type. The columns are
+padded to a multiple of ``PAD_COLUMNS`` and the reduction to a multiple of ``PAD_DEPTH`` (``col`` and
+the weights' stage ``w_pad`` read 0 there), so that tiles divide them: tensor-core fragments have no
+tails, and SIMT tiles no predicate in their multiply-adds; ``out`` stores no padded column.
 """
 from __future__ import annotations
 
@@ -75,8 +75,7 @@ def conv(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
     PT, PL = attrs["pads"][0], attrs["pads"][1]
     depth, columns = C * R * S, N * OH * OW
     wide = dtype_bits(dtype) == 16
-    padded_depth = _round_up(depth, PAD_DEPTH) if wide else depth
-    padded_columns = _round_up(columns, PAD_COLUMNS) if wide else columns
+    padded_depth, padded_columns = _round_up(depth, PAD_DEPTH), _round_up(columns, PAD_COLUMNS)
     zero = const(0, dtype)
 
     def col_fn(kk, m):

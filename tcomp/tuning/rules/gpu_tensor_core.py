@@ -23,7 +23,15 @@ dynamic shared memory.
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
-from .blocks import contiguous_last, find_block, fork, inline_operand_stage, loop_kinds, sample
+from .blocks import (
+    contiguous_last,
+    find_block,
+    fork,
+    inline_operand_stage,
+    loop_kinds,
+    sample,
+    source_strides,
+)
 
 WARPS = (1, 2, 4)
 WARPS_PROBS = (1, 3, 1)
@@ -117,12 +125,14 @@ def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False) -> None
         sch.compute_at(copy, k0)
         inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
-        fused = sch.fuse(*contiguous_last(sch, copy, sch.get_loops(copy)[-2:]))  # a transposed operand by rows
-        _, tz, ty, tx, lanes = sch.split(fused, [None, wm, wn, 32, 8])
+        own = contiguous_last(sch, copy, sch.get_loops(copy)[-2:])  # a transposed operand by rows
+        gather = not source_strides(sch, copy, own)
+        outer, tz, ty, tx, lanes = sch.split(sch.fuse(*own), [None, wm, wn, 32, 8])
         sch.bind(tz, "threadIdx.z")
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
-        sch.vectorize(lanes)
+        sch.unroll(outer)  # a thread's loads issued back to back
+        sch.unroll(lanes) if gather else sch.vectorize(lanes)
     sch.annotate(k0, "pipeline_stages", stages)
     init = sch.decompose_reduction(block, k0)
     sch.tensorize(i3, f"mma_16x8x16_{kind}f32")

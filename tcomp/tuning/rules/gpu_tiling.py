@@ -162,6 +162,7 @@ def _share_operands(sch: Schedule, block, at, threads: list) -> bool:
             parts = parts[:-1]
         for loop, (tag, _) in zip(parts[1:], threads):
             sch.bind(loop, tag)
+        sch.unroll(parts[0])  # a thread's loads issued back to back (a gather's above all)
     return True
 
 

@@ -21,7 +21,7 @@ target then compiles for sm_90a).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
-from .blocks import contiguous_last, fork, inline_operand_stage, loop_kinds, sample
+from .blocks import contiguous_last, fork, inline_operand_stage, loop_kinds, sample, source_strides
 from .gpu_tensor_core import half_product_suffix
 
 WIDTHS = (128, 256)                 # N: one sketch each (it names the intrinsic)
@@ -85,11 +85,13 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = Fa
         sch.compute_at(copy, k0)
         inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
-        fused = sch.fuse(*contiguous_last(sch, copy, sch.get_loops(copy)[-2:]))  # a transposed operand by rows
-        _, ty, tx, lanes = sch.split(fused, [None, wg, LANES, 8])
+        own = contiguous_last(sch, copy, sch.get_loops(copy)[-2:])  # a transposed operand by rows
+        gather = not source_strides(sch, copy, own)
+        outer, ty, tx, lanes = sch.split(sch.fuse(*own), [None, wg, LANES, 8])
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
-        sch.vectorize(lanes)
+        sch.unroll(outer)  # a thread's loads issued back to back
+        sch.unroll(lanes) if gather else sch.vectorize(lanes)
     sch.annotate(k0, "pipeline_stages", stages)
     init = sch.decompose_reduction(block, k0)
     sch.tensorize(i3, f"wgmma_64x{width}x{DEPTH}_{kind}f32")
