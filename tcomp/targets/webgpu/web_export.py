@@ -26,7 +26,8 @@ the browser's tuning, heaviest first.
      "inputs":  [{"name": "x", "shape": [1, 3, 224, 224], "dtype": "float32", "offset": 0, "bytes": 602112}],
      "outputs": [{"name": "y", ..., "offset": 0, "copy_from": null | {"region": "inputs", "offset": 0}}],
      "shaders": {"k0_conv_1a2b3c_v0_kernel": {"file": "kernels/k0_conv_1a2b3c_v0_kernel.wgsl",
-                                               "workgroup": [16, 16, 1], "uniform": false, "status": false}},
+                                               "workgroup": [16, 16, 1], "uniform": false, "status": false,
+                                               "bytes": 6335}},
      "kernels": {"k0_conv_1a2b3c": {"ops": "Conv+Relu", "hash": "9f..", "work": 118013952,
                                     "variants": ["tiled (compiled); ..", "default, 64 threads per block; ..", ..]}},
      "steps": [{"kernel": "k0_conv_1a2b3c", "variants": [[{"shader": "k0_conv_1a2b3c_v0_kernel",
@@ -91,7 +92,8 @@ def export_web(module, out_dir, input_shapes: dict | None = None, variants: int 
             for shader in variant.shaders.values():
                 (out / "kernels" / f"{shader.name}.wgsl").write_text(shader.source)
                 shaders[shader.name] = {"file": f"kernels/{shader.name}.wgsl", "workgroup": list(shader.workgroup),
-                                        "uniform": bool(shader.size_vars), "status": shader.status}
+                                        "uniform": bool(shader.size_vars), "status": shader.status,
+                                        "bytes": len(shader.source)}
         sources = "".join(s.source for variant in found for s in variant.shaders.values())
         kernels[name] = {"ops": kernel.func.attrs.get("ops", ""), "variants": [v.label for v in found],
                          "hash": hashlib.sha256(sources.encode()).hexdigest()[:16],

@@ -41,10 +41,9 @@ export class TcompError extends Error {
 
 /**
  * Loads the bundle at `url` (a folder with manifest.json). Options: `tune` (default true: time the
- * variants not cached), `tuneBudgetMs` (default 25000: no timing starts past it, nor a variant
- * when less is left than the longest single timing so far, so that tuning ends within 30 s),
- * `runs` (timed runs per variant, default 3), `cache` (default true: read and write the cached
- * choices).
+ * variants not cached), `tuneBudgetMs` (default 25000: no timing starts past it, nor a variant when
+ * less is left than the longest variant's compile and timing so far: tuning ends within 30 s), `runs`
+ * (timed runs per variant, default 3), `cache` (default true: read and write the cached choices).
  */
 export async function load(url, options = {}) {
   const opts = { tune: true, tuneBudgetMs: 25000, runs: 3, cache: true, ...options };
@@ -333,7 +332,8 @@ class Model {
   /**
    * Compiles and times the variants of every kernel not in `picks` (on its first step), keeps the
    * fastest. The heaviest kernels (the manifest's `work`) go first: they gain most from the budget.
-   * Within a kernel, variants with more workgroups go first (their smallest slices are the cheapest).
+   * Within a kernel, the smallest shaders go first (the cheapest to compile: on a software adapter
+   * compiling a tiled variant takes seconds, timing its slices a fraction of that).
    */
   async _tune(picks, opts) {
     const started = performance.now();
@@ -349,12 +349,14 @@ class Model {
       const step = this.manifest.steps.find((s) => s.kernel === name);
       const ms = kernel.variants.map(() => null);
       const variants = kernel.variants.map((_, v) => v).filter((v) => this._fits(step, v))
-        .sort((a, b) => smallestGrid(step.variants[b]) - smallestGrid(step.variants[a]) || a - b);
+        .sort((a, b) => this._bytes(step, a) - this._bytes(step, b) || a - b);
       let best = null;
       let cut = false;
       for (const v of variants) {
-        if (performance.now() + budget.longest > budget.deadline) { cut = true; break; }
+        const begun = performance.now();
+        if (begun + budget.longest > budget.deadline) { cut = true; break; }
         ms[v] = await this._measure(step, v, best === null ? Infinity : FAR_SLOWER * ms[best], opts.runs, budget);
+        budget.longest = Math.max(budget.longest, performance.now() - begun);  // compiling it included
         if (ms[v] === null) { cut = true; break; }
         if (best === null || ms[v] < ms[best]) best = v;
       }
@@ -378,6 +380,11 @@ class Model {
       this._save(name, opts);
     }
     this.tuneMs = performance.now() - started;
+  }
+
+  /** Bytes of WGSL of `variant`'s shaders: what compiling it costs, roughly (seconds on a software adapter). */
+  _bytes(step, variant) {
+    return step.variants[variant].reduce((total, launch) => total + this.manifest.shaders[launch.shader].bytes, 0);
   }
 
   _save(name, opts) {  // a pick cut short by the budget too: later loads time nothing
@@ -436,9 +443,7 @@ class Model {
     const start = performance.now();
     this.device.queue.submit([encoder.finish()]);
     await this.device.queue.onSubmittedWorkDone();
-    const ms = performance.now() - start;
-    budget.longest = Math.max(budget.longest, ms);
-    return ms;
+    return performance.now() - start;
   }
 }
 
@@ -450,10 +455,6 @@ function slice(dispatch, count) {
   return [count, 1, 1];
 }
 
-/** The fewest workgroups among a variant's dispatches: what its smallest timing slice costs, inversely. */
-function smallestGrid(launches) {
-  return Math.min(...launches.map((l) => l.dispatch.reduce((a, b) => a * b, 1)));
-}
 
 /** A variant's label without its workgroup shapes: what the same schedule of different kernels shares. */
 function variantFamily(label) { return label.split(";")[0]; }
