@@ -44,6 +44,8 @@ static std::barrier<>* tc_block_barrier = nullptr;
 #define __launch_bounds__(n)
 #define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static
+struct alignas(8) uint2 { unsigned int x, y; };              // the vector copies' access types
+struct alignas(16) uint4 { unsigned int x, y, z, w; };
 #define __syncthreads() tc_block_barrier->arrive_and_wait()
 inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }

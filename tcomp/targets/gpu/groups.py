@@ -125,7 +125,8 @@ def _tiled(func, target: str):
     errors = []
     for _, _, _, trace, values in sorted(candidates, key=lambda c: c[:3]):
         try:
-            scheduled = _bound(lower(trace.apply_to(func, decisions=_decisions(trace, values, products[0])).func))
+            scheduled = _bound(lower(trace.apply_to(func, decisions=_decisions(trace, values, products[0])).func),
+                               vectors=True)
             lower_for_gpu(scheduled, target.split()[0])
             return scheduled
         except TcompError as exc:
@@ -224,16 +225,19 @@ def _reduction(func):
     return _bound(sch.func) if names else None
 
 
-def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS):
-    """``func`` with CPU loop kinds made serial, nests without a spatial loop (every nest, with
-    ``serial``) in one thread, and every other nest given the default binding (``threads`` per block)."""
+def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS, vectors: bool = False):
+    """``func`` with CPU loop kinds made serial (``vectors``: vectorized loops kept, a GPU sketch's
+    vector copies of shared tiles, which the renderer writes as 16-byte or ``cp.async`` accesses),
+    nests without a spatial loop (every nest, with ``serial``) in one thread, and every other nest
+    given the default binding (``threads`` per block)."""
     from ...schedule.schedule import Schedule
 
     sch = Schedule(func)  # a private copy; its blocks are the ones asked about below
     inline_operand_stages(sch)  # an im2col stage left by no sketch is read in place, never materialized
     func = sch.func
+    serial_kinds = ("parallel",) if vectors else CPU_LOOP_KINDS
     for node in walk_stmts(func.body):
-        if isinstance(node, For) and node.kind in CPU_LOOP_KINDS:
+        if isinstance(node, For) and node.kind in serial_kinds:
             node.kind = "serial"
     scattering = {id(n) for nest in _root_nests(func.body) if _stores_indirectly(nest)
                   for n in walk_stmts(nest) if isinstance(n, BlockRealize)}
