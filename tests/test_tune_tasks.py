@@ -173,14 +173,32 @@ def test_task_funcs_compute_what_the_group_templates_compute(name):
             assert group.anchor is not None and group.anchor.op == "ReduceProd", group.label
             continue
         template = lower_group(group, "template", target.lanes(32), target.num_threads)
-        args = [_rand(*[int(s.value) for s in p.shape]) for p in template.params[:-1]]
-        layouts = func.attrs.get("param_layouts", {})  # constants the task reads re-laid-out
-        task_args = [np.ascontiguousarray(a.transpose(layouts[i])) if i in layouts else a for i, a in enumerate(args)]
+        args = [_rand(*shape) for shape in _graph_shapes(template)]
+        template_args, task_args = _laid_out(template, args), _laid_out(func, args)
         assert [a.shape for a in task_args] == [tuple(int(s.value) for s in p.shape) for p in func.params[:-1]]
-        expected = tcomp.build(template)(*args)
+        expected = tcomp.build(template)(*template_args)
         np.testing.assert_allclose(tcomp.build(func)(*task_args), expected, rtol=1e-4, atol=1e-4)
         checked += 1
     assert checked >= 1
+
+
+def _graph_shapes(kernel) -> list:
+    """The shapes of ``kernel``'s inputs as the graph holds them (before ``param_layouts``)."""
+    layouts = kernel.attrs.get("param_layouts", {})
+    shapes = []
+    for index, param in enumerate(kernel.params[:-1]):
+        stored = [int(s.value) for s in param.shape]
+        shape = list(stored)
+        for axis, source in enumerate(layouts.get(index, range(len(stored)))):
+            shape[source] = stored[axis]
+        shapes.append(tuple(shape))
+    return shapes
+
+
+def _laid_out(kernel, args) -> list:
+    """``args`` (graph layouts) as ``kernel`` reads them: constants re-laid-out by its ``param_layouts``."""
+    layouts = kernel.attrs.get("param_layouts", {})
+    return [np.ascontiguousarray(a.transpose(layouts[i])) if i in layouts else a for i, a in enumerate(args)]
 
 
 @pytest.mark.parametrize("name", ["pools", "depthwise", "reductions_unit", "norms"])
