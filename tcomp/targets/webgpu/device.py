@@ -66,7 +66,11 @@ class WebGPUDevice:
             raise WebGPUUnavailable("the webgpu target needs wgpu: pip install 'tcomp[webgpu]'") from None
         self._wgpu = wgpu
         _vulkan_metal_dx12_only(wgpu)
-        adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+        try:
+            adapter = wgpu.gpu.request_adapter_sync(power_preference="high-performance")
+        except RuntimeError as exc:  # wgpu-native finds no Vulkan/Metal/DX12 driver at all
+            raise WebGPUUnavailable(f"no WebGPU adapter ({exc}): no GPU driver found (a software one: apt "
+                                    f"install mesa-vulkan-drivers)") from None
         if adapter is None:
             raise WebGPUUnavailable("no WebGPU adapter: no GPU driver found (a software one: apt install "
                                     "mesa-vulkan-drivers)")
