@@ -42,7 +42,7 @@ export class TcompError extends Error {
 /**
  * Loads the bundle at `url` (a folder with manifest.json). Options: `tune` (default true: time the
  * variants not cached), `tuneBudgetMs` (default 25000: no timing starts past it, nor a variant when
- * less is left than the longest variant's compile and timing so far: tuning ends within 30 s), `runs`
+ * less is left than a variant's compile and timing took so far, the median: tuning ends within 30 s), `runs`
  * (timed runs per variant, default 3), `cache` (default true: read and write the cached choices).
  */
 export async function load(url, options = {}) {
@@ -337,7 +337,7 @@ class Model {
    */
   async _tune(picks, opts) {
     const started = performance.now();
-    const budget = { deadline: started + opts.tuneBudgetMs, longest: 0, overhead: 0 };
+    const budget = { deadline: started + opts.tuneBudgetMs, costs: [], overhead: 0 };
     const empty = [];
     for (let r = 0; r < 5; r++) empty.push(await this._timed(budget, () => {}));
     budget.overhead = empty.includes(null) ? 0 : median(empty);  // a submission that dispatches nothing
@@ -354,9 +354,9 @@ class Model {
       let cut = false;
       for (const v of variants) {
         const begun = performance.now();
-        if (begun + budget.longest > budget.deadline) { cut = true; break; }
+        if (begun + (budget.costs.length ? median(budget.costs) : 0) > budget.deadline) { cut = true; break; }
         ms[v] = await this._measure(step, v, best === null ? Infinity : FAR_SLOWER * ms[best], opts.runs, budget);
-        budget.longest = Math.max(budget.longest, performance.now() - begun);  // compiling it included
+        budget.costs.push(performance.now() - begun);  // compiling it included
         if (ms[v] === null) { cut = true; break; }
         if (best === null || ms[v] < ms[best]) best = v;
       }
