@@ -38,12 +38,12 @@ class Subexpressions:
         self._numbers: dict = {}     # structural key -> number
         self._by_id: dict = {}       # id(node) -> (node, number): the node is kept alive, its id not reused
         self._nodes: list = []       # number -> (first node, depth, speculation-safe)
-        self.uses: Counter = Counter()
+        self._uses: Counter = Counter()   # number -> times the first pass embedded it
         self._unconditional: set = set()
         self._order: list = []       # numbers in the order their first rendering finished (operands first)
         self._texts: dict = {}       # number -> text (of this pass)
         self._names: dict = {}       # number -> the name bound to it
-        self.counting = True
+        self._counting = True
 
     def number(self, e: Expr) -> int:
         """The number of ``e``'s structure (equal numbers: equal expressions)."""
@@ -86,24 +86,24 @@ class Subexpressions:
     def text(self, e: Expr, render, conditional: bool) -> str:
         """``e``'s text: its binding's name, or ``render(e)`` (once per structure and pass)."""
         number = self.number(e)
-        if self.counting:
-            self.uses[number] += 1
+        if self._counting:
+            self._uses[number] += 1
             if not conditional:
                 self._unconditional.add(number)
         elif number in self._names:
             return self._names[number]
         if number not in self._texts:
             self._texts[number] = render(e)
-            if self.counting:
+            if self._counting:
                 self._order.append(number)
         return self._texts[number]
 
     def repeated(self) -> list:
         """(number, node) of the subexpressions to bind, operands before what uses them; ends counting."""
-        self.counting = False
+        self._counting = False
         self._texts = {}
         return [(n, self._nodes[n][0]) for n in self._order
-                if self.uses[n] >= 2 and self._nodes[n][1] >= 2
+                if self._uses[n] >= 2 and self._nodes[n][1] >= 2
                 and (n in self._unconditional or self._nodes[n][2])]
 
     def bind(self, number: int, name: str) -> None:
