@@ -2,8 +2,8 @@
 
 The statement walk, names, bounds and block lowering are ``CSourceRenderer``'s; what WGSL writes
 differently is here: declarations (``var x: array<f32, 16>``), ``select`` instead of ``?:``,
-conversions as ``T(x)``, helpers for what WGSL lacks (erf, floor division, 16-bit floats), and
-memory. A kernel (``gpu/lower.py``)::
+conversions as ``T(x)``, helpers for what WGSL lacks (erf, floor division, an exact fmod, integer
+powers, 16-bit floats), and memory. A kernel (``gpu/lower.py``)::
 
     kernel f: launch {blockIdx.x: 4, threadIdx.x: 256}
     for blockIdx_x in blockIdx.x(4):
