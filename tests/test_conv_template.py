@@ -86,3 +86,36 @@ def test_symbolic_batch_keeps_the_implicit_gemm():
     mod, tiles = _compiled(model, schedule="template")
     assert tiles == [None]
     assert_matches(mod.run({"x": x})[0], reference(model, {"x": x})[0], relnorm=TOL)
+
+
+def test_outer_loops_are_not_unrolled_by_llvm():
+    """A 14-pixel x 32-channel register tile accumulated over a 16-channel loop inside the 3 x 3
+    taps' loops: the code generator keeps LLVM from unrolling the tap loops (the channel loop's
+    copies keep their 28 accumulators in other registers: moves and spills at every iteration in
+    conv kernels), so the tile's FMAs appear once in the assembly (AVX-512 hosts)."""
+    from tcomp import tir
+
+    x = tir.placeholder((64, 30, 30), name="X")
+    w = tir.placeholder((64, 3, 3, 64), name="W")
+    rc, rr, rs = tir.reduce_axis(64, "rc"), tir.reduce_axis(3, "rr"), tir.reduce_axis(3, "rs")
+    c = tir.compute((28, 28, 64), lambda oh, ow, k: tir.sum(x[rc, oh + rr, ow + rs] * w[rc, rr, rs, k],
+                                                            axis=[rc, rr, rs]), name="C")
+    sch = tcomp.Schedule(tir.create_func([x, w, c]))
+    block = sch.get_block("C")
+    oh, ow, k, rc, rr, rs = sch.get_loops(block)
+    ow0, ow1 = sch.split(ow, [None, 14])
+    k0, k1 = sch.split(k, [None, 32])
+    rc0, rc1 = sch.split(rc, [None, 16])
+    sch.reorder(oh, ow0, k0, rc0, rr, rs, rc1, ow1, k1)
+    sch.reverse_compute_at(sch.cache_write(block, 0, "local"), k0, True)
+    sch.parallel(oh)
+    sch.unroll(ow1)
+    sch.vectorize(k1)
+    sch.decompose_reduction(block, rc0)
+    kernel = tcomp.build(sch)
+    xv, wv = rand((64, 30, 30)), rand((64, 3, 3, 64))
+    want = np.einsum("crsk,cxyrs->xyk", wv, np.lib.stride_tricks.sliding_window_view(xv, (3, 3), axis=(1, 2)))
+    np.testing.assert_allclose(kernel(xv, wv), want, rtol=1e-4, atol=1e-4)
+    if "avx512f" not in kernel.module.target.features:
+        pytest.skip("the instruction count is AVX-512's")
+    assert kernel.assembly().count("vfmadd") == 14 * 2

@@ -91,6 +91,7 @@ class _FunctionState:
         self.mask = None              # lane mask inside a predicated block, or None
         self.in_parallel = False
         self.size_vars: tuple = ()     # the kernel's symbolic sizes
+        self.loops = 0                # counted loops emitted so far
 
 
 class CPUCodegen:
@@ -100,6 +101,8 @@ class CPUCodegen:
         self.module = module
         self.num_threads = num_threads
         self._outlined = 0
+        self._unroll_disable = None
+        self._loops = 0
         self.st: _FunctionState | None = None
 
     # ------------------------------------------------------------------ kernels
@@ -194,11 +197,29 @@ class CPUCodegen:
         st.vars[var] = phi
         hi = extent_expr.value - 1 if isinstance(extent_expr, IntImm) else None
         st.bounds[var] = (0, hi)
+        inner = st.loops
         self._stmt(body)
         nxt = b.add(phi, ir.Constant(I64, 1))
         phi.add_incoming(nxt, b.block)
-        b.branch(header)
+        back = b.branch(header)
+        if st.loops > inner:  # a loop around loops: the schedule unrolled what it wanted
+            back.set_metadata("llvm.loop", self._no_unroll())
+        st.loops += 1
         b.position_at_end(exit_bb)
+
+    def _no_unroll(self):
+        """Loop metadata (a new loop id) that keeps LLVM from unrolling a loop around counted loops.
+        LLVM fully unrolls short ones (a conv's 3-tap loops around its channel loop), and the copies
+        of the inner loop then keep their accumulators in other registers: moves and spills at every
+        iteration. Innermost loops stay LLVM's to unroll (its unrolling of them pays on models)."""
+        if self._unroll_disable is None:
+            self._unroll_disable = self.module.add_metadata(
+                [ir.MetaDataString(self.module, "llvm.loop.unroll.disable")])
+        loop_id = self.module.add_metadata([ir.MetaDataString(self.module, f"tcomp.loop.{self._loops}"),
+                                            self._unroll_disable])
+        loop_id.operands = (loop_id, self._unroll_disable)  # a loop id names itself
+        self._loops += 1
+        return loop_id
 
     def _parallel(self, loop: For, extent: Expr) -> None:
         """Outlines the loop body into ``body(ctx, chunk)`` and runs its chunks on the thread pool
