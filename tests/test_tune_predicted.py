@@ -31,13 +31,17 @@ def _check_against_onnxruntime(module, model):
 
 
 class _PreferScheduled(CostModel):
-    """Scores template kernels (named "template" by the lowering) below every design-space candidate."""
+    """Scores template kernels (named "template" by the lowering) ``gap`` below every design-space
+    candidate (in log throughput)."""
+
+    def __init__(self, gap: float = 1.0):
+        self.gap = gap
 
     def update(self, funcs, seconds, groups=None):
         pass
 
     def predict(self, funcs):
-        return np.asarray([-1.0 if getattr(f, "func", f).name == "template" else 0.0 for f in funcs])
+        return np.asarray([-self.gap if getattr(f, "func", f).name == "template" else 0.0 for f in funcs])
 
     def save(self, path):
         raise NotImplementedError
@@ -59,6 +63,15 @@ def test_predicted_candidates_are_lowered_and_run_correctly(monkeypatch):
     (task,) = extract_tasks(model)
     chosen = [k for k in module.kernels.values() if k.func.attrs.get("predicted")]
     assert [k.func.attrs["predicted"] for k in chosen] == [task.workload] and len(chosen[0].groups) == 2
+    _check_against_onnxruntime(module, model)
+
+
+def test_a_candidate_predicted_less_than_the_margin_faster_keeps_the_template(monkeypatch):
+    model = _mlp()
+    for gap, chosen in ((0.9 * predicted.MARGIN, False), (1.1 * predicted.MARGIN, True)):
+        monkeypatch.setattr(xgb, "load_pretrained", lambda target="cpu", gap=gap: _PreferScheduled(gap))
+        module = tcomp.compile(model, schedule="predicted")
+        assert any("predicted" in k.func.attrs for k in module.kernels.values()) == chosen
     _check_against_onnxruntime(module, model)
 
 
