@@ -21,7 +21,7 @@ from ...tir import arith
 from ...tir.expr import IntImm
 from .blocks import find_block, fork, is_pending
 
-THREADS = (64, 128, 256, 512)
+THREADS = (64, 128, 256)  # 256: the most threads a WebGPU workgroup may have by default
 
 
 def applies(sch: Schedule, name: str) -> bool:
