@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_helpers import mlp_model
 
 import tcomp
+from tcomp.schedule.layouts import relayout, source_shape
 from tcomp.schedule.lower import lower_group
 from tcomp.targets.cpu.jit import host_target
 from tcomp.tuning.database import Database, TuningRecord
@@ -185,20 +186,14 @@ def test_task_funcs_compute_what_the_group_templates_compute(name):
 def _graph_shapes(kernel) -> list:
     """The shapes of ``kernel``'s inputs as the graph holds them (before ``param_layouts``)."""
     layouts = kernel.attrs.get("param_layouts", {})
-    shapes = []
-    for index, param in enumerate(kernel.params[:-1]):
-        stored = [int(s.value) for s in param.shape]
-        shape = list(stored)
-        for axis, source in enumerate(layouts.get(index, range(len(stored)))):
-            shape[source] = stored[axis]
-        shapes.append(tuple(shape))
-    return shapes
+    shapes = [tuple(int(s.value) for s in param.shape) for param in kernel.params[:-1]]
+    return [source_shape(shape, layouts[i]) if i in layouts else shape for i, shape in enumerate(shapes)]
 
 
 def _laid_out(kernel, args) -> list:
     """``args`` (graph layouts) as ``kernel`` reads them: constants re-laid-out by its ``param_layouts``."""
     layouts = kernel.attrs.get("param_layouts", {})
-    return [np.ascontiguousarray(a.transpose(layouts[i])) if i in layouts else a for i, a in enumerate(args)]
+    return [relayout(a, layouts[i]) if i in layouts else a for i, a in enumerate(args)]
 
 
 @pytest.mark.parametrize("name", ["pools", "depthwise", "reductions_unit", "norms"])
@@ -251,12 +246,13 @@ def test_task_contents_and_weights():
 
 
 def test_gpu_tasks_take_the_untuned_gpu_kernels_as_templates():
-    """On a GPU target the tasks are the same block forms; each template is the kernel that
-    ``tcomp.compile(model, target="cuda")`` builds untuned, bound (compile-only, no device)."""
+    """On a GPU target the same groups are tasks (matmuls and convs in their GPU forms); each template
+    is the kernel that ``tcomp.compile(model, target="cuda")`` builds untuned, bound (compile-only)."""
     pytest.importorskip("cuda.bindings.nvrtc", reason="cuda-python is not installed (pip install 'tcomp[cuda]')")
     model = _attention()
     cpu, gpu = extract_tasks(model), extract_tasks(model, target="cuda -arch=sm_90")
-    assert [t.workload for t in gpu] == [t.workload for t in cpu]
+    assert sorted(label for t in gpu for label in t.group_labels) == \
+        sorted(label for t in cpu for label in t.group_labels)
     for task in gpu:
         assert task.template.attrs["gpu_schedule"] in ("tiled", "reduction", "default")
         assert tcomp.build(task.template, target="cuda -arch=sm_90").ptx()
