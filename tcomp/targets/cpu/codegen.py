@@ -14,7 +14,8 @@ Loop kinds map to code as follows:
   outside a block predicate are masked;
 * ``parallel``: the body is outlined into ``name_par<k>(ptr ctx, i64 chunk)``, a
   contiguous range of iterations per chunk, and run by ``tcomp_parallel_for``
-  (tcomp's thread pool, threadpool.ll), which hands chunks to threads as they ask.
+  (tcomp's thread pool, threadpool.ll): each thread runs its share of the chunks
+  and then takes those of threads that have not got to theirs.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """The CPU runtime's thread pool: ``threadpool.ll`` compiled once per process.
 
 Kernels run their parallel loops through one C-ABI function (the ``.ll`` file explains the
-design: chunks claimed dynamically, the caller runs what nobody claimed and waits only for
-chunks that others run)::
+design: each thread claims the chunks of its static share, then those left in others' shares;
+the caller runs what nobody claimed and waits only for chunks that others run)::
 
     void tcomp_parallel_for(void (*body)(void *closure, int64_t chunk), void *closure,
                             int64_t num_chunks, int32_t num_threads);
