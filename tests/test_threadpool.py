@@ -66,6 +66,27 @@ def test_workers_join(parallel_for):
     assert other.is_set() and sorted(c for c, _ in hits) == [0, 1, 2, 3]
 
 
+def test_caller_takes_the_chunks_of_a_stalled_worker(parallel_for):
+    """A worker stuck in its first chunk keeps only that one: the caller runs its own share and
+    the rest of the worker's (the worker is released once the caller has run 7 of 8)."""
+    caller = threading.get_native_id()
+    release = threading.Event()
+    ran_by_caller = []
+
+    def hook(chunk):
+        if threading.get_native_id() != caller:
+            release.wait(LIVENESS_S)
+        else:
+            ran_by_caller.append(chunk)
+            if len(ran_by_caller) == 7:
+                release.set()
+
+    body, hits = _recording_body(hook)
+    parallel_for(body, None, 8, 2)
+    assert sorted(c for c, _ in hits) == list(range(8))
+    assert len(ran_by_caller) >= 7 and release.is_set()
+
+
 def test_workers_start_again_in_a_forked_child(parallel_for):
     parallel_for(_recording_body()[0], None, 8, 2)  # workers exist in the parent
     pid = os.fork()
