@@ -4,8 +4,6 @@ from __future__ import annotations
 import hashlib
 import sys
 import time
-
-import numpy as np
 from dataclasses import dataclass, field
 
 from .errors import TcompError
@@ -16,6 +14,7 @@ from .graph.passes import simplify_graph
 from .runtime.device_executor import DeviceExecutor
 from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Intermediate, Slot, Step, TensorSpec
 from .runtime.memory_plan import MemoryPlan
+from .schedule.layouts import relayout
 from .schedule.lower import kernel_inputs, lower_group
 from .targets import resolve_target
 from .tir.stmt import PrimFunc
@@ -256,7 +255,7 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dic
             key = (value.uid, layout)
             if key not in const_index:
                 const_index[key] = len(constants)
-                constants.append(value.const if layout is None else np.ascontiguousarray(value.const.transpose(layout)))
+                constants.append(value.const if layout is None else relayout(value.const, layout))
             return Slot(CONST, const_index[key])
         if value.uid in output_index:
             return Slot(OUTPUT, output_index[value.uid])
@@ -265,7 +264,7 @@ def _build_executor(graph: Graph, groups: list, group_kernel: list, kernels: dic
     steps = []
     for i, g in enumerate(groups):
         func = kernels[group_kernel[i]].func
-        layouts = func.attrs.get("param_layouts", {})  # constants the kernel reads transposed
+        layouts = func.attrs.get("param_layouts", {})  # constants the kernel reads re-laid-out
         args = [slot_of(v, layouts.get(i)) for i, v in enumerate(kernel_inputs(g))] + [slot_of(g.output)]
         steps.append(Step(group_kernel[i], args, g.label, tuple(v.name for v in func.size_vars)))
     output_sources = []  # None where a kernel writes the output, else where to copy it from

@@ -33,22 +33,26 @@ from dataclasses import dataclass
 
 from ..tir import te
 from ..tir.expr import Buffer, IntImm, Load, Var, const, is_float
+from .layouts import Blocked
 from .window import guarded_load
 
 WEIGHT_LAYOUT = (1, 2, 3, 0)  # [k, c, r, s] -> [c, r, s, k]
+BLOCKED_PERM = (0, 2, 3, 4, 1)  # [k // kb, k % kb, c, r, s] -> [k // kb, c, r, s, k % kb]
 ACCUMULATORS = 24             # vector registers of the register tile (of 32: weights, broadcasts)
 BAND_BYTES = 16 * 1024        # accumulators of one parallel band (C_local), kept in L1
-WEIGHT_BLOCK_BYTES = 24 * 1024  # weights of one rc0 step of a band, reused from L1 by its tiles
+WEIGHT_BLOCK_BYTES = 40 * 1024  # weights of one rc0 step of a band, reused from L1 by its tiles
 CHUNKS_PER_THREAD = 4         # parallel bands wanted per thread
 MIN_PIXELS = 16               # smaller output images (a 1x1 map) keep the implicit GEMM
 MIN_ACCUMULATORS = 8          # fewer leave the FMA latency exposed: the implicit GEMM stays
 
 
-def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts: dict, epilogue):
+def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts: dict, epilogue,
+                weight_block: int | None = None):
     """The ``out`` tensor of the compute definition above, from the conv ``node``'s input views
     (``bias`` may be None); ``params[i]`` is replaced by the re-laid-out weights where they are the
-    constant parameter ``i`` read as it is (recorded in ``layouts``); ``epilogue(value_at)`` makes
-    ``out`` from ``value_at(n, k, oh, ow)``. None where the convolution is not of this form."""
+    constant parameter ``i`` read as it is (recorded in ``layouts``: ``w_t[c, r, s, k]``, or with
+    ``weight_block`` kb ``w_b[k // kb, c, r, s, k % kb]``); ``epilogue(value_at)`` makes ``out`` from
+    ``value_at(n, k, oh, ow)``. None where the convolution is not of this form."""
     attrs = node.attrs
     if attrs["group"] != 1 or len(x.shape) != 4 or not is_float(x.dtype) or x.dtype != w.dtype:
         return None
@@ -74,7 +78,7 @@ def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts:
     else:
         image = x.fn
 
-    weight = _weight_reader(w, params, constant_weights, layouts)
+    weight = _weight_reader(w, params, constant_weights, layouts, weight_block)
     c_red, r_red, s_red = te.reduce_axis(C, "rc"), te.reduce_axis(R, "rr"), te.reduce_axis(S, "rs")
 
     def c_fn(*idx):
@@ -91,9 +95,10 @@ def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts:
     return epilogue(value_at)
 
 
-def _weight_reader(w, params: list, constant: bool, layouts: dict):
+def _weight_reader(w, params: list, constant: bool, layouts: dict, block: int | None):
     """``weight(k, c, r, s)``: from the re-laid-out parameter where the weights are a constant
-    parameter read as it is, else through the weights' view."""
+    parameter read as it is (in blocks of ``block`` output channels where given), else through the
+    weights' view."""
     probe_vars = [Var(name) for name in "kcrs"]
     probe = w.fn(*probe_vars)
     direct = isinstance(probe, Load) and probe.predicate is None and len(probe.indices) == 4 and all(
@@ -102,6 +107,12 @@ def _weight_reader(w, params: list, constant: bool, layouts: dict):
     if not constant or index is None:
         return w.fn
     original = params[index]
+    if block is not None:
+        K, C, R, S = (int(d.value) for d in original.shape)
+        blocked = Buffer(original.name, (K // block, C, R, S, block), original.dtype)
+        params[index] = blocked
+        layouts[index] = Blocked(0, block, BLOCKED_PERM)
+        return lambda k, c, r, s: blocked[k // block, c, r, s, k % block]
     laid_out = Buffer(original.name, tuple(original.shape[axis] for axis in WEIGHT_LAYOUT), original.dtype)
     params[index] = laid_out
     layouts[index] = WEIGHT_LAYOUT
@@ -211,7 +222,7 @@ def direct_conv_kernel(node, views, ctx):
         return None
     params, layouts = list(ctx.params[:-1]), {}
     out = conv_tensor(node, x, w, bias, params, node.inputs[1].is_const, layouts, lambda value_at: te.compute(
-        ctx.out.shape, lambda *idx: ctx.epilogue(value_at(*idx), idx), name="out"))
+        ctx.out.shape, lambda *idx: ctx.epilogue(value_at(*idx), idx), name="out"), weight_block=tiles.k3)
     if out is None or out.buffer.dtype != ctx.out.dtype:
         return None
     sch = Schedule(te.create_func([te.Tensor(p, None) for p in params] + [out], name=ctx.name))
