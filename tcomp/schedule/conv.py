@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..tir import te
+from ..tir import arith, te
 from ..tir.expr import Buffer, IntImm, Load, Var, const, is_float
 from .layouts import Blocked
 from .window import guarded_load
@@ -186,8 +186,26 @@ def schedule_direct(sch, tiles: ConvTiles, lanes: int) -> None:
             sch.unroll(loop)
     sch.vectorize(k3)
     sch.decompose_reduction(c, next(loop for loop in order[len(band):] if loop is not None))
-    innermost = sch.get_loops(writeback)[-1]  # the init keeps the tile's vectorized loop
-    sch.vectorize(sch.split(innermost, [None, lanes])[1])
+    _write_back(sch, writeback, lanes)  # the init keeps the tile's vectorized loop
+
+
+def _write_back(sch, writeback, lanes: int) -> None:
+    """The band's write-back (its innermost loops: the row's pixels, the tile's channels) vectorized
+    along the channels; where a power of two ``U`` >= 4 divides the row, ``U`` pixels are unrolled
+    around the vectors, which the code generator turns into a transpose in registers and contiguous
+    stores along the NCHW rows (``targets/cpu/transposed.py``) instead of scatters."""
+    *_, width, channels = [None] + sch.get_loops(writeback)
+    pixels = width is not None and arith.simplify(sch.get_loop(width).extent)
+    unroll = max((u for u in (4, 8, 16) if u <= lanes and isinstance(pixels, IntImm) and pixels.value % u == 0),
+                 default=None)
+    if unroll is None:
+        sch.vectorize(sch.split(channels, [None, lanes])[1])
+        return
+    width_o, width_i = sch.split(width, [None, unroll])
+    channels_o, channels_i = sch.split(channels, [None, lanes])
+    sch.reorder(width_o, channels_o, width_i, channels_i)
+    sch.unroll(width_i)
+    sch.vectorize(channels_i)
 
 
 def _iter_loops(sch, block) -> list:

@@ -7,7 +7,9 @@ declares it as ``void name(void **args)``).
 Loop kinds map to code as follows:
 
 * ``serial``: an ordinary counted loop;
-* ``unrolled``: the body is emitted once per iteration with the variable constant;
+* ``unrolled``: the body is emitted once per iteration with the variable constant; around a
+  vectorized loop whose store walks the unrolled variable contiguously and the lanes with a
+  stride, as a transpose in registers and contiguous stores (``transposed.py``);
 * ``vectorized``: the body is emitted once with the loop variable as the lane
   vector ``<0, 1, ..., V-1>``; loads and stores whose index is affine in it with
   stride 1 become vector loads/stores, others gathers/scatters, and lanes
@@ -30,6 +32,7 @@ from ...tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm,
 from ...tir.stmt import (Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, PrimFunc, SeqStmt, Stmt)
 from ...tir.transform import block_as_stmt, stmt_exprs, substitute_stmt, walk_stmts
 from .llvm_math import FAST, INLINE_F32, intrinsic, splat, type_suffix
+from .transposed import cached_load, emit_transposed
 
 I1 = ir.IntType(1)
 I8 = ir.IntType(8)
@@ -93,6 +96,7 @@ class _FunctionState:
         self.in_parallel = False
         self.size_vars: tuple = ()     # the kernel's symbolic sizes
         self.loops = 0                # counted loops emitted so far
+        self.transposed_loads: dict = {}  # inside a transposed group's value: its transposed loads
 
 
 class CPUCodegen:
@@ -173,6 +177,8 @@ class CPUCodegen:
                 st.lane = None
             return
         if kind == "unrolled" and isinstance(extent, IntImm) and extent.value <= 64:
+            if emit_transposed(self, loop, extent.value):
+                return
             for value in range(extent.value):
                 self._stmt(substitute_stmt(loop.body, {loop.var: IntImm(value)}))
             return
@@ -461,6 +467,9 @@ class CPUCodegen:
             value = b.load(b.gep(base, [safe_index], source_etype=mem_ty), typ=mem_ty)
             value = b.select(pred, value, ir.Constant(mem_ty, 0))
             return self._from_memory(value, buf.dtype)
+        cached = cached_load(self, load)
+        if cached is not None:
+            return cached
         lane_var, lanes = st.lane
         stride = arith.lane_stride(flat, lane_var, st.bounds)
         vec_ty = ir.VectorType(mem_ty, lanes)
