@@ -177,10 +177,12 @@ class CPUCodegen:
                 st.lane = None
             return
         if kind == "unrolled" and isinstance(extent, IntImm) and extent.value <= 64:
-            if emit_transposed(self, loop, extent.value):
-                return
-            for value in range(extent.value):
-                self._stmt(substitute_stmt(loop.body, {loop.var: IntImm(value)}))
+            def each():
+                for value in range(extent.value):
+                    self._stmt(substitute_stmt(loop.body, {loop.var: IntImm(value)}))
+
+            if not emit_transposed(self, loop, extent.value, each):
+                each()
             return
         if kind == "parallel" and not st.in_parallel and st.lane is None:
             self._parallel(loop, extent)

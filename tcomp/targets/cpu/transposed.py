@@ -13,27 +13,32 @@ way::
         out[k0 + l, oh, ow0 + u] = f(C[ow0 + u, k0 + l], res[k0 + l, oh, ow0 + u])
                                                    16 contiguous stores (res: 16 loads, transposed)
 
-    if emit_transposed(codegen, loop, U): return    # CPUCodegen._for, unrolled loops
+    if emit_transposed(codegen, loop, U, each): return    # CPUCodegen._for, unrolled loops
 
-Applies where U and L are powers of two, the store (one, unpredicated, outside any lane mask)
-has stride 1 in the unrolled variable and a constant stride other than 0 and 1 in the lane, and
-the value does not read the buffer it stores to.
+Applies where U and L are powers of two, the store (one, outside any lane mask) has stride 1 in
+the unrolled variable and a constant stride other than 0 and 1 in the lane, and the value does
+not read the buffer it stores to. A block predicate of the unrolled variable alone (a split's
+tail) is checked once for the whole group: where some iteration fails it, the group runs as
+usual (``each()``: one vector per iteration, under its condition)::
+
+    if (w0*8 + 7 < 14):  transposed group     else:  per iteration
 """
 from __future__ import annotations
 
 import llvmlite.ir as ir
 
 from ...tir import arith
-from ...tir.expr import IntImm, Load, substitute, walk
-from ...tir.stmt import BlockRealize, BufferStore, For
+from ...tir.expr import IntImm, Load, logical_and, substitute, walk
+from ...tir.stmt import BlockRealize, BufferStore, For, IfThenElse
 from ...tir.transform import block_as_stmt
 
 I32 = ir.IntType(32)
 
 
-def emit_transposed(cg, loop: For, count: int) -> bool:
+def emit_transposed(cg, loop: For, count: int, each) -> bool:
     """Emits the unrolled ``loop`` (``count`` iterations) as a transposed group, or returns False
-    (nothing emitted) where it does not have that form."""
+    (nothing emitted) where it does not have that form; ``each()`` emits it iteration by iteration
+    (for a tail that fails the group's predicate)."""
     st = cg.st
     inner = loop.body
     if st.lane is not None or st.mask is not None or not isinstance(inner, For) or inner.kind != "vectorized":
@@ -42,11 +47,13 @@ def emit_transposed(cg, loop: For, count: int) -> bool:
     if not isinstance(lanes, IntImm) or not isinstance(inner.body, BlockRealize):
         return False
     lanes = lanes.value
-    store = block_as_stmt(inner.body)
+    store, condition = block_as_stmt(inner.body), None
+    u, lane = loop.var, inner.var
+    if isinstance(store, IfThenElse) and store.else_body is None and not _uses(store.cond, lane):
+        store, condition = store.then_body, store.cond
     if not _power_of_two(count) or not _power_of_two(lanes) or not isinstance(store, BufferStore) \
             or store.predicate is not None:
         return False
-    u, lane = loop.var, inner.var
     saved = {var: st.bounds.get(var) for var in (u, lane)}
     st.bounds[u], st.bounds[lane] = (0, count - 1), (0, lanes - 1)
     try:
@@ -55,7 +62,15 @@ def emit_transposed(cg, loop: For, count: int) -> bool:
         if not _transposable(cg, store.buffer, store.indices, u, lane) or \
                 any(isinstance(e, Load) and e.buffer is store.buffer for e in walk(store.value)):
             return False
-        _emit(cg, store, grouped, u, lane, count, lanes)
+        if condition is None:
+            _emit(cg, store, grouped, u, lane, count, lanes)
+        else:
+            whole = logical_and(*(substitute(condition, {u: IntImm(value)}) for value in range(count)))
+            with cg.st.builder.if_else(cg._expr(arith.simplify(whole, cg.st.bounds))) as (group, tail):
+                with group:
+                    _emit(cg, store, grouped, u, lane, count, lanes)
+                with tail:
+                    each()
     finally:
         for var, bound in saved.items():
             if bound is None:
@@ -63,6 +78,10 @@ def emit_transposed(cg, loop: For, count: int) -> bool:
             else:
                 st.bounds[var] = bound
     return True
+
+
+def _uses(expr, var) -> bool:
+    return any(node is var for node in walk(expr))
 
 
 def _transposable(cg, buffer, indices, u, lane) -> bool:

@@ -77,6 +77,28 @@ def has_reuse(blk: Block) -> bool:
     return False
 
 
+def access_strides(sch: Schedule, block, loops: list) -> list:
+    """Per access of block ``block`` (its stores, then the loads in their values), the strides of
+    its flat offset along ``loops`` (loops above it), or None for one not affine in them."""
+    from ...tir import arith
+    from ...tir.expr import Load, substitute, walk
+    from ...tir.stmt import BufferStore
+
+    blk = sch.get_block_obj(block)
+    mapping = {iv.var: value for iv, value in zip(blk.iter_vars, sch.realize_of(blk).iter_values)}
+    variables = [sch.get_loop(loop).var for loop in loops]
+    ids = {id(var) for var in variables}
+    stores = [n for n in walk_stmts(blk.body) if isinstance(n, BufferStore)]
+    accesses = [(n.buffer, n.indices) for n in stores]
+    accesses += [(e.buffer, e.indices) for n in stores for e in walk(n.value) if isinstance(e, Load)]
+    strides = []
+    for buffer, indices in accesses:
+        form = arith.linear_form(arith.simplify(substitute(buffer.offset(indices), mapping)))
+        affine = all(id(atom) in ids for atom in form.terms)
+        strides.append([form.terms.get(var, 0) for var in variables] if affine else None)
+    return strides
+
+
 def consumers(sch: Schedule, blk: Block) -> list:
     """The blocks reading what ``blk`` writes, in program order."""
     return [b for b in sch.blocks() if b is not blk and any(buf in b.reads for buf in blk.writes)]

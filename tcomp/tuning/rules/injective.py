@@ -23,10 +23,8 @@ from __future__ import annotations
 
 from ...schedule.schedule import Schedule
 from ...tir import arith
-from ...tir.expr import IntImm, Load, substitute, walk
-from ...tir.stmt import BufferStore
-from ...tir.transform import walk_stmts
-from .blocks import find_block, fork, is_pending, is_spatial
+from ...tir.expr import IntImm
+from .blocks import access_strides, find_block, fork, is_pending, is_spatial
 
 VECTOR_MAX = 64
 MIN_LANES = 8     # a contiguous suffix shorter than this fuses with the loop outside it anyway
@@ -61,15 +59,8 @@ def contiguous_suffix(sch: Schedule, block, loops: list) -> int:
     own row-major strides (0 for a value they do not index). Accesses that are not affine in the
     loops (a reshape's div/mod) do not restrict; nor does anything while the suffix holds fewer
     than ``MIN_LANES`` elements."""
-    blk = sch.get_block_obj(block)
-    realize = sch.realize_of(blk)
-    mapping = {iv.var: value for iv, value in zip(blk.iter_vars, realize.iter_values)}
-    variables = [sch.get_loop(loop).var for loop in loops]
     extents = [arith.simplify(sch.get_loop(loop).extent) for loop in loops]
-    accesses = [(n.buffer, n.indices) for n in walk_stmts(blk.body) if isinstance(n, BufferStore)]
-    accesses += [(e.buffer, e.indices) for n in walk_stmts(blk.body) if isinstance(n, BufferStore)
-                 for e in walk(n.value) if isinstance(e, Load)]
-    strides = [s for s in (_strides(buf, idx, mapping, variables) for buf, idx in accesses) if s is not None]
+    strides = [s for s in access_strides(sch, block, loops) if s is not None]
     count = 1
     while count < len(loops) and isinstance(extents[-count - 1], IntImm):
         nest, size = [], 1
@@ -81,16 +72,6 @@ def contiguous_suffix(sch: Schedule, block, loops: list) -> int:
             break
         count += 1
     return count
-
-
-def _strides(buffer, indices, mapping, variables) -> list | None:
-    """The strides of ``buffer[indices]``'s flat offset along ``variables``, or None (not affine)."""
-    offset = arith.simplify(substitute(buffer.offset(indices), mapping))
-    form = arith.linear_form(offset)
-    ids = {id(var) for var in variables}
-    if any(id(atom) not in ids for atom in form.terms):
-        return None
-    return [form.terms.get(var, 0) for var in variables]
 
 
 def _proportional(strides: list, nest: list) -> bool:

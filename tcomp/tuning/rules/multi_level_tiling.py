@@ -35,6 +35,7 @@ from ...tir import arith
 from ...schedule.regions import read_indices
 from ...tir.expr import IntImm, free_vars
 from .blocks import (
+    access_strides,
     attempt,
     consumers,
     find_block,
@@ -186,7 +187,8 @@ def cpu_finish(sch: Schedule, block, tiles: Tiles) -> None:
     """Parallel fused S0 loops, vectorized innermost spatial loop, unrolled other S3 loops, the
     init decomposed before the first reduce loop; the nests beside the block (write-back,
     epilogue, init) vectorized by ``LANES`` along their innermost loop (a tail under a predicate:
-    their extents are products of sampled tiles)."""
+    their extents are products of sampled tiles), a write-back that stores across its lanes
+    transposed (``_transposed_write``)."""
     outer = sch.fuse(*tiles.levels[0]) if len(tiles.levels[0]) > 1 else tiles.levels[0][0]
     sch.parallel(outer)
     *rows, lanes = tiles.spatial
@@ -200,8 +202,30 @@ def cpu_finish(sch: Schedule, block, tiles: Tiles) -> None:
     for blk in sch.blocks():
         loops = sch.loops_above(blk)
         if blk is not main and loops and loops[0] is root and loops[-1].kind == "serial":
-            innermost = sch.get_loops(sch.get_block(blk.name))[-1]
-            sch.vectorize(sch.split(innermost, [None, LANES])[1])
+            block_rv = sch.get_block(blk.name)
+            if not _transposed_write(sch, block_rv):
+                sch.vectorize(sch.split(sch.get_loops(block_rv)[-1], [None, LANES])[1])
+
+
+def _transposed_write(sch: Schedule, block) -> bool:
+    """Where the nest's store is contiguous along its next-to-innermost loop and strided along the
+    innermost (a conv's write-back from pixel-major C to NCHW), ``TRANSPOSED`` iterations of the
+    former unrolled around ``LANES`` of the latter: the code generator transposes them in registers
+    (``targets/cpu/transposed.py``) instead of scattering each vector (a tail group, where the
+    sampled tiles leave one, runs as before)."""
+    loops = sch.get_loops(block)
+    if len(loops) < 2:
+        return False
+    store = access_strides(sch, block, loops[-2:])[0]
+    if store is None or store[0] != 1 or store[1] in (0, 1):
+        return False
+    pixels_o, pixels_i = sch.split(loops[-2], [None, TRANSPOSED])
+    lanes_o, lanes_i = sch.split(loops[-1], [None, LANES])
+    sch.reorder(pixels_o, lanes_o, pixels_i, lanes_i)
+    sch.unroll(pixels_i)
+    sch.vectorize(lanes_i)
+    return True
 
 LANES = 16
+TRANSPOSED = 8  # pixels of a transposed write-back group
 CPU = Structure("SSRSRS", write_levels=(0, 1), vector_max=64, inner_max=16, finish=cpu_finish)
