@@ -465,7 +465,8 @@ def dataset(directories, split: str) -> dict:
     ``directories`` (one or several prepared and measured directories): a candidate's features
     from its trace replayed on the task function (as the search and the predicted compile score
     it), the template's from the template kernel. Features are cached in each directory
-    (``features.npz``, keyed by kernel, origin and trace). A kernel measured in several
+    (``features.npz``, keyed by kernel, origin and trace; extracted again when the feature names
+    change). A kernel measured in several
     directories is taken from the last of them: a directory re-measured on another machine
     (``--dir xeon --dir here``) replaces the earlier measurements of the kernels it has."""
     import numpy as np
@@ -497,7 +498,7 @@ def _features(directory: Path, kernels: dict, rows: list) -> list:
 
     import numpy as np
 
-    from tcomp.costmodel.features import extract
+    from tcomp.costmodel.features import FEATURE_NAMES, extract
 
     def key(row):
         return hashlib.sha1(f"{row['kernel']}|{row['origin']}|{row['trace']}".encode()).hexdigest()
@@ -506,7 +507,8 @@ def _features(directory: Path, kernels: dict, rows: list) -> list:
     cache = {}
     if path.exists():
         with np.load(path) as f:
-            cache = dict(zip(f["keys"].tolist(), f["x"]))
+            if "names" in f and tuple(f["names"].tolist()) == FEATURE_NAMES:   # else: extracted by other code
+                cache = dict(zip(f["keys"].tolist(), f["x"]))
     missing = [row for row in rows if key(row) not in cache]
     for row in missing:
         entry = kernels[row["kernel"]]
@@ -514,7 +516,7 @@ def _features(directory: Path, kernels: dict, rows: list) -> list:
             Trace.from_json(row["trace"]).apply_to(entry["func"]).func
         cache[key(row)] = np.asarray(extract(func), dtype=np.float32)
     if missing:
-        np.savez(path, keys=np.asarray(list(cache)), x=np.stack(list(cache.values())))
+        np.savez(path, keys=np.asarray(list(cache)), x=np.stack(list(cache.values())), names=np.asarray(FEATURE_NAMES))
     return [cache[key(row)] for row in rows]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import subprocess
 import sys
 
@@ -69,6 +70,34 @@ def test_features_see_annotations_and_sizes():
         assert big[names.index(name)] > small[names.index(name)]
 
 
+def _column_sum(vector_inner: bool):
+    """B[j] = sum_r A[r, j] over a 1024x1024 A: j vectorized innermost, or r innermost."""
+    a = tir.placeholder((1024, 1024), "float32", name="A")
+    r = tir.reduce_axis(1024, name="r")
+    b = tir.compute((1024,), lambda j: tir.sum(a[r, j], axis=r), name="B")
+    sch = tcomp.Schedule(tir.create_func([a, b]))
+    block = sch.get_block("B")
+    j, k = sch.get_loops(block)
+    if vector_inner:
+        jo, ji = sch.split(j, [None, 16])
+        sch.reorder(jo, k, ji)
+        sch.vectorize(ji)
+    return sch.func
+
+
+def test_cache_and_vector_features_follow_the_loop_order():
+    """A column sum reading rows of A (j innermost, vectorized) loads each line of A into L1
+    once; reading columns (r innermost: a column's 1024 lines do not fit in 32 KiB) misses a
+    line per element, 16x the 4 MiB of A (64-byte lines of 4-byte floats)."""
+    names = list(FEATURE_NAMES)
+    rows, columns = extract(_column_sum(True)), extract(_column_sum(False))
+    unique = 2 ** 22 + 2 ** 12                                  # A and B
+    assert rows[names.index("vec.contiguous")] > 0.99 and columns[names.index("vec.scalar")] == 1.0
+    l1 = names.index("cache.l1_bytes")
+    assert 2 ** rows[l1] - 1 == pytest.approx(unique, rel=0.01)
+    assert 2 ** columns[l1] - 1 == pytest.approx(16 * 2 ** 22, rel=0.01)
+
+
 def _synthetic(funcs):
     """Measured-like seconds from a fixed formula over features (the model must recover the order)."""
     x = np.asarray([extract(f) for f in funcs])
@@ -99,20 +128,60 @@ def test_xgb_model_learns_a_ranking_and_round_trips(tmp_path):
     assert np.all(np.isfinite(loaded.predict(held_out)))
 
 
-def test_xgb_row_weights_pull_toward_the_weighted_mean():
-    """Rows of identical features (no split separates them) converge to their weighted mean
-    label, log(best / seconds), each row weighted (0.2 + best / seconds) times its factor."""
-    rng = np.random.default_rng()
-    seconds = rng.uniform(1.0, 4.0, size=6)
-    factors = rng.uniform(0.5, 10.0, size=6)
+def test_xgb_regression_rows_pull_toward_the_weighted_mean():
+    """With a regression objective, rows of identical features (no split separates them)
+    converge to their weighted mean label, log(best / seconds), each row weighted
+    0.2 + best / seconds."""
+    seconds = np.random.default_rng().uniform(1.0, 4.0, size=6)
     x = np.zeros((6, FEATURE_LENGTH), dtype=np.float32)
     relative = seconds.min() / seconds
-    for weights in (None, factors):
-        model = XGBModel({"subsample": 1.0, "colsample_bytree": 1.0, "min_child_weight": 0}, num_rounds=300)
-        model.fit_arrays(x, seconds, ["g"] * 6, weights)
-        w = (0.2 + relative) * (1.0 if weights is None else weights)
-        want = np.sum(w * np.log(relative)) / np.sum(w)
-        np.testing.assert_allclose(model.predict_arrays(x[:1]), [want], atol=2e-3)
+    model = XGBModel({"objective": "reg:squarederror", "subsample": 1.0, "colsample_bytree": 1.0,
+                      "min_child_weight": 0}, num_rounds=300)
+    model.fit_arrays(x, seconds, ["g"] * 6)
+    w = 0.2 + relative
+    np.testing.assert_allclose(model.predict_arrays(x[:1]), [np.sum(w * np.log(relative)) / np.sum(w)], atol=2e-3)
+
+
+def test_xgb_ranks_within_workloads_of_any_size():
+    """The ranking objective learns the order within each workload from interleaved rows of two
+    workloads 1000x apart in time (one feature decides speed in both), and its scaled scores
+    differ by about the log-throughput ratio."""
+    rng = np.random.default_rng()
+    x = rng.uniform(0, 1, size=(80, FEATURE_LENGTH)).astype(np.float32)
+    groups = ["small" if i % 2 else "big" for i in range(80)]
+    seconds = np.exp(-2.0 * x[:, 0]) * np.where(np.asarray(groups) == "big", 1000.0, 1.0)
+    model = XGBModel(num_rounds=60)
+    model.fit_arrays(x[:60], seconds[:60], groups[:60])
+    scores = model.predict_arrays(x[60:])
+    for group in ("small", "big"):
+        rows = [i for i in range(20) if groups[60 + i] == group]
+        assert _pairwise_accuracy(scores[rows], -seconds[60:][rows]) > 0.8
+        # scaled scores: differences estimate log-throughput ratios (here 2 * x0 differences)
+        ds, dy = np.diff(scores[rows]), np.diff(-np.log(seconds[60:][rows]))
+        assert 0.6 < np.sum(ds * dy) / np.sum(ds * ds) < 1.8
+
+
+def test_xgb_model_uses_the_features_it_was_trained_on(tmp_path):
+    """A model file names its features: one trained on fewer (an older feature set) loads and
+    predicts from those columns; one naming a feature that is no longer extracted is refused."""
+    rng = np.random.default_rng()
+    x = rng.uniform(0, 1, size=(40, FEATURE_LENGTH)).astype(np.float32)
+    seconds = np.exp(-x[:, 3])
+    older = list(FEATURE_NAMES[:20])
+    model = XGBModel(num_rounds=20, feature_names=older)
+    model.fit_arrays(x, seconds, ["g"] * 40)
+    path = tmp_path / "old.json"
+    model.save(str(path))
+    loaded = XGBModel.load(str(path))
+    assert loaded.feature_names == older
+    changed = x.copy()
+    changed[:, 20:] = rng.uniform(0, 1, size=(40, FEATURE_LENGTH - 20))   # columns it does not use
+    np.testing.assert_array_equal(loaded.predict_arrays(changed), model.predict_arrays(x))
+    meta = json.loads((tmp_path / "old.json.meta.json").read_text())
+    meta["feature_names"][0] = "loop.retired_feature"
+    (tmp_path / "old.json.meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="loop.retired_feature.*retrain"):
+        XGBModel.load(str(path))
 
 
 def test_random_model_interface(tmp_path):
@@ -126,10 +195,10 @@ def test_random_model_interface(tmp_path):
 
 
 def test_pretrained_model_loads_and_scores():
-    model = load_pretrained("cpu")
     funcs = [_sampled(_matmul(), s) for s in range(4)]
-    scores = model.predict(funcs)
-    assert scores.shape == (4,) and np.all(np.isfinite(scores))
+    for target in ("cpu", "cuda"):
+        scores = load_pretrained(target).predict(funcs)
+        assert scores.shape == (4,) and np.all(np.isfinite(scores))
     with pytest.raises(FileNotFoundError, match="no pretrained cost model"):
         load_pretrained("gpu")
 

@@ -27,6 +27,25 @@ are scaled by log2(1 + x); ratios and one-hot flags are left as they are. The gr
 4. arithmetic intensity (``intensity.*``): flops per byte touched and per unique byte.
 5. allocations (``alloc.*``): allocated buffers, bytes in local, shared and global scope.
 6. tensor intrinsics (``intrin.*``): calls weighted by trip count, distinct intrinsics.
+7. cache misses (``cache.*``): bytes an L1 and an L2 of one core (``CACHE_BYTES``) load, by a
+   per-store LRU model: the data of a store's innermost d loops stays cached across
+   iterations of the loop around them while one of their iterations fits, and every loop
+   further out fetches it again (``_misses``); as bytes, flops per byte, and over the unique
+   bytes (1 = each byte loaded once).
+8. vector access (``vec.*``): shares of accesses (weighted by trip count) by their stride
+   along the innermost vectorized loop: contiguous, broadcast, gather (any other stride), or
+   under no vectorized loop.
+9. register tile (``reg.*``) of the dominant store: its innermost unrolled / vectorized loops
+   (the block the C compiler keeps in registers): the block's trip count, the vector
+   registers (``VECTOR_BYTES``) its written buffer spans (accumulators) and its reads load,
+   flops per vector load, accumulators over ``VECTOR_REGISTERS``, and how many iterations
+   of the loops right outside the block leave the accumulators in place (a reduction split
+   below the register tile's loops) with flops per accumulator load and store.
+
+For example, a 1024x1024 column sum ``B[j] += A[r, j]`` with ``j`` vectorized innermost has
+``vec.contiguous`` about 1 and loads each line of A into L1 once (``cache.l1_over_unique``
+about log2(2)); with ``r`` innermost ``vec.scalar`` is 1 and every iteration misses a line (a
+column of A, 64 KiB, does not stay in L1), so L1 loads 16 times the unique bytes.
 
 GPU schedules (loops bound to ``blockIdx``/``threadIdx``) use the same vector, without new
 slots: a bound loop counts as a parallel loop (``loop.parallel_extent`` = blocks x threads of
@@ -81,11 +100,19 @@ _LOOP = ("loops_total", "stores", "blocks", "loops", "innermost_extent", "serial
          "share_unrolled", "share_predicated", "max_trip")
 _BUF = ("bytes", "unique_bytes", "reuse", "is_write", "allocated", "local", "broadcast", "contiguous", "strided",
         "stride_bytes", "lines_per_iter", "footprint_1", "footprint_2", "footprint_3", "footprint_4")
+_CACHE = ("l1_bytes", "l2_bytes", "l1_intensity", "l2_intensity", "l1_over_unique", "l2_over_unique")
+_VEC = ("contiguous", "broadcast", "gather", "scalar")
+_REG = ("block_trip", "accumulators", "loads", "flops_per_load", "acc_over_limit", "acc_reuse",
+        "flops_per_acc_move")
+CACHE_BYTES = (32 * 1024, 1024 * 1024)    # an L1 and an L2 of one core
+VECTOR_BYTES = 64                         # a vector register (AVX-512)
+VECTOR_REGISTERS = 32
 _TAIL = ("intensity.touched", "intensity.unique", "alloc.count", "alloc.local_bytes", "alloc.shared_bytes",
          "alloc.global_bytes", "intrin.calls", "intrin.distinct")
 
 FEATURE_NAMES = tuple([f"arith.{n}" for n in _ARITH] + [f"loop.{n}" for n in _LOOP]
-                      + [f"buf{i}.{n}" for i in range(TOP_BUFFERS) for n in _BUF] + list(_TAIL))
+                      + [f"buf{i}.{n}" for i in range(TOP_BUFFERS) for n in _BUF] + list(_TAIL)
+                      + [f"cache.{n}" for n in _CACHE] + [f"vec.{n}" for n in _VEC] + [f"reg.{n}" for n in _REG])
 FEATURE_LENGTH = len(FEATURE_NAMES)
 
 _MATH_OPS = {"pow"}
@@ -370,7 +397,95 @@ def _assemble(w: _Walker) -> np.ndarray:
     out += [_log(len(w.allocs)), _log(scope_bytes["local"]), _log(scope_bytes["shared"]),
             _log(scope_bytes["global"])]
     out += [_log(sum(w.intrinsics.values())), float(len(w.intrinsics))]
+    out += _cache_features(w, totals["flops"], unique)
+    out += _vector_features(w)
+    out += _register_features(dominant)
     return np.asarray(out, dtype=np.float32)
+
+
+def _distinct(accesses) -> list:
+    """A store's accesses with those of the same buffer and strides once (``C[i, j] += ...``)."""
+    seen, out = set(), []
+    for buf, strides, is_write in accesses:
+        if (buf, tuple(strides)) not in seen:
+            seen.add((buf, tuple(strides)))
+            out.append((buf, strides, is_write))
+    return out
+
+
+def _misses(st: _Store, capacity: int) -> int:
+    """Cache lines a cache of ``capacity`` bytes loads for store ``st``: the innermost d loops'
+    data is reused across iterations of the loop around them while one iteration's data fits,
+    and each loop further out repeats it (LRU; the working set of d loops from ``_footprint``)::
+
+        for i, j, k: C[i, j] += A[i, k] * B[k, j]      (64x64x64 float32, 32 KiB)
+        d=2 (j, k): A row 4 + B 256 + C row 4 lines (16.5 KiB) fit, the whole 48 KiB does not:
+        misses = 264 lines x 64 (i) -- B is fetched again for every row of C
+    """
+    extents = [e for _, e, _ in st.loops]
+    accesses = _distinct(st.accesses)
+    n = len(extents)
+
+    def lines(d):
+        return sum(_footprint(strides[n - d:], extents[n - d:], max(1, dtype_bits(buf.dtype) // 8))[1]
+                   for buf, strides, _ in accesses)
+
+    depth = 0
+    while depth < n and lines(depth) * CACHE_LINE <= capacity:
+        depth += 1
+    return lines(depth) * math.prod(extents[:n - depth])
+
+
+def _cache_features(w: _Walker, flops: float, unique: float) -> list:
+    traffic = [sum(_misses(st, c) for st in w.stores) * CACHE_LINE for c in CACHE_BYTES]
+    return ([_log(t) for t in traffic] + [_log(flops / max(t, 1)) for t in traffic]
+            + [_log(t / max(unique, 1)) for t in traffic])
+
+
+def _vector_features(w: _Walker) -> list:
+    counts = dict.fromkeys(_VEC, 0)
+    for st in w.stores:
+        vec = next((i for i in range(len(st.loops) - 1, -1, -1) if st.loops[i][2] == "vectorized"), None)
+        for _, strides, _ in st.accesses:
+            if vec is None:
+                counts["scalar"] += st.trip
+            else:
+                stride = abs(strides[vec])
+                counts["contiguous" if stride == 1 else "broadcast" if stride == 0 else "gather"] += st.trip
+    total = max(sum(counts.values()), 1)
+    return [counts[k] / total for k in _VEC]
+
+
+def _register_features(st: _Store | None) -> list:
+    """The register tile of store ``st``; a block of ``C[i, j] += A[i, k] * B[k, j]`` under
+    ``for k1 in range(4): for i3 in unrolled(4): for j3 in vectorized(16)``: block trip 64, 4
+    accumulators, 4 + 1 vector loads (A broadcast per row, one vector of B), acc_reuse 4."""
+    if st is None:
+        return [0.0] * len(_REG)
+    start = len(st.loops)
+    while start > 0 and st.loops[start - 1][2] in ("unrolled", "vectorized"):
+        start -= 1
+    extents = [e for _, e, _ in st.loops[start:]]
+    trip = math.prod(extents)
+    acc = loads = 0
+    for buf, strides, is_write in _distinct(st.accesses):
+        elem_bytes = max(1, dtype_bits(buf.dtype) // 8)
+        elements, lines = _footprint(strides[start:], extents, elem_bytes)
+        vectors = lines * CACHE_LINE // VECTOR_BYTES if elements * elem_bytes >= VECTOR_BYTES else elements
+        vectors = max(1, min(vectors, elements))
+        if is_write:
+            acc += vectors
+        else:
+            loads += vectors
+    reuse = 1
+    written = st.accesses[0][1]
+    while start > 0 and written[start - 1] == 0:
+        start -= 1
+        reuse *= st.loops[start][1]
+    flops = st.ops["flops"]
+    moves = 2 * acc * st.trip / max(trip * reuse, 1)
+    return [_log(trip), _log(acc), _log(loads), _log(flops * trip / max(loads, 1)), acc / VECTOR_REGISTERS,
+            _log(reuse), _log(flops * st.trip / max(moves, 1))]
 
 
 def _buffer_stats(w: _Walker) -> dict:
