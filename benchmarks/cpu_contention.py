@@ -16,11 +16,9 @@ ONNX model, and the models of ``e2e_cpu.py`` (cached in --cache-dir).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+from interleave import interleaved_samples  # noqa: E402
 from model_zoo import MODEL_NAMES, export_model, random_inputs  # noqa: E402  (imports no tcomp)
 
 
@@ -59,7 +58,7 @@ def setup_tcomp(path: str, threads: int, source: str | None):
 
     mod = tcomp.compile(path, target="cpu", num_threads=threads)
     feeds = _feeds(path)
-    return lambda: mod.run(feeds)[0]
+    return None, lambda: mod.run(feeds)[0]
 
 
 def setup_onnxruntime(path: str, threads: int, source: str | None):
@@ -69,48 +68,19 @@ def setup_onnxruntime(path: str, threads: int, source: str | None):
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     feeds = _feeds(path)
-    return lambda: session.run(None, feeds)[0]
+    return None, lambda: session.run(None, feeds)[0]
 
 
-def _worker(setup, args, conn) -> None:
-    run = setup(*args)
-    conn.send(run())
-    while (inner := conn.recv()) is not None:
-        run()
-        samples = []
-        for _ in range(inner):
-            start = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - start)
-        conn.send(samples)
-
-
-def measure(systems: dict, rounds: int, inner: int, pause: float = 0.25) -> dict:
-    """``systems``: name -> (setup, args). Returns {name: [seconds of every timed run]}."""
-    ctx = multiprocessing.get_context("spawn")
-    workers, outputs = {}, {}
-    for name, (setup, args) in systems.items():
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker, args=(setup, args, child), daemon=True)
-        proc.start()
-        child.close()  # a worker that dies then ends our recv() with EOFError
-        workers[name] = (proc, parent)
-        outputs[name] = parent.recv()
+def measure(systems: dict, rounds: int, inner: int) -> dict:
+    """``systems``: name -> (setup, args), taking turns (``interleave.py``). Returns {name: [seconds
+    of every timed run]}, after checking that the systems' outputs agree."""
+    samples, _, outputs = interleaved_samples(systems, rounds, warmup=0, inner=inner)
     reference = next(iter(outputs.values()))
     for name, output in outputs.items():
         rel = float(np.linalg.norm(output - reference) / np.linalg.norm(reference))
         if rel > 1e-3:
             raise SystemExit(f"{name}'s output differs from the others' (relative error {rel:.1e})")
-    samples = {name: [] for name in systems}
-    for _ in range(rounds):
-        for name, (_, conn) in workers.items():
-            time.sleep(pause)
-            conn.send(inner)
-            samples[name] += conn.recv()
-    for proc, conn in workers.values():
-        conn.send(None)
-        proc.join()
-    return samples
+    return {name: [t for timed in per_round for t in timed] for name, per_round in samples.items()}
 
 
 def main() -> None:

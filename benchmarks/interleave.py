@@ -28,28 +28,37 @@ def _worker(setup, args, conn, inner: int) -> None:
             start = time.perf_counter()
             run()
             samples.append(time.perf_counter() - start)
-        conn.send(float(np.median(samples)))
+        conn.send(samples)
 
 
-def interleaved_medians(systems: dict, rounds: int, warmup: int = 3, inner: int = 3, pause: float = 0.25) -> tuple:
-    """``systems``: name -> (setup, args). Returns ({name: median seconds}, {name: info}, {name: output})."""
+def interleaved_samples(systems: dict, rounds: int, warmup: int = 3, inner: int = 3, pause: float = 0.25) -> tuple:
+    """``systems``: name -> (setup, args). Returns ({name: [the ``inner`` timed seconds of each
+    round after ``warmup`` rounds]}, {name: info}, {name: output})."""
     ctx = multiprocessing.get_context("spawn")
     workers, infos, outputs = {}, {}, {}
     for name, (setup, args) in systems.items():
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_worker, args=(setup, args, child, inner), daemon=True)
         proc.start()
+        child.close()  # a worker that dies then ends our recv() with EOFError
         workers[name] = (proc, parent)
         infos[name], outputs[name] = parent.recv()
-    times = {name: [] for name in systems}
+    samples = {name: [] for name in systems}
     for round_index in range(warmup + rounds):
         for name, (_, conn) in workers.items():
             time.sleep(pause)
             conn.send("run")
-            elapsed = conn.recv()
+            timed = conn.recv()
             if round_index >= warmup:
-                times[name].append(elapsed)
+                samples[name].append(timed)
     for proc, conn in workers.values():
         conn.send("stop")
         proc.join()
-    return {name: float(np.median(t)) for name, t in times.items()}, infos, outputs
+    return samples, infos, outputs
+
+
+def interleaved_medians(systems: dict, rounds: int, warmup: int = 3, inner: int = 3, pause: float = 0.25) -> tuple:
+    """``systems``: name -> (setup, args). Returns ({name: median over rounds of each round's
+    median seconds}, {name: info}, {name: output})."""
+    samples, infos, outputs = interleaved_samples(systems, rounds, warmup, inner, pause)
+    return {name: float(np.median([np.median(r) for r in rs])) for name, rs in samples.items()}, infos, outputs
