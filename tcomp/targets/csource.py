@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from ..errors import TcompError
 from ..tir import arith
 from ..tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, Load, Select, Var, dtype_bits,
-                        free_vars, is_float, is_unsigned, substitute)
+                        free_vars, is_float, is_int, is_unsigned, substitute)
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
 from ..tir.transform import block_as_stmt, substitute_stmt
 from .cse import Subexpressions, is_leaf
@@ -489,7 +489,8 @@ class CSourceRenderer:
             return self._binop(e)
         if isinstance(e, Cmp):
             symbol = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}[e.op]
-            return f"({self.expr(e.a)} {symbol} {self.expr(e.b)})"
+            a, b = (arith.simplify(x, self._bounds) if is_int(x.dtype) else x for x in (e.a, e.b))
+            return f"({self.expr(a)} {symbol} {self.expr(b)})"
         if isinstance(e, Select):
             return f"({self.expr(e.cond)} ? {self._conditionally(e.a)} : {self._conditionally(e.b)})"
         if isinstance(e, Cast):
