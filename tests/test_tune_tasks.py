@@ -431,6 +431,17 @@ def test_tune_model_within_a_time_budget(tmp_path):
     np.testing.assert_allclose(module.run({"x": x})[0], _onnxruntime(model, {"x": x})[0], rtol=1e-4, atol=1e-4)
 
 
+def test_tune_model_resumed_on_its_database_starts_with_the_tasks_no_run_reached(tmp_path):
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h"]), helper.make_node("Relu", ["h"], ["r"]),
+             helper.make_node("MatMul", ["r", "w1"], ["y"])]  # two workloads
+    model = _model(nodes, [("x", [16, 64])], [("y", [16, 32])], {"w0": _rand(64, 64), "w1": _rand(64, 32)})
+    first = tcomp.tune(model, trials=4, db=tmp_path / "t.db", progress=False, confirm_top=0)
+    assert len(first) == 2 and sorted(r.trials for r in first) == [0, 4]
+    second = tcomp.tune(model, trials=4, db=tmp_path / "t.db", progress=False, confirm_top=0)
+    assert [r.trials for r in second] == [4, 4]  # the task searched first kept its 4, the other got its round
+    assert all(r.tuned is not None for r in second)
+
+
 def test_cli_tune_prints_the_kernel_table(tmp_path, capsys):
     from tcomp.cli import main
 

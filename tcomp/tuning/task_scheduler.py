@@ -144,7 +144,11 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     times (``search.confirm_best``), and those medians pick its best.
 
     ``max_seconds`` bounds the wall time: no round starts that would not leave time, at the
-    seconds per trial seen so far, for the round and for confirming every searched task."""
+    seconds per trial seen so far, for the round and for confirming every searched task.
+
+    A run on a database that earlier runs filled goes on from there: a task with search records
+    enters the scheduler as having had a round (its best so far, its trials), so tasks that no
+    run reached get their first rounds before any searched task gets another."""
     from .measure import Measurer
     from .search import EvolutionarySearch, confirm_best
     from .space import design_space
@@ -166,6 +170,12 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
         record = database.best(task.workload, target)
         return TaskResult(task, record.seconds if record is not None else None,
                           template_seconds(database, task.workload, target), scheduler.tasks[index].trials)
+
+    for index, task in enumerate(tasks):
+        searched = sum(r.status != "template" and not r.confirmed for r in database.records(task.workload, target))
+        if searched:
+            scheduler.tasks[index].trials = searched
+            scheduler.tasks[index].history.append(result(index).best)
 
     def step(index, count):
         task = tasks[index]
