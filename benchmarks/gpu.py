@@ -3,6 +3,7 @@ torch.matmul (cuBLAS), and ``tcomp.compile(model, target="cuda")`` side by side 
 
     python benchmarks/gpu.py [--n 4096] [--trials 96] [--minutes 7] [--db gpu_tuning.db] [--cases fp32,fp16]
     python benchmarks/gpu.py --cases "" --models bert,resnet50 --dtypes fp32,fp16 [--model-dir /tmp/zoo] [--torch-compile]
+                             [--model-db tuned.db]
 
 Cases: ``fp32`` (C = A @ B in float32; torch with ``allow_tf32 = False``) and ``fp16``
 (A, B float16, C accumulated and written in float32; torch.matmul of the float16 tensors,
@@ -15,7 +16,9 @@ of ``--inner`` device-timed runs (CUDA events) after warm-up; the result is the 
 rounds. The tuned kernel's output is checked against torch's (relative error of the fp64
 difference norm). Prints the device, driver, TFLOP/s and the ratio tcomp / cuBLAS.
 
-Models (no tuning: the default GPU schedules of ``targets/gpu/groups.py``), in ``--dtypes`` fp32 and
+Models (untuned: the default GPU schedules of ``targets/gpu/groups.py``; with ``--model-db``, also compiled
+with that tuning database, ``tcomp.compile(..., db=)``, and timed as "tcomp tuned" in the same rounds), in
+``--dtypes`` fp32 and
 fp16 (weights and float inputs half, as ``module.half()``): ``bert``, BERT-base (tests/model_zoo.py,
 seeded random weights) at batch 8, sequence 128; ``resnet50``, timm's resnet50 at batch 32, 224 x 224;
 each exported to ONNX with torch.onnx and compiled for the device's architecture, every case in its own
@@ -220,10 +223,12 @@ def half_model(model):
     return model
 
 
-def compile_case(name: str, dtype: str, model_dir: str, target: str, out: str, torch_compile: bool) -> None:
-    """Worker process: exports and compiles a model case for ``target`` and pickles the module (with its
-    compile time) to ``out``; with ``torch_compile``, also runs torch.compile once on the device (what it
-    compiles lands in inductor's caches, so that the timing process compiles quickly)."""
+def compile_case(name: str, dtype: str, variant: str, model_dir: str, target: str, out: str, torch_compile: bool,
+                 db: str | None) -> None:
+    """Worker process: exports and compiles a model case for ``target`` (``variant`` "tuned": with the
+    tuning database ``db``) and pickles the module (with its compile time) to ``out``; with
+    ``torch_compile``, also runs torch.compile once on the device (what it compiles lands in inductor's
+    caches, so that the timing process compiles quickly)."""
     import pickle
 
     import torch
@@ -232,18 +237,20 @@ def compile_case(name: str, dtype: str, model_dir: str, target: str, out: str, t
 
     module, path, inputs = model_case(name, dtype, Path(model_dir))
     start = time.perf_counter()
-    mod = tcomp.compile(str(path), target=target, input_shapes={k: tuple(v.shape) for k, v in inputs.items()})
+    mod = tcomp.compile(str(path), target=target, input_shapes={k: tuple(v.shape) for k, v in inputs.items()},
+                        db=db if variant == "tuned" else None)
     compile_s = time.perf_counter() - start
     sys.setrecursionlimit(PICKLE_RECURSION)
     with open(out, "wb") as f:
         pickle.dump((mod, compile_s), f, protocol=pickle.HIGHEST_PROTOCOL)
-    if torch_compile:
+    if torch_compile and variant == "untuned":
         with torch.no_grad():
             torch.compile(module.cuda())(*(v.cuda() for v in inputs.values()))
 
 
-def compile_cases(cases: list, model_dir: Path, target: str, torch_compile: bool) -> dict:
-    """Each (model, dtype) compiled in its own process, all at once; (module, compile seconds) by case."""
+def compile_cases(cases: list, model_dir: Path, target: str, torch_compile: bool, db: str | None) -> dict:
+    """Each (model, dtype, variant) compiled in its own process, all at once; (module, compile seconds) by
+    case."""
     import pickle
     import tempfile
     from concurrent.futures import ProcessPoolExecutor
@@ -254,7 +261,7 @@ def compile_cases(cases: list, model_dir: Path, target: str, torch_compile: bool
     with tempfile.TemporaryDirectory() as scratch, \
             ProcessPoolExecutor(len(cases), mp_context=get_context("spawn")) as pool:
         jobs = {case: pool.submit(compile_case, *case, str(model_dir), target, f"{scratch}/{'_'.join(case)}.pkl",
-                                  torch_compile) for case in cases}
+                                  torch_compile, db) for case in cases}
         for case, job in jobs.items():
             try:
                 job.result()
@@ -265,33 +272,32 @@ def compile_cases(cases: list, model_dir: Path, target: str, torch_compile: bool
     return results
 
 
-def compare_model(name: str, dtype: str, compiled, model_dir: Path, rounds: int, inner: int,
+def compare_model(name: str, dtype: str, compiled: dict, model_dir: Path, rounds: int, inner: int,
                   with_compile: bool, top: int) -> dict:
-    """tcomp (inputs and outputs on the device) against torch eager (and torch.compile), interleaved;
-    the output's largest difference from torch eager's, and the ``top`` slowest kernels."""
+    """tcomp (``compiled``: (module, compile seconds) by variant, "untuned" and "tuned"; inputs and outputs
+    on the device) against torch eager (and torch.compile), interleaved; each variant's largest
+    difference from torch eager's output, and the ``top`` slowest kernels of each."""
     import torch
 
-    mod, compile_s = compiled
     module, _, inputs = model_case(name, dtype, model_dir)
     module = module.cuda()
     inputs = {k: v.cuda() for k, v in inputs.items()}
-    feeds = {k: inputs[k] for k in mod.input_names}
-
-    def run_tcomp():
-        return mod.run(feeds, device_outputs=True)
+    mods = {("tcomp" if variant == "untuned" else f"tcomp {variant}"): mod for variant, (mod, _) in compiled.items()}
+    feeds = {k: inputs[k] for k in next(iter(mods.values())).input_names}
 
     def run_torch(fn):
         with torch.no_grad():
             return fn(*inputs.values())
 
-    runners = {"tcomp": run_tcomp, "torch eager": lambda: run_torch(module)}
+    runners = {key: (lambda mod=mod: mod.run(feeds, device_outputs=True)) for key, mod in mods.items()}
+    runners["torch eager"] = lambda: run_torch(module)
     if with_compile:
         compiled_module = torch.compile(module)
         runners["torch.compile"] = lambda: run_torch(compiled_module)
-    (ours,) = run_tcomp()[:1]
     reference = run_torch(module)
     reference = (reference[0] if isinstance(reference, (tuple, list)) else reference).float()
-    difference = float((torch.from_dlpack(ours).float() - reference).abs().max())
+    differences = {key: float((torch.from_dlpack(runners[key]()[0]).float() - reference).abs().max())
+                   for key in mods}
 
     def timed(fn):
         times = []
@@ -311,15 +317,17 @@ def compare_model(name: str, dtype: str, compiled, model_dir: Path, rounds: int,
         for key, fn in runners.items():
             samples[key].append(timed(fn))
     seconds = {key: statistics.median(s) for key, s in samples.items()}
-    schedules = {}
-    for kernel in mod.kernels.values():
-        how = kernel.func.attrs.get("gpu_schedule", "?")
-        schedules[how] = schedules.get(how, 0) + 1
-    profile = sorted(mod.profile(feeds, repeat=5), key=lambda p: -p[2])
-    return {"seconds": seconds, "compile_s": compile_s, "max_abs_diff": difference,
-            "reference_max": float(reference.abs().max()), "schedules": schedules,
-            "shapes": {k: list(v.shape) for k, v in inputs.items()}, "profile": profile[:top],
-            "profile_total": sum(p[2] for p in profile)}
+    variants = {}
+    for (variant, (_, compile_s)), (key, mod) in zip(compiled.items(), mods.items()):
+        schedules = {}
+        for kernel in mod.kernels.values():
+            how = kernel.func.attrs.get("gpu_schedule", "?")
+            schedules[how] = schedules.get(how, 0) + 1
+        profile = sorted(mod.profile(feeds, repeat=5), key=lambda p: -p[2])
+        variants[key] = {"compile_s": compile_s, "max_abs_diff": differences[key], "schedules": schedules,
+                         "profile": profile[:top], "profile_total": sum(p[2] for p in profile)}
+    return {"seconds": seconds, "variants": variants, "reference_max": float(reference.abs().max()),
+            "shapes": {k: list(v.shape) for k, v in inputs.items()}}
 
 
 def main() -> None:
@@ -337,6 +345,7 @@ def main() -> None:
     parser.add_argument("--model-dir", default="benchmark_models", help="where the ONNX exports are cached")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile (compiles first)")
     parser.add_argument("--profile-top", type=int, default=8, help="slowest kernels listed per model")
+    parser.add_argument("--model-db", help="a tuning database: the models are also compiled with it and timed")
     args = parser.parse_args()
 
     info = device_info()
@@ -360,28 +369,33 @@ def main() -> None:
             continue
         result = compare(func, args.n, dtypes[case], args.db, args.rounds, args.inner)
         rows.append((case, tuned, result))
+    variants = ("untuned", "tuned") if args.model_db else ("untuned",)
     model_cases = [(name, dtype) for name in args.models.split(",") if name for dtype in args.dtypes.split(",")]
-    compiled = compile_cases(model_cases, Path(args.model_dir), f"cuda -arch={info['arch']}",
-                             args.torch_compile) if model_cases else {}
+    compiled = compile_cases([case + (variant,) for case in model_cases for variant in variants],
+                             Path(args.model_dir), f"cuda -arch={info['arch']}", args.torch_compile,
+                             args.model_db) if model_cases else {}
     for name, dtype in model_cases:
-        if (name, dtype) not in compiled:
+        ready = {variant: compiled[(name, dtype, variant)] for variant in variants
+                 if (name, dtype, variant) in compiled}
+        if not ready:
             continue
         try:
-            r = compare_model(name, dtype, compiled[(name, dtype)], Path(args.model_dir), args.rounds, args.inner,
+            r = compare_model(name, dtype, ready, Path(args.model_dir), args.rounds, args.inner,
                               args.torch_compile, args.profile_top)
         except Exception as exc:  # one case failing leaves the others' figures
             print(f"{name} {dtype}: failed: {type(exc).__name__}: {exc}", flush=True)
             continue
         base = r["seconds"]["torch eager"]
-        print(f"\n{name} {dtype} {r['shapes']} on {info['device']} (driver {info['driver']}), compile "
-              f"{r['compile_s']:.0f} s, kernels by schedule {r['schedules']}, max |tcomp - torch| "
-              f"{r['max_abs_diff']:.2e} (max |torch| {r['reference_max']:.2e}); median of {args.rounds} "
-              f"interleaved rounds x {args.inner} runs", flush=True)
+        print(f"\n{name} {dtype} {r['shapes']} on {info['device']} (driver {info['driver']}), max |torch| "
+              f"{r['reference_max']:.2e}; median of {args.rounds} interleaved rounds x {args.inner} runs", flush=True)
         for key, seconds in r["seconds"].items():
             print(f"  {key:14} {seconds * 1e3:9.2f} ms   {seconds / base:6.2f}x torch eager", flush=True)
-        print(f"  slowest kernels (profile: each step synchronized, {r['profile_total'] * 1e3:.2f} ms in all):")
-        for kernel, label, seconds in r["profile"]:
-            print(f"    {seconds * 1e3:8.3f} ms  {kernel:32} {label[:60]}", flush=True)
+        for key, v in r["variants"].items():
+            print(f"  {key}: compile {v['compile_s']:.0f} s, kernels by schedule {v['schedules']}, max |tcomp - "
+                  f"torch| {v['max_abs_diff']:.2e}; slowest kernels (profile: each step synchronized, "
+                  f"{v['profile_total'] * 1e3:.2f} ms in all):")
+            for kernel, label, seconds in v["profile"]:
+                print(f"    {seconds * 1e3:8.3f} ms  {kernel:32} {label[:60]}", flush=True)
     if not rows:
         return
     print(f"\nGEMM {args.n}^3 on {info['device']} (driver {info['driver']}), median of {args.rounds} interleaved "
