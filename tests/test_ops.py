@@ -804,6 +804,22 @@ def test_maxpool_negative_inputs_padded():
     check_op("MaxPool", {"x": rand((1, 2, 7, 9), -5, -1)}, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
 
 
+def test_max_min_relu_maxpool_propagate_nan():
+    """NaN wins a max or min wherever an operand is NaN (numpy's np.maximum, also for the vectorized
+    stride-2 taps of a pool); +-0, +-inf and denormals compare as IEEE numbers."""
+    a, b = (rng().permutation(np.tile(SPECIAL_VALUES, 5)) for _ in range(2))
+    x = rand((1, 2, 20, 40), -3, 3)
+    x[0, 0, 7, 13] = x[0, 1, 0, 0] = x[0, 1, 19, 39] = np.nan
+    model = make_model([node("Max", ["a", "b"], ["mx"]), node("Min", ["a", "b"], ["mn"]), node("Relu", ["a"], ["r"]),
+                        node("MaxPool", ["x"], ["p"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])],
+                       {"a": a, "b": b, "x": x}, ["mx", "mn", "r", "p"])
+    padded = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)], constant_values=-np.inf)
+    pool = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))[:, :, ::2, ::2].max(axis=(-2, -1))
+    refs = [np.maximum(a, b), np.minimum(a, b), np.maximum(a, F32(0)), pool]
+    for name, ours, ref in zip(["Max", "Min", "Relu", "MaxPool"], run_tcomp(model, {"a": a, "b": b, "x": x}), refs):
+        np.testing.assert_array_equal(ours, ref, err_msg=name)  # NaNs at the same places, zeros of either sign
+
+
 @pytest.mark.parametrize("count_include_pad", [0, 1])
 @pytest.mark.parametrize("attrs", [c[1] for c in POOL_CASES], ids=[c[0] for c in POOL_CASES])
 def test_averagepool(attrs, count_include_pad):

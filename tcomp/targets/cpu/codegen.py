@@ -503,20 +503,21 @@ class CPUCodegen:
                                    [ptr, ir.Constant(I32, 1), mask, zero_vec])
             return self._from_memory(value, buf.dtype)
         if stride in (2, 3, 4):
-            # strided: one contiguous load covering every lane, then pick every stride-th element;
-            # under a mask, only the picked positions of active lanes are loaded
-            span = (lanes - 1) * stride + 1
-            wide_ty = ir.VectorType(mem_ty, span)
+            # strided: one contiguous load covering every lane, then pick every stride-th element.
+            # The load is `stride` whole vectors (an odd length such as 31 lanes became partial
+            # loads and element inserts): the elements past the last lane's are masked off, and
+            # under a mask only the picked positions of active lanes are loaded
+            span, wide_lanes = (lanes - 1) * stride + 1, lanes * stride
+            wide_ty = ir.VectorType(mem_ty, wide_lanes)
             ptr = self._lane0_ptr(base, flat, lane_var, mem_ty)
             if mask is None:
-                wide = b.load(ptr, typ=wide_ty)
-                wide.align = _element_bytes(mem_ty)
+                wide_mask = ir.Constant(ir.VectorType(I1, wide_lanes), [int(j < span) for j in range(wide_lanes)])
             else:
-                spread = [j // stride if j % stride == 0 else lanes for j in range(span)]
+                spread = [j // stride if j % stride == 0 and j < span else lanes for j in range(wide_lanes)]
                 wide_mask = b.shuffle_vector(mask, ir.Constant(mask.type, [0] * lanes),
-                                             ir.Constant(ir.VectorType(I32, span), spread))
-                wide = self._call_external(f"llvm.masked.load.v{span}{type_suffix(mem_ty)}.p0", wide_ty,
-                                  [ptr, ir.Constant(I32, 1), wide_mask, ir.Constant(wide_ty, [0] * span)])
+                                             ir.Constant(ir.VectorType(I32, wide_lanes), spread))
+            wide = self._call_external(f"llvm.masked.load.v{wide_lanes}{type_suffix(mem_ty)}.p0", wide_ty,
+                                       [ptr, ir.Constant(I32, 1), wide_mask, ir.Constant(wide_ty, [0] * wide_lanes)])
             picks = ir.Constant(ir.VectorType(I32, lanes), [i * stride for i in range(lanes)])
             return self._from_memory(b.shuffle_vector(wide, ir.Constant(wide_ty, ir.Undefined), picks), buf.dtype)
         index_vec = self._as_vector(self._expr(flat), lanes)
@@ -589,8 +590,9 @@ class CPUCodegen:
             if op == "div":
                 return b.fdiv(x, y)
             if op in ("min", "max"):
-                # NaN-propagating like numpy/onnxruntime.
-                return intrinsic(b, "minimum" if op == "min" else "maximum", [x, y])
+                # NaN-propagating like numpy/onnxruntime; the sign of a zero result is either
+                # operand's, as in numpy (nsz: without it x86 orders -0 < +0 in 4 more instructions)
+                return intrinsic(b, "minimum" if op == "min" else "maximum", [x, y], fastmath=("nsz",))
             if op == "pow":
                 return intrinsic(b, "pow", [x, y])
             if op == "floormod":

@@ -24,7 +24,7 @@ def splat(builder: ir.IRBuilder, ty: ir.Type, value):
     return value if isinstance(value, ir.Value) else ir.Constant(ty, value)
 
 
-def intrinsic(builder: ir.IRBuilder, name: str, args, ret_type: ir.Type | None = None):
+def intrinsic(builder: ir.IRBuilder, name: str, args, ret_type: ir.Type | None = None, fastmath=()):
     """Calls ``llvm.<name>.<type suffix>`` overloaded on the first argument's type."""
     ty = args[0].type
     full = f"llvm.{name}.{type_suffix(ty)}"
@@ -32,7 +32,7 @@ def intrinsic(builder: ir.IRBuilder, name: str, args, ret_type: ir.Type | None =
     fn = module.globals.get(full)
     if fn is None:
         fn = ir.Function(module, ir.FunctionType(ret_type or ty, [a.type for a in args]), full)
-    return builder.call(fn, args)
+    return builder.call(fn, args, fastmath=fastmath)
 
 
 def type_suffix(ty: ir.Type) -> str:
