@@ -84,6 +84,41 @@ def test_tiled_shared_memory_gemm(rng):
     np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
 
 
+
+def test_accesses_proven_in_bounds_are_not_clamped():
+    """The shaders are compiled without naga's bounds checks (``device.py``); the renderer clamps an index
+    only where its loops' ranges do not prove it in bounds: none of the tiled GEMM's."""
+    source = tcomp.build(kernels.tiled_gemm(128, 96, 160), target="webgpu").source()
+    assert "var<workgroup> A_shared" in source and "min(u32(" not in source
+
+
+def test_select_reading_past_a_buffer_on_the_side_not_taken(rng):
+    """Concatenation as a select: WGSL evaluates both loads, and where one side is taken the other's index
+    is past its buffer (or negative); those loads are clamped into their buffers, the result exact."""
+    from tcomp.tir.expr import Select
+
+    a = tir.placeholder((300,), "float32", name="A")
+    b = tir.placeholder((200,), "float32", name="B")
+    c = tir.compute((500,), lambda i: Select(i < 300, a[i], b[i - 300]), name="C")
+    kernel = tcomp.build(tir.create_func([a, b, c]), target="webgpu")
+    assert kernel.source().count("arrayLength(") == 2
+    x, y = rng.standard_normal(300).astype(np.float32), rng.standard_normal(200).astype(np.float32)
+    np.testing.assert_array_equal(kernel(x, y), np.concatenate([x, y]))
+
+
+def test_bind_groups_are_kept_while_their_buffers_live(rng):
+    kernel = tcomp.build(kernels.elementwise_func(100, 37), target="webgpu")
+    groups = kernel.compiled[0].groups
+    a = rng.standard_normal((100, 37)).astype(np.float32)
+    launches, memory = kernel._prepare([a, np.empty_like(a)])
+    kernel._launch(launches)
+    kernel._launch(launches)
+    assert len(groups) == 1  # the second run bound the same buffers: the group was reused
+    del launches, memory
+    assert not groups  # the buffers are gone, their bind group with them
+    np.testing.assert_allclose(kernel(a), np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+    assert not groups
+
 def softmax_func(rows, cols: int):
     """Row softmax in three loop nests (max, sum of exp, normalize): three kernels, two temporaries."""
     x = tir.placeholder((rows, cols), "float32", name="X")

@@ -16,8 +16,13 @@ A kernel that checks its 64-bit arithmetic (``WGSLKernel.status``, ``overflow.py
 the device's status buffer of its own; ``synchronize`` reads the words of the kernels launched since
 the last one and refuses a run where one is set (an int64 result beyond 32 bits), naming the kernel.
 
+Shaders are compiled without naga's runtime checks (index clamps, loop counters), which halved a
+tiled GEMM's speed on an H100; the WGSL keeps its accesses in bounds itself (``wgsl.py``).
+
 A buffer argument is a buffer and a byte offset (a multiple of 256 from the executor); it is
-bound with the size of the kernel's parameter. Dispatches are recorded and submitted together
+bound with the size of the kernel's parameter. A kernel keeps the bind group of each set of
+buffers, offsets and sizes it was launched with while those buffers live (a model's runs bind the
+same arena regions each time: recording a dispatch took ~100 us of Python, mostly that). Dispatches are recorded and submitted together
 (one compute pass: WebGPU orders dispatches and makes each see the previous one's writes);
 uploads, downloads and copies submit what was recorded first, so everything happens in program
 order.
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import time
+import weakref
 
 import numpy as np
 
@@ -39,6 +45,7 @@ STATUS_SLOTS = 64  # status words the status buffer holds at first (one per chec
 LIMITS = ("max-compute-invocations-per-workgroup", "max-compute-workgroup-size-x", "max-compute-workgroup-size-y",
           "max-compute-workgroup-size-z", "max-compute-workgroup-storage-size", "max-storage-buffers-per-shader-stage",
           "max-storage-buffer-binding-size", "max-buffer-size")
+NO_RUNTIME_CHECKS = 0  # WGPUShaderRuntimeChecks: neither BoundsChecks (1) nor ForceLoopBounding (2)
 NARROWED = {"int64": (np.int32, "int32"), "uint64": (np.uint32, "uint32")}
 
 
@@ -133,7 +140,7 @@ class WebGPUDevice:
             raise TcompError(f"kernel {shader.name}: {params} buffers{status}, more than the adapter binds "
                              f"({self.limits['max-storage-buffers-per-shader-stage']})")
         try:
-            module = self.device.create_shader_module(label=shader.name, code=shader.source)
+            module = self._shader_module(shader.name, shader.source)
             pipeline = self.device.create_compute_pipeline(layout="auto", compute={"module": module,
                                                                                    "entry_point": shader.name})
         except self._wgpu.GPUError as exc:
@@ -142,6 +149,24 @@ class WebGPUDevice:
         if shader.status:
             compiled.status_slot = self._status_slot(shader.name)
         return compiled
+
+    def _shader_module(self, label: str, code: str):
+        """The WGSL module, compiled without naga's runtime checks where wgpu-native offers that
+        (``wgpuDeviceCreateShaderModuleTrusted``, which wgpu-py does not wrap): no index clamped into its
+        array (the renderer clamps what it cannot prove in bounds, ``WGSLRenderer._element``), no counter
+        bounding each loop (every loop's extent is finite). Checked, a workgroup array's index became
+        ``min(i, n - 1)`` on every load of a tile: the NVIDIA driver vectorized none of them."""
+        try:
+            from wgpu.backends.wgpu_native import _api
+            create = _api.libf.wgpuDeviceCreateShaderModuleTrusted
+        except (ImportError, AttributeError):  # an older wgpu-native: its checks stay
+            return self.device.create_shader_module(label=label, code=code)
+        source = _api.new_struct_p("WGPUShaderSourceWGSL *", code=_api.to_c_string_view(code))
+        source[0].chain.next = _api.ffi.NULL
+        source[0].chain.sType = _api.lib.WGPUSType_ShaderSourceWGSL
+        descriptor = _api.new_struct_p("WGPUShaderModuleDescriptor *", label=_api.to_c_string_view(label),
+                                       nextInChain=_api.ffi.cast("WGPUChainedStruct *", source))
+        return _api.GPUShaderModule(label, create(self.device._internal, descriptor, NO_RUNTIME_CHECKS), self.device)
 
     def _status_slot(self, kernel: str) -> int:
         """A word of the status buffer for ``kernel`` (the buffer doubled where it is full)."""
@@ -165,6 +190,21 @@ class WebGPUDevice:
         groups = shader.dispatch(tuple(grid))
         if not shader.grid_folded and max(groups) > MAX_WORKGROUPS_PER_DIMENSION:
             raise TcompError(f"kernel {shader.name}: grid {groups} is larger than the shader was compiled for")
+        if shader.status:
+            self._status_pending.add(compiled.status_slot)
+        bound = [buffer for buffer, _ in buffers] + ([self._status] if shader.status else [])
+        key = (tuple(sizes), tuple(offset for _, offset in buffers), tuple(id(buffer) for buffer in bound))
+        group = compiled.groups.get(key)
+        if group is None:
+            group = compiled.groups[key] = self._bind_group(compiled, buffers, sizes)
+            for buffer in {id(buffer): buffer for buffer in bound}.values():
+                weakref.finalize(buffer, compiled.groups.pop, key, None)
+        self._recorded.append((compiled.pipeline, group, groups))
+
+    def _bind_group(self, compiled: "CompiledKernel", buffers: list, sizes: list):
+        """The bind group of one launch's buffers, size values and status word (``launch`` keeps it while
+        its buffers live: a model's runs bind the same arena regions every time)."""
+        shader = compiled.shader
         values = {v: IntImm(n) for v, n in zip(shader.size_vars, sizes)}
         entries = []
         for binding, (buf, (buffer, offset)) in enumerate(zip(shader.params, buffers)):
@@ -181,9 +221,7 @@ class WebGPUDevice:
         if shader.status:
             entries.append({"binding": len(entries), "resource": {"buffer": self._status,
                                                                   "offset": compiled.status_slot * ALIGN, "size": 4}})
-            self._status_pending.add(compiled.status_slot)
-        group = self.device.create_bind_group(layout=compiled.layout, entries=entries)
-        self._recorded.append((compiled.pipeline, group, groups))
+        return self.device.create_bind_group(layout=compiled.layout, entries=entries)
 
     def synchronize(self) -> None:
         """Waits for everything launched; refuses (``InputError``) a run whose status words are set."""
@@ -240,6 +278,7 @@ class CompiledKernel:
         self.pipeline = pipeline
         self.layout = layout
         self.status_slot = None  # where ``shader.status``: its word of the device's status buffer
+        self.groups: dict = {}   # (sizes, offsets, buffers' ids) -> bind group, dropped when a buffer is
 
 
 def check_uploadable(array: np.ndarray, name: str) -> None:

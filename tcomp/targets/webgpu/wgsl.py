@@ -34,6 +34,14 @@ buffers are ``var<workgroup>`` arrays and ``local`` ones function arrays of 32-b
 Storage buffers are all ``read_write``: the device executor binds one arena buffer at several
 offsets in one dispatch, and WebGPU refuses a buffer bound both read-only and writable there.
 
+Bounds: the device compiles the shaders without naga's runtime checks (``device.py``), so the
+renderer keeps every access in bounds itself. An index that ``arith.bound`` proves within its
+buffer from the loops' and threads' ranges is written as it is (a tiled GEMM's all are); otherwise
+a workgroup or private array's index is clamped (``i32(min(u32(i), n - 1u))``), and so is a storage
+buffer's where WGSL evaluates an access that the loop IR makes conditional (both operands of a
+``select``, a predicated load), against ``arrayLength``. Other storage accesses are in bounds as the
+lowering made them (the CUDA rendering runs them unchecked).
+
 A grid larger than WebGPU's 65535 workgroups per dimension, or a symbolic one, is folded: the
 shader numbers its workgroup linearly over a 2-D or 3-D dispatch and derives the block indices
 (``grid_folded``); the extra workgroups return at once.
@@ -260,6 +268,7 @@ class WGSLRenderer(CSourceRenderer):
         self._written: set = set()
         self._kernel_name = ""
         self._status = False            # whether the kernel checks 64-bit overflow
+        self._speculative = 0           # > 0: rendering what WGSL evaluates where the loop IR would not
 
     def render(self, kernels) -> str:
         return "\n".join(self.render_kernel(k).source for k in kernels)
@@ -396,7 +405,7 @@ class WGSLRenderer(CSourceRenderer):
         raw = buf.scope == "global" and buf.dtype in HALF and isinstance(value, Call) and value.name == "bitcast"
 
         def emit() -> None:
-            index, text = self._bound(lambda: (self.expr(offset), self._bits(value.args[0]) if raw else self.expr(value)),
+            index, text = self._bound(lambda: (self._element(buf, offset), self._bits(value.args[0]) if raw else self.expr(value)),
                                       offset, value)
             self._store_lines(buf, index, text, raw)
 
@@ -450,8 +459,13 @@ class WGSLRenderer(CSourceRenderer):
             return self._int_literal(e)
         if isinstance(e, Load):
             return self._load(e)
-        if isinstance(e, Select):  # WGSL's select evaluates both sides: nothing is conditional
-            return f"select({self.expr(e.b)}, {self.expr(e.a)}, {self.expr(e.cond)})"
+        if isinstance(e, Select):  # WGSL's select evaluates both sides: their accesses are clamped (``_element``)
+            self._speculative += 1
+            try:
+                a, b = self.expr(e.a), self.expr(e.b)
+            finally:
+                self._speculative -= 1
+            return f"select({b}, {a}, {self.expr(e.cond)})"
         return super()._render(e)
 
     def _int_literal(self, e: IntImm) -> str:
@@ -480,29 +494,53 @@ class WGSLRenderer(CSourceRenderer):
         offset = self._flat(buf, e.indices)
         name = self.name(buf)
         bits = dtype_bits(buf.dtype)
-        if buf.scope != "global" or bits == 32:
-            text = f"{name}[{self.expr(offset)}]"
-        elif bits == 64:
-            text = f"{name}[2 * ({self.expr(offset)})]"
-        elif buf.dtype in ("int8", "int16"):
-            text = f"tc_signed_field({self._packed_word(buf, offset)}, {self.expr(offset)}, {bits}u)"
-        else:
-            field = self._packed_field(e)
-            text = {"bool": f"({field} != 0u)", "float16": f"unpack2x16float({field}).x",
-                    "bfloat16": f"bitcast<f32>({field} << 16u)"}.get(buf.dtype, field)
-        if e.predicate is not None:  # both evaluated; an index out of range reads a clamped element
+        self._speculative += e.predicate is not None  # both evaluated: the access where the predicate is false too
+        try:
+            if buf.scope != "global" or bits == 32:
+                text = f"{name}[{self._element(buf, offset)}]"
+            elif bits == 64:
+                text = f"{name}[2 * ({self._element(buf, offset)})]"
+            elif buf.dtype in ("int8", "int16"):
+                text = f"tc_signed_field({self._packed_word(buf, offset)}, {self._element(buf, offset)}, {bits}u)"
+            else:
+                field = self._packed_field(e)
+                text = {"bool": f"({field} != 0u)", "float16": f"unpack2x16float({field}).x",
+                        "bfloat16": f"bitcast<f32>({field} << 16u)"}.get(buf.dtype, field)
+        finally:
+            self._speculative -= e.predicate is not None
+        if e.predicate is not None:
             zero = {"bool": "false", "f32": "0.0f", "i32": "0", "u32": "0u"}[_value_type(e.dtype)]
             text = f"select({zero}, {text}, {self.expr(e.predicate)})"
         return text
 
+    def _element(self, buf: Buffer, offset: Expr) -> str:
+        """The text of element ``offset`` of ``buf``, clamped into the buffer unless ``arith.bound`` proves it
+        there: every access of a workgroup or private array, and of a storage buffer where WGSL evaluates
+        what the loop IR evaluates only under a condition (a ``select``'s operands, a predicated load). The
+        shaders are compiled without naga's bounds checks (``device.py``): these are the only ones."""
+        text = self.expr(offset)
+        if buf.scope == "global" and not self._speculative:
+            return text  # in bounds by the lowering (the CUDA rendering runs unchecked)
+        count = arith.simplify(buf.storage_elements(), self._bounds)
+        lo, hi = arith.bound(offset, self._bounds)
+        if isinstance(count, IntImm) and lo is not None and hi is not None and 0 <= lo and hi < count.value:
+            return text
+        if buf.scope != "global":
+            return f"i32(min(u32({text}), {max(count.value, 1) - 1}u))"
+        bits, words = dtype_bits(buf.dtype), f"arrayLength(&{self.name(buf)})"
+        last = (f"{words} - 1u" if bits == 32 else f"({words} - 1u) / 2u" if bits == 64
+                else f"{words} * {32 // bits}u - 1u")
+        return f"i32(min(u32({text}), {last}))"
+
     def _packed_word(self, buf: Buffer, offset: Expr) -> str:
-        word = f"{self.name(buf)}[({self.expr(offset)}) / {32 // dtype_bits(buf.dtype)}]"
+        word = f"{self.name(buf)}[({self._element(buf, offset)}) / {32 // dtype_bits(buf.dtype)}]"
         return f"atomicLoad(&{word})" if buf in self._written else word
 
     def _packed_field(self, e: Load) -> str:
         """The bits of an element of a packed 8- or 16-bit global buffer (a u32; predicate aside)."""
         offset = self._flat(e.buffer, e.indices)
-        return f"tc_field({self._packed_word(e.buffer, offset)}, {self.expr(offset)}, {dtype_bits(e.buffer.dtype)}u)"
+        return (f"tc_field({self._packed_word(e.buffer, offset)}, {self._element(e.buffer, offset)}, "
+                f"{dtype_bits(e.buffer.dtype)}u)")
 
     def _binop(self, e: BinOp) -> str:
         form = None  # a format of the operands' texts {a} and {b}
