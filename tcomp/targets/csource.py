@@ -336,9 +336,11 @@ class CSourceRenderer:
         offset = self._flat(buf, store.indices)
 
         def text() -> str:
-            value = self.expr(store.value)
-            if buf.dtype in self.dialect.half_types:
-                value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
+            value = self._bitcast_bits(store.value)
+            if value is None:
+                value = self.expr(store.value)
+                if buf.dtype in self.dialect.half_types:
+                    value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
             return f"{self.name(buf)}[{self._storage_index(buf, offset)}] = {value};"
 
         self._guarded(store.predicate, lambda: self._line(self._bound(text, offset, store.value)))
@@ -581,6 +583,20 @@ class CSourceRenderer:
             return f"({x()} != {x()} ? {x()} : ({value_type})(({x()} > 0) - ({x()} < 0)))"  # NaN stays NaN
         function = self.dialect.math_function(e.name, e.dtype)
         return f"{function}({', '.join(self.expr(a) for a in e.args)})"
+
+    def _bitcast_bits(self, value: Expr) -> str | None:
+        """The storage bits of ``value`` where it is a 16-bit float bit cast from an integer (stored as
+        they are: converted to float and back, a signalling NaN would come back quiet), else None::
+
+            y[i] = bitcast<bfloat16>(x[i])  ->  y[i] = tc_bitcast<unsigned short>(((short)(x[i])));"""
+        d = self.dialect
+        if not (isinstance(value, Call) and value.name == "bitcast" and value.dtype in d.half_types and d.bitcast):
+            return None
+        source = value.args[0].dtype
+        if source in d.half_types or source == "bool" or dtype_bits(source) != dtype_bits(value.dtype):
+            return None
+        return d.bitcast.format(type=d.storage_type(value.dtype),
+                                value=f"(({d.value_type(source)})({self.expr(value.args[0])}))")
 
     def _bitcast(self, value: Expr, dtype: str) -> str:
         """``value``'s bits as ``dtype`` (of the same width; a bool is its byte). 16-bit floats are
