@@ -40,6 +40,7 @@ like the measuring worker's pickled messages; regenerated, never kept in the rep
 with ``tuning.measure.Measurer`` (checked against the unscheduled function, median of 5 runs,
 ``--threads`` threads), the template and the first half of every kernel's candidates first,
 and measures nothing more after ``--deadline`` seconds; a line per candidate, written as measured.
+``--split train`` / ``--kernels A B ...`` measure only those kernels (e.g. more training data).
 """
 from __future__ import annotations
 
@@ -391,14 +392,18 @@ def measured_ok(directory) -> set:
 
 
 def measure(args) -> None:
-    """Measures the shard's candidates not yet measured "ok" in the directory (a rerun resumes)."""
+    """Measures the shard's candidates not yet measured "ok" in the directory (a rerun resumes), of
+    the ``--split`` kernels and the ``--kernels`` named, where given."""
     from tcomp.tuning.measure import Measurer
 
     kernels = load_kernels(args.dir)
     done = measured_ok(args.dir)
     lines = [line for line in load_candidates(args.dir) if (line["kernel"], line["origin"], line["trace"]) not in done]
+    lines = [line for line in lines if (args.split is None or kernels[line["kernel"]]["split"] == args.split)
+             and (not args.kernels or line["kernel"] in args.kernels)]
     shard, shards = (int(x) for x in args.shard.split("/"))
-    mine = shard_kernels(kernels, lines, shard, shards)
+    wanted = {line["kernel"] for line in lines}
+    mine = [name for name in shard_kernels(kernels, lines, shard, shards) if name in wanted]
     by_kernel = {name: [line for line in lines if line["kernel"] == name] for name in mine}
     start = time.perf_counter()
     with Path(args.out).open("w") as f:
@@ -538,6 +543,8 @@ def main():
     m.add_argument("--out", required=True)
     m.add_argument("--threads", type=int, default=2)
     m.add_argument("--deadline", type=float, default=1e9, help="seconds after which no new kernel part starts")
+    m.add_argument("--split", choices=("train", "heldout"), help="only this split's kernels")
+    m.add_argument("--kernels", nargs="+", help="only these kernels (names as in kernels.pickle)")
     r = sub.add_parser("refresh", help="rebuilds kernels.pickle from the definitions (after a change to the IR)")
     r.add_argument("--dir", default="costmodel_data")
     r.add_argument("--models-dir", default="/tmp/tcomp-bench-models")

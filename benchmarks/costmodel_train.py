@@ -22,7 +22,9 @@ ask of it.
 5 folds of whole kernels, each fold's kernels scored by a model trained on the others, repeated
 with 3 fold assignments (xgboost seeded alike), with costmodel_eval.py's metrics; the held-out
 kernels stay unseen. On the data of docs/benchmarks.md the ranking objective picked better
-(top-1 1.22 against 1.25, pairwise accuracy 0.83 both), so it ships.
+(top-1 1.22 against 1.23, top-5 1.03 against 1.07, pairwise accuracy 0.83 both), so it ships.
+``--cv-score-dir`` scores the folds on other directories' measurements of the same kernels (e.g.
+more candidates measured): training sets are then compared on the same labels.
 """
 from __future__ import annotations
 
@@ -52,13 +54,15 @@ def fit(data: dict, params: dict | None = None, seed: int = 0) -> XGBModel:
     return model
 
 
-def cross_validate(data: dict, params: dict | None = None, folds: int = 5) -> tuple:
+def cross_validate(data: dict, params: dict | None = None, folds: int = 5, scored: dict | None = None) -> tuple:
     """Mean pairwise accuracy and geometric-mean top-1, top-5, pick/template over the training
     kernels, each kernel scored by a model trained on the other folds' kernels; means over
-    ``CV_SEEDS`` (fold assignment and xgboost seed)."""
+    ``CV_SEEDS`` (fold assignment and xgboost seed). ``scored``: the measurements a fold's
+    kernels are scored on (default ``data``), so that training sets compare on the same labels."""
     from costmodel_eval import _gmean, metrics
 
-    names = sorted(data)
+    scored = scored or data
+    names = sorted(set(data) | set(scored))
     per_seed = []
     for seed in CV_SEEDS:
         perm = np.random.default_rng(seed).permutation(len(names))
@@ -67,7 +71,7 @@ def cross_validate(data: dict, params: dict | None = None, folds: int = 5) -> tu
         for fold in range(folds):
             model = fit({n: d for n, d in data.items() if fold_of[n] != fold}, params, seed)
             results += [metrics(model.predict_arrays(x), s, origins)
-                        for name, (x, s, origins) in data.items() if fold_of[name] == fold]
+                        for name, (x, s, origins) in scored.items() if fold_of[name] == fold]
         acc, t1, t5, vt = zip(*results)
         per_seed.append((float(np.mean(acc)), _gmean(t1), _gmean(t5), _gmean(vt)))
     return tuple(float(np.mean(column)) for column in zip(*per_seed))
@@ -81,14 +85,17 @@ def main():
     parser.add_argument("--objective", default=DEFAULT_PARAMS["objective"], help="xgboost objective")
     parser.add_argument("--cv", action="store_true", help="cross-validate on the training kernels; train nothing")
     parser.add_argument("--cv-objectives", nargs="+", default=["rank:pairwise", "reg:squarederror"])
+    parser.add_argument("--cv-score-dir", action="append", help="--cv: score the folds' kernels on these "
+                        "directories' measurements (repeatable; default: --dir's)")
     args = parser.parse_args()
     data = dataset(args.dir or ["costmodel_data"], "train")
     if args.cv:
+        scored = dataset(args.cv_score_dir, "train") if args.cv_score_dir else data
         print(f"5-fold cross-validation over {len(data)} training kernels (folds of whole kernels), "
               f"{len(CV_SEEDS)} fold assignments")
         print(f"{'objective':>18s} {'pairwise':>9s} {'top-1':>6s} {'top-5':>6s} {'pick/template':>14s}")
         for objective in args.cv_objectives:
-            acc, t1, t5, vt = cross_validate(data, {"objective": objective})
+            acc, t1, t5, vt = cross_validate(data, {"objective": objective}, scored=scored)
             print(f"{objective:>18s} {acc:9.2f} {t1:6.2f} {t5:6.2f} {vt:14.2f}", flush=True)
         return
     fit(data, {"objective": args.objective}).save(args.out)

@@ -11,7 +11,7 @@ samples of the sketches, mutated over a few generations, scored by the model; no
 measured). The pretrained model (``costmodel/pretrained/<target>.json``) scores them all as
 candidates of one kernel, which is what it was trained to rank; the best predicted is chosen
 where the model predicts it at least ``MARGIN`` (1.5x) faster than the template, else the
-template stays: the model's pick on held-out kernels is 1.14x the best measured on average, and on
+template stays: the model's pick on held-out kernels is 1.06x the best measured on average, and on
 schedules unlike its training data it errs by more (ResNet-18's direct conv templates ran 1.15-1.3x
 faster than the candidates it predicted 1.35x faster than them), while the templates are safe::
 
