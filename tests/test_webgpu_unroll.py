@@ -13,7 +13,7 @@ from webgpu_helpers import requires_webgpu
 import tcomp
 from tcomp.tir.expr import Buffer, IntImm, Load, Var
 from tcomp.tir.stmt import BufferStore, For, SeqStmt
-from tcomp.targets.webgpu.unroll import MAX_COPIES, unroll
+from tcomp.targets.webgpu.unroll import MAX_COPIES, loop_bounds, never_runs, unroll
 
 
 def _copy_loop(extent: int, kind: str = "unrolled") -> tuple:
@@ -38,6 +38,19 @@ def test_serial_or_too_long_loops_stay_loops():
     expanded = unroll(outer)
     assert isinstance(expanded, SeqStmt) and all(isinstance(s, For) for s in expanded.stmts)
 
+
+
+def test_copies_that_never_run_are_left_out():
+    """A tile larger than its tensor: ``for t in threadIdx(4): for i in unrolled(MAX_COPIES * 2): if t * 16 + i
+    < 3: B[t * 16 + i] = A[t * 16 + i]``. Only i < 3 can run (t = 0): three copies (counted against the
+    budget, which the whole loop exceeds), each keeping its predicate."""
+    a, b, i, t = Buffer("A", (3,), "float32"), Buffer("B", (3,), "float32"), Var("i"), Var("t")
+    store = BufferStore(b, Load(a, (t * 16 + i,)), (t * 16 + i,), predicate=t * 16 + i < 3)
+    kernel_body = For(t, 4, For(i, MAX_COPIES * 2, store, "unrolled"), "thread_binding", "threadIdx.x")
+    expanded = unroll(kernel_body, bounds=loop_bounds(kernel_body))
+    assert isinstance(expanded, For) and isinstance(expanded.body, SeqStmt) and len(expanded.body.stmts) == 3
+    assert all(s.predicate is not None for s in expanded.body.stmts)
+    assert never_runs(store, {t: (1, 3), i: (0, 15)}) and not never_runs(store, loop_bounds(kernel_body))
 
 @requires_webgpu
 def test_compiled_matmul_register_tile_has_constant_indices():
