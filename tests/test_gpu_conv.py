@@ -63,6 +63,26 @@ def test_conv_runs_as_one_tiled_kernel(case, dtype, arch):
                                rtol=tolerance, atol=tolerance * np.abs(expected).max())
 
 
+@needs_compiler
+@pytest.mark.parametrize("dtype,arch", [(np.float32, "sm_90"), (np.float16, "sm_75")])
+def test_conv_on_few_pixels_splits_its_reduction(dtype, arch):
+    """A 7x7 map with 1152-deep taps fills too few blocks: the product runs in 2 parts of the reduction
+    (their partial sums a temporary), the epilogue adds them (bias, residual, relu) in a second kernel."""
+    model = conv_model(1, 128, 32, 7, 3, 1, 1, dtype=dtype, residual=True)
+    mod = tcomp.compile(model, target=EmulatedCuda(arch))
+    (kernel,) = mod.kernels.values()
+    launches = mod.executor.jit.launches[kernel.name]
+    assert kernel.func.attrs["gpu_schedule"] == "tiled" and len(launches.launches) == 2
+    assert launches.temporaries == (2 * 32 * 128 * 4,)  # fp32 partial sums of 2 parts x 32 channels x 128 columns
+    rng = np.random.default_rng()
+    feeds = {i.name: rng.standard_normal([d.dim_value for d in i.type.tensor_type.shape.dim]).astype(dtype)
+             for i in model.graph.input}
+    expected = reference(model, feeds)[0].astype(np.float32)
+    tolerance = 1e-5 if dtype == np.float32 else 5e-3
+    np.testing.assert_allclose(mod.run(feeds)[0].astype(np.float32), expected, rtol=tolerance,
+                               atol=tolerance * np.abs(expected).max())
+
+
 def attention_scores_model(dtype=np.float32):
     """Q @ K^T * scale over heads: the B operand read through a Transpose and a Mul (a prologue)."""
     elem = TensorProto.FLOAT if dtype == np.float32 else TensorProto.FLOAT16
@@ -110,3 +130,5 @@ def test_tiles_fill_the_device_and_divide_tensor_core_products():
     for _, (wg, tm, _) in tiles.wgmma(128, 192, 1664, 576, 1, sms):
         assert 192 % (64 * wg * tm) == 0
     assert tiles.wgmma(256, 128, 1664, 576, 1, sms) == [] and tiles.mma(24, 8, 16, 1, sms) == []
+    assert tiles.reduction_splits(512, 1664, 4608) == 4 and tiles.reduction_splits(64, 401408, 147) == 1
+    assert tiles.reduction_splits(128, 256, 576) == 1  # 288-deep parts would not be 64-step multiples

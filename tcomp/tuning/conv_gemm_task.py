@@ -9,7 +9,7 @@ columns, the (input channel, kernel row, kernel column) taps its reduction::
     out[n, k, oh, ow] = epilogue(C[k, m] + bias[k], (n, k, oh, ow))  for m = (n*OH + oh)*OW + ow
 
 ``out`` iterates over C's (k, m) and stores at (n, k, oh, ow) (``te.compute``'s ``store``), so that
-the tiling rules fold it into C's write-back like any elementwise epilogue.
+the tiling rules fold it into C's write-back like any elementwise epilogue (P = 1).
 
 ``col`` is annotated as an operand stage (``rules/blocks.py``): the design space keeps it a block
 and the GPU sketches inline it into the shared-memory copy of its tile (``inline_operand_stage``), so each thread block gathers its im2col tile straight from ``x``. One
@@ -45,6 +45,7 @@ from ..tir.expr import (
     minimum,
     substitute,
 )
+from ..targets.gpu import tiles
 from .matmul_task import narrowed
 from .rules.blocks import OPERAND_STAGE
 
@@ -76,6 +77,7 @@ def conv(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
     depth, columns = C * R * S, N * OH * OW
     wide = dtype_bits(dtype) == 16
     padded_depth, padded_columns = _round_up(depth, PAD_DEPTH), _round_up(columns, PAD_COLUMNS)
+    parts = tiles.reduction_splits(K, padded_columns, depth)  # split, depth is a multiple of 64 parts
     zero = const(0, dtype)
 
     def col_fn(kk, m):
@@ -91,18 +93,26 @@ def conv(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
         weight = te.compute((K, padded_depth), lambda k, kk: Select(
             Cmp("lt", kk, IntImm(depth)), matrix[k, minimum(kk, IntImm(depth - 1))], zero),
             name="w_pad", annotations={OPERAND_STAGE: True})
-    red = te.reduce_axis(padded_depth, "kk")
+    part = padded_depth // parts
+    red = te.reduce_axis(part, "kk")
 
-    def product(k, m):
-        a, b = weight[k, red], col[red, m]
+    def product(k, m, p=None):
+        kk = red if p is None else p * part + red
+        a, b = weight[k, kk], col[kk, m]
         return te.sum(cast("float32", a) * cast("float32", b) if wide else a * b, axis=red)
 
-    acc = te.compute((K, padded_columns), product, name="C")
+    if parts == 1:
+        acc = te.compute((K, padded_columns), lambda k, m: product(k, m), name="C")
+    else:
+        acc = te.compute((parts, K, padded_columns), lambda p, k, m: product(k, m, p), name="C")
+    partial = (lambda p, k, m: acc[k, m]) if parts == 1 else (lambda p, k, m: acc[p, k, m])
 
     pixel = Var("m")  # the epilogue reads C at the column it is iterated at (below)
 
     def value_at(n, k, oh, ow):  # in the conv's own type (float32 where the model widened 16-bit inputs)
-        value = acc[k, pixel]
+        value = partial(0, k, pixel)
+        for p in range(1, parts):
+            value = value + partial(p, k, pixel)
         if bias is not None:
             value = value + cast(value.dtype, bias.fn(k))
         return cast(node.outputs[0].dtype, value)

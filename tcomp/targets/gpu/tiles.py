@@ -10,6 +10,7 @@ and by how many warps an SM keeps busy. A 1024 x 768 product gets smaller tiles 
     simt(rows, cols, depth, batch, sms)      -> [(cost, [ty, S2y, S3y, tx, S2x, S3x, R1, R2]), ...]  (gpu_tiling)
     mma(rows, cols, depth, batch, sms)       -> [(cost, [WM, WN, TM, TN, K1, stages]), ...]          (gpu_tensor_core)
     wgmma(width, rows, cols, depth, batch, sms) -> [(cost, [WG, TM, stages]), ...]                   (gpu_warpgroup)
+    reduction_splits(rows, cols, depth)      -> parts of a split reduction (split-K), for a task's form
 
 Cheapest first; values come in each sketch's sampling order; costs compare within one kind of
 sketch (the wgmma widths among each other). The tensor-core lists hold only tiles that divide the
@@ -26,6 +27,11 @@ SHARED = 227 * 1024          # per SM, usable by blocks
 THREADS = 2048               # per SM
 SATURATING_WARPS = {"simt": 16, "mma": 8, "wgmma": 4}
 REUSE_COST = {"simt": 16.0, "mma": 64.0, "wgmma": 96.0}
+SPLIT_TILE = 64              # split-K: the tile side its block count assumes
+SPLIT_BLOCKS_PER_SM = 4      # split-K: blocks per SM it aims at (their loads overlap each other's multiply-adds)
+MIN_SPLIT_DEPTH = 256        # split-K: the shallowest part
+SPLIT_STEP = 64              # split-K: each part's depth a multiple of it
+MAX_SPLITS = 8
 REGISTER_REUSE = 4.0         # SIMT: multiply-adds per shared element loaded that keep up with the FMA units
 
 
@@ -103,6 +109,21 @@ def wgmma(width: int, rows: int, cols: int, depth: int, batch: int, sms: int) ->
             cost = _cost("wgmma", rows, cols, depth, batch, tile_r, width, threads, registers, shared, sms)
             options.append((cost, [wg, tm, stages]))
     return sorted(options, key=lambda o: o[0])
+
+
+def reduction_splits(rows: int, cols: int, depth: int, sms: int = MULTIPROCESSORS["sm_90"]) -> int:
+    """Parts to split a product's reduction into (split-K: each part a batch of blocks, the parts added
+    by the consumer), a power of two: doubled while the product's ``SPLIT_TILE``-square tiles (times
+    the parts) come to fewer than ``SPLIT_BLOCKS_PER_SM`` per SM and each part stays at least
+    ``MIN_SPLIT_DEPTH`` deep, a multiple of ``SPLIT_STEP`` (a wgmma step: no part padded).
+    512 x 1664 x 4608 (ResNet-50's 3x3 conv on 7x7 maps, batch 32) -> 4 (832 blocks of 1152-deep
+    reductions, not 208 of 4608); 64 x 401408 x 147 (its stem) -> 1."""
+    blocks = math.ceil(rows / SPLIT_TILE) * math.ceil(cols / SPLIT_TILE)
+    parts = 1
+    while (blocks * parts < SPLIT_BLOCKS_PER_SM * sms and depth // (2 * parts) >= MIN_SPLIT_DEPTH
+           and depth % (2 * parts * SPLIT_STEP) == 0 and parts < MAX_SPLITS):
+        parts *= 2
+    return parts
 
 
 def _cost(kind: str, rows: int, cols: int, depth: int, batch: int, tile_r: int, tile_c: int, threads: int,
