@@ -25,7 +25,9 @@ DEFAULT_MULTIPROCESSORS = 100
 REGISTERS = 65536           # per SM
 SHARED = 227 * 1024          # per SM, usable by blocks
 THREADS = 2048               # per SM
-SATURATING_WARPS = {"simt": 16, "mma": 8, "wgmma": 4}
+# warps per SM that keep its units busy; simt: 16 ranked 2 blocks of 8 warps above 3 of 4 on small grids (ResNet-50
+# 14x14 convs, BERT-base matmuls), which ran 1.1-1.7x slower on an H100 (docs/benchmarks.md, CUDA)
+SATURATING_WARPS = {"simt": 12, "mma": 8, "wgmma": 4}
 REUSE_COST = {"simt": 16.0, "mma": 64.0, "wgmma": 96.0}
 SPLIT_TILE = 64              # split-K: the tile side its block count assumes
 SPLIT_BLOCKS_PER_SM = 4      # split-K: blocks per SM it aims at (their loads overlap each other's multiply-adds)
