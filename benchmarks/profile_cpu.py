@@ -1,14 +1,16 @@
 """Per-kernel CPU profile of one model: tcomp's kernels next to onnxruntime's nodes.
 
-    python benchmarks/profile_cpu.py --model resnet18 [--threads 1 2] [--repeat 20] [--schedule predicted]
+    python benchmarks/profile_cpu.py --model resnet18 [--threads 1 2] [--repeat 20] [--schedule predicted] [--db DB]
 
 For each thread count: tcomp's ``mod.profile(feeds)`` (median seconds per step, the kernel
 called alone from Python) and onnxruntime's profiler (``enable_profiling``: each node's
 ``kernel_time``, median over the runs). A tcomp step is matched to the onnxruntime node of
 its fused nodes (an onnxruntime node named like one of them or like one of their outputs:
 onnxruntime names fused and NCHWc nodes after an output, ``torch.onnx.export`` names a
-node's outputs ``<node>_output_<i>``); onnxruntime nodes left unmatched are summed in one row. Rows are in execution order, then the sums of the kernels; the
-first line gives both systems' end-to-end medians (runs of the whole model).
+node's outputs ``<node>_output_<i>``); onnxruntime nodes left unmatched are summed in one
+row. Rows are in execution order, then the sums of the kernels; the first line gives both
+systems' end-to-end medians (runs of the whole model, in this one process, not interleaved:
+``e2e_cpu.py`` is the comparison of record).
 """
 from __future__ import annotations
 
@@ -28,17 +30,18 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 from model_zoo import MODEL_NAMES, export_model, random_inputs  # noqa: E402
 
 
-def tcomp_profile(path: str, feeds: dict, threads: int, repeat: int, schedule: str) -> tuple:
+def tcomp_profile(path: str, feeds: dict, threads: int, repeat: int, schedule: str, db: str | None) -> tuple:
     """([(names of the group's nodes, label, kernel name, tiles, seconds)], end-to-end median)."""
     import tcomp
 
-    mod = tcomp.compile(path, target="cpu", num_threads=threads, schedule=schedule)
+    mod = tcomp.compile(path, target="cpu", num_threads=threads, schedule=schedule, db=db)
     times = mod.profile(feeds, repeat)
     kernel_of = {index: kernel for kernel in mod.kernels.values() for index in kernel.groups}
     rows = []
     for index, (group, (name, label, seconds)) in enumerate(zip(mod.groups, times)):
         names = {n.name for n in group.nodes}
-        tiles = kernel_of[index].func.attrs.get("tiles", kernel_of[index].func.attrs.get("kind", ""))
+        attrs = kernel_of[index].func.attrs
+        tiles = "tuned" if attrs.get("tuned") else attrs.get("tiles", attrs.get("kind", ""))
         rows.append((names, label, name, str(tiles), seconds))
     return rows, _median_run(lambda: mod.run(feeds), repeat)
 
@@ -109,12 +112,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--schedule", default="predicted", choices=["predicted", "template"])
+    parser.add_argument("--db", help="a tuning database: its best records where they beat the templates")
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/tcomp-bench-models"))
     args = parser.parse_args()
     path = str(export_model(args.model, args.cache_dir))
     feeds = random_inputs(path, np.random.default_rng(0))
     for threads in args.threads:
-        rows, tcomp_e2e = tcomp_profile(path, feeds, threads, args.repeat, args.schedule)
+        rows, tcomp_e2e = tcomp_profile(path, feeds, threads, args.repeat, args.schedule, args.db)
         ort, ort_e2e = ort_profile(path, feeds, threads, args.repeat)
         print(report(rows, ort, tcomp_e2e, ort_e2e, threads), "\n", flush=True)
 
