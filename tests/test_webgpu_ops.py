@@ -142,3 +142,37 @@ def test_node_case(name):
     for inputs, expected in data_sets:
         with np.errstate(all="ignore"):
             Runner.assert_similar_outputs(expected, list(rep.run(inputs)), rtol, atol)
+
+
+@pytest.mark.parametrize("fmod", [0, 1])
+@pytest.mark.parametrize("dtype", [np.int32, np.int8])
+def test_integer_mod_and_div_of_mixed_signs(dtype, fmod):
+    """Integer Mod (floor-mod, or C's with fmod=1) and Div (truncating) on operands of every sign
+    combination, int32 extremes included: computed from the magnitudes in WGSL (a signed remainder's
+    sign came out wrong on an NVIDIA driver)."""
+    rng = np.random.default_rng()
+    info = np.iinfo(dtype)
+    a = np.concatenate([rng.integers(info.min + 1, info.max, 600), [info.max, info.min + 1, 7, -7, 7, -7, 0]])
+    b = np.concatenate([rng.integers(-50, 50, 600), [-1, 3, -3, 3, 5, -5, -4]])
+    b[b == 0] = 1
+    a, b = a.astype(dtype), b.astype(dtype)
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    io = ([("a", elem, [a.size]), ("b", elem, [b.size])], ("y", elem, [a.size]))
+    np.testing.assert_array_equal(*_both(_model("Mod", *io, fmod=fmod), a, b))
+    np.testing.assert_array_equal(*_both(_model("Div", *io), a, b))
+
+
+def test_log_and_softplus_near_one_keep_relative_accuracy():
+    """Log of values near 1 and Softplus of large negative inputs (log(1 + tiny)) within float32
+    rounding of float64 references: Vulkan allows log an absolute error of 2^-21 around 1, which is
+    a relative error of 1% at log(1.00005)."""
+    rng = np.random.default_rng()
+    near_one = (1.0 + rng.uniform(-0.07, 0.07, 2000) * 10.0 ** rng.integers(-6, 1, 2000)).astype(np.float32)
+    x = np.concatenate([near_one, rng.uniform(1e-3, 100, 500).astype(np.float32)])
+    model = _model("Log", [("x", TensorProto.FLOAT, [x.size])], ("y", TensorProto.FLOAT, [x.size]))
+    got = tcomp.compile(model, target="webgpu")(x)[0]
+    np.testing.assert_allclose(got, np.log(x.astype(np.float64)), rtol=2e-6, atol=1e-30)
+    z = rng.uniform(-9, -4, 500).astype(np.float32)   # 1 + exp(z) itself rounds to 5e-4 of exp(z) at -9
+    model = _model("Softplus", [("z", TensorProto.FLOAT, [z.size])], ("y", TensorProto.FLOAT, [z.size]))
+    got = tcomp.compile(model, target="webgpu")(z)[0]
+    np.testing.assert_allclose(got, np.log1p(np.exp(z.astype(np.float64))), rtol=2e-3)

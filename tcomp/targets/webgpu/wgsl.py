@@ -71,15 +71,32 @@ VALUE_TYPES = {"float32": "f32", "float16": "f32", "bfloat16": "f32", "int8": "i
                "int64": "i32", "uint8": "u32", "uint16": "u32", "uint32": "u32", "uint64": "u32", "bool": "bool"}
 
 PREAMBLE = r"""
-fn tc_floordiv(a: i32, b: i32) -> i32 {
-  let q = a / b;
-  if (a % b != 0 && ((a < 0) != (b < 0))) { return q - 1; }
-  return q;
+fn tc_floordiv(a: i32, b: i32) -> i32 {  // from the magnitudes (floor-mod from a signed % was wrong on NVIDIA)
+  let m = bitcast<u32>(abs(a));
+  let n = bitcast<u32>(abs(b));
+  let q = bitcast<i32>(m / n);
+  if ((a < 0) == (b < 0)) { return q; }
+  return select(-q, -q - 1, m % n != 0u);
 }
-fn tc_floormod(a: i32, b: i32) -> i32 {
-  let r = a % b;
-  if (r != 0 && ((r < 0) != (b < 0))) { return r + b; }
-  return r;
+fn tc_floormod(a: i32, b: i32) -> i32 {  // from the magnitudes, then the divisor's sign
+  let n = bitcast<u32>(abs(b));
+  let r = bitcast<i32>(bitcast<u32>(abs(a)) % n);
+  if (r == 0) { return 0; }
+  if ((a < 0) == (b < 0)) { return select(r, -r, b < 0); }
+  return select(b - r, b + r, b < 0);
+}
+fn tc_truncdiv(a: i32, b: i32) -> i32 {  // C's a / b from the magnitudes
+  let q = bitcast<i32>(bitcast<u32>(abs(a)) / bitcast<u32>(abs(b)));
+  return select(q, -q, (a < 0) != (b < 0));
+}
+fn tc_log(x: f32) -> f32 {  // log, accurate near 1 too (Vulkan allows an absolute error of 2^-21 there)
+  let d = x - 1.0f;  // exact for x in [0.5, 2]
+  if (abs(d) < 0.0625f) {  // 2 atanh(s), s = d / (x + 1): 2s (1 + s^2/3 + s^4/5 + s^6/7)
+    let s = d / (x + 1.0f);
+    let s2 = s * s;
+    return 2.0f * s * (1.0f + s2 * (0.33333334f + s2 * (0.2f + s2 * 0.14285715f)));
+  }
+  return log(x);
 }
 fn tc_pow_i32(a: i32, b: i32) -> i32 {  // by squaring, wrapping; a negative exponent gives 0 unless |a| is 1
   if (b < 0) { return select(select(0, select(1, -1, (b & 1) != 0), a == -1), 1, a == 1); }
@@ -180,10 +197,10 @@ fn tc_signed_field(word: u32, index: i32, bits: u32) -> i32 {
 }
 """ + overflow.HELPERS
 
-_MATH = {name: name for name in ("exp", "log", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
+_MATH = {name: name for name in ("exp", "sqrt", "sin", "cos", "tan", "asin", "acos", "atan", "sinh", "cosh",
                                  "floor", "ceil", "abs")}
 _MATH.update({"fabs": "abs", "rsqrt": "inverseSqrt", "round": "round", "roundeven": "round", "tanh": "tc_tanh",
-              "erf": "tc_erf"})
+              "erf": "tc_erf", "log": "tc_log"})
 
 WGSL = Dialect(
     name="webgpu",
@@ -557,9 +574,15 @@ class WGSLRenderer(CSourceRenderer):
                     "floormod": "tc_floormod_f32({a}, {b})"}.get(e.op)
         elif e.op == "pow":  # integers: by squaring, wrapping at 32 bits (int64 too: see the module doc)
             form = f"tc_pow_{_value_type(e.dtype)}({{a}}, {{b}})"
+        elif e.op == "div" and not is_unsigned(e.dtype) and not self._nonnegative(e.a, e.b):
+            form = "tc_truncdiv({a}, {b})"
         if form is None:
             return super()._binop(e)
         return form.format(a=self.expr(e.a), b=self.expr(e.b))
+
+    def _nonnegative(self, *exprs) -> bool:
+        """Whether every one of ``exprs`` is proven >= 0 under the bounds in scope."""
+        return all((lo := arith.bound(e, self._bounds)[0]) is not None and lo >= 0 for e in exprs)
 
     def _cast(self, e: Cast) -> str:
         value, source = self.expr(e.value), e.value.dtype
