@@ -9,6 +9,7 @@ import tcomp
 from tcomp.tuning.database import Database, TuningRecord
 from tcomp.tuning.measure import MeasureResult
 from tcomp.tuning.search import EvolutionarySearch, confirm_best
+from tcomp.tuning.tasks import template_seconds
 from tcomp.tuning.workload import workload_key
 from te_kernels import matmul_func
 
@@ -199,6 +200,26 @@ def test_confirm_best_remeasures_the_top_interleaved_and_resumes(tmp_path):
     db.commit(TuningRecord(key, "cpu", "t0", 0.5, "ok"))  # a later search found a newcomer to the top
     assert confirm_best(func, _ScriptedMeasurer({"t0": [_ok(0.7)]}), db, top=3, rounds=2) == 1
     assert db.best(key, "cpu").trace == "t0" and db.best(key, "cpu").seconds == 0.7
+
+
+def test_confirm_best_measures_the_template_in_each_round(tmp_path):
+    """The template is measured once per round after the candidates (c1 c2 T, c1 c2 T, ...); its
+    median over those side-by-side measurements replaces the few taken when its search began (here
+    lucky: 0.5 s, against 1.5 s beside the candidates), so a candidate at 1.2 s is not judged slower."""
+    func = _matmul()
+    key = workload_key(func)
+    db = Database(str(tmp_path / "t.db"))
+    for trace, seconds in [("t1", 1.0), ("t2", 2.0)]:
+        db.commit(TuningRecord(key, "cpu", trace, seconds, "ok"))
+    for seconds in (0.5, 0.6, 0.7):
+        db.commit(TuningRecord(key, "cpu", "[]", seconds, "template"))
+    assert template_seconds(db, key, "cpu") == 0.6
+    measurer = _ScriptedMeasurer({"t1": [_ok(1.2)], "t2": [_ok(2.1)],
+                                  "[]": [_ok(1.5), MeasureResult("crash", None, "worker died"), _ok(1.4), _ok(1.6)]})
+    assert confirm_best(func, measurer, db, top=2, rounds=4, template_measurer=measurer) == 2
+    assert measurer.log == ["t1", "t2", "[]"] * 4
+    assert template_seconds(db, key, "cpu") == 1.5  # the three that succeeded, side by side
+    assert db.best(key, "cpu").seconds == 1.2 < template_seconds(Database(str(tmp_path / "t.db")), key, "cpu")
 
 
 def test_tune_confirms_at_the_end_and_not_again(tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ from tcomp.schedule.lower import lower_group
 from tcomp.targets.cpu.jit import host_target
 from tcomp.tuning.database import Database, TuningRecord
 from tcomp.tuning.rules.blocks import loop_kinds
+from tcomp.tuning.search import CONFIRM_ROUNDS
 from tcomp.tuning.space import design_space
 from tcomp.tuning.task_scheduler import TaskScheduler, report
 from tcomp.tuning.tasks import extract_tasks, group_func, model_groups
@@ -453,4 +454,6 @@ def test_cli_tune_prints_the_kernel_table(tmp_path, capsys):
     records = Database(tmp_path / "t.db").records(task.workload, "cpu")
     statuses = [r.status for r in records if not r.confirmed]  # less the re-measured top candidates
     assert statuses.count("template") == 3 and len(statuses) == 7
-    assert sum(r.confirmed for r in records) == statuses.count("ok")  # each ok one of the 4 re-measured
+    # each ok one of the 4 re-measured, with the template beside them in each round
+    assert sum(r.confirmed and r.status == "ok" for r in records) == statuses.count("ok")
+    assert sum(r.confirmed and r.status == "template" for r in records) == CONFIRM_ROUNDS

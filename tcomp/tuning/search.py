@@ -198,12 +198,17 @@ class EvolutionarySearch:
 
 
 def confirm_best(func: PrimFunc, measurer, database, target: str = "cpu", top: int = CONFIRM_TOP,
-                 rounds: int = CONFIRM_ROUNDS) -> int:
+                 rounds: int = CONFIRM_ROUNDS, template_measurer=None) -> int:
     """Measures the ``top`` fastest distinct "ok" candidates of the search again, ``rounds``
     fresh measurements each, interleaved (c1 c2 .. ck, c1 c2 .. ck, ...), and commits each as a
     confirmed record: the median of its measurements, or the status of the first that failed.
     Candidates confirmed before are not measured again (a repeated or resumed call measures only
-    newcomers to the top). Returns how many candidates were measured."""
+    newcomers to the top). Returns how many candidates were measured.
+
+    ``template_measurer`` (a Measurer of the task's template kernel) measures the template once in
+    each round too (c1 .. ck T, c1 .. ck T, ...), committed as confirmed "template" records: the
+    template is then compared with the candidates on measurements taken side by side
+    (``tasks.template_seconds``), not on the few taken when its search began."""
     workload = workload_key(func)
     records = database.records(workload, target)
     confirmed = {record.trace for record in records if record.confirmed}
@@ -213,7 +218,14 @@ def confirm_best(func: PrimFunc, measurer, database, target: str = "cpu", top: i
     todo = [trace for trace in leaders if trace not in confirmed]
     if not todo or rounds < 1:
         return 0
-    rounds_results = [measurer.measure(todo) for _ in range(rounds)]
+    rounds_results = []
+    for _ in range(rounds):
+        rounds_results.append(measurer.measure(todo))
+        if template_measurer is not None:
+            (measured,) = template_measurer.measure([Trace()])
+            if measured.status == "ok" and measured.seconds is not None:
+                database.commit(TuningRecord(workload, target, Trace().to_json(), measured.seconds, "template",
+                                             confirmed=True))
     for i, trace in enumerate(todo):
         results = [round_results[i] for round_results in rounds_results]
         failed = next((r for r in results if r.status != "ok" or r.seconds is None), None)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -141,7 +142,8 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     Each task's template kernel is measured once too (a record of status ``"template"``), so
     that compile keeps the template where the search found nothing faster. At the end each
     task's ``confirm_top`` fastest candidates are measured ``confirm_rounds`` more
-    times (``search.confirm_best``), and those medians pick its best.
+    times (``search.confirm_best``), the template once in each of those rounds, and those
+    medians pick its best.
 
     ``max_seconds`` bounds the wall time: no round starts that would not leave time, at the
     seconds per trial seen so far, for the round and for confirming every searched task.
@@ -201,8 +203,9 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     def confirm(index):
         task = tasks[index]
         try:
-            with Measurer(task.func, target=measure_target) as measurer:
-                confirm_best(task.func, measurer, database, target, confirm_top, confirm_rounds)
+            template = Measurer(task.template, target=measure_target) if task.template is not None else nullcontext()
+            with Measurer(task.func, target=measure_target) as measurer, template as template_measurer:
+                confirm_best(task.func, measurer, database, target, confirm_top, confirm_rounds, template_measurer)
         except Exception as exc:  # noqa: BLE001 - as in step: the other tasks are confirmed still
             warnings.warn(f"measuring the best of {task.name} ({task.group_labels[0]}) again failed: "
                           f"{type(exc).__name__}: {exc}")

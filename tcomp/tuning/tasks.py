@@ -224,8 +224,11 @@ def open_database(db):
 
 def template_seconds(db, workload: str, target: str) -> float | None:
     """The median measurement of the workload's template kernel in ``db`` (status ``"template"``),
-    comparable with the tuned records' re-measured medians."""
-    times = [r.seconds for r in db.records(workload, target) if r.status == "template" and r.seconds is not None]
+    comparable with the tuned records' re-measured medians: of the measurements taken beside the
+    candidates' re-measurements (confirmed) where there are any, else of all."""
+    records = [r for r in db.records(workload, target) if r.status == "template" and r.seconds is not None]
+    confirmed = [r.seconds for r in records if r.confirmed]
+    times = confirmed or [r.seconds for r in records]
     return statistics.median(times) if times else None
 
 
