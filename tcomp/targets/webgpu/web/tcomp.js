@@ -262,10 +262,13 @@ class Model {
   async _pipeline(base, name) {
     const shader = this.manifest.shaders[name];
     const code = await fetchOk(base + shader.file).then((r) => r.text());
+    // pushed and popped with no await between: kernels compile concurrently, and a scope popped
+    // after an await would be another kernel's (its error then named this kernel)
     this.device.pushErrorScope("validation");
     const module = this.device.createShaderModule({ label: name, code });
+    const popped = this.device.popErrorScope();
     const info = await module.getCompilationInfo();
-    const scope = await this.device.popErrorScope();
+    const scope = await popped;
     const errors = info.messages.filter((m) => m.type === "error");
     if (errors.length || scope) {
       const log = errors.map((m) => `  ${shader.file}:${m.lineNum}:${m.linePos}: ${m.message}`).join("\n");
