@@ -281,3 +281,23 @@ if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
     warnings.simplefilter("ignore")
     np.seterr(all="ignore")
     worker_main({"run_case": _run_case})
+
+
+def check_exclusions_well_formed(path: Path) -> None:
+    """A target's exclusion list names existing cases, none that every target excludes."""
+    listed = load_exclusions(path)
+    names = {case.name for case in load_cases()}
+    assert not sorted(set(listed) - names), f"{path.name} lists cases that do not exist"
+    assert not sorted(set(listed) & set(load_exclusions())), "cases excluded on every target belong in one list"
+
+
+def check_target_outcomes(ours: dict, path: Path, target: str, accepted=(PASS,)) -> None:
+    """{case name: Outcome} of a target's full run against its exclusion list ``path``: every case
+    not listed has an ``accepted`` status, and no listed case passes (a stale entry)."""
+    listed = load_exclusions(path)
+    failing = sorted(f"{name} ({o.status}: {o.detail[:150]})" for name, o in ours.items()
+                     if o.status not in accepted and name not in listed)
+    stale = sorted(name for name in listed if name in ours and ours[name].status == PASS)
+    print(f"tcomp on {target} passes {sum(o.status == PASS for o in ours.values())} of the {len(ours)} node cases counted")
+    assert not stale, f"{path.name} lists cases that pass on {target} (remove them): {stale}"
+    assert not failing, f"node cases failing on {target} that {path.name} does not list: {failing}"

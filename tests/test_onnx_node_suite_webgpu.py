@@ -17,7 +17,8 @@ import os
 
 import pytest
 
-from onnx_node_suite import HERE, MISMATCH, PASS, load_cases, load_exclusions, op_of, run_cases
+from onnx_node_suite import (HERE, MISMATCH, check_exclusions_well_formed, check_target_outcomes, load_cases,
+                             load_exclusions, op_of, run_cases)
 from webgpu_helpers import requires_webgpu
 
 WEBGPU_EXCLUSIONS = HERE / "onnx_node_exclusions_webgpu.txt"
@@ -25,10 +26,7 @@ CASES_PER_OPERATOR = 3
 
 
 def test_webgpu_exclusions_are_well_formed():
-    webgpu = load_exclusions(WEBGPU_EXCLUSIONS)
-    names = {case.name for case in load_cases()}
-    assert not sorted(set(webgpu) - names), "onnx_node_exclusions_webgpu.txt lists cases that do not exist"
-    assert not sorted(set(webgpu) & set(load_exclusions())), "cases excluded on every target belong in one list"
+    check_exclusions_well_formed(WEBGPU_EXCLUSIONS)
 
 
 def _webgpu_outcomes(cases: list, jobs: int | None = None) -> dict:
@@ -67,15 +65,8 @@ def _software_adapter() -> str:
 @pytest.mark.skipif(bool(_software_adapter()), reason=_software_adapter() or "-")
 def test_node_suite_on_webgpu():
     cases = load_cases()
-    excluded, webgpu_excluded = load_exclusions(), load_exclusions(WEBGPU_EXCLUSIONS)
+    excluded = load_exclusions()
     jobs = max(1, min(16, (os.cpu_count() or 2) - 1))
     reference = run_cases(cases, ["reference"], jobs)
     counted = [case for case in cases if reference[(case.name, "reference")].passed and case.name not in excluded]
-    ours = _webgpu_outcomes(counted, jobs)
-    failing = sorted(f"{name} ({o.status}: {o.detail[:150]})" for name, o in ours.items()
-                     if o.status != PASS and name not in webgpu_excluded)
-    stale = sorted(name for name in webgpu_excluded if name in ours and ours[name].status == PASS)
-    passing = sum(o.status == PASS for o in ours.values())
-    print(f"tcomp on webgpu passes {passing} of the {len(ours)} node cases tcomp passes on cpu")
-    assert not stale, f"onnx_node_exclusions_webgpu.txt lists cases that pass on webgpu (remove them): {stale}"
-    assert not failing, f"node cases failing on webgpu that onnx_node_exclusions_webgpu.txt does not list: {failing}"
+    check_target_outcomes(_webgpu_outcomes(counted, jobs), WEBGPU_EXCLUSIONS, "webgpu")
