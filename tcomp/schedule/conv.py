@@ -30,6 +30,7 @@ under S0)::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..tir import arith, te
 from ..tir.expr import Buffer, IntImm, Load, Var, const, is_float
@@ -46,13 +47,29 @@ MIN_PIXELS = 16               # smaller output images (a 1x1 map) keep the impli
 MIN_ACCUMULATORS = 8          # fewer leave the FMA latency exposed: the implicit GEMM stays
 
 
-def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts: dict, epilogue,
-                weight_block: int | None = None):
-    """The ``out`` tensor of the compute definition above, from the conv ``node``'s input views
-    (``bias`` may be None); ``params[i]`` is replaced by the re-laid-out weights where they are the
-    constant parameter ``i`` read as it is (recorded in ``layouts``: ``w_t[c, r, s, k]``, or with
-    ``weight_block`` kb ``w_b[k // kb, c, r, s, k % kb]``); ``epilogue(value_at)`` makes ``out`` from
-    ``value_at(n, k, oh, ow)``. None where the convolution is not of this form."""
+class ConvShape(NamedTuple):
+    """The sizes of a group-1 2-D convolution: input [N, C, H, W], weights [K, C, R, S], output
+    [N, K, OH, OW], strides (SH, SW), dilations (DH, DW), top and left pads (PT, PL)."""
+    N: int
+    C: int
+    H: int
+    W: int
+    K: int
+    R: int
+    S: int
+    OH: int
+    OW: int
+    SH: int
+    SW: int
+    DH: int
+    DW: int
+    PT: int
+    PL: int
+
+
+def conv_shape(node, x, w) -> ConvShape | None:
+    """The sizes of the conv ``node`` with input and weight views ``x`` and ``w`` (static shapes),
+    or None where it is not a group-1 float 2-D convolution with input and weights of one type."""
     attrs = node.attrs
     if attrs["group"] != 1 or len(x.shape) != 4 or not is_float(x.dtype) or x.dtype != w.dtype:
         return None
@@ -61,7 +78,20 @@ def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts:
     _, _, OH, OW = (int(d) for d in node.outputs[0].shape)
     SH, SW = attrs["strides"]
     DH, DW = attrs["dilations"]
-    PT, PL = attrs["pads"][0], attrs["pads"][1]
+    return ConvShape(N, C, H, W, K, R, S, OH, OW, SH, SW, DH, DW, attrs["pads"][0], attrs["pads"][1])
+
+
+def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts: dict, epilogue,
+                weight_block: int | None = None):
+    """The ``out`` tensor of the compute definition above, from the conv ``node``'s input views
+    (``bias`` may be None); ``params[i]`` is replaced by the re-laid-out weights where they are the
+    constant parameter ``i`` read as it is (recorded in ``layouts``: ``w_t[c, r, s, k]``, or with
+    ``weight_block`` kb ``w_b[k // kb, c, r, s, k % kb]``); ``epilogue(value_at)`` makes ``out`` from
+    ``value_at(n, k, oh, ow)``. None where the convolution is not of this form."""
+    shape = conv_shape(node, x, w)
+    if shape is None:
+        return None
+    N, C, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
     batch = (N,) if N > 1 else ()
 
     def batched(idx):  # the index of a tensor without a unit batch axis

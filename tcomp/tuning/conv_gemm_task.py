@@ -27,6 +27,7 @@ tails, and SIMT tiles no predicate in their multiply-adds; ``out`` stores no pad
 from __future__ import annotations
 
 from ..graph.fusion import FusedGroup
+from ..schedule.conv import conv_shape
 from ..schedule.lower import kernel_inputs
 from ..schedule.window import guarded_load
 from ..tir import te
@@ -40,7 +41,6 @@ from ..tir.expr import (
     cast,
     const,
     dtype_bits,
-    is_float,
     logical_and,
     minimum,
     substitute,
@@ -59,8 +59,8 @@ def conv(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
     node = group.anchor
     x, w = views[node.inputs[0].uid], views[node.inputs[1].uid]
     bias = views[node.inputs[2].uid] if len(node.inputs) > 2 and node.inputs[2] is not None else None
-    attrs = node.attrs
-    if attrs["group"] != 1 or len(x.shape) != 4 or not is_float(x.dtype) or x.dtype != w.dtype:
+    shape = conv_shape(node, x, w)
+    if shape is None:
         return None
     (x_fn, dtype), (w_fn, w_dtype) = narrowed(x), narrowed(w)
     if dtype != w_dtype:
@@ -68,12 +68,7 @@ def conv(group: FusedGroup, params: list, views: dict, layouts: dict, epilogue):
     weight = _weight_matrix(group, params, w, w_fn)
     if weight is None:
         return None
-    N, C, H, W = (int(d) for d in x.shape)
-    K, _, R, S = (int(d) for d in w.shape)
-    _, _, OH, OW = (int(d) for d in node.outputs[0].shape)
-    SH, SW = attrs["strides"]
-    DH, DW = attrs["dilations"]
-    PT, PL = attrs["pads"][0], attrs["pads"][1]
+    N, C, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
     depth, columns = C * R * S, N * OH * OW
     wide = dtype_bits(dtype) == 16
     padded_depth, padded_columns = _round_up(depth, PAD_DEPTH), _round_up(columns, PAD_COLUMNS)
