@@ -18,17 +18,23 @@ import time
 import numpy as np
 
 
+def round_samples(run, inner: int) -> list:
+    """One round: an untimed ``run()`` (threads wake up, data returns to cache), then the seconds of
+    ``inner`` timed runs."""
+    run()
+    samples = []
+    for _ in range(inner):
+        start = time.perf_counter()
+        run()
+        samples.append(time.perf_counter() - start)
+    return samples
+
+
 def _worker(setup, args, conn, inner: int) -> None:
     info, run = setup(*args)
     conn.send((info, run()))
     while conn.recv() == "run":
-        run()
-        samples = []
-        for _ in range(inner):
-            start = time.perf_counter()
-            run()
-            samples.append(time.perf_counter() - start)
-        conn.send(samples)
+        conn.send(round_samples(run, inner))
 
 
 def interleaved_samples(systems: dict, rounds: int, warmup: int = 3, inner: int = 3, pause: float = 0.25) -> tuple:

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
+from interleave import round_samples  # noqa: E402
 from model_zoo import MODEL_NAMES, export_model, random_inputs  # noqa: E402
 
 
@@ -73,13 +73,7 @@ def ort_profile(path: str, feeds: dict, threads: int, repeat: int) -> tuple:
 
 
 def _median_run(run, repeat: int) -> float:
-    run()
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))
+    return float(np.median(round_samples(run, repeat)))
 
 
 def report(rows: list, ort: dict, tcomp_e2e: float, ort_e2e: float, threads: int) -> str:
