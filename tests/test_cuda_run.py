@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("cuda.bindings.driver", reason="cuda-python is not installed (pip install 'tcomp[cuda]')")
 
 import cuda_kernels as kernels  # noqa: E402
+import gpu_run_checks as checks  # noqa: E402
 
 import tcomp  # noqa: E402
 from tcomp.targets.cuda.driver import device_count  # noqa: E402
@@ -23,16 +24,11 @@ def rng():
 
 
 def test_elementwise(rng):
-    a = rng.standard_normal((1000, 37)).astype(np.float32)
-    b = tcomp.build(kernels.elementwise_func(1000, 37), target="cuda")(a)
-    np.testing.assert_allclose(b, np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+    checks.check_elementwise("cuda", rng)
 
 
 def test_symbolic_rows(rng):
-    kernel = tcomp.build(kernels.symbolic_elementwise_func(), target="cuda")
-    for rows in (1, 7, 300):
-        a = rng.standard_normal((rows, 37)).astype(np.float32)
-        np.testing.assert_allclose(kernel(a), np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+    checks.check_symbolic_rows("cuda", rng)
 
 
 def test_half_elementwise(rng):
@@ -43,26 +39,15 @@ def test_half_elementwise(rng):
 
 
 def test_two_kernels_through_an_intermediate(rng):
-    a = rng.standard_normal((64, 48)).astype(np.float32)
-    b = tcomp.build(kernels.two_stage_func(64, 48), target="cuda")(a)
-    np.testing.assert_allclose(b, np.exp(a)[:, ::-1] + 1, rtol=1e-5, atol=1e-6)
+    checks.check_two_kernels_through_an_intermediate("cuda", rng)
 
 
 def test_row_sum(rng):
-    a = rng.standard_normal((300, 129)).astype(np.float32)
-    b = tcomp.build(kernels.row_sum_func(300, 129), target="cuda")(a)
-    np.testing.assert_allclose(b, a.sum(axis=1), rtol=1e-4, atol=1e-4)
+    checks.check_row_sum("cuda", rng)
 
 
 def test_tiled_shared_memory_gemm(rng):
-    m, n, k = 128, 96, 160
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    kernel = tcomp.build(kernels.tiled_gemm(m, n, k), target="cuda")
-    np.testing.assert_allclose(kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
-    c = np.full((m, n), np.nan, np.float32)
-    kernel(a, b, c)  # into a caller's array
-    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
+    checks.check_tiled_shared_memory_gemm("cuda", rng)
 
 
 def test_wmma_gemm(rng):

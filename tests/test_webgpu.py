@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("wgpu", reason="wgpu is not installed (pip install 'tcomp[webgpu]')")
 
 import cuda_kernels as kernels  # noqa: E402
+import gpu_run_checks as checks  # noqa: E402
 
 from webgpu_helpers import requires_webgpu  # noqa: E402
 
@@ -42,47 +43,29 @@ def test_adapter_is_reported_and_software_without_a_gpu():
 
 
 def test_elementwise(rng):
-    a = rng.standard_normal((1000, 37)).astype(np.float32)
-    kernel = tcomp.build(kernels.elementwise_func(1000, 37), target="webgpu")
-    np.testing.assert_allclose(kernel(a), np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+    kernel = checks.check_elementwise("webgpu", rng)
     assert "@compute @workgroup_size(256, 1, 1)" in kernel.source()
     assert kernel.adapter == adapter_info()
+    a = rng.standard_normal((1000, 37)).astype(np.float32)
     assert kernel.time(a, repeat=3, warmup=1) > 0
 
 
 def test_symbolic_rows(rng):
-    kernel = tcomp.build(kernels.symbolic_elementwise_func(), target="webgpu")
-    assert "var<uniform>" in kernel.source()
-    for rows in (1, 7, 300):
-        a = rng.standard_normal((rows, 37)).astype(np.float32)
-        np.testing.assert_allclose(kernel(a), np.exp(a) * 2 + a, rtol=1e-5, atol=1e-6)
+    assert "var<uniform>" in checks.check_symbolic_rows("webgpu", rng).source()
 
 
 def test_two_kernels_through_an_intermediate(rng):
-    a = rng.standard_normal((64, 48)).astype(np.float32)
-    b = tcomp.build(kernels.two_stage_func(64, 48), target="webgpu")(a)
-    np.testing.assert_allclose(b, np.exp(a)[:, ::-1] + 1, rtol=1e-5, atol=1e-6)
+    checks.check_two_kernels_through_an_intermediate("webgpu", rng)
 
 
 def test_row_sum(rng):
-    a = rng.standard_normal((300, 129)).astype(np.float32)
-    b = tcomp.build(kernels.row_sum_func(300, 129), target="webgpu")(a)
-    np.testing.assert_allclose(b, a.sum(axis=1), rtol=1e-4, atol=1e-4)
+    checks.check_row_sum("webgpu", rng)
 
 
 def test_tiled_shared_memory_gemm(rng):
-    m, n, k = 128, 96, 160
-    a = rng.standard_normal((m, k)).astype(np.float32)
-    b = rng.standard_normal((k, n)).astype(np.float32)
-    kernel = tcomp.build(kernels.tiled_gemm(m, n, k), target="webgpu")
-    source = kernel.source()
+    source = checks.check_tiled_shared_memory_gemm("webgpu", rng).source()
     assert "var<workgroup> A_shared" in source and "workgroupBarrier();" in source
     assert "@workgroup_size(16, 16, 1)" in source
-    np.testing.assert_allclose(kernel(a, b), a @ b, rtol=1e-4, atol=1e-4)
-    c = np.full((m, n), np.nan, np.float32)
-    kernel(a, b, c)  # into a caller's array
-    np.testing.assert_allclose(c, a @ b, rtol=1e-4, atol=1e-4)
-
 
 
 def test_accesses_proven_in_bounds_are_not_clamped():
