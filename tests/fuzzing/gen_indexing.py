@@ -28,13 +28,22 @@ def _axis(b: Builder, rank: int) -> tuple:
     return axis, axis - rank if b.chance(0.3) else axis
 
 
-@op_generator("argmax", weight=1.0)
-def gen_argmax(b: Builder) -> None:
+def _exact_with_axis(b: Builder) -> tuple | None:
+    """(an exact numeric value of rank 1 or more, its spec, a random axis, the axis as spelled); None
+    where ``_numeric`` gave an inexact value or a scalar."""
     x = _numeric(b, lambda s: s.exact)
     xs = b.specs[x]
     if not xs.exact or not xs.shape:
+        return None
+    return (x, xs) + _axis(b, len(xs.shape))
+
+
+@op_generator("argmax", weight=1.0)
+def gen_argmax(b: Builder) -> None:
+    found = _exact_with_axis(b)
+    if found is None:
         return
-    axis, spelled = _axis(b, len(xs.shape))
+    x, xs, axis, spelled = found
     keepdims = b.randint(0, 1)
     shape = tuple(1 if a == axis else d for a, d in enumerate(xs.shape)) if keepdims else \
         xs.shape[:axis] + xs.shape[axis + 1:]
@@ -46,11 +55,10 @@ def gen_argmax(b: Builder) -> None:
 
 @op_generator("topk", weight=1.0)
 def gen_topk(b: Builder) -> None:
-    x = _numeric(b, lambda s: s.exact)
-    xs = b.specs[x]
-    if not xs.exact or not xs.shape:
+    found = _exact_with_axis(b)
+    if found is None:
         return
-    axis, spelled = _axis(b, len(xs.shape))
+    x, xs, axis, spelled = found
     k = b.randint(1, xs.shape[axis])
     shape = tuple(k if a == axis else d for a, d in enumerate(xs.shape))
     attrs = {"axis": spelled}

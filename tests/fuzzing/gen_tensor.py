@@ -24,6 +24,17 @@ def _source(b: Builder, pred=lambda s: True, rank: int | None = None) -> str:
     return b.operand(lambda s: pred(s) and (rank is None or len(s.shape) == rank), make, reuse=0.85)
 
 
+def _axis_source(b: Builder) -> tuple | None:
+    """(a value of rank 1 or more, its spec, its rank, a random axis of it); None where ``_source``
+    made a scalar."""
+    x = _source(b, lambda s: len(s.shape) >= 1)
+    spec = b.specs[x]
+    rank = len(spec.shape)
+    if rank == 0:
+        return None
+    return x, spec, rank, b.randint(0, rank - 1)
+
+
 def factorize(b: Builder, size: int, rank: int) -> list:
     """A random shape of ``rank`` with ``size`` elements."""
     dims = [1] * rank
@@ -148,12 +159,10 @@ def _match(b: Builder, shape: tuple, axis: int, dtype: str) -> str:
 
 @op_generator("concat", weight=2.0)
 def gen_concat(b: Builder) -> None:
-    x = _source(b, lambda s: len(s.shape) >= 1)
-    xs = b.specs[x]
-    rank = len(xs.shape)
-    if rank == 0:
+    found = _axis_source(b)
+    if found is None:
         return
-    axis = b.randint(0, rank - 1)
+    x, xs, rank, axis = found
     parts = [x] + [_match(b, xs.shape, axis, xs.dtype) for _ in range(b.randint(1, 3))]
     b.rng.shuffle(parts)
     specs = [b.specs[p] for p in parts]
@@ -168,12 +177,10 @@ def gen_concat(b: Builder) -> None:
 
 @op_generator("gather", weight=1.5)
 def gen_gather(b: Builder) -> None:
-    data = _source(b, lambda s: len(s.shape) >= 1)
-    ds = b.specs[data]
-    rank = len(ds.shape)
-    if rank == 0:
+    found = _axis_source(b)
+    if found is None:
         return
-    axis = b.randint(0, rank - 1)
+    data, ds, rank, axis = found
     extent = ds.shape[axis]
     index_shape = b.shape(b.choice((0, 1, 1, 2)), max_size=16)
     index_dtype = b.choice((INT64, INT64, INT32))
