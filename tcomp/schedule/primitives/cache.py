@@ -42,9 +42,7 @@ def cache_read(sch, block, read_buffer_index: int, scope: str):
     if writers:
         raise ScheduleError(f"cannot cache_read: block {writers[0]} writes {buf.name} in the same loop nest as "
                             f"block {blk.name}; cache before moving the producer there")
-    cached = Buffer(unique_name(sch, f"{buf.name}_{scope}"), buf.shape, buf.dtype, scope)
-    retarget_buffer(blk, buf, cached)
-    blk.reads = tuple(cached if b is buf else b for b in blk.reads)
+    cached = _cache_buffer(sch, blk, buf, scope)
     copy, copy_block = copy_nest(cached.name, buf, cached)
     insert_beside(sch, nest, copy, after=False)
     allocate_at_root(sch, cached)
@@ -71,14 +69,21 @@ def cache_write(sch, block, write_buffer_index: int, scope: str):
     if readers:
         raise ScheduleError(f"cannot cache_write: block {readers[0]} reads {buf.name} in the same loop nest as "
                             f"block {blk.name}, before the copy back")
-    cached = Buffer(unique_name(sch, f"{buf.name}_{scope}"), buf.shape, buf.dtype, scope)
-    retarget_buffer(blk, buf, cached)
-    blk.reads = tuple(cached if b is buf else b for b in blk.reads)
-    blk.writes = tuple(cached if b is buf else b for b in blk.writes)
+    cached = _cache_buffer(sch, blk, buf, scope)
     copy, copy_block = copy_nest(cached.name, cached, buf)
     insert_beside(sch, nest, copy, after=True)
     allocate_at_root(sch, cached)
     return sch.new_rv(copy_block)
+
+
+def _cache_buffer(sch, blk, buf: Buffer, scope: str) -> Buffer:
+    """A new ``scope`` buffer ``<buffer>_<scope>`` like ``buf``, which ``blk`` then reads and writes
+    in place of ``buf`` (its loads, stores, read and write lists)."""
+    cached = Buffer(unique_name(sch, f"{buf.name}_{scope}"), buf.shape, buf.dtype, scope)
+    retarget_buffer(blk, buf, cached)
+    blk.reads = tuple(cached if b is buf else b for b in blk.reads)
+    blk.writes = tuple(cached if b is buf else b for b in blk.writes)
+    return cached
 
 
 def _pick(blk, buffers: tuple, index: int, scope: str, what: str, verb: str) -> Buffer:
