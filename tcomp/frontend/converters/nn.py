@@ -96,18 +96,26 @@ def _conv(ctx, inputs, attrs):
     if nd == 3:
         from .vision import conv_3d
         return [conv_3d(ctx, x, w, bias, attrs)]
+    return [emit_conv(ctx, x, w, [bias] if bias is not None else [], attrs)]
+
+
+def emit_conv(ctx, x, w, extra: list, attrs: dict):
+    """The graph's ``Conv`` of ``x`` by ``w`` (1-D or 2-D, channels first) with the ``extra`` inputs (a
+    bias or none) and the ONNX ``attrs`` (auto_pad, strides, dilations, pads, group); a 1-D one is
+    emitted as a 2-D one of height 1 between reshapes."""
     spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
     group = attrs.get("group", 1)
+    nd = len(x.shape) - 2
     if nd == 1:
         x = reshape_to(ctx, x, x.shape[:2] + (1,) + x.shape[2:])
         w = reshape_to(ctx, w, w.shape[:2] + (1,) + w.shape[2:])
         spatial = _spatial_as_2d(spatial)
     if x.shape[1] != w.shape[1] * group:
         raise ConvertError(f"input has {x.shape[1]} channels, weights expect {w.shape[1]} x {group} groups")
-    out = ctx.emit1("Conv", [x, w] + ([bias] if bias is not None else []), {**spatial, "group": group})
+    out = ctx.emit1("Conv", [x, w] + extra, {**spatial, "group": group})
     if nd == 1:
         out = reshape_to(ctx, out, out.shape[:2] + out.shape[3:])
-    return [out]
+    return out
 
 
 @converter("MaxPool", "AveragePool")

@@ -18,7 +18,7 @@ import onnx
 from ...graph.ir import dtype_of_numpy
 from ...ops.quant import BYTE_CODED, decode_table, encode_table
 from .common import ConvertError, converter, normalize_axis, reshape_to
-from .nn import _spatial_as_2d, _spatial_attrs
+from .nn import emit_conv
 
 QUANT_RANGES = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767)}
 PACKED_RANGES = {"uint4": (0, 15), "int4": (-8, 7), "uint2": (0, 3), "int2": (-2, 1)}
@@ -249,19 +249,7 @@ def integer_conv(ctx, x, x_zero_point, w, w_zero_point, bias, attrs):
     if w_zero_point is not None and w_zero_point.type.size > 1:
         w_zero_point = reshape_to(ctx, w_zero_point, (w_zero_point.type.size,) + (1,) * (len(w.shape) - 1))
     xi, wi = integer_operand(ctx, x, x_zero_point), integer_operand(ctx, w, w_zero_point)
-    spatial = _spatial_attrs(attrs, w.shape[2:], x.shape[2:])
-    group = attrs.get("group", 1)
-    if nd == 1:
-        xi = reshape_to(ctx, xi, xi.shape[:2] + (1,) + xi.shape[2:])
-        wi = reshape_to(ctx, wi, wi.shape[:2] + (1,) + wi.shape[2:])
-        spatial = _spatial_as_2d(spatial)
-    if xi.shape[1] != wi.shape[1] * group:
-        raise ConvertError(f"input has {xi.shape[1]} channels, weights expect {wi.shape[1]} x {group} groups")
-    extra = [cast_to(ctx, bias, "int32")] if bias is not None else []
-    out = ctx.emit1("Conv", [xi, wi] + extra, {**spatial, "group": group})
-    if nd == 1:
-        out = reshape_to(ctx, out, out.shape[:2] + out.shape[3:])
-    return out
+    return emit_conv(ctx, xi, wi, [cast_to(ctx, bias, "int32")] if bias is not None else [], attrs)
 
 
 @converter("ConvInteger")
