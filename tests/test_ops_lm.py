@@ -271,11 +271,18 @@ def test_lrn(size):
 # Losses
 # ---------------------------------------------------------------------------------------------
 
-def _targets(shape, classes, ignore=None):
-    t = randint(shape, 0, classes - 1)
+def _loss_case(shape, x_high: float, reduction: str, weighted: bool, ignore) -> tuple:
+    """(inputs, attributes) of a loss over scores ``x`` [N, C, ...] in [-3, ``x_high``]: class targets
+    ``t`` [N, ...] (every third one ``ignore`` where given), class weights ``w`` where ``weighted``."""
+    inputs = {"x": rand(shape, -3, x_high), "t": randint((shape[0],) + shape[2:], 0, shape[1] - 1)}
     if ignore is not None:
-        t.flat[:: 3] = ignore
-    return t
+        inputs["t"].flat[:: 3] = ignore
+    if weighted:
+        inputs["w"] = rand((shape[1],), 0.2, 2)
+    attrs = {"reduction": reduction}
+    if ignore is not None:
+        attrs["ignore_index"] = ignore
+    return inputs, attrs
 
 
 @pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
@@ -283,13 +290,7 @@ def _targets(shape, classes, ignore=None):
 @pytest.mark.parametrize("ignore", [None, 1, -1, 7])
 @pytest.mark.parametrize("shape", [(4, 5), (3, 5, 6), (2, 5, 3, 4)])
 def test_nll_loss(reduction, weighted, ignore, shape):
-    target_shape = (shape[0],) + shape[2:]
-    inputs = {"x": rand(shape, -3, 0), "t": _targets(target_shape, shape[1], ignore)}
-    if weighted:
-        inputs["w"] = rand((shape[1],), 0.2, 2)
-    attrs = {"reduction": reduction}
-    if ignore is not None:
-        attrs["ignore_index"] = ignore
+    inputs, attrs = _loss_case(shape, 0, reduction, weighted, ignore)
     check_op("NegativeLogLikelihoodLoss", inputs, opset=22, **attrs)
 
 
@@ -298,13 +299,7 @@ def test_nll_loss(reduction, weighted, ignore, shape):
 @pytest.mark.parametrize("ignore", [None, 2])
 @pytest.mark.parametrize("shape", [(4, 5), (3, 5, 6), (2, 5, 3, 4)])
 def test_softmax_cross_entropy(reduction, weighted, ignore, shape):
-    target_shape = (shape[0],) + shape[2:]
-    inputs = {"x": rand(shape, -3, 3), "t": _targets(target_shape, shape[1], ignore)}
-    if weighted:
-        inputs["w"] = rand((shape[1],), 0.2, 2)
-    attrs = {"reduction": reduction}
-    if ignore is not None:
-        attrs["ignore_index"] = ignore
+    inputs, attrs = _loss_case(shape, 3, reduction, weighted, ignore)
     check_op("SoftmaxCrossEntropyLoss", inputs, opset=13, n_outputs=2, **attrs)
 
 
