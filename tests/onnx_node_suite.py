@@ -283,6 +283,15 @@ if __name__ == "__main__" and sys.argv[1:] == ["--worker"]:
     worker_main({"run_case": _run_case})
 
 
+def full_run_cases() -> tuple:
+    """(the cases of a target's full run: those onnx.reference passes and ``onnx_node_exclusions.txt``
+    does not exclude, the workers to run them with: one a core but one, at most 16)."""
+    cases, excluded = load_cases(), load_exclusions()
+    jobs = max(1, min(16, (os.cpu_count() or 2) - 1))
+    reference = run_cases(cases, ["reference"], jobs)
+    return [case for case in cases if reference[(case.name, "reference")].passed and case.name not in excluded], jobs
+
+
 def check_exclusions_well_formed(path: Path) -> None:
     """A target's exclusion list names existing cases, none that every target excludes."""
     listed = load_exclusions(path)

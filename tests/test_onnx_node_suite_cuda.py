@@ -9,12 +9,10 @@ About four minutes on 16 cores.
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from onnx_node_suite import (HERE, PASS, UNSUPPORTED, check_exclusions_well_formed, check_target_outcomes,
-                             load_cases, load_exclusions, run_cases)
+                             full_run_cases, run_cases)
 
 
 def _no_gpu() -> str:
@@ -34,11 +32,7 @@ def test_cuda_exclusions_are_well_formed():
 
 @pytest.mark.skipif(bool(_no_gpu()), reason=_no_gpu() or "-")
 def test_node_suite_on_cuda():
-    cases = load_cases()
-    excluded = load_exclusions()
-    jobs = max(1, min(16, (os.cpu_count() or 2) - 1))
-    outcomes = run_cases(cases, ["reference"], jobs)
-    counted = [case for case in cases if outcomes[(case.name, "reference")].passed and case.name not in excluded]
-    outcomes.update(run_cases(counted, ["tcomp-cuda"], jobs))
+    counted, jobs = full_run_cases()
+    outcomes = run_cases(counted, ["tcomp-cuda"], jobs)
     ours = {case.name: outcomes[(case.name, "tcomp-cuda")] for case in counted}
     check_target_outcomes(ours, CUDA_EXCLUSIONS, "cuda", accepted=(PASS, UNSUPPORTED))

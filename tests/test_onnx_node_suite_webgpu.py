@@ -13,12 +13,10 @@ webgpu (``onnx_node_exclusions.txt``'s cases are skipped on webgpu too).
 """
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from onnx_node_suite import (HERE, MISMATCH, check_exclusions_well_formed, check_target_outcomes, load_cases,
-                             load_exclusions, op_of, run_cases)
+from onnx_node_suite import (HERE, MISMATCH, check_exclusions_well_formed, check_target_outcomes, full_run_cases,
+                             load_cases, load_exclusions, op_of, run_cases)
 from webgpu_helpers import requires_webgpu
 
 WEBGPU_EXCLUSIONS = HERE / "onnx_node_exclusions_webgpu.txt"
@@ -64,9 +62,5 @@ def _software_adapter() -> str:
 
 @pytest.mark.skipif(bool(_software_adapter()), reason=_software_adapter() or "-")
 def test_node_suite_on_webgpu():
-    cases = load_cases()
-    excluded = load_exclusions()
-    jobs = max(1, min(16, (os.cpu_count() or 2) - 1))
-    reference = run_cases(cases, ["reference"], jobs)
-    counted = [case for case in cases if reference[(case.name, "reference")].passed and case.name not in excluded]
+    counted, jobs = full_run_cases()
     check_target_outcomes(_webgpu_outcomes(counted, jobs), WEBGPU_EXCLUSIONS, "webgpu")
