@@ -3,9 +3,9 @@ plain vectorized schedule of the same compute, both written with the Schedule AP
 
     python benchmarks/tensorize_gemm.py [--size 1024] [--repeat 9]
 
-The compute is ``C[i, j] = sum_k acc(A[i, k]) * acc(B[j // 16, k // d, j % 16, k % d])`` with B packed
-[N/16, K/d, 16, d] (d = 4 for u8 x s8 -> s32, d = 2 for bf16 x bf16 -> f32), the layout the
-instructions read. Schedules (the i loop is parallel in both):
+The compute (``tests/dot_gemm.py``) is ``C[i, j] = sum_k acc(A[i, k]) * acc(B[j // 16, k // d, j % 16, k % d])``
+with B packed [N/16, K/d, 16, d] (d = 4 for u8 x s8 -> s32, d = 2 for bf16 x bf16 -> f32), the layout
+the instructions read. Schedules (the i loop is parallel in both):
 
     vectorized:  i, j_0, k, j_1 (vectorized 16)
     tensorized:  i, j_0, k_0, [j_1 (16), k_1 (d)] -> one dot_16x4_vnni / dot_16x2_bf16 call
@@ -17,28 +17,21 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 
-import tcomp
-from tcomp import tir
-from tcomp.tir.expr import cast
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+import tcomp  # noqa: E402
+import dot_gemm  # noqa: E402
 
 CASES = {  # name: (intrinsic, instruction, A dtype, B dtype, accumulator, depth)
     "int8": ("dot_16x4_vnni", "vpdpbusd", "uint8", "int8", "int32", 4),
     "bf16": ("dot_16x2_bf16", "vdpbf16ps", "bfloat16", "bfloat16", "float32", 2),
 }
-
-
-def gemm(n: int, a_dtype: str, b_dtype: str, acc: str, depth: int):
-    a = tir.placeholder((n, n), a_dtype, name="A")
-    b = tir.placeholder((n // 16, n // depth, 16, depth), b_dtype, name="B")
-    k = tir.reduce_axis(n, name="k")
-    c = tir.compute((n, n), lambda i, j: tir.sum(
-        cast(acc, a[i, k]) * cast(acc, b[j // 16, k // depth, j % 16, k % depth]), axis=k), name="C")
-    return tir.create_func([a, b, c])
 
 
 def vectorized(func):
@@ -53,27 +46,8 @@ def vectorized(func):
 
 def tensorized(func, intrinsic: str, depth: int):
     sch = tcomp.Schedule(func)
-    i, j, k = sch.get_loops(sch.get_block("C"))
-    jo, ji = sch.split(j, [None, 16])
-    ko, ki = sch.split(k, [None, depth])
-    sch.reorder(jo, ko, ji, ki)
-    sch.parallel(i)
-    sch.tensorize(ji, intrinsic)
+    sch.tensorize(dot_gemm.tile(sch, depth, parallel=True), intrinsic)
     return sch
-
-
-def inputs(n: int, a_dtype: str, depth: int):
-    rng = np.random.default_rng(0)
-    if a_dtype == "bfloat16":
-        a = rng.standard_normal((n, n)).astype(ml_dtypes.bfloat16)
-        b = rng.standard_normal((n, n)).astype(ml_dtypes.bfloat16)
-        ref = a.astype(np.float32) @ b.astype(np.float32)
-    else:
-        a = rng.integers(0, 256, (n, n), dtype=np.uint8)
-        b = rng.integers(-128, 128, (n, n), dtype=np.int8)
-        ref = a.astype(np.int32) @ b.astype(np.int32)
-    packed = np.ascontiguousarray(b.reshape(n // depth, depth, n // 16, 16).transpose(2, 0, 3, 1))
-    return a, packed, ref
 
 
 def interleaved(kernels: dict, arrays: list, repeat: int, warmup: int = 2) -> dict:
@@ -99,10 +73,10 @@ def main() -> None:
     print(f"GEMM {n}^3, {len(os.sched_getaffinity(0))} threads; median GOP/s over {args.repeat} interleaved runs")
     print(f"{'case':>5s} {'vectorized':>11s} {'tensorized':>11s} {'ratio':>6s}  instruction in assembly")
     for case, (intrinsic, instruction, a_dtype, b_dtype, acc, depth) in CASES.items():
-        func = gemm(n, a_dtype, b_dtype, acc, depth)
+        func = dot_gemm.packed_gemm(n, n, n, a_dtype, b_dtype, acc, depth)
         kernels = {"vectorized": tcomp.build(vectorized(func)),
                    "tensorized": tcomp.build(tensorized(func, intrinsic, depth))}
-        a, b, ref = inputs(n, a_dtype, depth)
+        a, b, ref = dot_gemm.inputs(np.random.default_rng(0), n, n, n, a_dtype, depth)
         c = np.zeros((n, n), dtype=acc)
         for kernel in kernels.values():
             kernel(a, b, c)

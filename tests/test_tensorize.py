@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 
-import ml_dtypes
 import numpy as np
 import pytest
 
@@ -19,6 +18,7 @@ from tcomp.schedule.intrinsics import (
 from tcomp.targets.cpu.codegen import CodegenError
 from tcomp.targets.cpu.intrinsics import dot_description
 from tcomp.tir.expr import cast
+import dot_gemm
 
 # (intrinsic, A dtype, B dtype, accumulator dtype, k per instruction, CPU feature)
 VNNI = ("dot_16x4_vnni", "uint8", "int8", "int32", 4, "avx512vnni")
@@ -40,45 +40,17 @@ def _require(feature: str) -> None:
 
 def _gemm(m, n, k, a_dtype, b_dtype, acc, depth, packed=True):
     """C[m, n] = sum_k acc(A[m, k]) * acc(B[k, n]), B packed [n/16, k/depth, 16, depth] (or plain [k, n])."""
-    a = tir.placeholder((m, k), a_dtype, name="A")
-    r = tir.reduce_axis(k, name="k")
     if packed:
-        b = tir.placeholder((n // 16, k // depth, 16, depth), b_dtype, name="B")
-
-        def b_at(j):
-            return b[j // 16, r // depth, j % 16, r % depth]
-    else:
-        b = tir.placeholder((k, n), b_dtype, name="B")
-
-        def b_at(j):
-            return b[r, j]
-    c = tir.compute((m, n), lambda i, j: tir.sum(cast(acc, a[i, r]) * cast(acc, b_at(j)), axis=r), name="C")
+        return dot_gemm.packed_gemm(m, n, k, a_dtype, b_dtype, acc, depth)
+    a = tir.placeholder((m, k), a_dtype, name="A")
+    b = tir.placeholder((k, n), b_dtype, name="B")
+    r = tir.reduce_axis(k, name="k")
+    c = tir.compute((m, n), lambda i, j: tir.sum(cast(acc, a[i, r]) * cast(acc, b[r, j]), axis=r), name="C")
     return tir.create_func([a, b, c])
 
 
-def _tile(sch, depth, parallel=False):
-    """Loops i, j_0, k_0 | j_1 (16), k_1 (depth): the tile under j_1 is one instruction."""
-    i, j, k = sch.get_loops(sch.get_block("C"))
-    jo, ji = sch.split(j, [None, 16])
-    ko, ki = sch.split(k, [None, depth])
-    sch.reorder(jo, ko, ji, ki)
-    if parallel:
-        sch.parallel(i)
-    return ji
-
-
-def _inputs(m, n, k, a_dtype, b_dtype, depth):
-    rng = np.random.default_rng()
-    if a_dtype == "bfloat16":
-        a = rng.standard_normal((m, k)).astype(ml_dtypes.bfloat16)
-        b = rng.standard_normal((k, n)).astype(ml_dtypes.bfloat16)
-        ref = a.astype(np.float32) @ b.astype(np.float32)
-    else:
-        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
-        b = rng.integers(-128, 128, (k, n), dtype=np.int8)
-        ref = a.astype(np.int32) @ b.astype(np.int32)
-    packed = np.ascontiguousarray(b.reshape(k // depth, depth, n // 16, 16).transpose(2, 0, 3, 1))
-    return a, packed, ref
+def _inputs(m, n, k, a_dtype, depth):
+    return dot_gemm.inputs(np.random.default_rng(), m, n, k, a_dtype, depth)
 
 
 @pytest.mark.parametrize("spec", [VNNI, BF16], ids=["vnni", "bf16"])
@@ -88,12 +60,12 @@ def test_tensorized_gemm_matches_numpy_and_uses_the_instruction(spec, m, n, k, p
     _require(feature)
     func = _gemm(m, n, k, a_dtype, b_dtype, acc, depth)
     sch = tcomp.Schedule(func)
-    sch.tensorize(_tile(sch, depth, parallel), name)
+    sch.tensorize(dot_gemm.tile(sch, depth, parallel), name)
     text = str(sch.func)
     assert f"{name}(&A[vi_o, (vk_o * {depth})], &B[vj_o, vk_o, 0, 0], &C[vi_o, (vj_o * 16)])" in text
     assert "block C_o[" in text and "block C[" not in text
     kernel = tcomp.build(sch.func)
-    a, b, ref = _inputs(m, n, k, a_dtype, b_dtype, depth)
+    a, b, ref = _inputs(m, n, k, a_dtype, depth)
     if acc == "int32":
         np.testing.assert_array_equal(kernel(a, b), ref)
     else:
@@ -106,11 +78,11 @@ def test_blockize_then_tensorize_the_block_and_trace_round_trip():
     _require("avx512vnni")
     func = _gemm(32, 32, 16, "uint8", "int8", "int32", 4)
     sch = tcomp.Schedule(func)
-    outer = sch.blockize(_tile(sch, 4))
+    outer = sch.blockize(dot_gemm.tile(sch, 4))
     text = str(sch.func)
     assert "block C_o[vi_o = S(32): i, vj_o = S(2): j_0, vk_o = R(4): k_0]:" in text
     assert "block C[vi = S(32): vi_o, vj = S(32): (j_1 + (vj_o * 16)), vk = R(16): (k_1 + (vk_o * 4))]:" in text
-    a, b, ref = _inputs(32, 32, 16, "uint8", "int8", 4)
+    a, b, ref = _inputs(32, 32, 16, "uint8", 4)
     np.testing.assert_array_equal(tcomp.build(sch.func)(a, b), ref)  # blockize alone keeps the meaning
     sch.tensorize(outer, "dot_16x4_vnni")
     np.testing.assert_array_equal(tcomp.build(sch.func)(a, b), ref)
@@ -122,14 +94,14 @@ def test_blockize_then_tensorize_the_block_and_trace_round_trip():
 def test_tensorize_of_a_loop_round_trips():
     func = _gemm(16, 32, 8, "bfloat16", "bfloat16", "float32", 2)
     sch = tcomp.Schedule(func)
-    sch.tensorize(_tile(sch, 2), "dot_16x2_bf16")
+    sch.tensorize(dot_gemm.tile(sch, 2), "dot_16x2_bf16")
     replayed = tcomp.Trace.from_json(sch.trace.to_json()).apply_to(func)
     assert str(replayed.func) == str(sch.func)
 
 
 def _mismatch(func, depth, intrinsic, match):
     sch = tcomp.Schedule(func)
-    ji = _tile(sch, depth)
+    ji = dot_gemm.tile(sch, depth)
     before, recorded = str(sch.func), len(sch.trace)
     with pytest.raises(tcomp.ScheduleError, match=match):
         sch.tensorize(ji, intrinsic)
@@ -163,7 +135,7 @@ def test_mismatch_wrong_layout():
 
 def test_mismatch_wrong_tile_and_unknown_intrinsic():
     sch = tcomp.Schedule(_gemm(16, 32, 16, "uint8", "int8", "int32", 4))
-    _tile(sch, 4)
+    dot_gemm.tile(sch, 4)
     i = sch.get_loops(sch.get_block("C"))[0]
     with pytest.raises(tcomp.ScheduleError, match=r"5 loops \(i, j_0, k_0, j_1, k_1\) form the tile of block C, "
                                                   r"the description has 2 \(i, k\)"):
@@ -197,6 +169,6 @@ def test_registry_lists_and_takes_other_targets():
     with pytest.raises(IntrinsicError, match="registered already"):
         register_intrinsic(name, dot_description(name, 16, 4, "uint8", "int8", "int32"))
     sch = tcomp.Schedule(_gemm(16, 32, 16, "uint8", "int8", "int32", 4))
-    sch.tensorize(_tile(sch, 4), name)
+    sch.tensorize(dot_gemm.tile(sch, 4), name)
     with pytest.raises(CodegenError, match=f"{name} has no implementation for cpu \\(it has: amx, cuda\\)"):
         tcomp.build(sch.func)
