@@ -15,3 +15,12 @@ def matmul_func(m, n, k, b_name: str = "B", relu: bool = False):
         return tir.create_func([a, b, c])
     d = tir.compute((m, n), lambda i, j: maximum(c[i, j], 0.0), name="D")
     return tir.create_func([a, b, d])
+
+
+def row_reduce_func(reducer, rows: int, cols: int, out: str = "C"):
+    """``out[i] = reducer(A[i, k] over k)`` on a float32 ``rows x cols`` array (``reducer``:
+    ``tir.sum``, ``tir.max`` ...)."""
+    a = tir.placeholder((rows, cols), "float32", name="A")
+    k = tir.reduce_axis(cols, name="k")
+    c = tir.compute((rows,), lambda i: reducer(a[i, k], axis=k), name=out)
+    return tir.create_func([a, c])

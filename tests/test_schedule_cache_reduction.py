@@ -9,18 +9,11 @@ import tcomp
 from tcomp import tir
 from tcomp.tir.stmt import Allocate
 from tcomp.tir.transform import walk_stmts
-from te_kernels import matmul_func
+from te_kernels import matmul_func, row_reduce_func
 
 
 def _matmul(m=64, n=48, k=64):
     return matmul_func(m, n, k)
-
-
-def _row_reduce(reducer, m=24, n=64):
-    a = tir.placeholder((m, n), "float32", name="A")
-    r = tir.reduce_axis(n, name="k")
-    c = tir.compute((m,), lambda i: reducer(a[i, r], axis=r), name="C")
-    return tir.create_func([a, c])
 
 
 def _chain(m=13, n=7):
@@ -113,7 +106,7 @@ def test_cache_write_of_an_output_with_a_unit_axis_returns_a_live_copy_block():
 
 @pytest.mark.parametrize("reducer, reference", [(tir.max, np.max), (tir.min, np.min), (tir.sum, np.sum)])
 def test_cache_write_then_read_on_row_reductions(reducer, reference):
-    func = _row_reduce(reducer)
+    func = row_reduce_func(reducer, 24, 64)
     sch = tcomp.Schedule(func)
     c = sch.get_block("C")
     sch.cache_write(c, 0, "global")
@@ -252,7 +245,7 @@ def test_rfactor_matmul(loop_index, factor_axis, rf_shape):
 
 @pytest.mark.parametrize("reducer, reference", [(tir.max, np.max), (tir.min, np.min), (tir.sum, np.sum)])
 def test_rfactor_row_reductions_then_decompose(reducer, reference):
-    func = _row_reduce(reducer)
+    func = row_reduce_func(reducer, 24, 64)
     sch = tcomp.Schedule(func)
     c = sch.get_block("C")
     _i, k = sch.get_loops(c)

@@ -12,7 +12,7 @@ from tcomp.schedule.intrinsics import list_intrinsics
 from tcomp.schedule.window import guarded_load
 from tcomp.tir.expr import Cmp, FloatImm, IntImm, Select, call, cast, logical_and, maximum, minimum
 from tcomp.tuning.space import design_space
-from te_kernels import matmul_func
+from te_kernels import matmul_func, row_reduce_func
 
 SEEDS = range(4)
 
@@ -31,13 +31,6 @@ def _batch_matmul(b=3, m=32, n=32, k=16):
     r = tir.reduce_axis(k, name="k")
     c = tir.compute((b, m, n), lambda x, i, j: tir.sum(a[x, i, r] * w[x, r, j], axis=r), name="C")
     return tir.create_func([a, w, c])
-
-
-def _row_reduction(combiner, rows=24, cols=80):
-    a = tir.placeholder((rows, cols), "float32", name="A")
-    k = tir.reduce_axis(cols, name="k")
-    b = tir.compute((rows,), lambda i: combiner(a[i, k], axis=k), name="B")
-    return tir.create_func([a, b])
 
 
 def _elementwise(rows=20, cols=36):
@@ -188,7 +181,7 @@ def test_float_matmul_gets_no_tensorized_sketch():
 # ---------------------------------------------------------------- reductions, elementwise
 @pytest.mark.parametrize("combiner,ref", [(tir.max, np.max), (tir.sum, np.sum)])
 def test_row_reduction_plain_and_rfactor(combiner, ref):
-    func = _row_reduction(combiner)
+    func = row_reduce_func(combiner, 24, 80, out="B")
     a = _rand(24, 80)
     texts = _check(func, [a], ref(a, axis=1), rtol=1e-5, atol=1e-4)
     assert len(texts) == 2
