@@ -94,9 +94,12 @@ def _outside_threads(sch, loop: For) -> For | None:
 
 def _per_instance(loop: For, scope: str) -> bool:
     """Whether each instance of a ``scope`` buffer sees a single iteration of ``loop`` (a loop bound
-    to a GPU axis that has its own copy: every axis for ``local``, ``blockIdx`` for ``shared``)."""
+    to a GPU axis that has its own copy: every axis for ``local``; every axis but ``threadIdx.x``,
+    the lanes that share one fragment, for ``warp`` and ``warpgroup``; ``blockIdx`` for ``shared``)."""
     tag = loop.thread_tag or ""
-    return (scope in ("local", "warp", "warpgroup") and tag.startswith(("threadIdx", "blockIdx"))) or \
+    if scope in ("warp", "warpgroup"):
+        return tag.startswith(("threadIdx", "blockIdx")) and tag != "threadIdx.x"
+    return (scope == "local" and tag.startswith(("threadIdx", "blockIdx"))) or \
         (scope == "shared" and tag.startswith("blockIdx"))
 
 

@@ -77,6 +77,8 @@ class Dialect:
     int_pow: str = ""                # function raising an integer to an integer power ("": none)
     bitcast: str = ""                # {type}-templated function reinterpreting a value's bits ("": none)
     binding: str = "const auto {name} = {value};"  # a statement's repeated subexpression, named (cse.py)
+    fragment_element: object = None  # (renderer, load) -> C text of a warp(group) fragment's element, or None:
+                                     # only tensor intrinsics touch fragments (cuda: cuda/fragments.py)
 
     def storage_type(self, dtype: str) -> str:
         if dtype in self.half_types:
@@ -111,6 +113,7 @@ class CSourceRenderer:
         self._taken: set = set()
         self._bounds: dict = {}
         self._launch: dict = {}
+        self._axes: dict = {}          # launch axis tag -> the kernel's variable of it
         self._index = "long long"
         self.dynamic_shared: dict = {}  # kernel name -> bytes of dynamic shared memory it is launched with
         self.required_arch: dict = {}   # intrinsic name -> the architecture its implementation needs
@@ -127,6 +130,7 @@ class CSourceRenderer:
         d = self.dialect
         self._lines, self._indent, self._names, self._taken = [], 0, {}, set()
         self._launch = kernel.launch
+        self._axes = {}
         self._bounds = {v: (1, None) for v in kernel.size_vars}
         self._index = d.scalar_types["int32" if _fits_int32(kernel) else "int64"]
         params = [f"{d.storage_type(buf.dtype)}* {d.restrict} {self.name(buf)}".replace("  ", " ")
@@ -140,7 +144,7 @@ class CSourceRenderer:
         self._line(f"{d.kernel_qualifier} {bounds}{kernel.name}({', '.join(params)}) {{")
         self._indent += 1
         for tag, extent in kernel.launch.items():
-            var = self._axis_var(kernel.body, tag)
+            var = self._axes[tag] = self._axis_var(kernel.body, tag)
             hi = extent.value - 1 if isinstance(extent, IntImm) else None
             self._bounds[var] = (0, hi)
             self._line(f"const {self._index} {self.name(var)} = {d.axis_index[tag]};")
@@ -433,6 +437,10 @@ class CSourceRenderer:
         text, e.g. a lane's row) further on (a swizzled buffer permutes the sum)."""
         return f"({self.name(load.buffer)} + {self._storage_index(load.buffer, self._flat(load.buffer, load.indices), extra)})"
 
+    def axis(self, tag: str) -> Var | None:
+        """The variable of launch axis ``tag`` ("threadIdx.x") in the kernel being rendered (None: not launched)."""
+        return self._axes.get(tag)
+
     def bounds(self) -> dict:
         """Ranges of the variables in scope (for simplifying index expressions)."""
         return self._bounds
@@ -473,6 +481,8 @@ class CSourceRenderer:
         if isinstance(e, FloatImm):
             return self._float_literal(e.value, e.dtype)
         if isinstance(e, Load):
+            if e.buffer.scope in FRAGMENT_LANES and d.fragment_element is not None and e.predicate is None:
+                return d.fragment_element(self, e)
             _no_fragment(e.buffer)
             offset = self._flat(e.buffer, e.indices)
             if e.predicate is not None:  # lanes where it is false read 0 and touch no memory

@@ -7,6 +7,7 @@ the NVRTC wheel alone is enough.
 from __future__ import annotations
 
 from ..csource import Dialect
+from .fragments import element as fragment_element
 
 PREAMBLE = r"""
 #ifdef __CUDA_ARCH_FEAT_SM90_ALL
@@ -101,4 +102,5 @@ CUDA = Dialect(
     static_shared_bytes=48 * 1024,
     int_pow="tc_pow_int",
     bitcast="tc_bitcast<{type}>({value})",
+    fragment_element=fragment_element,
 )

@@ -10,7 +10,9 @@ bf16)::
         for i1 in threadIdx.z(WM), j1 in threadIdx.y(WN), k1 (unrolled K1):
           A_warp = ldmatrix(A_shared); B_warp = ldmatrix.trans(B_shared)
           for i2, j2 (unrolled TM x TN): C_warp += mma.sync.m16n8k16(A_warp, B_warp)
-      C[..] = C_warp                                    # mma_store, per warp
+      C[..] = C_warp                                    # mma_store, per warp, or with C's elementwise
+                                                        # consumers folded in, by each lane from its
+                                                        # registers (gpu_epilogue.py)
 
 The warps per axis (WM, WN), the warp tile (TM x TN fragments), the step depth (K1) and the
 pipeline stages (S) are ``sample_categorical`` decisions. The shared tiles are swizzled
@@ -23,6 +25,7 @@ dynamic shared memory.
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
+from . import gpu_epilogue
 from .blocks import (
     contiguous_last,
     find_block,
@@ -66,13 +69,14 @@ def apply(func, sch: Schedule, name: str) -> list:
     suffix = half_product_suffix(sch, name)
     if suffix is None:
         return []
-    for smallest in (False, True):
-        new = fork(func, sch)
-        try:
-            _sketch(new, name, suffix, smallest)
-        except ScheduleError:
-            continue
-        return [new]
+    for fused in (True, False):  # the epilogue on the registers; where that does not schedule, stored after
+        for smallest in (False, True):
+            new = fork(func, sch)
+            try:
+                _sketch(new, name, suffix, smallest, fused)
+            except ScheduleError:
+                continue
+            return [new]
     return []
 
 
@@ -80,7 +84,7 @@ def _sample(sch: Schedule, values: tuple, probs: tuple, smallest: bool = False):
     return sample(sch, values, probs, smallest)
 
 
-def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False) -> None:
+def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False, fused: bool = True) -> None:
     block = sch.get_block(name)
     kinds = loop_kinds(sch, sch.get_block_obj(block))
     loops = sch.get_loops(block)
@@ -105,6 +109,7 @@ def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False) -> None
     for loop in (k1, i2, j2):
         sch.unroll(loop)
     accumulator = sch.cache_write(block, 0, "warp")
+    fused = fused and gpu_epilogue.fold(sch, accumulator)
     sch.reverse_compute_at(accumulator, j0)
     names = [b.name for b in sch.get_block_obj(block).reads]
     a_name, b_name = [b.name for b in sch.get_block_obj(block).reads if b.name != sch.get_block_obj(block).writes[0].name]
@@ -147,4 +152,8 @@ def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False) -> None
     sch.bind(x0, "threadIdx.y")
     for loop in (w1, x1, a2, a4):
         sch.unroll(loop)
-    sch.tensorize(a3, "mma_store_16x8_f32")
+    if not fused:
+        sch.tensorize(a3, "mma_store_16x8_f32")
+        return
+    lane, inner = gpu_epilogue.lanes(sch, a3, a5)
+    sch.reorder(lane, w1, x1, a2, a4, *inner)

@@ -9,7 +9,9 @@ bf16)::
         A_shared, B_shared = A[..], B[..]               # all threads, 16-byte cp.async copies, swizzled
         for i1 in threadIdx.y(WG), i2 (unrolled TM):    # (128 threads in threadIdx.x per warpgroup)
           C_wg += A_shared x B_shared                   # wgmma_64xNx64: 4 x wgmma.mma_async m64nNk16
-      C[..] = C_wg                                      # wgmma_store, per warpgroup
+      C[..] = C_wg                                      # wgmma_store, per warpgroup, or with C's elementwise
+                                                        # consumers folded in, by each thread from its
+                                                        # registers (gpu_epilogue.py)
 
 The warpgroups (WG), the 64-row tiles per warpgroup (TM) and the pipeline stages (S) are
 ``sample_categorical`` decisions, the width N (128, 256) one sketch each; the shared tiles are 1024-byte aligned and swizzled
@@ -21,6 +23,7 @@ target then compiles for sm_90a).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
+from . import gpu_epilogue
 from .blocks import contiguous_last, fork, inline_operand_stage, loop_kinds, sample, source_strides
 from .gpu_tensor_core import half_product_suffix
 
@@ -42,10 +45,10 @@ def apply(func, sch: Schedule, name: str) -> list:
         return []
     sketches = []
     for width in WIDTHS:
-        for smallest in (False, True):  # a first draw that does not divide the product: the smallest tiles
-            new = fork(func, sch)
-            try:
-                _sketch(new, name, suffix, width, smallest)
+        for fused, smallest in ((True, False), (True, True), (False, False), (False, True)):
+            new = fork(func, sch)  # smallest: a first draw that does not divide the product takes the smallest
+            try:                   # tiles; not fused: the epilogue does not schedule on the registers
+                _sketch(new, name, suffix, width, smallest, fused)
             except ScheduleError:
                 continue
             sketches.append(new)
@@ -53,7 +56,7 @@ def apply(func, sch: Schedule, name: str) -> list:
     return sketches
 
 
-def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = False) -> None:
+def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = False, fused: bool = True) -> None:
     block = sch.get_block(name)
     kinds = loop_kinds(sch, sch.get_block_obj(block))
     loops = sch.get_loops(block)
@@ -76,6 +79,7 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = Fa
     sch.bind(i1, "threadIdx.y")
     sch.unroll(i2)
     accumulator = sch.cache_write(block, 0, "warpgroup")
+    fused = fused and gpu_epilogue.fold(sch, accumulator)
     sch.reverse_compute_at(accumulator, j0)
     obj = sch.get_block_obj(block)
     names = [b.name for b in obj.reads]
@@ -100,4 +104,8 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = Fa
     w0, w1, rows_in = sch.split(rows, [wg, tm, ROWS])
     sch.bind(w0, "threadIdx.y")
     sch.unroll(w1)
-    sch.tensorize(rows_in, f"wgmma_store_64x{width}_f32")
+    if not fused:
+        sch.tensorize(rows_in, f"wgmma_store_64x{width}_f32")
+        return
+    lane, inner = gpu_epilogue.lanes(sch, rows_in, cols, ROWS // 16)
+    sch.reorder(lane, w1, *inner)
