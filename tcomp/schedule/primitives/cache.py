@@ -42,11 +42,7 @@ def cache_read(sch, block, read_buffer_index: int, scope: str):
     if writers:
         raise ScheduleError(f"cannot cache_read: block {writers[0]} writes {buf.name} in the same loop nest as "
                             f"block {blk.name}; cache before moving the producer there")
-    cached = _cache_buffer(sch, blk, buf, scope)
-    copy, copy_block = copy_nest(cached.name, buf, cached)
-    insert_beside(sch, nest, copy, after=False)
-    allocate_at_root(sch, cached)
-    return sch.new_rv(copy_block)
+    return _cache(sch, blk, nest, buf, scope, write=False)
 
 
 @primitive
@@ -69,21 +65,21 @@ def cache_write(sch, block, write_buffer_index: int, scope: str):
     if readers:
         raise ScheduleError(f"cannot cache_write: block {readers[0]} reads {buf.name} in the same loop nest as "
                             f"block {blk.name}, before the copy back")
-    cached = _cache_buffer(sch, blk, buf, scope)
-    copy, copy_block = copy_nest(cached.name, cached, buf)
-    insert_beside(sch, nest, copy, after=True)
-    allocate_at_root(sch, cached)
-    return sch.new_rv(copy_block)
+    return _cache(sch, blk, nest, buf, scope, write=True)
 
 
-def _cache_buffer(sch, blk, buf: Buffer, scope: str) -> Buffer:
-    """A new ``scope`` buffer ``<buffer>_<scope>`` like ``buf``, which ``blk`` then reads and writes
-    in place of ``buf`` (its loads, stores, read and write lists)."""
+def _cache(sch, blk, nest, buf: Buffer, scope: str, write: bool):
+    """Switches ``blk`` to a new ``scope`` buffer ``<buffer>_<scope>`` like ``buf`` (its loads, stores,
+    read and write lists), allocated at the root, and copies ``buf`` into it right before the root-level
+    ``nest`` (``write``: copies it back into ``buf`` right after). Returns the copy's block."""
     cached = Buffer(unique_name(sch, f"{buf.name}_{scope}"), buf.shape, buf.dtype, scope)
     retarget_buffer(blk, buf, cached)
     blk.reads = tuple(cached if b is buf else b for b in blk.reads)
     blk.writes = tuple(cached if b is buf else b for b in blk.writes)
-    return cached
+    copy, copy_block = copy_nest(cached.name, cached, buf) if write else copy_nest(cached.name, buf, cached)
+    insert_beside(sch, nest, copy, after=write)
+    allocate_at_root(sch, cached)
+    return sch.new_rv(copy_block)
 
 
 def _pick(blk, buffers: tuple, index: int, scope: str, what: str, verb: str) -> Buffer:
