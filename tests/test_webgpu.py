@@ -175,6 +175,32 @@ def test_int64_result_beyond_32_bits_is_refused_naming_the_kernel(rng):
     np.testing.assert_array_equal(kernel(a), a * a + 1)
 
 
+@pytest.mark.parametrize("dtype", ["int64", "uint64"])
+def test_64_bit_power_beyond_32_bits_is_refused(dtype):
+    """a ** b computed in 32 bits: powers at the edges of the 32-bit range (and of 0 and +-1 to huge
+    exponents) are exact; each power beyond it alone raises the status word and the run is refused."""
+    from tcomp.tir.expr import BinOp
+
+    a = tir.placeholder((16,), dtype, name="A")
+    b = tir.placeholder((16,), dtype, name="B")
+    kernel = tcomp.build(tir.create_func([a, b, tir.compute((16,), lambda i: BinOp("pow", a[i], b[i]), name="C")],
+                                         name=f"{dtype}_pow"), target="webgpu")
+    if dtype == "int64":
+        fitting = [(-2, 31), (2, 30), (3, 19), (-3, 19), (46340, 2), (-46340, 2), (-8, 10), (7, 0), (5, 1),
+                   (-1, 2**31 - 1), (-1, 2**31 - 2), (1, 2**31 - 1), (0, 2**31 - 1), (-5, 13), (-7, 11), (10, 9)]
+        beyond = [(2, 31), (-2, 32), (-3, 20), (3, 20), (46341, 2), (-46341, 2), (2, 2**31 - 1), (10, 10), (-7, 12)]
+    else:
+        fitting = [(2, 31), (65535, 2), (3, 20), (1, 2**32 - 1), (0, 2**32 - 1), (7, 0), (5, 1), (255, 4), (10, 9),
+                   (1625, 3), (2, 0), (4, 15), (6, 12), (0, 0), (1, 0), (16, 7)]
+        beyond = [(2, 32), (65536, 2), (3, 21), (2, 2**32 - 1), (10, 10), (4, 16), (1626, 3), (256, 4)]
+    base, exponent = (np.array(column, dtype) for column in zip(*fitting))
+    np.testing.assert_array_equal(kernel(base, exponent), [x ** y for x, y in fitting])
+    for x, y in beyond:
+        base[3], exponent[3] = x, y
+        with pytest.raises(InputError, match="results beyond 32 bits"):
+            kernel(base, exponent)
+
+
 def test_int64_overflow_in_a_branch_not_selected_is_harmless(rng):
     """WGSL's select evaluates both sides: x * x overflows where x is large, but only small x select it."""
     from tcomp.tir.expr import Select

@@ -35,33 +35,21 @@ fn tc_mul_overflows_i32(a: i32, b: i32) -> bool {  // a * b leaves the 32-bit ra
   return (a * b) / a != b;
 }
 fn tc_mul_overflows_u32(a: u32, b: u32) -> bool { return a != 0u && (a * b) / a != b; }
-fn tc_pow_overflows_i32(a: i32, b: i32) -> bool {  // as tc_pow_i32 computes it
-  var r = 1;
-  var x = a;
-  for (var e = b; e > 0; e = e >> 1u) {
-    if ((e & 1) != 0) {
-      if (tc_mul_overflows_i32(r, x)) { return true; }
-      r = r * x;
-    }
-    if (e > 1) {
-      if (tc_mul_overflows_i32(x, x)) { return true; }
-      x = x * x;
-    }
+fn tc_pow_overflows_i32(a: i32, b: i32) -> bool {  // a ** b does (b < 0: 0 or +-1, as tc_pow_i32 gives)
+  if (a == 0 || a == 1 || a == -1) { return false; }
+  var r = a;  // |a ** e| at least doubles with e: one of the first 32 powers leaves the range
+  for (var e = 1; e < b; e = e + 1) {
+    if (tc_mul_overflows_i32(r, a)) { return true; }
+    r = r * a;
   }
   return false;
 }
 fn tc_pow_overflows_u32(a: u32, b: u32) -> bool {
-  var r = 1u;
-  var x = a;
-  for (var e = b; e != 0u; e = e >> 1u) {
-    if ((e & 1u) != 0u) {
-      if (tc_mul_overflows_u32(r, x)) { return true; }
-      r = r * x;
-    }
-    if (e > 1u) {
-      if (tc_mul_overflows_u32(x, x)) { return true; }
-      x = x * x;
-    }
+  if (a < 2u) { return false; }
+  var r = a;
+  for (var e = 1u; e < b; e = e + 1u) {
+    if (tc_mul_overflows_u32(r, a)) { return true; }
+    r = r * a;
   }
   return false;
 }
