@@ -24,3 +24,11 @@ def row_reduce_func(reducer, rows: int, cols: int, out: str = "C"):
     k = tir.reduce_axis(cols, name="k")
     c = tir.compute((rows,), lambda i: reducer(a[i, k], axis=k), name=out)
     return tir.create_func([a, c])
+
+
+def chain_func(rows: int, cols: int):
+    """``B = A * 2`` (an intermediate), ``C = B + 1``: two elementwise stages over ``rows x cols``."""
+    a = tir.placeholder((rows, cols), "float32", name="A")
+    b = tir.compute((rows, cols), lambda i, j: a[i, j] * 2.0, name="B")
+    c = tir.compute((rows, cols), lambda i, j: b[i, j] + 1.0, name="C")
+    return tir.create_func([a, c])

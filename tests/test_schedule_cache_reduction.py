@@ -9,19 +9,11 @@ import tcomp
 from tcomp import tir
 from tcomp.tir.stmt import Allocate
 from tcomp.tir.transform import walk_stmts
-from te_kernels import matmul_func, row_reduce_func
+from te_kernels import chain_func, matmul_func, row_reduce_func
 
 
 def _matmul(m=64, n=48, k=64):
     return matmul_func(m, n, k)
-
-
-def _chain(m=13, n=7):
-    """B = A * 2 (an intermediate), C = B + 1."""
-    a = tir.placeholder((m, n), "float32", name="A")
-    b = tir.compute((m, n), lambda i, j: a[i, j] * 2.0, name="B")
-    c = tir.compute((m, n), lambda i, j: b[i, j] + 1.0, name="C")
-    return tir.create_func([a, c])
 
 
 def _rand(*shape):
@@ -64,7 +56,7 @@ def test_cache_read_copies_the_buffer_before_the_reader():
 
 
 def test_cache_read_of_an_intermediate_follows_its_producer_and_names_are_unique():
-    func = _chain()
+    func = chain_func(13, 7)
     sch = tcomp.Schedule(func)
     c = sch.get_block("C")
     first = sch.cache_read(c, 0, "local")
@@ -158,10 +150,7 @@ def test_storage_align_inner_then_outer_axis_of_a_3d_intermediate():
 
 
 def test_storage_align_errors():
-    a = tir.placeholder((4, 8), "float32", name="A")
-    b = tir.compute((4, 8), lambda i, j: a[i, j] + 1.0, name="B")
-    c = tir.compute((4, 8), lambda i, j: b[i, j] * 2.0, name="C")
-    sch = tcomp.Schedule(tir.create_func([a, c]))
+    sch = tcomp.Schedule(chain_func(4, 8))
     bb, cb = sch.get_block("B"), sch.get_block("C")
     _unchanged_on_error(sch, lambda: sch.storage_align(cb, 0, 0, 8, 1), "C: it is a parameter of main")
     _unchanged_on_error(sch, lambda: sch.storage_align(bb, 0, 1, 8, 1), "axis 1 is the innermost")
@@ -212,7 +201,7 @@ def test_decompose_reduction_errors():
     _i, _j, k = sch.get_loops(c)
     _ko, ki = sch.split(k, [4, 16])
     _unchanged_on_error(sch, lambda: sch.decompose_reduction(c, ki), "loop k_0 above it feeds a reduce iterator")
-    chain = tcomp.Schedule(_chain())
+    chain = tcomp.Schedule(chain_func(13, 7))
     b = chain.get_block("B")
     b_outer, _b_inner = chain.get_loops(b)
     _unchanged_on_error(chain, lambda: chain.decompose_reduction(b, b_outer), "has no init")
@@ -266,7 +255,7 @@ def test_rfactor_errors():
     _unchanged_on_error(sch, lambda: sch.rfactor(k, 3), "factor_axis 3 is out of range")
     _ko, ki = sch.split(k, [None, 16])
     _unchanged_on_error(sch, lambda: sch.rfactor(ki, 0), "predicate .* limits the reduction loops")
-    chain = tcomp.Schedule(_chain())
+    chain = tcomp.Schedule(chain_func(13, 7))
     b_inner = chain.get_loops(chain.get_block("B"))[1]
     _unchanged_on_error(chain, lambda: chain.rfactor(b_inner, 0), "not a reduction")
     mm = tcomp.Schedule(_matmul())
