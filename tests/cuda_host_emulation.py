@@ -46,6 +46,8 @@ static std::barrier<>* tc_block_barrier = nullptr;
 #define __shared__ static
 struct alignas(8) uint2 { unsigned int x, y; };              // the vector copies' access types
 struct alignas(16) uint4 { unsigned int x, y, z, w; };
+inline uint2 make_uint2(unsigned int x, unsigned int y) { return {x, y}; }   // packed vector stores
+inline uint4 make_uint4(unsigned int x, unsigned int y, unsigned int z, unsigned int w) { return {x, y, z, w}; }
 #define __syncthreads() tc_block_barrier->arrive_and_wait()
 inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }

@@ -76,6 +76,34 @@ def test_plain_product_keeps_the_store_intrinsic():
     assert "*(float2*)" in source  # mma_store: a float2 per lane and row
 
 
+def shifted_func(n: int, dtype: str):
+    """``B[i] = dtype(2 * (A[i - 1] if i >= 1 else 0) + 1)``: computed values, a zero where the read is out of range."""
+    from tcomp.tir.expr import FloatImm, Select
+
+    a = tir.placeholder((n,), dtype, name="A")
+    b = tir.compute((n,), lambda i: cast(dtype, cast("float32", Select(i >= 1, a[maximum(i - 1, 0)], FloatImm(0.0, dtype)))
+                                         * 2.0 + 1.0), name="B")
+    return tir.create_func([a, b], name="shifted")
+
+
+def _vector_lanes(n: int, dtype: str):
+    """``shifted_func`` with each thread's ``16 bytes`` of B one vectorized loop."""
+    lanes = 16 // np.dtype(dtype).itemsize
+    sch = Schedule(shifted_func(n, dtype))
+    (i,) = sch.get_loops(sch.get_block("B"))
+    bx, tx, v = sch.split(i, [None, 32, lanes])
+    sch.bind(bx, "blockIdx.x")
+    sch.bind(tx, "threadIdx.x")
+    sch.vectorize(v)
+    return sch
+
+
+@pytest.mark.parametrize("dtype,vector", [("float16", "make_uint4("), ("float32", "make_uint4(tc_bitcast<unsigned int>")])
+def test_vectorized_loop_of_computed_values_is_one_store(dtype, vector):
+    source = tcomp.build(_vector_lanes(512, dtype), target="cuda -arch=sm_80").source()
+    assert source.count("*(uint4*)(B + ") == 1 and vector in source
+
+
 class _Renderer:
     """What ``fragments.element`` asks of the renderer."""
 
@@ -147,3 +175,15 @@ def test_fused_epilogue_matches_numpy(rule, dtype):
     expected = np.maximum(c + bias.astype(np.float32), 0) + res.astype(np.float32)
     tol = 1e-2 if dtype == "float16" else 4e-2
     np.testing.assert_allclose(d.astype(np.float32), expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_vectorized_loop_of_computed_values_matches_numpy(dtype):
+    _gpu()
+    n = 4096
+    kernel = tcomp.build(_vector_lanes(n, dtype), target="cuda")
+    a = np.random.default_rng().standard_normal(n).astype(dtype)
+    b = np.full(n, np.nan, dtype)
+    kernel(a, b)
+    shifted = np.concatenate([[0], a[:-1]]).astype(np.float32)
+    np.testing.assert_allclose(b.astype(np.float32), (shifted * 2 + 1).astype(dtype).astype(np.float32), rtol=1e-3)

@@ -77,6 +77,7 @@ class Dialect:
     int_pow: str = ""                # function raising an integer to an integer power ("": none)
     bitcast: str = ""                # {type}-templated function reinterpreting a value's bits ("": none)
     binding: str = "const auto {name} = {value};"  # a statement's repeated subexpression, named (cse.py)
+    vector_pack: dict = field(default_factory=dict)   # bytes -> format of a vector from its 32-bit words {0}, {1} ..
     fragment_element: object = None  # (renderer, load) -> C text of a warp(group) fragment's element, or None:
                                      # only tensor intrinsics touch fragments (cuda: cuda/fragments.py)
 
@@ -283,9 +284,9 @@ class CSourceRenderer:
             return
         hi = extent.value - 1 if isinstance(extent, IntImm) else None
         self._bounds[loop.var] = (0, hi)
-        if loop.kind == "vectorized" and self._vector_copy(loop, extent):
+        if loop.kind == "vectorized" and (self._vector_copy(loop, extent) or self._vector_store(loop, extent)):
             return
-        if loop.kind == "unrolled":
+        if loop.kind in ("unrolled", "vectorized"):  # a vectorized loop of scalar accesses: unrolled
             self._line("#pragma unroll")
         var = self.name(loop.var)
         self._scope(f"for ({self._index} {var} = 0; {var} < {self.expr(extent)}; ++{var})", loop.body)
@@ -330,6 +331,72 @@ class CSourceRenderer:
                                                   src=f"{self.name(load.buffer)} + {src}", bytes=nbytes)
         self._line(f"if ({self.expr(predicate)}) {text}" if predicate is not None else text)
         return True
+
+    def _vector_store(self, loop: For, extent) -> bool:
+        """A vectorized loop storing computed 16- or 32-bit values to contiguous, aligned elements: each
+        lane's value computed as a scalar, the lanes packed into 32-bit words and stored as one vector::
+
+            for v in vectorized(8): A_shared[t * 8 + v] = (ok(v) ? x[b + v - 1] : 0)     (float16)
+              ->  *(uint4*)(A_shared + t * 8) = make_uint4(((unsigned int)(ok0 ? x[b - 1] : 0) |
+                                                            ((unsigned int)(ok1 ? x[b] : 0) << 16)), ...);
+
+        (16-bit values loaded or loaded under a predicate are moved as their bits, not through float.)
+        False where it is no such store (``_vector_copy``'s conditions on the offset and predicate, a
+        dialect without ``vector_pack`` for that width)."""
+        d = self.dialect
+        realize = loop.body
+        if not isinstance(extent, IntImm) or not isinstance(realize, BlockRealize) or realize.block.init is not None:
+            return False
+        mapping = {iv.var: value for iv, value in zip(realize.block.iter_vars, realize.iter_values)}
+        store = substitute_stmt(realize.block.body, mapping)
+        if not isinstance(store, BufferStore) or store.predicate is not None:
+            return False
+        buf, lanes = store.buffer, extent.value
+        bits = dtype_bits(buf.dtype)
+        nbytes = lanes * bits // 8
+        if nbytes not in d.vector_pack or (bits == 16) != (buf.dtype in d.half_types) or \
+                (bits == 32 and not (buf.dtype == "float32" and d.bitcast)) or bits not in (16, 32):
+            return False
+        offset = self._flat(buf, store.indices)
+        if not _lane_offset(offset, loop.var, lanes) or buf.scope in FRAGMENT_LANES:
+            return False
+        first = {loop.var: IntImm(0, loop.var.dtype)}
+        predicate = realize.predicate
+        if predicate is not None:
+            if not _uniform_over_lanes(predicate, loop.var, lanes):
+                return False
+            predicate = arith.simplify(substitute(predicate, first), self._bounds)
+        values = [substitute(store.value, {loop.var: IntImm(v, loop.var.dtype)}) for v in range(lanes)]
+        dst = arith.simplify(substitute(offset, first), self._bounds)
+
+        def text() -> str:
+            if bits == 16:
+                halves = [self._half_bits(v, buf.dtype) for v in values]
+                words = [f"((unsigned int)({lo}) | ((unsigned int)({hi}) << 16))"
+                         for lo, hi in zip(halves[::2], halves[1::2])]
+            else:
+                words = [d.bitcast.format(type="unsigned int", value=f"((float)({self.expr(v)}))") for v in values]
+            vector = d.vector_pack[nbytes].format(*words)
+            return f"*({d.vector_types[nbytes]}*)({self.name(buf)} + {self._storage_index(buf, dst)}) = {vector};"
+
+        self._guarded(predicate, lambda: self._line(self._bound(text, dst, *values)))
+        return True
+
+    def _half_bits(self, value: Expr, dtype: str) -> str:
+        """The storage bits of ``value``, a ``dtype`` (16-bit float) value: a load of that type (under a
+        predicate: 0 where it is false) as stored, anything else converted from float."""
+        d = self.dialect
+        if isinstance(value, Load) and value.buffer.dtype == dtype and value.buffer.scope not in FRAGMENT_LANES:
+            self._conditional += value.predicate is not None  # (as ``_render``: nothing hoisted past the predicate)
+            try:
+                text = f"{self.name(value.buffer)}[{self._storage_index(value.buffer, self._flat(value.buffer, value.indices))}]"
+            finally:
+                self._conditional -= value.predicate is not None
+            if value.predicate is None:
+                return text
+            return f"({self.expr(value.predicate)} ? {text} : ({d.storage_type(dtype)})0)"
+        bits = self._bitcast_bits(value)
+        return bits if bits is not None else f"{d.half_types[dtype][2]}({self.expr(value)})"
 
     def _block(self, realize: BlockRealize) -> None:
         self._stmt(block_as_stmt(realize))

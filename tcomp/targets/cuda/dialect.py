@@ -92,6 +92,7 @@ CUDA = Dialect(
     float_math=FLOAT_MATH,
     double_math=DOUBLE_MATH,
     vector_types={4: "unsigned int", 8: "uint2", 16: "uint4"},
+    vector_pack={4: "{0}", 8: "make_uint2({0}, {1})", 16: "make_uint4({0}, {1}, {2}, {3})"},
     shared_align="__align__(16)",
     swizzle_align="__align__(1024)",
     async_copy="tc_cp_async({dst}, {src});",

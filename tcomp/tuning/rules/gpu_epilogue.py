@@ -29,13 +29,15 @@ def fold(sch: Schedule, writeback) -> bool:
 def lanes(sch: Schedule, rows, cols, row_warps: int = 1) -> tuple:
     """Splits a write-back tile loop pair -- ``rows`` (16 * ``row_warps`` rows: one warp's 16 each) and
     ``cols`` (a multiple of 8) -- into the lane that holds each element (``threadIdx.x``: warp, row in
-    its 8-row half, column pair) and that lane's unrolled (column chunk, 8-row half, element) loops,
-    innermost. Returns (lane, unrolled loops)."""
+    its 8-row half, column pair) and that lane's (column chunk, 8-row half) loops, unrolled, and its
+    pair of elements, vectorized (the renderer packs them into one store), innermost. Returns (lane,
+    its loops)."""
     warp, half, row = sch.split(rows, [row_warps, 2, 8])
     chunk, pair, element = sch.split(cols, [None, 4, 2])
     sch.reorder(warp, row, pair, chunk, half, element)
     lane = sch.fuse(warp, row, pair)
     sch.bind(lane, "threadIdx.x")
-    for loop in (chunk, half, element):
-        sch.unroll(loop)
+    sch.unroll(chunk)
+    sch.unroll(half)
+    sch.vectorize(element)  # the pair of columns: one 4- or 8-byte store
     return lane, (chunk, half, element)

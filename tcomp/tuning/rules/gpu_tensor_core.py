@@ -33,7 +33,6 @@ from .blocks import (
     inline_operand_stage,
     loop_kinds,
     sample,
-    source_strides,
 )
 
 WARPS = (1, 2, 4)
@@ -131,13 +130,12 @@ def _sketch(sch: Schedule, name: str, kind: str, smallest: bool = False, fused: 
         inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
         own = contiguous_last(sch, copy, sch.get_loops(copy)[-2:])  # a transposed operand by rows
-        gather = not source_strides(sch, copy, own)
         outer, tz, ty, tx, lanes = sch.split(sch.fuse(*own), [None, wm, wn, 32, 8])
         sch.bind(tz, "threadIdx.z")
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
         sch.unroll(outer)  # a thread's loads issued back to back
-        sch.unroll(lanes) if gather else sch.vectorize(lanes)
+        sch.vectorize(lanes)  # a copy: 16-byte (cp.async) accesses; a gather: one 16-byte store of its lanes
     sch.annotate(k0, "pipeline_stages", stages)
     init = sch.decompose_reduction(block, k0)
     sch.tensorize(i3, f"mma_16x8x16_{kind}f32")

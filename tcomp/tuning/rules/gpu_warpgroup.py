@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
 from . import gpu_epilogue
-from .blocks import contiguous_last, fork, inline_operand_stage, loop_kinds, sample, source_strides
+from .blocks import contiguous_last, fork, inline_operand_stage, loop_kinds, sample
 from .gpu_tensor_core import half_product_suffix
 
 WIDTHS = (128, 256)                 # N: one sketch each (it names the intrinsic)
@@ -90,12 +90,11 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = Fa
         inline_operand_stage(sch, copy)
         sch.storage_swizzle(copy, 0)
         own = contiguous_last(sch, copy, sch.get_loops(copy)[-2:])  # a transposed operand by rows
-        gather = not source_strides(sch, copy, own)
         outer, ty, tx, lanes = sch.split(sch.fuse(*own), [None, wg, LANES, 8])
         sch.bind(ty, "threadIdx.y")
         sch.bind(tx, "threadIdx.x")
         sch.unroll(outer)  # a thread's loads issued back to back
-        sch.unroll(lanes) if gather else sch.vectorize(lanes)
+        sch.vectorize(lanes)  # a copy: 16-byte (cp.async) accesses; a gather: one 16-byte store of its lanes
     sch.annotate(k0, "pipeline_stages", stages)
     init = sch.decompose_reduction(block, k0)
     sch.tensorize(i3, f"wgmma_64x{width}x{DEPTH}_{kind}f32")
