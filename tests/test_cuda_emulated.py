@@ -155,3 +155,19 @@ def test_int64_minimum_literal_stays_signed():
     from tcomp.tir.expr import IntImm
 
     assert CSourceRenderer(CUDA).expr(IntImm(-2**63, "int64")) == "(-9223372036854775807LL - 1LL)"
+
+
+def test_pipelined_shared_matmul_matches_numpy():
+    """An fp32 MatMul + bias on the SIMT sketch with its operands copied by cp.async one step ahead
+    (pipeline_stages = 2, rules/gpu_tiling.py): what each step computes on is the stage it waited for."""
+    rng = np.random.default_rng()
+    m, k, n = 64, 96, 80
+    w, b = rng.standard_normal((k, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["y"]), helper.make_node("Add", ["y", "b"], ["z"])]
+    graph = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, [m, n])],
+                              [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(b, "b")])
+    mod = tcomp.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), target=TARGET)
+    assert "cp.async.commit_group" in _source(mod) and "% 2) *" in _source(mod)  # two stages, copied ahead
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    np.testing.assert_allclose(mod(x)[0], x @ w + b, rtol=1e-4, atol=1e-4)

@@ -40,7 +40,7 @@ from .rules import (
 )
 from .rules.blocks import find_block, is_operand_stage
 
-STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.GPU, "webgpu": gpu_tiling.GPU}
+STRUCTURES = {"cpu": multi_level_tiling.CPU, "cuda": gpu_tiling.CUDA, "webgpu": gpu_tiling.GPU}
 GPU_KINDS = ("cuda", "webgpu")
 
 

@@ -39,30 +39,38 @@ REGISTERS_INNER = (1, 2, 4, 8)    # S3
 REDUCE_OUTER = (1, 2, 4, 8)       # R1
 REDUCE_INNER = (1, 2, 4)          # R2
 VECTOR_BYTES = (4, 8, 16)         # cooperative copies: bytes per thread and access
+STAGES = (1, 2)                   # cuda: shared stages of copied (not gathered) operands, cp.async ahead
 
 
-def apply(func, sch: Schedule, name: str) -> list:
+def apply(func, sch: Schedule, name: str, pipelined: bool = False) -> list:
     """A sketch without and one with shared-memory operands (each where every step applies), and
-    for 16-bit products accumulated in fp32 the tensor-core sketch (``gpu_tensor_core.py``)."""
+    for 16-bit products accumulated in fp32 the tensor-core sketch (``gpu_tensor_core.py``).
+    ``pipelined``: where no operand is a gather, the shared one samples its pipeline stages (S = 2:
+    the next step's tiles copied by ``cp.async`` while this one computes, ``targets/gpu/pipeline.py``)."""
     sketches = gpu_tensor_core.apply(func, sch, name)
     for shared in (False, True):
         new = fork(func, sch)
-        if _sketch(new, name, shared):
+        if _sketch(new, name, shared, pipelined):
             sketches.append(new)
     return sketches
 
 
+def apply_cuda(func, sch: Schedule, name: str) -> list:
+    """``apply``'s sketches, pipelined: the structure of cuda targets (WebGPU has no async copies)."""
+    return apply(func, sch, name, pipelined=True)
+
+
 def apply_hopper(func, sch: Schedule, name: str) -> list:
-    """``apply``'s sketches and, for 16-bit products accumulated in fp32, the warpgroup (wgmma)
+    """``apply_cuda``'s sketches and, for 16-bit products accumulated in fp32, the warpgroup (wgmma)
     sketches (``gpu_warpgroup.py``): the structure of sm_90 targets."""
-    return gpu_warpgroup.apply(func, sch, name) + apply(func, sch, name)
+    return gpu_warpgroup.apply(func, sch, name) + apply_cuda(func, sch, name)
 
 
 def _uniform(sch: Schedule, values: tuple, probs: tuple | None = None):
     return sch.sample_categorical(list(values), list(probs or [1] * len(values)))
 
 
-def _sketch(sch: Schedule, name: str, shared: bool) -> bool:
+def _sketch(sch: Schedule, name: str, shared: bool, pipelined: bool = False) -> bool:
     block = sch.get_block(name)
     blk = sch.get_block_obj(block)
     kinds = loop_kinds(sch, blk)
@@ -103,7 +111,7 @@ def _sketch(sch: Schedule, name: str, shared: bool) -> bool:
     if r_tiles:
         sch.decompose_reduction(block, r_tiles[0][0])  # the init's loops keep their kinds
     if shared and r_tiles:
-        return _share_operands(sch, block, r_tiles[-1][0], list(zip(tags, threads)))
+        return _share_operands(sch, block, r_tiles[-1][0], list(zip(tags, threads)), pipelined)
     return not shared
 
 
@@ -134,14 +142,15 @@ def _bind_blocks(sch: Schedule, outer: list, threaded: int) -> None:
         sch.bind(loop, tag)
 
 
-def _share_operands(sch: Schedule, block, at, threads: list) -> bool:
+def _share_operands(sch: Schedule, block, at, threads: list, pipelined: bool = False) -> bool:
     """Each operand read by the block (not its output) copied into ``shared`` at loop ``at`` by all
     threads: an operand stage (an im2col gather) computed in its copy, the copy's loops ordered so
     that the source's contiguous axis is innermost (a transposed operand is read along its rows),
     fused, split by the threads of each axis and a vector width (none for a gather: consecutive
-    threads read consecutive elements)."""
+    threads read consecutive elements); ``pipelined`` and no gather: ``at`` samples its stages."""
     blk = sch.get_block_obj(block)
     operands = [buf for buf in blk.reads if buf not in blk.writes and len(buf.shape) >= 1]
+    gathers = False
     for buf in operands:
         index = [b.name for b in sch.get_block_obj(block).reads].index(buf.name)
         copy = attempt(sch, "cache_read", block, index, "shared")
@@ -151,6 +160,7 @@ def _share_operands(sch: Schedule, block, at, threads: list) -> bool:
         loops = sch.get_loops(copy)
         own = contiguous_last(sch, copy, loops[_position(sch, loops, at) + 1:])
         gather = not source_strides(sch, copy, own)
+        gathers = gathers or gather
         fused = sch.fuse(*own) if len(own) > 1 else own[0]
         counts = [count for _, count in threads]
         if gather:
@@ -163,6 +173,8 @@ def _share_operands(sch: Schedule, block, at, threads: list) -> bool:
         for loop, (tag, _) in zip(parts[1:], threads):
             sch.bind(loop, tag)
         sch.unroll(parts[0])  # a thread's loads issued back to back (a gather's above all)
+    if pipelined and not gathers:
+        sch.annotate(at, "pipeline_stages", _uniform(sch, STAGES))
     return True
 
 
@@ -191,4 +203,5 @@ def _structure(sketches):
 
 
 GPU = _structure(apply)
+CUDA = _structure(apply_cuda)
 HOPPER = _structure(apply_hopper)
