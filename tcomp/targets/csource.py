@@ -298,8 +298,8 @@ class CSourceRenderer:
               ->  *(uint4*)(B_shared + t * 4) = *(const uint4*)(B + k * 64 + t * 4);
 
         False (the loop is rendered as a loop) where it is not such a copy: a value computed or
-        converted, an offset with a stride other than 1 or not a multiple of the lanes, a predicate
-        that differs between the lanes, or no vector type of that width."""
+        converted, read from a warp fragment, an offset with a stride other than 1 or not a multiple of
+        the lanes, a predicate that differs between the lanes, or no vector type of that width."""
         realize = loop.body
         if not isinstance(extent, IntImm) or not isinstance(realize, BlockRealize) or realize.block.init is not None:
             return False
@@ -308,8 +308,8 @@ class CSourceRenderer:
         if not isinstance(store, BufferStore) or store.predicate is not None or not isinstance(store.value, Load):
             return False
         load, lanes = store.value, extent.value
-        if load.predicate is not None or load.buffer.dtype != store.buffer.dtype:
-            return False
+        if load.predicate is not None or load.buffer.dtype != store.buffer.dtype or load.buffer.scope in FRAGMENT_LANES:
+            return False  # a fragment's elements are registers, read one by one (``_vector_store``)
         vector = self.dialect.vector_types.get(lanes * dtype_bits(store.buffer.dtype) // 8)
         offsets = [self._flat(store.buffer, store.indices), self._flat(load.buffer, load.indices)]
         if vector is None or not all(_lane_offset(o, loop.var, lanes) for o in offsets):
