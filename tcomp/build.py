@@ -36,7 +36,9 @@ def build(func, target: str = "cpu", num_threads: int | None = None, db=None) ->
     if kind not in TARGETS or (kind == "cpu" and target != "cpu"):
         raise TcompError(f"tcomp.build: unknown target {target!r} (known: cpu, cuda, 'cuda -arch=sm_XY', webgpu)")
     if db is not None:
-        func = _tuned(func, kind, db)
+        from .tuning.tasks import database_target
+
+        func = _tuned(func, database_target(target), db)  # "cuda -tf32" reads its own records
     if kind == "cuda":
         from .targets.cuda.kernel import build_cuda
 

@@ -82,6 +82,17 @@ def half_gemm_func(m: int, n: int, k: int, dtype: str = "float16"):
     return tir.create_func([a, b, c], name="half_gemm")
 
 
+def tf32_gemm_func(m: int, n: int, k: int):
+    """``C = A @ B`` in fp32 with its operands rounded to TF32 (what ``"cuda -tf32"`` makes of it)."""
+    from tcomp.targets.cuda.tf32 import tf32_products
+
+    a = tir.placeholder((m, k), "float32", name="A")
+    b = tir.placeholder((k, n), "float32", name="B")
+    r = tir.reduce_axis(k, name="k")
+    c = tir.compute((m, n), lambda i, j: tir.sum(a[i, r] * b[r, j], axis=r), name="C")
+    return tf32_products(tir.create_func([a, b, c], name="tf32_gemm"))
+
+
 def wmma_gemm(m: int, n: int, k: int) -> Schedule:
     """``half_gemm_func`` with each 16x16x16 step on the tensor cores: one warp per 16x16 tile of C;
     C's tile is zeroed by the warp's 32 threads, then accumulated by WMMA in place."""
@@ -103,12 +114,12 @@ def wmma_gemm(m: int, n: int, k: int) -> Schedule:
 
 def mma_gemm(m: int, n: int, k: int, dtype: str = "float16", warps=(2, 2), tiles=(4, 8), depth: int = 2,
              stages: int = 2) -> Schedule:
-    """The design space's tensor-core sketch of ``C = A @ B`` (A, B ``dtype``, C float32) with its
-    decisions fixed: warps per axis, fragments per warp (16-row x 8-column), 16-deep steps per
-    shared tile, pipeline stages."""
+    """The design space's tensor-core sketch of ``C = A @ B`` (A, B ``dtype``, C float32; "tf32": fp32
+    operands rounded to TF32) with its decisions fixed: warps per axis, fragments per warp (16-row x
+    8-column), 16-deep (tf32: 8-deep) steps per shared tile, pipeline stages."""
     from tcomp.tuning.rules import gpu_tensor_core as tc
 
-    func = half_gemm_func(m, n, k, dtype)
+    func = tf32_gemm_func(m, n, k) if dtype == "tf32" else half_gemm_func(m, n, k, dtype)
     (sketch,) = tc.apply(func, Schedule(func), "C")
     chosen = [tc.WARPS.index(warps[0]), tc.WARPS.index(warps[1]), tc.TILES_M.index(tiles[0]),
               tc.TILES_N.index(tiles[1]), tc.DEPTH.index(depth), tc.STAGES.index(stages)]

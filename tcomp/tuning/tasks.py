@@ -109,9 +109,14 @@ GPU_TARGETS = ("cuda", "webgpu")
 
 def database_target(target: str) -> str:
     """The target name that records are stored under and read by: a GPU target's kind ("cuda" for
-    "cuda -arch=sm_90", as ``tcomp.compile`` reads them), the CPU target as given."""
+    "cuda -arch=sm_90", as ``tcomp.compile`` reads them) and ``-tf32`` where given ("cuda -tf32":
+    its products round their operands, ``targets/cuda/tf32.py``), the CPU target as given."""
+    from ..targets.cuda.tf32 import OPTION, allows_tf32
+
     kind = target.split()[0].lower() if target.split() else target
-    return kind if kind in GPU_TARGETS else target
+    if kind not in GPU_TARGETS:
+        return target
+    return f"{kind} {OPTION}" if allows_tf32(target) else kind
 
 
 def _template_maker(target: str):
@@ -130,8 +135,16 @@ def _template_maker(target: str):
 def group_func(group: FusedGroup, target: str = "cpu") -> PrimFunc | None:
     """The unscheduled PrimFunc of ``group`` (params ``p0.., out`` as the template's, up to the
     layouts in ``func.attrs["param_layouts"]``), or None when the group is not a task (see the
-    module docstring). On a GPU target (``target``: its kind, "cuda" or "webgpu") a convolution is
-    an implicit GEMM (``conv_gemm_task.py``) and a matmul takes its GPU form (``matmul_gpu``)."""
+    module docstring). On a GPU target (``target``: its kind, "cuda" or "webgpu", with options) a
+    convolution is an implicit GEMM (``conv_gemm_task.py``) and a matmul takes its GPU form
+    (``matmul_gpu``); with ``-tf32`` its fp32 products round their operands to TF32."""
+    from ..targets.cuda.tf32 import allows_tf32, tf32_products
+
+    func = _group_func(group, target.split()[0] if target.split() else target)
+    return tf32_products(func) if func is not None and allows_tf32(target) else func
+
+
+def _group_func(group: FusedGroup, target: str) -> PrimFunc | None:
     if group.anchor is not None and _anchor_task(group.anchor) is None:
         return None
     if target in GPU_TARGETS and group.anchor is not None and group.anchor.op in GPU_ANCHOR_TASKS:

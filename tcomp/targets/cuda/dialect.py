@@ -31,6 +31,17 @@ __device__ __forceinline__ unsigned short tc_float_to_bfloat(float f) {
   if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);  /* NaN stays NaN */
   return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);                   /* round to even */
 }
+/* x rounded to TF32 (10 mantissa bits; to nearest, ties away from zero) as fp32 bits; cvt.rna.tf32.f32 from
+   sm_80 (ptxas merges the conversions of one register that several tensor-core products read) */
+__device__ __forceinline__ unsigned int tc_tf32_bits(float x) {
+#if __CUDA_ARCH__ >= 800
+  unsigned int r; asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x)); return r & 0xffffe000u;
+#else
+  unsigned int u = __float_as_uint(x);
+  return (u & 0x7fffffffu) > 0x7f800000u ? u : (u + 0x1000u) & 0xffffe000u;
+#endif
+}
+__device__ __forceinline__ float tc_round_tf32(float x) { return __uint_as_float(tc_tf32_bits(x)); }
 __device__ __forceinline__ void tc_cp_async(void* dst, const void* src) {
   unsigned int address;
   asm volatile("{ .reg .u64 a; cvta.to.shared.u64 a, %0; cvt.u32.u64 %1, a; }" : "+l"(dst), "=r"(address));
@@ -73,7 +84,8 @@ _C_MATH = {name: name for name in ("exp", "log", "sqrt", "tanh", "erf", "sin", "
                                     "sinh", "cosh", "floor", "ceil", "fabs", "rsqrt")}
 _C_MATH.update({"abs": "fabs", "round": "rint", "roundeven": "rint"})
 DOUBLE_MATH = {**_C_MATH, "isnan": "isnan", "isinf": "isinf"}
-FLOAT_MATH = {**{name: function + "f" for name, function in _C_MATH.items()}, "isnan": "isnan", "isinf": "isinf"}
+FLOAT_MATH = {**{name: function + "f" for name, function in _C_MATH.items()}, "isnan": "isnan", "isinf": "isinf",
+              "round_tf32": "tc_round_tf32"}
 
 CUDA = Dialect(
     name="cuda",

@@ -23,17 +23,22 @@ from ..gpu.lower import DeviceProgram, lower_for_gpu
 from . import intrinsics as _cuda_intrinsics  # noqa: F401  (registers the tensor-core intrinsics)
 from .dialect import CUDA
 from .nvrtc import check_arch, compile_cuda
+from .tf32 import OPTION as TF32_OPTION
 
 AXES = ("x", "y", "z")
 
 
 def parse_target(target: str) -> str | None:
-    """``"cuda"`` -> None (detect), ``"cuda -arch=sm_90"`` -> ``"sm_90"``."""
+    """``"cuda"`` -> None (detect), ``"cuda -arch=sm_90"`` -> ``"sm_90"``; ``-tf32`` (TF32 products,
+    ``tf32.py``) is the other option."""
     words = target.split()
     arch = None
     for word in words[1:]:
+        if word == TF32_OPTION:
+            continue
         if not word.startswith("-arch="):
-            raise TcompError(f"target {target!r}: unknown option {word!r} (the cuda target takes -arch=sm_XY)")
+            raise TcompError(f"target {target!r}: unknown option {word!r} (the cuda target takes -arch=sm_XY "
+                             f"and {TF32_OPTION})")
         arch = check_arch(word[len("-arch="):])
     return arch
 

@@ -18,6 +18,18 @@ tile's registers lie together in the order ``mma.sync`` takes them. A GEMM then 
 The tile starts that ``tensorize`` passes are turned into register offsets at render time,
 so every loop over fragment tiles must be unrolled (registers take constant indices only).
 bf16 has the same layouts (``*_bf16f32``). Intrinsics are registry data (``register_intrinsic``).
+
+TF32 (fp32 products under the target's ``-tf32``, ``tf32.py``) takes ``mma.sync.m16n8k8``: A
+fragments of 16x8 fp32 values (``ldfrag_a_16x8_tf32``: ``ldmatrix.x4``, which moves 32-bit
+elements unchanged when not transposed), B fragments of 8x8 (``ldfrag_b_8x8_tf32``: plain 32-bit
+shared loads, ldmatrix cannot transpose 32-bit data), and ``mma_16x8x8_tf32f32``, whose
+description multiplies the operands rounded to TF32::
+
+    C[i, j] float32 += sum_{k<8} round_tf32(A[i, k]) * round_tf32(B[k, j])
+
+so it matches only products that ``-tf32`` rewrote. It rounds with ``cvt.rna.tf32.f32`` (as
+cuBLAS and cuDNN do); the conversions are plain (not volatile) asm, so a fragment used by
+several ``mma.sync`` is converted once.
 """
 from __future__ import annotations
 
@@ -29,9 +41,11 @@ from ...tir.expr import FloatImm, IntImm, dtype_bits
 from ...tir import te
 from ...tir.expr import cast
 from ..csource import RenderError
+from .tf32 import round_tf32
 
 LANES = 32
 A_TILE, B_TILE, C_TILE = (16, 16), (16, 8), (16, 8)
+TF32_A_TILE, TF32_B_TILE = (16, 8), (8, 8)  # m16n8k8: A is 16 x 8 (4 registers), B 8 x 8 (2 registers)
 _SHARED_ADDRESS = """
 __device__ __forceinline__ unsigned int tc_shared_address(const void* pointer) {
   unsigned int address;
@@ -147,6 +161,63 @@ class StoreAccumulator:
                           f"{name}[{first} + {2 * half + 1}]);")
 
 
+@dataclass(frozen=True)
+class LoadTf32A:
+    """A 16x8 fp32 tile from shared memory into an m16n8k8 A fragment with ``ldmatrix.x4`` (its four
+    8x4 matrices: rows 0-7 / 8-15 of columns 0-3, then of columns 4-7): lane ``l`` points at row
+    ``l % 16``, column ``(l / 16) * 4``; lane ``l`` receives rows ``l / 4`` (and ``+ 8``), columns
+    ``l % 4`` (and ``+ 4``), the layout ``mma.sync .tf32`` takes."""
+
+    warp_wide = True
+
+    def render(self, renderer, intrinsic, call) -> None:
+        src, dst = tile_starts(call)
+        if src.buffer.scope != "shared":
+            raise RenderError(f"ldmatrix reads shared memory, {src.buffer.name} is {src.buffer.scope}")
+        renderer.snippets["tc_shared_address"] = _SHARED_ADDRESS
+        first, name = fragment_register(renderer, dst, TF32_A_TILE), renderer.name(dst.buffer)
+        stride = renderer.row_stride(src)
+        address = f"tc_shared_address({renderer.address_of(src, f'(threadIdx.x % 16) * {stride} + (threadIdx.x / 16) * 4')})"
+        renderer.line(f'{{ unsigned int r[4]; asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 '
+                      f'{_placeholders(0, 4)}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : '
+                      f'"r"({address})); ' + " ".join(f"{name}[{first} + {i}] = __uint_as_float(r[{i}]);"
+                                                       for i in range(4)) + " }")
+
+
+@dataclass(frozen=True)
+class LoadTf32B:
+    """An 8x8 fp32 tile (rows along k) from shared memory into an m16n8k8 B fragment: lane ``l``
+    loads rows ``l % 4`` and ``l % 4 + 4`` of column ``l / 4`` (two 32-bit loads)."""
+
+    warp_wide = True
+
+    def render(self, renderer, intrinsic, call) -> None:
+        src, dst = tile_starts(call)
+        first, name = fragment_register(renderer, dst, TF32_B_TILE), renderer.name(dst.buffer)
+        stride = renderer.row_stride(src)
+        for half in range(2):
+            row = f"(threadIdx.x % 4 + {4 * half}) * {stride} + threadIdx.x / 4"
+            renderer.line(f"{name}[{first} + {half}] = *{renderer.address_of(src, row)};")
+
+
+@dataclass(frozen=True)
+class MmaSyncTf32:
+    """``C += round_tf32(A) x round_tf32(B)`` on m16n8k8 fragments: each operand register rounded
+    with ``cvt.rna.tf32.f32`` (``tc_tf32_bits``, the dialect's preamble), then one ``mma.sync``."""
+
+    warp_wide = True
+
+    def render(self, renderer, intrinsic, call) -> None:
+        a, b, c = tile_starts(call)
+        fa, fb, fc = (fragment_register(renderer, x, t) for x, t in ((a, TF32_A_TILE), (b, TF32_B_TILE), (c, C_TILE)))
+        na, nb, nc = (renderer.name(x.buffer) for x in (a, b, c))
+        outputs = ", ".join(_regs(nc, fc, 4, "+f"))
+        inputs = ", ".join([f'"r"(tc_tf32_bits({na}[{fa} + {i}]))' for i in range(4)]
+                           + [f'"r"(tc_tf32_bits({nb}[{fb} + {i}]))' for i in range(2)])
+        renderer.line(f'asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {_placeholders(0, 4)}, '
+                      f'{_placeholders(4, 4)}, {_placeholders(8, 2)}, {_placeholders(0, 4)};" : {outputs} : {inputs});')
+
+
 def _scoped(func, scopes: dict):
     """``func`` with its parameters' memory scopes set (``tensorize`` matches them)."""
     for param in func.params:
@@ -169,6 +240,14 @@ def _mma(name: str, in_dtype: str):
     return _scoped(te.create_func([a, b, c], name=name), {"A": "warp", "B": "warp", "C": "warp"})
 
 
+def _mma_tf32(name: str):
+    a = te.placeholder(TF32_A_TILE, "float32", name="A")
+    b = te.placeholder(TF32_B_TILE, "float32", name="B")
+    r = te.reduce_axis(8, name="k")
+    c = te.compute(C_TILE, lambda i, j: te.sum(round_tf32(a[i, r]) * round_tf32(b[r, j]), axis=r), name="C")
+    return _scoped(te.create_func([a, b, c], name=name), {"A": "warp", "B": "warp", "C": "warp"})
+
+
 def _fill(name: str):
     c = te.compute((16, 8), lambda i, j: FloatImm(0.0, "float32"), name="C")
     return _scoped(te.create_func([c], name=name), {"C": "warp"})
@@ -184,3 +263,8 @@ for _dtype, _kind, _suffix in (("float16", "f16", "f16"), ("bfloat16", "bf16", "
 register_intrinsic("mma_fill_16x8_f32", _fill("mma_fill_16x8_f32"), {"cuda": FillAccumulator()}, strided_rows=True)
 register_intrinsic("mma_store_16x8_f32", _copy("mma_store_16x8_f32", (16, 8), "float32", "warp", "global"),
                    {"cuda": StoreAccumulator()}, strided_rows=True)
+register_intrinsic("ldfrag_a_16x8_tf32", _copy("ldfrag_a_16x8_tf32", TF32_A_TILE, "float32", "shared", "warp"),
+                   {"cuda": LoadTf32A()}, strided_rows=True)
+register_intrinsic("ldfrag_b_8x8_tf32", _copy("ldfrag_b_8x8_tf32", TF32_B_TILE, "float32", "shared", "warp"),
+                   {"cuda": LoadTf32B()}, strided_rows=True)
+register_intrinsic("mma_16x8x8_tf32f32", _mma_tf32("mma_16x8x8_tf32f32"), {"cuda": MmaSyncTf32()}, strided_rows=True)

@@ -4,7 +4,8 @@ In order of preference, the first that the GPU lowering accepts (every block bou
 
 1. a group with data reuse (matmul, conv) that is a tuning task (``tuning/tasks.py``, its GPU form: a
    conv is an implicit GEMM, ``conv_gemm_task.py``): its block form scheduled by the first of the GPU
-   design space's tiling sketches that lowers -- wgmma (sm_90), mma.sync (sm_80 on: 16-bit operands),
+   design space's tiling sketches that lowers -- wgmma (sm_90), mma.sync (sm_80 on: 16-bit operands, or
+   TF32-rounded fp32 ones),
    then shared-memory SIMT tiles (``rules/gpu_tiling.py``) -- each under the decisions that
    ``tiles.py`` ranks for the product's shape (a few tried, best first). Blocks the sketch leaves to
    other rules (a conv's pad stage) lose their CPU loop kinds and get the default binding;
@@ -23,7 +24,10 @@ one thread, bound explicitly (``threadIdx.x`` of extent 1): slow, but never an u
 does a nest storing at indices read from memory (a scatter: duplicate indices keep their order). So
 does, as a last resort, every nest of a template whose loops the default binding cannot bind
 (``"serial"``: a row's init block not under the row loop, for instance).
-A task with a record in the tuning database (``compile(..., db=)``, records of target ``cuda``)
+With ``"cuda -tf32"`` the tasks' fp32 products round their operands to TF32 (``cuda/tf32.py``), and
+the mma.sync sketch takes them (m16n8k8 .tf32) as it takes 16-bit products.
+A task with a record in the tuning database (``compile(..., db=)``, records of target ``cuda``, or
+``cuda -tf32``)
 takes the best record's schedule first. ``func.attrs["gpu_schedule"]`` says which of "tuned",
 "tiled", "default", "template", "serial" was taken.
 """
@@ -61,19 +65,19 @@ def gpu_group_func(group, target: str, db=None, name: str = "kernel", cache: dic
     asks device 0). ``cache`` (a dict kept across the groups of a model) returns the function made
     for an earlier group of the same workload (the layers of a transformer are scheduled once)."""
     from ...schedule.lower import lower_group
-    from ...tuning.tasks import group_func, tuned_group_func
+    from ...tuning.tasks import database_target, group_func, tuned_group_func
     from ...tuning.workload import workload_key
 
     target_kind = target.split()[0]
-    task = group_func(group, target_kind)
+    task = group_func(group, target)  # "cuda -tf32": fp32 products round their operands (cuda/tf32.py)
     key = workload_key(task) if task is not None and cache is not None else None
     if key is not None and key in cache:
         return _copy(cache[key])
     candidates = []
     if task is not None and db is not None:
-        candidates.append((lambda: tuned_group_func(group, db, target_kind, task), "tuned"))
+        candidates.append((lambda: tuned_group_func(group, db, database_target(target), task), "tuned"))
     if task is not None:
-        tiled, rows = (lambda: _tiled(task, target), "tiled"), (lambda: _reduction(task), "reduction")
+        tiled, rows = (lambda: tiled_func(task, target), "tiled"), (lambda: _reduction(task), "reduction")
         row_anchor = group.anchor is not None and group.anchor.op in ROW_ANCHORS
         candidates += [rows, tiled] if row_anchor else [tiled, rows]
         candidates.append((lambda: _bound(task), "default"))
@@ -104,7 +108,7 @@ def _copy(func):
     return Schedule(func).func
 
 
-def _tiled(func, target: str):
+def tiled_func(func, target: str):
     """``func`` scheduled by the first of the design space's tiling sketches that lowers (tensor cores
     first: wgmma, then mma.sync, then shared-memory SIMT tiles), each under its decisions ranked by
     shape (``tiles.py``, best first); None where ``func`` has no block with data reuse."""
@@ -149,7 +153,8 @@ def _product_shape(sch, name: str) -> tuple:
 
 
 def _sketch_kind(trace) -> tuple:
-    """("wgmma", width), ("mma", 0), ("simt", 0), or ("other", 0) for other tensorized sketches
+    """("wgmma", width), ("mma", 0), ("mma", 8) (tf32: 8-deep fragments), ("simt", 0), or ("other", 0)
+    for other tensorized sketches
     (WMMA reading global memory in place: slow, and no operand stage gathers into it)."""
     names = [inst.inputs[-1] for inst in trace.instructions
              if inst.kind == "tensorize" and isinstance(inst.inputs[-1], str)]
@@ -158,6 +163,8 @@ def _sketch_kind(trace) -> tuple:
             return "wgmma", int(name.split("x")[1])
         if name.startswith("mma_16x8x16"):
             return "mma", 0
+        if name.startswith("mma_16x8x8_tf32"):
+            return "mma", 8
     return ("other", 0) if names else ("simt", 0)
 
 
@@ -177,7 +184,7 @@ def _ranked_values(trace, shape: tuple, arch: str | None) -> list:
     if kind == "wgmma":
         return tiles.wgmma(width, rows, cols, depth, batch, sms)
     if kind == "mma":
-        return tiles.mma(rows, cols, depth, batch, sms) if tiles.has_mma_sync(arch) else []
+        return tiles.mma(rows, cols, depth, batch, sms, *((8, 4) if width else ())) if tiles.has_mma_sync(arch) else []
     if kind == "other":
         return []
     ranked = tiles.simt(rows, cols, depth, batch, sms)

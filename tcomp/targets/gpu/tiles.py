@@ -9,6 +9,7 @@ and by how many warps an SM keeps busy. A 1024 x 768 product gets smaller tiles 
 
     simt(rows, cols, depth, batch, sms)      -> [(cost, [ty, S2y, S3y, tx, S2x, S3x, R1, R2]), ...]  (gpu_tiling)
     mma(rows, cols, depth, batch, sms)       -> [(cost, [WM, WN, TM, TN, K1, stages]), ...]          (gpu_tensor_core)
+    mma(rows, cols, depth, batch, sms, 8, 4) -> the same for tf32 (8-deep fragments of 4-byte values)
     wgmma(width, rows, cols, depth, batch, sms) -> [(cost, [WG, TM, stages]), ...]                   (gpu_warpgroup)
     reduction_splits(rows, cols, depth)      -> parts of a split reduction (split-K), for a task's form
 
@@ -72,22 +73,25 @@ def _simt_axis(extent: int) -> list:
     return [(threads, registers) for threads in counts for registers in ((1, 1), (1, 2), (1, 4), (2, 4))]
 
 
-def mma(rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
-    """gpu_tensor_core's decisions: warps (WM x WN), 16 x 8 fragments per warp (TM x TN), 16*K1-deep
-    steps, pipeline stages; tiles that divide rows, cols and depth."""
+def mma(rows: int, cols: int, depth: int, batch: int, sms: int, step: int = 16, size: int = 2) -> list:
+    """gpu_tensor_core's decisions: warps (WM x WN), 16 x 8 fragments per warp (TM x TN), step*K1-deep
+    steps, pipeline stages; tiles that divide rows, cols and depth. ``step``, ``size``: the fragments'
+    depth and the operands' bytes (16, 2 for fp16 / bf16; 8, 4 for tf32)."""
     options = []
     for wm in (1, 2, 4):
         for wn in (1, 2, 4):
             for tm in (1, 2, 4):
                 for tn in (2, 4, 8):
                     tile_r, tile_c = 16 * wm * tm, 8 * wn * tn
-                    k1 = next((k for k in (2, 1, 4) if depth % (16 * k) == 0), None)
+                    k1 = next((k for k in (2, 1, 4) if depth % (step * k) == 0), None)
                     if rows % tile_r or cols % tile_c or k1 is None or wm * wn < 2:
                         continue
-                    stages = 4 if depth >= 4 * 16 * k1 else 2
+                    stages = 4 if depth >= 4 * step * k1 else 2
                     threads = 32 * wm * wn
                     registers = tm * tn * 4 + tm * 4 + tn * 2 + 40
-                    shared = stages * (tile_r + tile_c) * 16 * k1 * 2
+                    if threads * registers > REGISTERS:  # one block would not fit the register file: spills
+                        continue
+                    shared = stages * (tile_r + tile_c) * step * k1 * size
                     cost = _cost("mma", rows, cols, depth, batch, tile_r, tile_c, threads, registers, shared, sms)
                     options.append((cost, [wm, wn, tm, tn, k1, stages]))
     return sorted(options, key=lambda o: o[0])
