@@ -1,13 +1,17 @@
 """GEMM 4096^3 and whole models on the GPU: tcomp.tune'd kernels for "cuda" side by side with
 torch.matmul (cuBLAS), and ``tcomp.compile(model, target="cuda")`` side by side with torch eager.
 
-    python benchmarks/gpu.py [--n 4096] [--trials 96] [--minutes 7] [--db gpu_tuning.db] [--cases fp32,fp16]
-    python benchmarks/gpu.py --cases "" --models bert,resnet50 --dtypes fp32,fp16 [--model-dir /tmp/zoo] [--torch-compile]
-                             [--model-db tuned.db]
+    python benchmarks/gpu.py [--n 4096] [--trials 96] [--minutes 7] [--db gpu_tuning.db] [--cases fp32,fp16,tf32]
+    python benchmarks/gpu.py --cases fp32,tf32 --gemm-untuned
+    python benchmarks/gpu.py --cases "" --models bert,resnet50 --dtypes fp32,tf32,fp16 [--model-dir /tmp/zoo]
+                             [--torch-compile] [--model-db tuned.db]
 
-Cases: ``fp32`` (C = A @ B in float32; torch with ``allow_tf32 = False``) and ``fp16``
+Cases: ``fp32`` (C = A @ B in float32; torch with ``allow_tf32 = False``), ``tf32`` (the same product with
+A and B rounded to TF32, what ``"cuda -tf32"`` compiles, ``targets/cuda/tf32.py``; tuned and built for
+``cuda -tf32``; torch.matmul with ``torch.backends.cuda.matmul.allow_tf32 = True``) and ``fp16``
 (A, B float16, C accumulated and written in float32; torch.matmul of the float16 tensors,
-which accumulates in float32 and writes float16). Each case is tuned with ``tcomp.tune`` up
+which accumulates in float32 and writes float16). With ``--gemm-untuned`` a case is not tuned: tcomp runs
+the untuned GPU schedule that ``tcomp.compile`` gives a matmul (``groups.tiled_func``). Each case is tuned with ``tcomp.tune`` up
 to ``--trials`` measured candidates (in rounds of ``--batch-size``, stopping early when the
 case's share of ``--minutes`` is spent; resumable through ``--db``), its best candidates
 confirmed, then the best record is built (``tcomp.build(func, target="cuda", db=...)``) and
@@ -21,12 +25,14 @@ with that tuning database, ``tcomp.compile(..., db=)``, and timed as "tcomp tune
 ``--dtypes`` fp32 and
 fp16 (weights and float inputs half, as ``module.half()``): ``bert``, BERT-base (tests/model_zoo.py,
 seeded random weights) at batch 8, sequence 128; ``resnet50``, timm's resnet50 at batch 32, 224 x 224;
+``tf32``: the fp32 model compiled for ``cuda -tf32``;
 each exported to ONNX with torch.onnx and compiled for the device's architecture, every case in its own
 process at once (the timing process loads the pickled modules; with ``--torch-compile`` the workers also
 run torch.compile once, filling inductor's caches). Latency is the wall time of one inference with inputs
 and outputs on the device (torch CUDA tensors in, ``device_outputs=True``), synchronized; torch eager
-(and with ``--torch-compile``, torch.compile) runs the same module on the same tensors (torch's defaults:
-cuDNN may use TF32 for fp32 convolutions). Interleaved rounds of (tcomp, torch...), each a median of
+(and with ``--torch-compile``, torch.compile) runs the same module on the same tensors, for ``fp32`` with
+TF32 off (``torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False``: exact fp32
+as tcomp's), for ``tf32`` with both on (cuDNN's default is on, cuBLAS's off); each row says which. Interleaved rounds of (tcomp, torch...), each a median of
 ``--inner`` runs after warm-up; the result is the median over ``--rounds``. The largest difference of the
 outputs against torch eager's is printed with each row, and the slowest kernels of ``mod.profile``.
 """
@@ -59,6 +65,22 @@ def gemm_func(n: int, dtype: str):
     return tir.create_func([a, b, c], name=f"gemm_{dtype}")
 
 
+def case_func(n: int, case: str):
+    """The GEMM of a case: ``gemm_func`` in the case's operand type, for tf32 with rounded operands."""
+    from tcomp.targets.cuda.tf32 import tf32_products
+
+    func = gemm_func(n, {"fp32": "float32", "tf32": "float32", "fp16": "float16"}[case])
+    return tf32_products(func) if case == "tf32" else func
+
+
+def torch_tf32(enabled: bool) -> str:
+    """Sets torch's TF32 switches for cuDNN and cuBLAS alike; what they are, as text."""
+    import torch
+
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    return f"torch allow_tf32 cudnn={enabled} matmul={enabled}"
+
+
 def device_info() -> dict:
     from tcomp.targets.cuda.driver import _call, device_arch, device_name
 
@@ -75,38 +97,45 @@ def device_info() -> dict:
     return info
 
 
-def tune(func, trials: int, batch: int, db: str, seconds: float) -> dict:
+def tune(func, trials: int, batch: int, db: str, seconds: float, target: str = "cuda") -> dict:
     """Tunes in rounds of ``batch`` trials until ``trials`` or ``seconds`` run out, then confirms."""
     import tcomp
     from tcomp.tuning.database import Database
+    from tcomp.tuning.tasks import database_target
     from tcomp.tuning.workload import workload_key
 
     start, done = time.monotonic(), 0
     while done < trials and time.monotonic() - start < seconds:
         done = min(trials, done + batch)
-        tcomp.tune(func, target="cuda", trials=done, db=db, batch_size=batch, seed=0, progress=False,
+        tcomp.tune(func, target=target, trials=done, db=db, batch_size=batch, seed=0, progress=False,
                    confirm_top=0)
-        record = Database(db).best(workload_key(func), "cuda")
+        record = Database(db).best(workload_key(func), database_target(target))
         print(f"  {func.name}: {done} trials, best {record.seconds * 1e3:.3f} ms" if record else
               f"  {func.name}: {done} trials, none correct yet", flush=True)
-    tcomp.tune(func, target="cuda", trials=done, db=db, progress=False, confirm_top=3, confirm_rounds=3)
+    tcomp.tune(func, target=target, trials=done, db=db, progress=False, confirm_top=3, confirm_rounds=3)
     return {"trials": done, "tuning_s": time.monotonic() - start}
 
 
-def compare(func, n: int, dtype: str, db: str, rounds: int, inner: int) -> dict:
+def compare(func, n: int, dtype: str, db: str | None, rounds: int, inner: int, target: str = "cuda") -> dict:
+    """The case's kernel (tuned: ``db``'s best record; ``db`` None: ``tiled_func``'s untuned schedule)
+    against torch.matmul, TF32 on for torch where ``target`` has ``-tf32``."""
     import torch
 
     import tcomp
-    from tcomp.targets.cuda.driver import elapsed_seconds, synchronize
+    from tcomp.targets.cuda.driver import device_arch, elapsed_seconds, synchronize
+    from tcomp.targets.cuda.tf32 import allows_tf32
+    from tcomp.targets.gpu.groups import tiled_func
 
-    kernel = tcomp.build(func, target="cuda", db=db)
+    if db is None:
+        func = tiled_func(func, f"cuda -arch={device_arch()}")
+    kernel = tcomp.build(func, target=target, db=db)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n)).astype(dtype)
     b = rng.standard_normal((n, n)).astype(dtype)
     c = np.empty((n, n), dtype=np.float32)
     kernel(a, b, c)
     ta, tb = torch.from_numpy(a).cuda(), torch.from_numpy(b).cuda()
-    torch.backends.cuda.matmul.allow_tf32 = False
+    torch_tf32(allows_tf32(target))
     reference = (ta.double() @ tb.double()).cpu().numpy()
     error = float(np.linalg.norm(c - reference) / np.linalg.norm(reference))
     torch_error = float(np.linalg.norm(torch.matmul(ta, tb).double().cpu().numpy() - reference)
@@ -152,6 +181,7 @@ def model_case(name: str, dtype: str, model_dir: Path):
     import torch
 
     model_dir.mkdir(parents=True, exist_ok=True)
+    dtype = "fp32" if dtype == "tf32" else dtype  # the fp32 model; its compile allows TF32 products
     torch.manual_seed(0)
     if name == "bert":
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -236,6 +266,7 @@ def compile_case(name: str, dtype: str, variant: str, model_dir: str, target: st
     import tcomp
 
     module, path, inputs = model_case(name, dtype, Path(model_dir))
+    target = f"{target} -tf32" if dtype == "tf32" else target
     start = time.perf_counter()
     mod = tcomp.compile(str(path), target=target, input_shapes={k: tuple(v.shape) for k, v in inputs.items()},
                         db=db if variant == "tuned" else None)
@@ -280,6 +311,7 @@ def compare_model(name: str, dtype: str, compiled: dict, model_dir: Path, rounds
     import torch
 
     module, _, inputs = model_case(name, dtype, model_dir)
+    tf32 = torch_tf32(dtype == "tf32") if dtype in ("fp32", "tf32") else "torch's TF32 defaults"
     module = module.cuda()
     inputs = {k: v.cuda() for k, v in inputs.items()}
     mods = {("tcomp" if variant == "untuned" else f"tcomp {variant}"): mod for variant, (mod, _) in compiled.items()}
@@ -327,7 +359,7 @@ def compare_model(name: str, dtype: str, compiled: dict, model_dir: Path, rounds
         variants[key] = {"compile_s": compile_s, "max_abs_diff": differences[key], "schedules": schedules,
                          "profile": profile[:top], "profile_total": sum(p[2] for p in profile)}
     return {"seconds": seconds, "variants": variants, "reference_max": float(reference.abs().max()),
-            "shapes": {k: list(v.shape) for k, v in inputs.items()}}
+            "shapes": {k: list(v.shape) for k, v in inputs.items()}, "torch_tf32": tf32}
 
 
 def main() -> None:
@@ -337,11 +369,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--minutes", type=float, default=7.0, help="tuning wall time for all cases together")
     parser.add_argument("--db", default="gpu_tuning.db")
-    parser.add_argument("--cases", default="fp32,fp16")
+    parser.add_argument("--cases", default="fp32,fp16", help="GEMM cases: fp32, tf32, fp16")
+    parser.add_argument("--gemm-untuned", action="store_true", help="time the GEMMs' untuned schedules, no tuning")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--inner", type=int, default=10)
     parser.add_argument("--models", default="", help="comma-separated: bert, resnet50")
-    parser.add_argument("--dtypes", default="fp32", help="the models' precisions: fp32, fp16")
+    parser.add_argument("--dtypes", default="fp32", help="the models' precisions: fp32, tf32, fp16")
     parser.add_argument("--model-dir", default="benchmark_models", help="where the ONNX exports are cached")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile (compiles first)")
     parser.add_argument("--profile-top", type=int, default=8, help="slowest kernels listed per model")
@@ -358,16 +391,21 @@ def main() -> None:
         info["torch"] = "not installed: no cuBLAS comparison"
     print(" ".join(f"{k}={v}" for k, v in info.items()), flush=True)
     cases = [c for c in args.cases.split(",") if c]
-    dtypes = {"fp32": "float32", "fp16": "float16"}
+    dtypes = {"fp32": "float32", "tf32": "float32", "fp16": "float16"}
     rows = []
     for index, case in enumerate(cases):
-        func = gemm_func(args.n, dtypes[case])
-        share = args.minutes * 60 / len(cases)
-        print(f"tuning {case} ({args.trials} trials at most, {share:.0f} s)", flush=True)
-        tuned = tune(func, args.trials, args.batch_size, args.db, share)
+        func = case_func(args.n, case)
+        target = "cuda -tf32" if case == "tf32" else "cuda"
+        if args.gemm_untuned:
+            tuned = {"trials": 0, "tuning_s": 0.0}
+        else:
+            share = args.minutes * 60 / len(cases)
+            print(f"tuning {case} ({args.trials} trials at most, {share:.0f} s)", flush=True)
+            tuned = tune(func, args.trials, args.batch_size, args.db, share, target)
         if torch is None:
             continue
-        result = compare(func, args.n, dtypes[case], args.db, args.rounds, args.inner)
+        result = compare(func, args.n, dtypes[case], None if args.gemm_untuned else args.db, args.rounds, args.inner,
+                         target)
         rows.append((case, tuned, result))
     variants = ("untuned", "tuned") if args.model_db else ("untuned",)
     model_cases = [(name, dtype) for name in args.models.split(",") if name for dtype in args.dtypes.split(",")]
@@ -386,8 +424,9 @@ def main() -> None:
             print(f"{name} {dtype}: failed: {type(exc).__name__}: {exc}", flush=True)
             continue
         base = r["seconds"]["torch eager"]
-        print(f"\n{name} {dtype} {r['shapes']} on {info['device']} (driver {info['driver']}), max |torch| "
-              f"{r['reference_max']:.2e}; median of {args.rounds} interleaved rounds x {args.inner} runs", flush=True)
+        print(f"\n{name} {dtype} {r['shapes']} on {info['device']} (driver {info['driver']}), {r['torch_tf32']}, "
+              f"max |torch| {r['reference_max']:.2e}; median of {args.rounds} interleaved rounds x {args.inner} runs",
+              flush=True)
         for key, seconds in r["seconds"].items():
             print(f"  {key:14} {seconds * 1e3:9.2f} ms   {seconds / base:6.2f}x torch eager", flush=True)
         for key, v in r["variants"].items():
@@ -399,7 +438,8 @@ def main() -> None:
     if not rows:
         return
     print(f"\nGEMM {args.n}^3 on {info['device']} (driver {info['driver']}), median of {args.rounds} interleaved "
-          f"rounds x {args.inner} runs")
+          f"rounds x {args.inner} runs; torch.matmul with allow_tf32 = False for fp32, True for tf32"
+          + ("; tcomp untuned" if args.gemm_untuned else ""))
     print(f"{'case':6} {'trials':>6} {'tune s':>7} {'tcomp TFLOP/s':>14} {'cuBLAS TFLOP/s':>15} {'ratio':>6} "
           f"{'rel err':>9} {'torch err':>9}")
     for case, tuned, r in rows:
