@@ -382,7 +382,24 @@ def refresh(args) -> None:
     kernels = {name: {**by_workload[entry["workload"]], "split": entry["split"]} for name, entry in old.items()}
     with (Path(args.dir) / "kernels.pickle").open("wb") as f:
         pickle.dump(kernels, f)
+    _forget_template_features(Path(args.dir), kernels)
     print(f"{len(kernels)} kernels rebuilt in {args.dir}")
+
+
+def _forget_template_features(directory: Path, kernels: dict) -> None:
+    """Drops the templates' cached features (``features.npz``): a rebuilt template is today's
+    template kernel, whose features differ from the cached ones where the template code changed
+    (a candidate's features are its trace replayed on the unchanged task function: kept)."""
+    import numpy as np
+
+    path = directory / "features.npz"
+    if not path.exists():
+        return
+    stale = {_feature_key({"kernel": name, "origin": "template", "trace": None}) for name in kernels}
+    with np.load(path) as f:
+        keys, x, names = f["keys"].tolist(), f["x"], f["names"]
+    keep = [i for i, key in enumerate(keys) if key not in stale]
+    np.savez(path, keys=np.asarray([keys[i] for i in keep]), x=x[keep], names=names)
 
 
 def measured_ok(directory) -> set:
@@ -499,15 +516,11 @@ def dataset(directories, split: str) -> dict:
 
 def _features(directory: Path, kernels: dict, rows: list) -> list:
     """The feature vectors of measured ``rows``, from ``directory/features.npz`` where cached."""
-    import hashlib
-
     import numpy as np
 
     from tcomp.costmodel.features import FEATURE_NAMES, extract
 
-    def key(row):
-        return hashlib.sha1(f"{row['kernel']}|{row['origin']}|{row['trace']}".encode()).hexdigest()
-
+    key = _feature_key
     path = directory / "features.npz"
     cache = {}
     if path.exists():
@@ -523,6 +536,13 @@ def _features(directory: Path, kernels: dict, rows: list) -> list:
     if missing:
         np.savez(path, keys=np.asarray(list(cache)), x=np.stack(list(cache.values())), names=np.asarray(FEATURE_NAMES))
     return [cache[key(row)] for row in rows]
+
+
+def _feature_key(row) -> str:
+    """The ``features.npz`` key of a measured row: its kernel, origin and trace."""
+    import hashlib
+
+    return hashlib.sha1(f"{row['kernel']}|{row['origin']}|{row['trace']}".encode()).hexdigest()
 
 
 def main():
