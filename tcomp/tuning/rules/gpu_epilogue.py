@@ -6,8 +6,9 @@ tile is then stored by the threads that hold each element (``lanes``), which rea
 as scalars (``targets/cuda/fragments.py``)::
 
     before: C[..] = C_warp           mma_store (fp32, global)      | kernel 2: out = f16(relu(C + b))
-    after:  for lane in threadIdx.x(32), h, e (unrolled):           # rows (8-row half h, row lane / 4),
-              out[..] = f16(relu(C_warp[i, j] + b[j]))             # cols (pair lane % 4, element e)
+    after:  for lane in threadIdx.x(32), h (unrolled), e (vectorized): # rows (8-row half h, row lane / 4),
+              out[..] = f16(relu(C_warp[i, j] + b[j]))                # cols (pair lane % 4, element e):
+                                                                      # one packed store per pair
 
 No fp32 copy of the product goes through global memory, and the output is stored once in its dtype.
 """
