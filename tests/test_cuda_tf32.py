@@ -34,7 +34,7 @@ from tcomp.targets.cuda.kernel import parse_target  # noqa: E402
 from tcomp.targets.cuda.target import cuda_target  # noqa: E402
 from tcomp.tuning.database import Database, TuningRecord  # noqa: E402
 from tcomp.tuning.rules import gpu_tensor_core  # noqa: E402
-from tcomp.tuning.tasks import database_target, group_func, model_groups  # noqa: E402
+from tcomp.tuning.tasks import database_target, extract_tasks, group_func, model_groups  # noqa: E402
 from tcomp.tuning.workload import workload_key  # noqa: E402
 
 MMA = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32"
@@ -99,6 +99,8 @@ def test_tf32_task_is_another_workload_whose_records_never_serve_exact_compiles(
     db.commit(TuningRecord(workload_key(rounded), database_target("cuda -tf32"), "[]", 1e-5, "ok"))
     assert db.best(workload_key(exact), "cuda") is None and db.best(workload_key(rounded), "cuda") is None
     assert db.best(workload_key(rounded), "cuda -tf32") is not None
+    (task,) = extract_tasks(matmul_model(64, 32, 48)[0], "cuda -arch=sm_90 -tf32")  # what tcomp tune searches
+    assert task.workload == workload_key(rounded)
 
 
 def test_tf32_intrinsic_matches_only_rounded_products():

@@ -121,11 +121,11 @@ def database_target(target: str) -> str:
 
 def _template_maker(target: str):
     """``group -> template kernel`` of ``target``: the CPU template, or the GPU kernel untuned."""
-    kind = database_target(target)
-    if kind in GPU_TARGETS:
+    gpu = database_target(target)  # "cuda", "cuda -tf32", "webgpu"
+    if gpu.split()[0] in GPU_TARGETS:
         from ..targets.gpu.groups import gpu_group_func
 
-        return lambda group: gpu_group_func(group, kind, name="template")
+        return lambda group: gpu_group_func(group, gpu, name="template")
     if target != "cpu":
         raise TcompError(f"extract_tasks: unknown target {target!r} (known: cpu, {', '.join(GPU_TARGETS)})")
     host = host_target()
