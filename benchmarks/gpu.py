@@ -6,33 +6,31 @@ torch.matmul (cuBLAS), and ``tcomp.compile(model, target="cuda")`` side by side 
     python benchmarks/gpu.py --cases "" --models bert,resnet50 --dtypes fp32,tf32,fp16 [--model-dir /tmp/zoo]
                              [--torch-compile] [--model-db tuned.db]
 
-Cases: ``fp32`` (C = A @ B in float32; torch with ``allow_tf32 = False``), ``tf32`` (the same product with
-A and B rounded to TF32, what ``"cuda -tf32"`` compiles, ``targets/cuda/tf32.py``; tuned and built for
-``cuda -tf32``; torch.matmul with ``torch.backends.cuda.matmul.allow_tf32 = True``) and ``fp16``
-(A, B float16, C accumulated and written in float32; torch.matmul of the float16 tensors,
-which accumulates in float32 and writes float16). With ``--gemm-untuned`` a case is not tuned: tcomp runs
-the untuned GPU schedule that ``tcomp.compile`` gives a matmul (``groups.tiled_func``). Each case is tuned with ``tcomp.tune`` up
-to ``--trials`` measured candidates (in rounds of ``--batch-size``, stopping early when the
-case's share of ``--minutes`` is spent; resumable through ``--db``), its best candidates
-confirmed, then the best record is built (``tcomp.build(func, target="cuda", db=...)``) and
-timed against torch.matmul, interleaved: ``--rounds`` rounds of (tcomp, torch), each a median
-of ``--inner`` device-timed runs (CUDA events) after warm-up; the result is the median over
-rounds. The tuned kernel's output is checked against torch's (relative error of the fp64
-difference norm). Prints the device, driver, TFLOP/s and the ratio tcomp / cuBLAS.
+Cases: ``fp32`` (C = A @ B in float32; torch with ``allow_tf32 = False``), ``tf32`` (the same product with A
+and B rounded to TF32, what ``"cuda -tf32"`` compiles, ``targets/cuda/tf32.py``; tuned and built for
+``cuda -tf32``; torch.matmul with ``torch.backends.cuda.matmul.allow_tf32 = True``) and ``fp16`` (A, B float16, C
+accumulated and written in float32; torch.matmul of the float16 tensors, which accumulates in float32 and
+writes float16). With ``--gemm-untuned`` a case is not tuned: tcomp runs the untuned GPU schedule that
+``tcomp.compile`` gives a matmul (``groups.tiled_func``). Each case is tuned with ``tcomp.tune`` up to
+``--trials`` measured candidates (in rounds of ``--batch-size``, stopping early when the case's share of
+``--minutes`` is spent; resumable through ``--db``), its best candidates confirmed, then the best record is
+built (``tcomp.build(func, target="cuda", db=...)``) and timed against torch.matmul, interleaved: ``--rounds``
+rounds of (tcomp, torch), each a median of ``--inner`` device-timed runs (CUDA events) after warm-up; the
+result is the median over rounds. The tuned kernel's output is checked against torch's (relative error of the
+fp64 difference norm). Prints the device, driver, TFLOP/s and the ratio tcomp / cuBLAS.
 
 Models (untuned: the default GPU schedules of ``targets/gpu/groups.py``; with ``--model-db``, also compiled
 with that tuning database, ``tcomp.compile(..., db=)``, and timed as "tcomp tuned" in the same rounds), in
-``--dtypes`` fp32 and
-fp16 (weights and float inputs half, as ``module.half()``): ``bert``, BERT-base (tests/model_zoo.py,
-seeded random weights) at batch 8, sequence 128; ``resnet50``, timm's resnet50 at batch 32, 224 x 224;
-``tf32``: the fp32 model compiled for ``cuda -tf32``;
-each exported to ONNX with torch.onnx and compiled for the device's architecture, every case in its own
-process at once (the timing process loads the pickled modules; with ``--torch-compile`` the workers also
-run torch.compile once, filling inductor's caches). Latency is the wall time of one inference with inputs
-and outputs on the device (torch CUDA tensors in, ``device_outputs=True``), synchronized; torch eager
-(and with ``--torch-compile``, torch.compile) runs the same module on the same tensors, for ``fp32`` with
-TF32 off (``torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False``: exact fp32
-as tcomp's), for ``tf32`` with both on (cuDNN's default is on, cuBLAS's off); each row says which. Interleaved rounds of (tcomp, torch...), each a median of
+``--dtypes`` fp32 and fp16 (weights and float inputs half, as ``module.half()``): ``bert``, BERT-base
+(tests/model_zoo.py, seeded random weights) at batch 8, sequence 128; ``resnet50``, timm's resnet50 at batch
+32, 224 x 224; ``tf32``: the fp32 model compiled for ``cuda -tf32``; each exported to ONNX with torch.onnx and
+compiled for the device's architecture, every case in its own process at once (the timing process loads the
+pickled modules; with ``--torch-compile`` the workers also run torch.compile once, filling inductor's caches).
+Latency is the wall time of one inference with inputs and outputs on the device (torch CUDA tensors in,
+``device_outputs=True``), synchronized; torch eager (and with ``--torch-compile``, torch.compile) runs the
+same module on the same tensors, for ``fp32`` with TF32 off (``torch.backends.cudnn.allow_tf32 =
+torch.backends.cuda.matmul.allow_tf32 = False``: exact fp32 as tcomp's), for ``tf32`` with both on (cuDNN's
+default is on, cuBLAS's off); each row says which. Interleaved rounds of (tcomp, torch...), each a median of
 ``--inner`` runs after warm-up; the result is the median over ``--rounds``. The largest difference of the
 outputs against torch eager's is printed with each row, and the slowest kernels of ``mod.profile``.
 """

@@ -1,8 +1,8 @@
-"""TF32 products on the cuda target (``"cuda -tf32"``, ``targets/cuda/tf32.py``): the target option,
-the tuning database's target key, the rewrite (fp32 products round their operands, nothing else
-changes), the mma.sync m16n8k8 .tf32 sketch compiled for sm_80 / sm_90 (no GPU needed), the SIMT
-tiles' rounding run on the host (a product the fragments do not tile), and on a GPU a TF32 GEMM and conv against numpy
-in float64 on the same TF32-rounded operands.
+"""TF32 products on the cuda target (``"cuda -tf32"``, ``targets/cuda/tf32.py``): the target option, the tuning
+database's target key, the rewrite (fp32 products round their operands, nothing else changes), the mma.sync
+m16n8k8 .tf32 sketch compiled for sm_80 / sm_90 (no GPU needed), the SIMT tiles' rounding run on the host (a
+product the fragments do not tile), and on a GPU a TF32 GEMM and conv against numpy in float64 on the same
+TF32-rounded operands.
 
 The reference rounds as ``cvt.rna.tf32.f32`` (to nearest, ties away from zero, 10 mantissa bits).
 With both sides rounding the operands alike, the products of TF32 values are exact in fp32 and only
@@ -64,7 +64,8 @@ def check_accumulated(got: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
     want = ra @ rb
     bound = a.shape[-1] * 2.0 ** -22 * (np.abs(ra) @ np.abs(rb))
     err = np.abs(got.astype(np.float64) - want)
-    assert (err <= bound + 1e-30).all(), f"max error {err.max()} over the bound at {np.unravel_index(np.argmax(err - bound), err.shape)}"
+    worst = np.unravel_index(np.argmax(err - bound), err.shape)
+    assert (err <= bound + 1e-30).all(), f"error {err[worst]} over the bound {bound[worst]} at {worst}"
     exact = a.astype(np.float64) @ b.astype(np.float64)
     # TF32 was used: ``got`` lies far closer to the rounded operands' product than to the exact one (fp32
     # accumulation differs from it by ~2^-24 per term, the exact product by ~2^-12)

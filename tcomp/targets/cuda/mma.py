@@ -177,7 +177,8 @@ class LoadTf32A:
         renderer.snippets["tc_shared_address"] = _SHARED_ADDRESS
         first, name = fragment_register(renderer, dst, TF32_A_TILE), renderer.name(dst.buffer)
         stride = renderer.row_stride(src)
-        address = f"tc_shared_address({renderer.address_of(src, f'(threadIdx.x % 16) * {stride} + (threadIdx.x / 16) * 4')})"
+        lane = f"(threadIdx.x % 16) * {stride} + (threadIdx.x / 16) * 4"
+        address = f"tc_shared_address({renderer.address_of(src, lane)})"
         renderer.line(f'{{ unsigned int r[4]; asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 '
                       f'{_placeholders(0, 4)}, [%4];" : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : '
                       f'"r"({address})); ' + " ".join(f"{name}[{first} + {i}] = __uint_as_float(r[{i}]);"

@@ -10,9 +10,9 @@ tensor-core sketch matches it (``mma.py``'s tf32 intrinsics) and every other sch
     C[i, j] = C[i, j] + A[i, k] * B[k, j]   ->   C[i, j] = C[i, j] + round_tf32(A[i, k]) * round_tf32(B[k, j])
 
 Without ``-tf32`` (the default) products stay exact fp32. The option acts where tasks are made
-(``tcomp.compile``, ``tcomp tune``: ``tuning.tasks.group_func``); ``tcomp.build`` builds a PrimFunc as
-given (``tf32_products(func)`` writes the rounding into one), ``-tf32`` there picks the records. A rewritten task is another workload
-(its key hashes the rounding), and its records are stored under the target ``"cuda -tf32"``
+(``tcomp.compile``, ``tcomp tune``: ``tuning.tasks.group_func``); ``tcomp.build`` builds a PrimFunc as given
+(``tf32_products(func)`` writes the rounding into one), ``-tf32`` there picks the records. A rewritten task is
+another workload (its key hashes the rounding), and its records are stored under the target ``"cuda -tf32"``
 (``tuning.tasks.database_target``), so a tf32 record never serves an exact compile.
 """
 from __future__ import annotations

@@ -52,7 +52,8 @@ STAGES = (1, 2, 3, 4)
 STAGES_PROBS = (1, 2, 3, 3)
 INTRINSICS = {"float16": "f16", "bfloat16": "bf16"}
 # per kind: the fragment tiles (A rows x k, B k x cols), the intrinsics (A load, B load, mma)
-FRAGMENTS = {kind: ((16, 16), (16, 8), (f"ldmatrix_a_16x16_{kind}", f"ldmatrix_b_16x16_{kind}", f"mma_16x8x16_{kind}f32"))
+FRAGMENTS = {kind: ((16, 16), (16, 8),
+                    (f"ldmatrix_a_16x16_{kind}", f"ldmatrix_b_16x16_{kind}", f"mma_16x8x16_{kind}f32"))
              for kind in INTRINSICS.values()}
 FRAGMENTS["tf32"] = ((16, 8), (8, 8), ("ldfrag_a_16x8_tf32", "ldfrag_b_8x8_tf32", "mma_16x8x8_tf32f32"))
 
