@@ -81,8 +81,8 @@ def shifted_func(n: int, dtype: str):
     from tcomp.tir.expr import FloatImm, Select
 
     a = tir.placeholder((n,), dtype, name="A")
-    b = tir.compute((n,), lambda i: cast(dtype, cast("float32", Select(i >= 1, a[maximum(i - 1, 0)], FloatImm(0.0, dtype)))
-                                         * 2.0 + 1.0), name="B")
+    b = tir.compute((n,), lambda i: cast(dtype, cast("float32", Select(i >= 1, a[maximum(i - 1, 0)],
+                                                                       FloatImm(0.0, dtype))) * 2.0 + 1.0), name="B")
     return tir.create_func([a, b], name="shifted")
 
 
@@ -98,7 +98,8 @@ def _vector_lanes(n: int, dtype: str):
     return sch
 
 
-@pytest.mark.parametrize("dtype,vector", [("float16", "make_uint4("), ("float32", "make_uint4(tc_bitcast<unsigned int>")])
+@pytest.mark.parametrize("dtype,vector", [("float16", "make_uint4("),
+                                          ("float32", "make_uint4(tc_bitcast<unsigned int>")])
 def test_vectorized_loop_of_computed_values_is_one_store(dtype, vector):
     source = tcomp.build(_vector_lanes(512, dtype), target="cuda -arch=sm_80").source()
     assert source.count("*(uint4*)(B + ") == 1 and vector in source

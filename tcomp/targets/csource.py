@@ -389,7 +389,8 @@ class CSourceRenderer:
         if isinstance(value, Load) and value.buffer.dtype == dtype and value.buffer.scope not in FRAGMENT_LANES:
             self._conditional += value.predicate is not None  # (as ``_render``: nothing hoisted past the predicate)
             try:
-                text = f"{self.name(value.buffer)}[{self._storage_index(value.buffer, self._flat(value.buffer, value.indices))}]"
+                index = self._storage_index(value.buffer, self._flat(value.buffer, value.indices))
+                text = f"{self.name(value.buffer)}[{index}]"
             finally:
                 self._conditional -= value.predicate is not None
             if value.predicate is None:

@@ -61,7 +61,8 @@ def element(renderer, load: Load) -> str:
                                                                          bounds):
         raise RenderError(f"{buf.scope} buffer {buf.name} is read at [{', '.join(str(x) for x in load.indices)}], "
                           f"which the reading thread does not hold: bind the rows and column pairs of each "
-                          f"accumulator tile to threadIdx.x as the tensor cores lay them out (targets/cuda/fragments.py)")
+                          f"accumulator tile to threadIdx.x as the tensor cores lay them out "
+                          f"(targets/cuda/fragments.py)")
     return f"{renderer.name(buf)}[{renderer.expr(register)}]"
 
 
