@@ -171,3 +171,29 @@ def test_pipelined_shared_matmul_matches_numpy():
     assert "cp.async.commit_group" in _source(mod) and "% 2) *" in _source(mod)  # two stages, copied ahead
     x = rng.standard_normal((m, k)).astype(np.float32)
     np.testing.assert_allclose(mod(x)[0], x @ w + b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("op,shape", [("LayerNormalization", (5, 7, 96)), ("Softmax", (4, 6, 50)),
+                                      ("Softmax", (3, 300))])
+def test_row_reductions_and_their_consumer_are_one_kernel(op, shape):
+    """Softmax (max, exp-sum, quotient) and layer norm (mean, variance, normalize) over the last axis:
+    one kernel, a row per thread block, the rows' statistics in shared memory (gpu_reduction.schedule_rows)."""
+    rng = np.random.default_rng()
+    n = shape[-1]
+    scale, bias = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    inits = [onnx.numpy_helper.from_array(scale, "g"), onnx.numpy_helper.from_array(bias, "b")]
+    inputs = ["x", "g", "b"] if op == "LayerNormalization" else ["x"]
+    node = helper.make_node(op, inputs, ["y"], axis=-1)
+    graph = helper.make_graph([node], "rows", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(shape))],
+                              inits if op == "LayerNormalization" else [])
+    mod = tcomp.compile(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]), target=TARGET)
+    assert _source(mod).count("__global__") == 1
+    x = rng.standard_normal(shape).astype(np.float32) * 3
+    if op == "Softmax":
+        e = np.exp(x - x.max(-1, keepdims=True))
+        expected = e / e.sum(-1, keepdims=True)
+    else:
+        mean = x.mean(-1, keepdims=True)
+        expected = (x - mean) / np.sqrt(((x - mean) ** 2).mean(-1, keepdims=True) + 1e-5) * scale + bias
+    np.testing.assert_allclose(mod(x)[0], expected, rtol=1e-4, atol=1e-5)

@@ -13,7 +13,10 @@ In order of preference, the first that the GPU lowering accepts (every block bou
    an input has reuse, as an embedding's layer norm): each such block with rows of
    at least 32 elements (or no rows) gets one row per thread block, its elements over the block's
    threads, combined across threads in shared memory (``rules/gpu_reduction.py``, the row's length
-   rounded up to a power of two threads, at most 256); the other nests get the default binding;
+   rounded up to a power of two threads, at most 256); where all nests work on the same rows (the
+   reductions, then one elementwise nest reading them), one kernel of a row per block with the
+   results in shared memory (``gpu_reduction.schedule_rows``); else the other nests get the default
+   binding;
 3. any other task (elementwise, short rows): its block form, unscheduled;
    each root nest gets the default binding (outer spatial loops over blocks and threads);
 4. other groups (scans, top-k, scatters, symbolic shapes): the CPU template (``lower_group``)
@@ -77,7 +80,7 @@ def gpu_group_func(group, target: str, db=None, name: str = "kernel", cache: dic
     if task is not None and db is not None:
         candidates.append((lambda: tuned_group_func(group, db, database_target(target), task), "tuned"))
     if task is not None:
-        tiled, rows = (lambda: tiled_func(task, target), "tiled"), (lambda: _reduction(task), "reduction")
+        tiled, rows = (lambda: tiled_func(task, target), "tiled"), (lambda: _reduction(task, target_kind), "reduction")
         row_anchor = group.anchor is not None and group.anchor.op in ROW_ANCHORS
         candidates += [rows, tiled] if row_anchor else [tiled, rows]
         candidates.append((lambda: _bound(task), "default"))
@@ -219,17 +222,29 @@ def _arch(target: str) -> str | None:
     return _cuda_arch(target)
 
 
-def _reduction(func):
-    """``func`` with each reduction that ``rules/gpu_reduction.py`` applies to bound across threads
-    (its default thread count), the rest bound by default; None where none applies."""
+def _reduction(func, target_kind: str):
+    """``func`` as one kernel of a row per block where its nests all work on the same rows
+    (``gpu_reduction.schedule_rows``, if it lowers for ``target_kind``), else with each reduction that
+    ``rules/gpu_reduction.py`` applies to bound across threads (its default thread count), the rest
+    bound by default; None where none applies."""
     from ...schedule.schedule import Schedule
     from ...tuning.rules import gpu_reduction
 
     sch = Schedule(func)
     names = [blk.name for blk in sch.blocks() if gpu_reduction.applies(sch, blk.name)]
+    if not names:
+        return None
+    rows = Schedule(func)  # one kernel (its rows' results in shared memory) where every nest works on the same rows
+    if gpu_reduction.schedule_rows(rows, max(gpu_reduction.default_threads(rows, name) for name in names)):
+        try:
+            scheduled = _bound(rows.func)
+            lower_for_gpu(scheduled, target_kind)
+            return scheduled
+        except TcompError:
+            pass
     for name in names:
         gpu_reduction.schedule(sch, name, gpu_reduction.default_threads(sch, name))
-    return _bound(sch.func) if names else None
+    return _bound(sch.func)
 
 
 def _bound(func, serial: bool = False, threads: int = DEFAULT_THREADS, vectors: bool = False):

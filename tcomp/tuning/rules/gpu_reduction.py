@@ -16,6 +16,20 @@ short rows) does not apply: one thread per row (the default binding) serves it b
 
     sketches = apply(func, sch, "M")          # design space (cuda, webgpu)
     schedule(sch, "M", threads=128)           # fixed threads (tcomp.compile's default schedule)
+
+A function whose nests all work on the same rows -- row reductions, then one elementwise nest that
+reads their results (softmax: max, exp-sum, quotient; layer norm: sum, squared deviations,
+normalize) -- can run as one kernel, one row per thread block (``schedule_rows``): the
+reductions are computed at the consumer's row loop, their results (intermediate buffers) kept in
+the block's shared memory, and each nest spreads the row over the same threads::
+
+    for i in blockIdx.x(R):                                  (up to 3 row loops: blockIdx.z, y, x)
+      for t in threadIdx.x(T): M_shared[0] = max(..x[i, k0 * T + t]..)     (cross_thread.py's tree)
+      for t in threadIdx.x(T): S_shared[0] = sum(..exp(x[i, ..] - M_shared[0])..)
+      for t in threadIdx.x(T): for j0: out[i, j0 * T + t] = exp(x[i, ..] - M_shared[0]) / S_shared[0]
+
+(``barriers.py`` separates the nests) instead of a kernel per nest exchanging the results through
+global memory.
 """
 from __future__ import annotations
 
@@ -25,6 +39,7 @@ from ...tir.expr import IntImm
 from .blocks import find_block, fork, is_pending, is_spatial, loop_kinds
 
 THREADS = (32, 64, 128, 256, 512, 1024)
+BLOCK_AXES = ("blockIdx.z", "blockIdx.y", "blockIdx.x")  # schedule_rows: a row's loops, innermost last
 MIN_ROW = 32
 
 
@@ -89,3 +104,49 @@ def schedule(sch: Schedule, name: str, threads) -> None:
     if spatial:
         sch.bind(sch.fuse(*spatial) if len(spatial) > 1 else spatial[0], "blockIdx.x")
     sch.bind(thread, "threadIdx.x")
+
+
+def schedule_rows(sch: Schedule, threads: int) -> bool:
+    """The one-kernel form above, on ``threads`` threads per row; False (``sch`` then unusable) where
+    the function is not row reductions followed by one spatial nest over the same rows."""
+    from .blocks import attempt
+
+    blocks = list(sch.blocks())
+    *reductions, last = blocks
+    if not reductions or not is_spatial(last) or not all(applies(sch, b.name) for b in reductions):
+        return False
+    rows = len([k for k in loop_kinds(sch, reductions[0]) if k == "S"])
+    extents = [arith.simplify(loop.extent) for loop in sch.loops_above(last)]
+    if rows == 0 or len(extents) <= rows or any(
+            [arith.simplify(loop.extent) for loop, kind in zip(sch.loops_above(b), loop_kinds(sch, b)) if kind == "S"]
+            != extents[:rows] for b in reductions):
+        return False  # the reductions' rows are not the consumer's leading loops
+    names = [b.name for b in reductions]
+    results = [buf for b in reductions for buf in b.writes]
+    if any(buf in sch.func.params or buf.scope != "global" for buf in results):
+        return False
+    if rows > len(BLOCK_AXES):
+        return False
+    consumer = sch.get_block(last.name)
+    loops = sch.get_loops(consumer)
+    cols = sch.fuse(*loops[rows:]) if len(loops) - rows > 1 else loops[rows]
+    per_thread, thread = sch.split(cols, [None, threads])
+    sch.reorder(thread, per_thread)
+    for loop, axis in zip(loops[:rows], BLOCK_AXES[-rows:]):  # not fused: compute_at's regions stay exact
+        sch.bind(loop, axis)
+    row = loops[rows - 1]
+    sch.bind(thread, "threadIdx.x")
+    for name in reversed(names):  # each before the nests that read it
+        if not attempt(sch, "compute_at", sch.get_block(name), row):
+            return False
+    for name in names:
+        block = sch.get_block(name)
+        kinds = loop_kinds(sch, sch.get_block_obj(block))
+        reduce = [loop for loop, kind in zip(sch.get_loops(block), kinds) if kind == "R"]
+        fused = sch.fuse(*reduce) if len(reduce) > 1 else reduce[0]
+        per_thread, thread = sch.split(fused, [None, threads])
+        sch.reorder(thread, per_thread)
+        sch.bind(thread, "threadIdx.x")
+    for buf in results:  # a row's result, computed and read by one block: its shared memory (compacted per block)
+        buf.scope = "shared"
+    return True
