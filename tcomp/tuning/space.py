@@ -26,6 +26,7 @@ Never empty: a kernel no rule applies to gives one empty trace (the unscheduled 
 from __future__ import annotations
 
 from ..schedule.schedule import Schedule
+from ..targets.gpu import tiles
 from ..tir.stmt import PrimFunc
 from .rules import (
     auto_inline,
@@ -53,8 +54,12 @@ def design_space(func: PrimFunc, target: str = "cpu", intrinsics: bool = True) -
     if kind not in STRUCTURES:
         raise ValueError(f"design_space: unknown target {target!r} (known: {', '.join(STRUCTURES)})")
     structure = STRUCTURES[kind]
-    if kind == "cuda" and _cuda_arch(target) in ("sm_90", "sm_90a"):
-        structure = gpu_tiling.HOPPER
+    if kind == "cuda":
+        arch = _cuda_arch(target)
+        if arch in ("sm_90", "sm_90a"):
+            structure = gpu_tiling.HOPPER
+        elif not tiles.has_async_copy(arch):
+            structure = gpu_tiling.GPU  # no cp.async to pipeline the shared copies with
     base = Schedule(func, seed=0)
     auto_inline.apply(base)
     sketches = [base]

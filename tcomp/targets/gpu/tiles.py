@@ -47,6 +47,11 @@ def has_mma_sync(arch: str | None) -> bool:
     return arch is not None and int(arch[3:].rstrip("a")) >= 80
 
 
+def has_async_copy(arch: str | None) -> bool:
+    """Whether ``arch`` has ``cp.async`` (global -> shared copies in flight while computing; sm_80 on)."""
+    return has_mma_sync(arch)
+
+
 def simt(rows: int, cols: int, depth: int, batch: int, sms: int) -> list:
     """gpu_tiling's decisions: 8 or 16 threads per axis (fewer along an axis of at most 8) with register
     tiles of 1 x {1, 2, 4} or 2 x 4, and a 16-deep shared step (shallower for a short reduction). A
