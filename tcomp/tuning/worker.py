@@ -24,14 +24,12 @@ import time
 import numpy as np
 
 # Seconds of runs before each timing: a kernel's first milliseconds of runs in a fresh worker are up
-# to 3x slower than later ones (ResNet-18's stem: 1.76, 1.22, then 0.59 ms in the first measurements
-# of a worker with one warm-up run), so a candidate measured first (the template, in its own
-# worker) looked slower than it is.
+# to 3x slower than later ones, so a candidate measured first (the template, in its own worker)
+# looked slower than it is (docs/benchmarks.md, "Templates measured warm").
 WARMUP_S = 0.02
-# Bytes written before each timed run on the CPU (twice this machine's 32 MB last-level cache): a
-# run starts with caches cold, as a kernel in a model does, whose weights were last read a whole
-# model run before. Timed hot, again and again on the same arrays, ResNet-18's 28x28 stride-2 conv
-# template and a candidate ran 0.295 and 0.302 ms, cold 0.405 and 0.464; in the model 0.28 and 0.32.
+# Bytes written before each timed run on the CPU (twice the 32 MB last-level cache of the 2-core
+# development machine): a run starts with caches cold, as a kernel in a model does, whose weights
+# were last read a whole model run before (docs/benchmarks.md, ResNet-18 tuned, 6d4f1ce rows).
 FLUSH_BYTES = 64 << 20
 
 _TOLERANCE = {"float64": 1e-9, "float32": 1e-3, "float16": 5e-2, "bfloat16": 2.5e-1}
