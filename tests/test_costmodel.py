@@ -184,6 +184,35 @@ def test_xgb_model_uses_the_features_it_was_trained_on(tmp_path):
         XGBModel.load(str(path))
 
 
+def test_xgb_update_on_a_loaded_model_learns_where_it_is_wrong_and_keeps_it_where_it_is_right(tmp_path):
+    """A loaded model trained on 30 workloads whose speed follows feature 0 (of 4 random ones)
+    ranks a new workload whose speed follows feature 1 at chance; updated with 40 of its
+    measurements (what ``update`` trains on) it ranks the other 40 better. On a new workload that
+    follows feature 0 too, the update does not make it rank worse than noise (its new trees are
+    chosen by cross-validation on the 40 measurements). The truth: the synthetic times."""
+    rng = np.random.default_rng()
+
+    def workload(column, n):
+        x = np.zeros((n, FEATURE_LENGTH), dtype=np.float32)
+        x[:, :4] = rng.uniform(0, 1, size=(n, 4))
+        return x, np.exp(-2.0 * x[:, column]) * rng.uniform(0.98, 1.02, size=n)
+
+    x, seconds = workload(0, 300)
+    trained = XGBModel()
+    trained.fit_arrays(x, seconds, [f"pretraining {i % 30}" for i in range(300)])
+    trained.save(str(tmp_path / "base.json"))
+    for column, name in ((1, "wrong"), (0, "right")):
+        x, seconds = workload(column, 80)
+        model = XGBModel.load(str(tmp_path / "base.json"))
+        before = _pairwise_accuracy(model.predict_arrays(x[40:]), -seconds[40:])
+        model.fit_arrays(x[:40], seconds[:40], [name] * 40)
+        after = _pairwise_accuracy(model.predict_arrays(x[40:]), -seconds[40:])
+        if name == "wrong":
+            assert before < 0.7 and after > before + 0.1, (before, after)
+        else:
+            assert before > 0.85 and after > before - 0.05, (before, after)
+
+
 def test_random_model_interface(tmp_path):
     model = RandomModel(seed=5)
     funcs = [_matmul(), _sampled(_matmul(), 1)]

@@ -20,8 +20,20 @@ fits the label itself, rows weighted ``0.2 + best_seconds / seconds`` so that mi
 fast candidates cost more. Cross-validated on the CPU data (benchmarks/costmodel_train.py
 ``--cv``), the ranking objective picks better.
 
-Each ``update`` retrains on every measurement so far (with the group bests as they are now); a
-model loaded from a file keeps its trees as the starting point and adds new ones on top. A
+Each ``update`` retrains on every measurement so far (with the group bests as they are now). A
+fresh model trains ``num_rounds`` trees. A model loaded from a file (the pretrained one the search
+starts from) keeps its trees and adds at most ``num_rounds`` new ones on top, as many as
+cross-validation on the new measurements says help: each workload's rows are dealt into
+``UPDATE_FOLDS`` folds, each fold is scored by trees trained on the others, and the count of new
+trees (``UPDATE_ROUNDS``; 0 = the loaded model alone) whose held-out scores order the most
+measured pairs within each workload (weighted by their log time ratio, pairs within
+``PAIR_TOLERANCE`` skipped) is trained on all rows. The count is chosen again once the rows have
+grown by ``RECHOOSE_GROWTH`` (a search updates after every batch: the cross-validation runs a few
+times per session, the training on all rows at every update). So a few candidates of a kernel
+that the loaded model already ranks well leave it as it is, or nearly (updated with half of each
+held-out kernel's candidates and scored on the other half, docs/benchmarks.md: CPU pairwise
+accuracy 0.84 alone, 0.83 updated, where 200 new trees always gave 0.77), and where it ranks a
+kernel badly new trees take over (cuda: 0.69 alone, 0.79 updated). A
 model uses the features it was trained on, by name (``feature_names`` in the sidecar), so a
 model file trained before feature groups were added keeps working. Files are xgboost's JSON
 model format plus a small JSON sidecar (never pickle). xgboost is imported on first use, so
@@ -41,6 +53,11 @@ DEFAULT_PARAMS = {"objective": "rank:pairwise", "max_depth": 6, "eta": 0.1, "sub
                   "colsample_bytree": 0.9, "min_child_weight": 2, "tree_method": "hist", "verbosity": 0}
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 FAST_WEIGHT = 0.2   # regression: row weight FAST_WEIGHT + relative throughput (fast candidates count more)
+UPDATE_FOLDS = 5                                  # cross-validation folds of an update on a loaded model
+UPDATE_ROUNDS = (0, 4, 8, 16, 32, 64, 128, 200)   # new trees it chooses from (at most num_rounds)
+TRAIN_THREADS = 1   # few rows: threads mostly wait on each other (a loaded 2-core machine: 40x slower with 2)
+PAIR_TOLERANCE = 0.05           # pairs closer than this in time are timing noise, not an order to learn
+RECHOOSE_GROWTH = 1.5   # the count of new trees is cross-validated again once the rows grew by this factor
 
 
 def _xgb():
@@ -65,6 +82,8 @@ class XGBModel(CostModel):
         self.columns = np.asarray([FEATURE_NAMES.index(n) for n in self.feature_names])
         self.scale = 1.0            # ranking scores times this: differences in log-throughput units
         self.base = None            # a Booster loaded from a file: new trees go on top of it
+        self.base_scale = 1.0       # its scale (the model's while no new trees are kept)
+        self.chosen = (0, 0)        # (new trees, rows) of the last cross-validation on top of base
         self.booster = None
         self.features: list = []
         self.seconds: list = []
@@ -86,19 +105,63 @@ class XGBModel(CostModel):
         workload ``groups`` (one ranking query per group)."""
         if len(x) == 0:
             return
+        x = np.asarray(x, dtype=np.float32)[:, self.columns]
+        seconds = np.asarray(seconds, dtype=np.float64)
+        if self.base is None:
+            rounds = self.num_rounds
+        else:
+            if len(x) >= RECHOOSE_GROWTH * self.chosen[1]:
+                self.chosen = (self._held_out_rounds(x, seconds, groups), len(x))
+            rounds = self.chosen[0]
+        if rounds == 0:
+            self.booster, self.scale = None, self.base_scale
+            return
+        self.booster = self._train(x, seconds, groups, rounds)
+        ranking = self.params["objective"].startswith("rank:")
+        self.scale = _within_group_slope(self._raw(x), np.log(relative_throughput(seconds, groups)), groups) \
+            if ranking else 1.0
+
+    def _train(self, x: np.ndarray, seconds: np.ndarray, groups: list, rounds: int):
+        """A Booster of ``rounds`` new trees (on top of ``base`` if loaded) fitted to the rows."""
         xgb = _xgb()
         relative = relative_throughput(seconds, groups)
-        x = np.asarray(x, dtype=np.float32)[:, self.columns]
         label = np.log(relative)
-        ranking = self.params["objective"].startswith("rank:")
-        if ranking:
+        params = {**self.params, "nthread": TRAIN_THREADS}
+        if params["objective"].startswith("rank:"):
             ids = _group_ids(groups)
             order = np.argsort(ids, kind="stable")      # xgboost wants each query's rows together
             dtrain = xgb.DMatrix(x[order], label=label[order], qid=ids[order], feature_names=self.feature_names)
         else:
             dtrain = xgb.DMatrix(x, label=label, weight=FAST_WEIGHT + relative, feature_names=self.feature_names)
-        self.booster = xgb.train(self.params, dtrain, num_boost_round=self.num_rounds, xgb_model=self.base)
-        self.scale = _within_group_slope(self._raw(x), label, groups) if ranking else 1.0
+        return xgb.train(params, dtrain, num_boost_round=rounds, xgb_model=self.base)
+
+    def _held_out_rounds(self, x: np.ndarray, seconds: np.ndarray, groups: list) -> int:
+        """How many new trees on top of ``base`` order held-out measurements best: each workload's
+        rows dealt into ``UPDATE_FOLDS`` folds (seeded), every fold scored by the trees trained on
+        the other folds (``UPDATE_ROUNDS`` up to ``num_rounds``: prefixes of one booster per fold);
+        0 unless some count agrees with more (log-ratio weighted) pairs than the base alone."""
+        ids = _group_ids(groups)
+        choices = [r for r in UPDATE_ROUNDS if r <= self.num_rounds]
+        if len(choices) < 2:
+            return 0
+        fold = np.empty(len(ids), dtype=np.int64)
+        rng = np.random.default_rng(self.params["seed"])
+        for group in range(ids.max() + 1):
+            rows = np.flatnonzero(ids == group)
+            fold[rng.permutation(rows)] = np.arange(len(rows)) % UPDATE_FOLDS
+        base_trees = self.base.num_boosted_rounds()
+        held_out = np.zeros((len(choices), len(ids)))
+        for k in range(UPDATE_FOLDS):
+            train, test = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            if len(test) == 0 or len(train) == 0:
+                continue
+            booster = self._train(x[train], seconds[train], [groups[i] for i in train], choices[-1])
+            dtest = _xgb().DMatrix(x[test], feature_names=self.feature_names)
+            for c, rounds in enumerate(choices):
+                held_out[c, test] = booster.predict(dtest, iteration_range=(0, base_trees + rounds))
+        agreement = [_pair_agreement(scores, seconds, ids) for scores in held_out]
+        best = int(np.argmax(agreement))
+        return choices[best] if agreement[best] > agreement[0] else 0
 
     def predict(self, funcs: list) -> np.ndarray:
         """Scores, higher = faster: predicted log relative throughput up to a constant per
@@ -140,7 +203,7 @@ class XGBModel(CostModel):
         except ValueError as e:
             raise ValueError(f"{path}: {e}") from None
         model.base = _xgb().Booster(model_file=str(path))
-        model.scale = meta.get("scale", 1.0)
+        model.scale = model.base_scale = meta.get("scale", 1.0)
         return model
 
 
@@ -159,6 +222,22 @@ def relative_throughput(seconds, groups: list) -> np.ndarray:
     best = np.full(ids.max() + 1 if len(ids) else 0, np.inf)
     np.minimum.at(best, ids, seconds)
     return best[ids] / seconds
+
+
+def _pair_agreement(scores, seconds, ids) -> float:
+    """The share of pairs of one group's rows more than ``PAIR_TOLERANCE`` apart in time that
+    ``scores`` order as the times do (ties count half), each pair weighted by its log time
+    ratio (a mistake between far-apart candidates costs more); 0 without such pairs."""
+    right = total = 0.0
+    for group in range(ids.max() + 1):
+        rows = np.flatnonzero(ids == group)
+        log_s, score = np.log(seconds[rows]), scores[rows]
+        gap = log_s[:, None] - log_s[None, :]          # > 0: row j is faster than row i
+        weight = np.where(gap > np.log1p(PAIR_TOLERANCE), gap, 0.0)
+        agree = np.sign(score[None, :] - score[:, None])     # +1: j scored above i
+        right += np.sum(weight * (agree + 1) / 2)
+        total += np.sum(weight)
+    return right / total if total > 0 else 0.0
 
 
 def _within_group_slope(scores, label, groups: list) -> float:
