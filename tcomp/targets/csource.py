@@ -315,11 +315,9 @@ class CSourceRenderer:
         if vector is None or not all(_lane_offset(o, loop.var, lanes) for o in offsets):
             return False
         first = {loop.var: IntImm(0, loop.var.dtype)}
-        predicate = realize.predicate
-        if predicate is not None:
-            if not _uniform_over_lanes(predicate, loop.var, lanes):
-                return False
-            predicate = arith.simplify(substitute(predicate, first), self._bounds)
+        predicate = self._vector_predicate(realize, loop.var, lanes)
+        if predicate is False:
+            return False
         dst, src = (arith.simplify(substitute(o, first), self._bounds) for o in offsets)
         dst, src = self._storage_index(store.buffer, dst), self._storage_index(load.buffer, src)
         text = (f"*({vector}*)({self.name(store.buffer)} + {dst}) = "
@@ -331,6 +329,16 @@ class CSourceRenderer:
                                                   src=f"{self.name(load.buffer)} + {src}", bytes=nbytes)
         self._line(f"if ({self.expr(predicate)}) {text}" if predicate is not None else text)
         return True
+
+    def _vector_predicate(self, realize: BlockRealize, lane: Var, lanes: int):
+        """A vectorized loop body's block predicate at lane 0 (None where it has none), or False where
+        the lanes' values may differ (the loop is then no single vector access)."""
+        predicate = realize.predicate
+        if predicate is None:
+            return None
+        if not _uniform_over_lanes(predicate, lane, lanes):
+            return False
+        return arith.simplify(substitute(predicate, {lane: IntImm(0, lane.dtype)}), self._bounds)
 
     def _vector_store(self, loop: For, extent) -> bool:
         """A vectorized loop storing computed 16- or 32-bit values to contiguous, aligned elements: each
@@ -361,11 +369,9 @@ class CSourceRenderer:
         if not _lane_offset(offset, loop.var, lanes) or buf.scope in FRAGMENT_LANES:
             return False
         first = {loop.var: IntImm(0, loop.var.dtype)}
-        predicate = realize.predicate
-        if predicate is not None:
-            if not _uniform_over_lanes(predicate, loop.var, lanes):
-                return False
-            predicate = arith.simplify(substitute(predicate, first), self._bounds)
+        predicate = self._vector_predicate(realize, loop.var, lanes)
+        if predicate is False:
+            return False
         values = [substitute(store.value, {loop.var: IntImm(v, loop.var.dtype)}) for v in range(lanes)]
         dst = arith.simplify(substitute(offset, first), self._bounds)
 

@@ -87,6 +87,16 @@ def _placeholders(first: int, count: int) -> str:
     return "{" + ", ".join(f"%{first + i}" for i in range(count)) + "}"
 
 
+def _ldmatrix_operands(renderer, call) -> tuple:
+    """(shared source tile start, fragment tile start, the source's row stride) of an ``ldmatrix``
+    load; the module gets ``tc_shared_address``."""
+    src, dst = tile_starts(call)
+    if src.buffer.scope != "shared":
+        raise RenderError(f"ldmatrix reads shared memory, {src.buffer.name} is {src.buffer.scope}")
+    renderer.snippets["tc_shared_address"] = _SHARED_ADDRESS
+    return src, dst, renderer.row_stride(src)
+
+
 @dataclass(frozen=True)
 class LdMatrix:
     """A 16x16 16-bit tile from shared memory into a warp fragment with ``ldmatrix.x4``: lane
@@ -97,13 +107,9 @@ class LdMatrix:
     warp_wide = True
 
     def render(self, renderer, intrinsic, call) -> None:
-        src, dst = tile_starts(call)
-        if src.buffer.scope != "shared":
-            raise RenderError(f"ldmatrix reads shared memory, {src.buffer.name} is {src.buffer.scope}")
-        renderer.snippets["tc_shared_address"] = _SHARED_ADDRESS
+        src, dst, stride = _ldmatrix_operands(renderer, call)
         first = fragment_register(renderer, dst, B_TILE if self.trans else A_TILE)
         name = renderer.name(dst.buffer)
-        stride = renderer.row_stride(src)
         address = f"tc_shared_address({renderer.address_of(src, f'(threadIdx.x % 16) * {stride} + (threadIdx.x / 16) * 8')})"
         trans = ".trans" if self.trans else ""
         outputs = ", ".join(_regs(name, first, 4, "=r"))
@@ -171,12 +177,8 @@ class LoadTf32A:
     warp_wide = True
 
     def render(self, renderer, intrinsic, call) -> None:
-        src, dst = tile_starts(call)
-        if src.buffer.scope != "shared":
-            raise RenderError(f"ldmatrix reads shared memory, {src.buffer.name} is {src.buffer.scope}")
-        renderer.snippets["tc_shared_address"] = _SHARED_ADDRESS
+        src, dst, stride = _ldmatrix_operands(renderer, call)
         first, name = fragment_register(renderer, dst, TF32_A_TILE), renderer.name(dst.buffer)
-        stride = renderer.row_stride(src)
         lane = f"(threadIdx.x % 16) * {stride} + (threadIdx.x / 16) * 4"
         address = f"tc_shared_address({renderer.address_of(src, lane)})"
         renderer.line(f'{{ unsigned int r[4]; asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 '
