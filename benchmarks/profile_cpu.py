@@ -3,8 +3,10 @@
     python benchmarks/profile_cpu.py --model resnet18 [--threads 1 2] [--repeat 20] [--schedule predicted] [--db DB]
 
 For each thread count: tcomp's ``mod.profile(feeds)`` (median seconds per step, the kernel
-called alone from Python) and onnxruntime's profiler (``enable_profiling``: each node's
-``kernel_time``, median over the runs). A tcomp step is matched to the onnxruntime node of
+called alone from Python once per run of the model, between its neighbours), "alone" (the same
+step called ``--repeat`` times in a row, ``back_to_back=True``: its data left in cache by itself,
+as when a kernel is timed by itself, hot) and onnxruntime's profiler (``enable_profiling``: each
+node's ``kernel_time``, median over the runs). A tcomp step is matched to the onnxruntime node of
 its fused nodes (an onnxruntime node named like one of them or like one of their outputs:
 onnxruntime names fused and NCHWc nodes after an output, ``torch.onnx.export`` names a
 node's outputs ``<node>_output_<i>``); onnxruntime nodes left unmatched are summed in one
@@ -31,18 +33,19 @@ from model_zoo import MODEL_NAMES, export_model, random_inputs  # noqa: E402
 
 
 def tcomp_profile(path: str, feeds: dict, threads: int, repeat: int, schedule: str, db: str | None) -> tuple:
-    """([(names of the group's nodes, label, kernel name, tiles, seconds)], end-to-end median)."""
+    """([(names of the group's nodes, label, kernel name, tiles, seconds, seconds alone)], end-to-end median)."""
     import tcomp
 
     mod = tcomp.compile(path, target="cpu", num_threads=threads, schedule=schedule, db=db)
     times = mod.profile(feeds, repeat)
+    alone = [seconds for _, _, seconds in mod.profile(feeds, repeat, back_to_back=True)]
     kernel_of = {index: kernel for kernel in mod.kernels.values() for index in kernel.groups}
     rows = []
-    for index, (group, (name, label, seconds)) in enumerate(zip(mod.groups, times)):
+    for index, (group, (name, label, seconds), by_itself) in enumerate(zip(mod.groups, times, alone)):
         names = {n.name for n in group.nodes}
         attrs = kernel_of[index].func.attrs
         tiles = "tuned" if attrs.get("tuned") else attrs.get("tiles", attrs.get("kind", ""))
-        rows.append((names, label, name, str(tiles), seconds))
+        rows.append((names, label, name, str(tiles), seconds, by_itself))
     return rows, _median_run(lambda: mod.run(feeds), repeat)
 
 
@@ -79,24 +82,29 @@ def _median_run(run, repeat: int) -> float:
 def report(rows: list, ort: dict, tcomp_e2e: float, ort_e2e: float, threads: int) -> str:
     lines = [f"threads {threads}: end to end tcomp {tcomp_e2e * 1e3:.2f} ms, onnxruntime {ort_e2e * 1e3:.2f} ms "
              f"({tcomp_e2e / ort_e2e:.2f}x)",
-             f"{'step':>4s} {'fused ops':22s} {'kernel':20s} {'schedule':48s} {'tcomp ms':>9s} {'ort ms':>8s} "
+             f"{'step':>4s} {'fused ops':22s} {'kernel':20s} {'schedule':48s} {'tcomp ms':>9s} {'alone ms':>9s} "
+             f"{'ort ms':>8s} "
              f"{'ort op':12s} {'ratio':>6s}"]
-    matched, total_t, total_o = set(), 0.0, 0.0
-    for step, (names, label, kernel, tiles, seconds) in enumerate(rows):
+    matched, total_t, total_a = set(), 0.0, 0.0
+    for step, (names, label, kernel, tiles, seconds, alone) in enumerate(rows):
         node = next((n for n in ort if n not in matched and n.split("_output_")[0] in names), None)
         op, theirs = ort.get(node, ("", None))
         if theirs is not None:
             matched.add(node)
         total_t += seconds
+        total_a += alone
         ratio = f"{seconds / theirs:6.2f}" if theirs else f"{'':>6s}"
         theirs_s = f"{theirs * 1e3:8.3f}" if theirs is not None else f"{'-':>8s}"
         lines.append(f"{step:4d} {label[:22]:22s} {kernel[:20]:20s} {tiles[:48]:48s} {seconds * 1e3:9.3f} "
+                     f"{alone * 1e3:9.3f} "
                      f"{theirs_s} {op[:12]:12s} {ratio}")
     total_o = sum(t for _, t in ort.values())
     other = {node: v for node, v in ort.items() if node not in matched}
-    lines.append(f"     {'onnxruntime nodes no step matched':91s} {'':9s} {sum(t for _, t in other.values()) * 1e3:8.3f} "
+    lines.append(f"     {'onnxruntime nodes no step matched':91s} {'':9s} {'':9s} "
+                 f"{sum(t for _, t in other.values()) * 1e3:8.3f} "
                  f"({', '.join(sorted({op for op, _ in other.values()}))})")
-    lines.append(f"     {'sum of kernels':91s} {total_t * 1e3:9.3f} {total_o * 1e3:8.3f} {'':12s} {total_t / total_o:6.2f}")
+    lines.append(f"     {'sum of kernels':91s} {total_t * 1e3:9.3f} {total_a * 1e3:9.3f} {total_o * 1e3:8.3f} "
+                 f"{'':12s} {total_t / total_o:6.2f}")
     return "\n".join(lines)
 
 

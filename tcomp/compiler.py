@@ -83,9 +83,10 @@ class CompiledModule:
         feeds.update(named)
         return self.run(feeds)
 
-    def profile(self, feeds: dict, repeat: int = 10) -> list:
-        """[(kernel name, fused ops, median seconds)] per step."""
-        times = self.executor.profile(feeds, repeat)
+    def profile(self, feeds: dict, repeat: int = 10, back_to_back: bool = False) -> list:
+        """[(kernel name, fused ops, median seconds)] per step, each timed ``repeat`` times: once per run
+        of the model, or with ``back_to_back`` that many times in a row (``runtime.executor.profile_order``)."""
+        times = self.executor.profile(feeds, repeat, back_to_back)
         return [(step.kernel, step.label, t) for step, t in zip(self.executor.steps, times)]
 
     def assembly(self) -> str:

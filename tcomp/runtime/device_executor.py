@@ -45,7 +45,7 @@ from ..graph.ir import numpy_dtype
 from ..graph.symbolic import evaluate
 from ..tir import arith
 from ..tir.expr import IntImm, free_vars, substitute
-from .executor import ARENA, CONST, INPUT, PreparedRuns, bind_inputs
+from .executor import ARENA, CONST, INPUT, PreparedRuns, bind_inputs, profile_order
 from .memory_plan import MemoryPlan, plan_memory
 
 PARAM, TEMP = "param", "temp"  # a launch's buffer argument: the step's argument i, or its temporary i
@@ -240,22 +240,23 @@ class DeviceExecutor:
                 results.append(array)
         return results
 
-    def profile(self, feeds: dict, repeat: int = 10) -> list:
-        """Median seconds per step over ``repeat`` runs after a warm-up (wall time of the step's
-        launches, the device synchronized after each step)."""
+    def profile(self, feeds: dict, repeat: int = 10, back_to_back: bool = False) -> list:
+        """Median seconds per step over ``repeat`` timings after one untimed run (``profile_order``;
+        wall time of the step's launches, the device synchronized after each step)."""
         values, binding = self.bind(feeds)
         backend = self.backend
         with self._lock:
             prepared, inputs, outputs = self._begin(values, binding)
             times = [[] for _ in self.steps]
-            for _ in range(repeat + 1):
-                for index, calls in enumerate(prepared.calls):
-                    start = time.perf_counter()
-                    for call in calls:
-                        self._launch(call, inputs, outputs)
-                    backend.synchronize()
+            order = list(range(len(prepared.calls))) + profile_order(len(prepared.calls), repeat, back_to_back)
+            for position, index in enumerate(order):
+                start = time.perf_counter()
+                for call in prepared.calls[index]:
+                    self._launch(call, inputs, outputs)
+                backend.synchronize()
+                if position >= len(prepared.calls):  # the first run is untimed
                     times[index].append(time.perf_counter() - start)
-        return [float(np.median(t[1:])) for t in times]
+        return [float(np.median(t)) for t in times]
 
     def _stage_inputs(self, values: list, prepared: _Prepared) -> list:
         """(buffer, offset) per input: host arrays uploaded, device tensors in place."""

@@ -176,19 +176,33 @@ class Executor:
                     outputs[index][...] = np.reshape(table[source.index], outputs[index].shape)
         return outputs
 
-    def profile(self, feeds: dict, repeat: int = 10) -> list:
-        """Median seconds per step over ``repeat`` runs (after one warm-up run)."""
+    def profile(self, feeds: dict, repeat: int = 10, back_to_back: bool = False) -> list:
+        """Median seconds per step over ``repeat`` timings after one untimed run (``profile_order``)."""
         inputs, binding = self.bind(feeds)
         times = [[] for _ in self.steps]
         with self._lock:
             prepared = self.runs.get(binding)
             outputs = self._start(prepared, inputs)  # noqa: F841  (kept alive while kernels write to it)
-            for _ in range(repeat + 1):
-                for index, (fn, address, _) in enumerate(prepared.calls):
-                    start = time.perf_counter()
-                    fn(address)
-                    times[index].append(time.perf_counter() - start)
-        return [float(np.median(t[1:])) for t in times]
+            for fn, address, _ in prepared.calls:
+                fn(address)
+            for index in profile_order(len(prepared.calls), repeat, back_to_back):
+                fn, address, _ = prepared.calls[index]
+                start = time.perf_counter()
+                fn(address)
+                times[index].append(time.perf_counter() - start)
+        return [float(np.median(t)) for t in times]
+
+
+def profile_order(steps: int, repeat: int, back_to_back: bool) -> list:
+    """The step indices a profile times, in order: ``repeat`` runs of the model (each step between
+    its neighbours, as it runs), or with ``back_to_back`` each step ``repeat`` times in a row (its
+    data left in cache by itself, as a kernel timed alone; its inputs come from the steps before
+    it, which ran just before, so the order is still a run of the model)::
+
+        steps 3, repeat 2:  [0, 1, 2, 0, 1, 2]      back_to_back: [0, 0, 1, 1, 2, 2]"""
+    if back_to_back:
+        return [index for index in range(steps) for _ in range(repeat)]
+    return [index for _ in range(repeat) for index in range(steps)]
 
 
 def bind_inputs(specs: list, constraints: list, described: dict) -> dict:
