@@ -120,18 +120,24 @@ class LdMatrix:
 @dataclass(frozen=True)
 class MmaSync:
     """``C += A x B`` on fragments with one ``mma.sync`` (``shape`` e.g. ``m16n8k16``, ``kind`` the
-    operand type ``f16``/``bf16``)."""
+    operand type ``f16``/``bf16``/``tf32``, ``a_tile``/``b_tile`` the operands' fragment tiles);
+    ``convert`` (a device function, e.g. ``tc_tf32_bits``, the dialect's preamble) turns each
+    operand register into the bits the instruction takes (tf32: rounded by ``cvt.rna``)."""
 
     shape: str
     kind: str
+    a_tile: tuple = A_TILE
+    b_tile: tuple = B_TILE
+    convert: str = ""
     warp_wide = True
 
     def render(self, renderer, intrinsic, call) -> None:
         a, b, c = tile_starts(call)
-        fa, fb, fc = (fragment_register(renderer, x, t) for x, t in ((a, A_TILE), (b, B_TILE), (c, C_TILE)))
+        fa, fb, fc = (fragment_register(renderer, x, t) for x, t in ((a, self.a_tile), (b, self.b_tile), (c, C_TILE)))
         na, nb, nc = (renderer.name(x.buffer) for x in (a, b, c))
         outputs = ", ".join(_regs(nc, fc, 4, "+f"))
-        inputs = ", ".join(_regs(na, fa, 4, "r") + _regs(nb, fb, 2, "r"))
+        inputs = ", ".join([f'"r"({self.convert}({na}[{fa} + {i}]))' for i in range(4)]
+                           + [f'"r"({self.convert}({nb}[{fb} + {i}]))' for i in range(2)])
         renderer.line(f'asm volatile("mma.sync.aligned.{self.shape}.row.col.f32.{self.kind}.{self.kind}.f32 '
                       f'{_placeholders(0, 4)}, {_placeholders(4, 4)}, {_placeholders(8, 2)}, {_placeholders(0, 4)};" '
                       f': {outputs} : {inputs});')
@@ -203,24 +209,6 @@ class LoadTf32B:
             renderer.line(f"{name}[{first} + {half}] = *{renderer.address_of(src, row)};")
 
 
-@dataclass(frozen=True)
-class MmaSyncTf32:
-    """``C += round_tf32(A) x round_tf32(B)`` on m16n8k8 fragments: each operand register rounded
-    with ``cvt.rna.tf32.f32`` (``tc_tf32_bits``, the dialect's preamble), then one ``mma.sync``."""
-
-    warp_wide = True
-
-    def render(self, renderer, intrinsic, call) -> None:
-        a, b, c = tile_starts(call)
-        fa, fb, fc = (fragment_register(renderer, x, t) for x, t in ((a, TF32_A_TILE), (b, TF32_B_TILE), (c, C_TILE)))
-        na, nb, nc = (renderer.name(x.buffer) for x in (a, b, c))
-        outputs = ", ".join(_regs(nc, fc, 4, "+f"))
-        inputs = ", ".join([f'"r"(tc_tf32_bits({na}[{fa} + {i}]))' for i in range(4)]
-                           + [f'"r"(tc_tf32_bits({nb}[{fb} + {i}]))' for i in range(2)])
-        renderer.line(f'asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {_placeholders(0, 4)}, '
-                      f'{_placeholders(4, 4)}, {_placeholders(8, 2)}, {_placeholders(0, 4)};" : {outputs} : {inputs});')
-
-
 def _scoped(func, scopes: dict):
     """``func`` with its parameters' memory scopes set (``tensorize`` matches them)."""
     for param in func.params:
@@ -270,4 +258,5 @@ register_intrinsic("ldfrag_a_16x8_tf32", _copy("ldfrag_a_16x8_tf32", TF32_A_TILE
                    {"cuda": LoadTf32A()}, strided_rows=True)
 register_intrinsic("ldfrag_b_8x8_tf32", _copy("ldfrag_b_8x8_tf32", TF32_B_TILE, "float32", "shared", "warp"),
                    {"cuda": LoadTf32B()}, strided_rows=True)
-register_intrinsic("mma_16x8x8_tf32f32", _mma_tf32("mma_16x8x8_tf32f32"), {"cuda": MmaSyncTf32()}, strided_rows=True)
+register_intrinsic("mma_16x8x8_tf32f32", _mma_tf32("mma_16x8x8_tf32f32"),
+                   {"cuda": MmaSync("m16n8k8", "tf32", TF32_A_TILE, TF32_B_TILE, "tc_tf32_bits")}, strided_rows=True)
