@@ -156,7 +156,13 @@ def test_wgmma_sketch_compiles_for_sm_90a(dtype, shape, stages):
     assert "wgmma.fence.sync.aligned" in ptx and "wgmma.commit_group.sync.aligned" in ptx
     assert "wgmma.wait_group.sync.aligned 0" in ptx and "fence.proxy.async.shared::cta" in ptx
     assert "cp.async.cg.shared.global" in ptx and ".local" not in ptx  # accumulators stay in registers
-    assert f"float C_warpgroup[{shape[1] * shape[2] // 2}];" in kernel.source()
+    source = kernel.source()
+    assert f"float C_warpgroup[{shape[1] * shape[2] // 2}];" in source
+    # from 3 stages on, each step's group runs while the next step's copies go, into the stage read two steps back
+    loop = source[source.index("for (int k_0 = 0;"):source.index("wgmma.wait_group.sync.aligned 0")]
+    assert ("wgmma.wait_group.sync.aligned 1" in loop) == (stages >= 3)
+    assert f"((k_0 + {stages - 2 if stages >= 3 else 1}) < 4)" in loop
+    assert 'asm volatile("" : "+f"(C_warpgroup[tc_r]) :: "memory");' in source  # after the last wait
 
 
 def test_wgmma_is_refused_before_hopper():

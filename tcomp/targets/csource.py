@@ -37,6 +37,7 @@ from ..tir.expr import (BinOp, Buffer, Call, Cast, Cmp, Expr, FloatImm, IntImm, 
 from ..tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
 from ..tir.transform import block_as_stmt, substitute_stmt
 from .cse import Subexpressions, is_leaf
+from .gpu.async_mma import ASYNC_MMA_WAIT
 from .gpu.barriers import is_barrier
 
 
@@ -72,6 +73,9 @@ class Dialect:
     async_copy_bytes: tuple = ()     # the widths it copies
     async_commit: str = ""           # ends a group of async copies
     async_wait: str = ""             # waits until at most {n} groups are in flight
+    async_mma_wait: str = ""         # waits until at most {n} asynchronous matrix instructions run (gpu/async_mma.py)
+    register_fence: dict = field(default_factory=dict)  # register C type -> a statement the compiler moves no
+                                                         # access of register {reg} across
     dynamic_shared: str = ""         # declares the dynamic shared bytes {name} ("": static arrays only)
     static_shared_bytes: int = 0     # the most static shared memory a kernel may declare
     int_pow: str = ""                # function raising an integer to an integer power ("": none)
@@ -454,10 +458,9 @@ class CSourceRenderer:
         if not bits or bits % (32 * lanes):
             raise RenderError(f"{buf.scope} buffer {buf.name} ({buf.dtype}, {size} elements) does not split into "
                               f"32-bit registers over {lanes} lanes")
-        kind = "float" if buf.dtype == "float32" else "unsigned int"
         self._line("{")
         self._indent += 1
-        self._line(f"{kind} {self.name(buf)}[{bits // 32 // lanes}];")
+        self._line(f"{_register_type(buf)} {self.name(buf)}[{bits // 32 // lanes}];")
         self._stmt(stmt.body)
         self._indent -= 1
         self._line("}")
@@ -474,6 +477,9 @@ class CSourceRenderer:
             elif stmt.value.name == "async_wait" and self.dialect.async_wait:
                 self._line(self.dialect.async_wait.format(n=stmt.value.args[0].value))
             return  # no async copies in this dialect: the copies were synchronous
+        if isinstance(stmt.value, Call) and stmt.value.name == ASYNC_MMA_WAIT:
+            self._async_mma_wait(stmt.value)
+            return
         if not is_intrinsic_call(stmt.value):
             self._line(f"{self._bound_expr(stmt.value)};")
             return
@@ -485,6 +491,23 @@ class CSourceRenderer:
         if getattr(implementation, "arch", None):
             self.required_arch[intrinsic.name] = implementation.arch
         implementation.render(self, intrinsic, stmt.value)
+
+    def _async_mma_wait(self, call: Call) -> None:
+        """The wait, then (all calls done) a register fence on each accumulator, so the compiler reads
+        none of them before the wait."""
+        running = call.args[0].value
+        if not self.dialect.async_mma_wait:
+            raise RenderError(f"{self.dialect.name} has no asynchronous matrix instructions to wait for")
+        self._line(self.dialect.async_mma_wait.format(n=running))
+        if running:
+            return
+        for start in call.args[1:]:
+            buf = start.args[0].buffer
+            registers = arith.simplify(buf.storage_elements()).value * dtype_bits(buf.dtype) // 32 \
+                // FRAGMENT_LANES[buf.scope]
+            fence = self.dialect.register_fence[_register_type(buf)].format(reg=f"{self.name(buf)}[tc_r]")
+            self._line("#pragma unroll")
+            self._line(f"for (int tc_r = 0; tc_r < {registers}; ++tc_r) {fence}")
 
     # ------------------------------------------------------------------ memory helpers
     def _flat(self, buf: Buffer, indices) -> Expr:
@@ -737,6 +760,11 @@ def _swizzle_fits(buf: Buffer, swizzle: tuple) -> bool:
     return (strides[-2].value == 1 and strides[-3].value == row
             and all(s.value % block == 0 for s in strides[:-3] + strides[-1:]))
 WARP_LANES = 32
+def _register_type(fragment: Buffer) -> str:
+    """The C type of a warp(group) fragment's 32-bit registers."""
+    return "float" if fragment.dtype == "float32" else "unsigned int"
+
+
 FRAGMENT_LANES = {"warp": WARP_LANES, "warpgroup": 4 * WARP_LANES}  # scope -> the lanes holding a fragment
 
 

@@ -11,14 +11,17 @@ chunk ``j``, rows ``16 * (t / 32) + (t % 32) / 4`` (and ``+ 8``), columns ``8 * 
     for k0 [pipeline_stages=S]:                  per 64-deep step
       A_shared, B_shared = A[..], B[..]          (cooperative cp.async copies, storage_swizzle)
       C_wg += A_shared x B_shared                wgmma_64xNx64_f16f32: fence, 4 x wgmma.mma_async
-                                                 m64nNk16, commit_group, wait_group 0
+                                                 m64nNk16, commit_group
+                                                 (then wait_group 1 or 0: gpu/async_mma.py)
     C[..] = C_wg                                 wgmma_store_64xN_f32 (float2 per thread and chunk)
 
 A and B are read from shared memory through matrix descriptors with the 128-byte swizzle, which
 is ``storage_swizzle``'s layout on a 1024-byte aligned buffer: A (64 x 64, K-major) in rows of
 exactly 128 bytes; B (64 x N, N-major) in rows of 64-element panels (``Buffer.panels``), its
 tile starting at a panel. One call covers K = 64 (the swizzle line), so the four instructions
-share one fence, one commit and one wait. ``arch = "sm_90a"``: building with ``-arch=sm_90``
+share one fence and one commit group. A call returns with its group running (``in_flight``):
+the lowering waits for it (``wgmma.wait_group``) one call later in a pipelined loop, at once
+elsewhere, and before the accumulators are read. ``arch = "sm_90a"``: building with ``-arch=sm_90``
 compiles for ``sm_90a`` (``nvrtc.resolve_arch``); other architectures refuse it.
 """
 from __future__ import annotations
@@ -83,10 +86,12 @@ def _check_shared(load, what: str, rows_bytes: int | None) -> None:
 @dataclass(frozen=True)
 class WarpgroupMma:
     """``C += A x B`` for a 64 x ``width`` fp32 tile over K = 64: four ``wgmma.mma_async
-    m64n{width}k16`` between one ``wgmma.fence`` and one commit / wait (``kind``: f16, bf16)."""
+    m64n{width}k16`` between one ``wgmma.fence`` and one commit (``kind``: f16, bf16); the group
+    is left running."""
 
     width: int
     kind: str
+    in_flight = 1
     warp_wide = True
     lanes = WARPGROUP
     arch = ARCH
@@ -115,7 +120,6 @@ class WarpgroupMma:
                           f'm64n{self.width}k16.f32.{self.kind}.{self.kind} {regs}, %{count}, %{count + 1}, p, 1, 1, '
                           f'0, 1; }}" : {outputs} : "l"(tc_da + {2 * step}), "l"(tc_db + {128 * step}));')
         renderer.line('  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");')
-        renderer.line('  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");')
         renderer.line("}")
 
 

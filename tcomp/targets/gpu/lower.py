@@ -13,7 +13,8 @@ bound to one axis share one variable (``threadIdx_x``), so buffers compacted per
 block (``schedule/compact.py``) are indexed alike in every nest; each kernel is checked to be
 bound (``check_bound``), reductions over ``threadIdx.x`` become shared-memory trees
 (``cross_thread.py``), its shared buffers are hoisted to its top and barriers inserted
-(``barriers.py``); loops annotated ``pipeline_stages`` are software-pipelined (``pipeline.py``).
+(``barriers.py``); loops annotated ``pipeline_stages`` are software-pipelined (``pipeline.py``) and
+asynchronous matrix instructions waited for (``async_mma.py``).
 Nothing here is specific to a vendor.
 """
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ...tir.transform import buffer_accesses, substitute_in_place, used_size_var
 from .barriers import insert_barriers
 from .binding import GPULoweringError, bind_default, binds_threads, check_bound
 from .cross_thread import lower_cross_thread
+from .async_mma import wait_for_async_mma
 from .pipeline import pipeline_loops
 
 MAX_THREADS_PER_BLOCK = 1024
@@ -69,7 +71,7 @@ def lower_for_gpu(func: PrimFunc, target_kind: str) -> DeviceProgram:
     _share_axis_variables(sch.func.body)
     compact_buffers(sch)
     lowered = sch.func
-    lowered.body = pipeline_loops(lowered.body)
+    lowered.body = wait_for_async_mma(pipeline_loops(lowered.body, target_kind), target_kind)
     lowered.size_vars = used_size_vars(lowered)
 
     body, temporaries = lowered.body, []

@@ -28,6 +28,12 @@ barrier, into the stage that iteration ``k_0 - 1`` read (the loop is marked
       async_commit()
       C += A_shared[k_0 % S, ..] ...
 
+Where the nests after the copies call an asynchronous matrix instruction (``async_mma.py``: it
+reads its shared operands after it returns) and ``S >= 3``, the copies run ``S - 2`` iterations
+ahead instead, into the stage that iteration ``k_0 - 2`` read, so the call of iteration ``k_0 - 1``
+may still be running (the loop is marked ``async_mma_in_flight``; with ``S = 2`` every call is
+waited for at once).
+
 Runs after buffer compaction (the shared tiles have their final shapes) and before shared
 buffers are hoisted.
 """
@@ -37,6 +43,7 @@ from ...tir import arith
 from ...tir.expr import Buffer, Call, Cmp, IntImm, Load, Var, rewrite
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
 from ...tir.transform import map_exprs, substitute_stmt, update_exprs_in_place, walk_stmts
+from .async_mma import IN_FLIGHT, in_flight
 from .barriers import barrier
 from .binding import GPULoweringError
 
@@ -51,25 +58,25 @@ def async_call(name: str, *args) -> Evaluate:
     return Evaluate(Call(name, tuple(IntImm(a) for a in args), "void"))
 
 
-def pipeline_loops(body: Stmt) -> Stmt:
+def pipeline_loops(body: Stmt, target_kind: str) -> Stmt:
     """``body`` with every loop annotated ``pipeline_stages`` (> 1) pipelined (in place where possible)."""
     if isinstance(body, For):
-        body.body = pipeline_loops(body.body)
+        body.body = pipeline_loops(body.body, target_kind)
         stages = body.annotations.get(STAGES, 1)
-        return _pipeline(body, stages) if stages > 1 else body
+        return _pipeline(body, stages, target_kind) if stages > 1 else body
     if isinstance(body, SeqStmt):
-        return SeqStmt(tuple(pipeline_loops(s) for s in body.stmts))
+        return SeqStmt(tuple(pipeline_loops(s, target_kind) for s in body.stmts))
     if isinstance(body, Allocate):
-        return Allocate(body.buffer, pipeline_loops(body.body))
+        return Allocate(body.buffer, pipeline_loops(body.body, target_kind))
     if isinstance(body, IfThenElse):
-        return IfThenElse(body.cond, pipeline_loops(body.then_body),
-                          None if body.else_body is None else pipeline_loops(body.else_body))
+        return IfThenElse(body.cond, pipeline_loops(body.then_body, target_kind),
+                          None if body.else_body is None else pipeline_loops(body.else_body, target_kind))
     if isinstance(body, BlockRealize):
-        body.block.body = pipeline_loops(body.block.body)
+        body.block.body = pipeline_loops(body.block.body, target_kind)
     return body
 
 
-def _pipeline(loop: For, stages: int) -> Stmt:
+def _pipeline(loop: For, stages: int, target_kind: str) -> Stmt:
     where = f"cannot pipeline loop {loop.var.name} ({stages} stages)"
     extent = arith.simplify(loop.extent)
     if loop.kind not in ("serial", "unrolled") or not isinstance(extent, IntImm):
@@ -90,12 +97,15 @@ def _pipeline(loop: For, stages: int) -> Stmt:
     outside = [buf for buf in allocations if buf not in staged]
     mapping = {buf: _staged_buffer(buf, stages) for buf in staged}
     k = loop.var
-    ahead = stages - 1
+    running = min(in_flight(SeqStmt(tuple(consumers)), target_kind), stages - 2)
+    ahead = stages - 1 - running
     prologue_var = Var(f"{k.name}_prologue")
     prologue = [_restaged(p, mapping, k, stages, {k: prologue_var}) for p in producers]
     copies = IfThenElse(Cmp("lt", k + ahead, extent), SeqStmt(tuple(
         _restaged(p, mapping, k, stages, {k: k + ahead}) for p in producers)))
     annotations = {key: value for key, value in loop.annotations.items() if key != STAGES}
+    if running:
+        annotations[IN_FLIGHT] = running
     if any(_writes_shared(c) for c in consumers):
         body = [copies, async_call(ASYNC_COMMIT), async_call(ASYNC_WAIT, ahead)]
     else:

@@ -113,10 +113,13 @@ def wgmma(width: int, rows: int, cols: int, depth: int, batch: int, sms: int) ->
             tile_r = 64 * wg * tm
             if rows % tile_r:
                 continue
-            stages = 3 if depth >= 3 * 64 else 2
+            stage = (tile_r + width) * 64 * 2
+            # with 3 stages or more one wgmma group stays in flight (gpu/async_mma.py), the copies
+            # S - 2 steps ahead
+            stages = max(2, min(4, depth // 64, SHARED // stage))
             threads = 128 * wg
             registers = tm * width // 2 + 40
-            shared = stages * (tile_r + width) * 64 * 2
+            shared = stages * stage
             cost = _cost("wgmma", rows, cols, depth, batch, tile_r, width, threads, registers, shared, sms)
             options.append((cost, [wg, tm, stages]))
     return sorted(options, key=lambda o: o[0])

@@ -31,8 +31,8 @@ WIDTHS = (128, 256)                 # N: one sketch each (it names the intrinsic
 WARPGROUPS = (1, 2)
 WARPGROUPS_PROBS = (1, 2)
 TILES_M = {128: (1, 2), 256: (1,)}  # 64-row tiles per warpgroup: at most 128 accumulator registers a thread
-STAGES = (2, 3, 4)
-STAGES_PROBS = (1, 2, 2)
+STAGES = (2, 3, 4, 5)              # from 3 on, one wgmma group stays in flight while the next step's copies go
+STAGES_PROBS = (1, 2, 3, 1)
 DEPTH = 64  # one wgmma call: K = 64 (A's 128-byte swizzle line)
 ROWS = 64   # rows per wgmma tile
 LANES = 128

@@ -1,0 +1,75 @@
+"""Waits for asynchronous matrix instructions: implementations with ``in_flight`` (Hopper's wgmma).
+
+Such an instruction returns before its result is in the accumulator registers, and it reads its
+shared operands while the threads go on; ``async_mma_wait(n, C..)`` waits until at most ``n`` of
+the thread's calls are still running (then, for ``n = 0``, the accumulators ``C..`` may be read).
+A call in a loop that ``pipeline.py`` staged for it (annotated ``async_mma_in_flight``: the copies
+go to the stage read two iterations back) leaves itself running while the next iteration's copies
+and barrier go on; a call anywhere else is waited for at once; after such a loop every call is::
+
+    for k_0 [async_mma_in_flight]:            for k_0:
+      ..copies into stage (k_0 + S - 2) % S..   ..copies into stage (k_0 + S - 2) % S..
+      wgmma(A_s[k_0 % S], .., C_wg)      ->     wgmma(A_s[k_0 % S], .., C_wg)
+                                                async_mma_wait(1, C_wg)
+    C[..] = C_wg[..]                          async_mma_wait(0, C_wg)
+                                              C[..] = C_wg[..]
+"""
+from __future__ import annotations
+
+from ...tir.expr import Call, IntImm, Load
+from ...tir.stmt import Allocate, BlockRealize, Evaluate, For, IfThenElse, SeqStmt, Stmt
+from ...tir.transform import walk_stmts
+
+ASYNC_MMA_WAIT = "async_mma_wait"
+IN_FLIGHT = "async_mma_in_flight"  # loop annotation: its calls may stay running one iteration
+
+
+def in_flight(stmt: Stmt, target_kind: str) -> int:
+    """The most calls that an asynchronous matrix instruction in ``stmt`` may leave running on
+    ``target_kind`` (0: no call in ``stmt`` is asynchronous)."""
+    return max((_async_calls_left(node.block, target_kind) for node in walk_stmts(stmt)
+                if isinstance(node, BlockRealize)), default=0)
+
+
+def wait_for_async_mma(body: Stmt, target_kind: str) -> Stmt:
+    """``body`` with the waits for its asynchronous matrix instructions (in place where possible)."""
+    return _visit(body, target_kind, 0)
+
+
+def _visit(stmt: Stmt, target_kind: str, running: int) -> Stmt:
+    if isinstance(stmt, BlockRealize):
+        if _async_calls_left(stmt.block, target_kind):
+            return SeqStmt((stmt, _wait(running, stmt.block.writes)))
+        stmt.block.body = _visit(stmt.block.body, target_kind, running)
+        return stmt
+    if isinstance(stmt, For):
+        staged = stmt.annotations.get(IN_FLIGHT, 0)
+        stmt.body = _visit(stmt.body, target_kind, staged or running)
+        if staged and not running:
+            accumulators = {buf for node in walk_stmts(stmt.body) if isinstance(node, BlockRealize)
+                            and _async_calls_left(node.block, target_kind) for buf in node.block.writes}
+            return SeqStmt((stmt, _wait(0, sorted(accumulators, key=lambda b: b.name))))
+        return stmt
+    if isinstance(stmt, SeqStmt):
+        return SeqStmt(tuple(_visit(s, target_kind, running) for s in stmt.stmts))
+    if isinstance(stmt, Allocate):
+        return Allocate(stmt.buffer, _visit(stmt.body, target_kind, running))
+    if isinstance(stmt, IfThenElse):
+        return IfThenElse(stmt.cond, _visit(stmt.then_body, target_kind, running),
+                          None if stmt.else_body is None else _visit(stmt.else_body, target_kind, running))
+    return stmt
+
+
+def _async_calls_left(block, target_kind: str) -> int:
+    from ...schedule.intrinsics import get_intrinsic, is_intrinsic_call
+
+    body = block.body
+    if not (isinstance(body, Evaluate) and is_intrinsic_call(body.value)):
+        return 0
+    return getattr(get_intrinsic(body.value.name).implementations.get(target_kind), "in_flight", 0)
+
+
+def _wait(running: int, accumulators) -> Evaluate:
+    starts = tuple(Call("address_of", (Load(buf, tuple(IntImm(0) for _ in buf.shape)),), "int64")
+                   for buf in accumulators)
+    return Evaluate(Call(ASYNC_MMA_WAIT, (IntImm(running),) + starts, "void"))
