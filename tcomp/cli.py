@@ -121,7 +121,8 @@ def _cmd_tune(args) -> int:
 
     results = tune_model(args.model, target=args.target, trials=args.trials, db=args.db,
                          input_shapes=_input_shapes(args.input_shape), seed=args.seed,
-                         max_seconds=args.minutes * 60 if args.minutes is not None else None)
+                         max_seconds=args.minutes * 60 if args.minutes is not None else None,
+                         verify=not args.no_verify)
     print(report(results))
     print(f"records in {args.db}; compile with them: tcomp run {args.model} --db {args.db}")
     return 0
@@ -152,6 +153,8 @@ def main(argv=None) -> int:
     tune.add_argument("--db", default="tuning.db", help="tuning database (JSON lines; resumed when it exists)")
     tune.add_argument("--minutes", type=float, help="wall-time budget (rounds stop in time to confirm the best)")
     tune.add_argument("--seed", type=int)
+    tune.add_argument("--no-verify", action="store_true",
+                      help="apply the tuned kernels without timing them in the model against the templates")
     tune.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                       help="static size of an input with symbolic dimensions (repeatable)")
     tune.set_defaults(func=_cmd_tune)

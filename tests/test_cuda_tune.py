@@ -127,7 +127,9 @@ def test_tune_a_model_on_the_gpu_then_compile_with_its_database(tmp_path):
     assert all(r.template is not None and database.records(r.task.workload, "cuda") for r in results)
     module = tcomp.compile(model, target="cuda", db=path)
     tuned = {k.func.attrs.get("gpu_schedule") for k in module.kernels.values()}
-    assert ("tuned" in tuned) == any(r.tuned is not None and r.tuned < r.template for r in results)
+    # a record beating the template in the worker, unless it lost to the template in the model (in_model.py)
+    assert ("tuned" in tuned) == any(r.applied for r in results)
+    assert all((r.verdict is not None) == (r.tuned is not None and r.tuned < r.template) for r in results)
     feeds = {i.name: np.random.default_rng().standard_normal(i.shape).astype(np.float32) for i in module.inputs}
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     np.testing.assert_allclose(module.run(feeds)[0], expected[0], rtol=1e-4, atol=1e-4)

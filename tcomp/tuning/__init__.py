@@ -12,4 +12,6 @@
     search.py     evolutionary search over sampled decisions, scored by a cost model
                   (tcomp.costmodel), eps-greedy, measured in batches
     tuner.py      tune(func, target, trials, db); build(func, db=...) applies the best record
+    in_model.py   after a model's tuning: its tuned kernels timed in the model against the
+                  templates; a verdict per task in the database, "rejected" keeps the template
 """

@@ -4,6 +4,7 @@
     db.commit(TuningRecord(workload_key(func), "cpu", trace.to_json(), 0.0012, "ok"))
     db.best(workload_key(func), "cpu")   ->  the fastest "ok" record (confirmed ones first), or None
     db.workloads()                       ->  [(workload, target), ...]
+    db.verdict(workload_key(func), "cpu", trace_json)  ->  the in-model verdict of that trace, or None
 
 A line looks like::
 
@@ -16,6 +17,19 @@ and committed once more with ``confirmed: true`` and the median of those fresh m
 the status of a failed one). ``best`` then picks among the confirmed "ok" records of the
 workload; without any it picks among the other "ok" records, leaving out traces whose
 confirmation failed. Lines without the field (older files) load as not confirmed.
+
+In-model verdicts: after tuning a model, ``tuning/in_model.py`` times the kernels the compile
+would apply between their neighbours in the model, against the template kernels, and commits
+one verdict per task: status ``"verified"`` (won in the model) or ``"rejected"`` (did not; the
+compile keeps the template), ``trace`` the record it judged, ``seconds`` the tuned kernel's time
+in the model and ``baseline`` the template's::
+
+    {"workload": "3f1c...", "target": "cpu", "trace": "[...]", "seconds": 0.00174, "status": "rejected",
+     "features": null, "confirmed": false, "baseline": 0.00122}
+
+Verdicts are not measurements: ``records``, ``best`` and ``trials`` leave them out, and
+``verdict`` returns the latest one of a trace (a trace tuned further gets its own). Only verdict
+lines carry ``baseline``; older files (no verdicts) load as before.
 
 The file is only ever appended to (opened, written and flushed per commit), so a new Database
 on the same path resumes where an earlier one stopped. A line cut short by a crash mid-write
@@ -38,18 +52,29 @@ class TuningRecord:
     status: str                   # a MeasureResult status: "ok", "build_error", "crash", "timeout", "wrong"
     features: list | None = None  # the cost model's features of the program, if kept
     confirmed: bool = False       # a re-measurement of a top candidate after the search (see above)
+    baseline: float | None = None  # a verdict's template seconds in the model
 
     def to_json(self) -> str:
         fields = asdict(self)
         if self.features is not None:
             fields["features"] = [float(x) for x in self.features]
+        if self.baseline is None:
+            del fields["baseline"]
         return json.dumps(fields)
 
     @staticmethod
     def from_json(line: str) -> TuningRecord:
         fields = json.loads(line)
         return TuningRecord(fields["workload"], fields["target"], fields["trace"], fields["seconds"],
-                            fields["status"], fields.get("features"), bool(fields.get("confirmed", False)))
+                            fields["status"], fields.get("features"), bool(fields.get("confirmed", False)),
+                            fields.get("baseline"))
+
+    @property
+    def is_verdict(self) -> bool:
+        return self.status in VERDICTS
+
+
+VERDICTS = ("verified", "rejected")  # statuses of in-model verdicts (see above)
 
 
 class Database:
@@ -59,6 +84,8 @@ class Database:
         self.path = os.fspath(path)
         self._records: dict = {}  # (workload, target) -> [TuningRecord] in commit order
         self._best: dict = {}     # (workload, target) -> best() result, dropped when a record is added
+        self._verdicts: dict = {}  # (workload, target, trace) -> the latest verdict
+        self._lines = 0
         if os.path.exists(self.path):
             with open(self.path, encoding="utf-8") as f:
                 for line in f:
@@ -79,7 +106,7 @@ class Database:
         self._index(record)
 
     def records(self, workload: str, target: str) -> list:
-        """All records of a workload on a target, in commit order."""
+        """All measurement records of a workload on a target (verdicts left out), in commit order."""
         return list(self._records.get((workload, target), ()))
 
     def best(self, workload: str, target: str) -> TuningRecord | None:
@@ -94,15 +121,24 @@ class Database:
         """How many candidates the search measured (records less confirmations)."""
         return sum(not record.confirmed for record in self._records.get((workload, target), ()))
 
+    def verdict(self, workload: str, target: str, trace: str) -> TuningRecord | None:
+        """The latest in-model verdict ("verified" or "rejected") of ``trace``, or None."""
+        return self._verdicts.get((workload, target, trace))
+
     def workloads(self) -> list:
         """The (workload, target) pairs that have records, in order of first record."""
         return list(self._records)
 
     def __len__(self):
-        return sum(len(records) for records in self._records.values())
+        """Records in the file, verdicts included."""
+        return self._lines
 
     def _index(self, record: TuningRecord) -> None:
+        self._lines += 1
         key = (record.workload, record.target)
+        if record.is_verdict:
+            self._verdicts[key + (record.trace,)] = record
+            return
         self._records.setdefault(key, []).append(record)
         self._best.pop(key, None)
 

@@ -20,7 +20,9 @@ correct candidate after ``retries`` rounds, gets no more rounds.
 scheduler over one ``EvolutionarySearch`` per task (``search.py``), recording every measurement
 in the database that ``tcomp.compile(model, db=...)`` then reads. A task's latency is the faster
 of its best tuned schedule and its template kernel (measured once, a record of status
-``"template"``): what the compiled model will run.
+``"template"``): what the compiled model will run. After the search, the tuned kernels that
+the compile would apply are timed between their neighbours in the model against the templates
+(``in_model.py``), and those that do not win there are rejected (the template stays).
 """
 from __future__ import annotations
 
@@ -117,24 +119,37 @@ class TaskScheduler:
 @dataclass
 class TaskResult:
     """What tuning did for one task: seconds of its best tuned schedule and of its template (None:
-    not measured or none correct), and how many candidates were measured."""
+    not measured or none correct), how many candidates were measured, and the in-model verdict of
+    the best schedule (``in_model.py``; None where none was made): its status ("verified",
+    "rejected"), the tuned and template kernels' seconds in the model (summed over the groups)."""
 
     task: object
     tuned: float | None
     template: float | None
     trials: int
+    verdict: object = None   # the verdict TuningRecord: .status, .seconds (tuned), .baseline (template)
+
+    @property
+    def applied(self) -> bool:
+        """Whether ``tcomp.compile(db=...)`` runs the tuned schedule: it measured faster than the
+        template and the model did not reject it."""
+        if self.tuned is None or (self.template is not None and self.template <= self.tuned):
+            return False
+        return self.verdict is None or self.verdict.status != "rejected"
 
     @property
     def best(self) -> float | None:
-        """What the kernel takes after ``tcomp.compile(db=...)``: the faster of tuned and template."""
-        times = [t for t in (self.tuned, self.template) if t is not None]
-        return min(times) if times else None
+        """What the kernel takes after ``tcomp.compile(db=...)`` as the worker measured it: the
+        tuned schedule where applied, else the template."""
+        if self.applied:
+            return self.tuned
+        return self.template if self.template is not None else self.tuned
 
 
 def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", input_shapes: dict | None = None,
                cost_model=None, round_trials: int = 16, batch_size: int = 16, seed: int | None = None,
                progress: bool = True, confirm_top: int = 5, confirm_rounds: int = 3,
-               max_seconds: float | None = None) -> list:
+               max_seconds: float | None = None, verify: bool = True) -> list:
     """Tunes the tasks of an ONNX model (path or ModelProto) or graph with ``trials``
     measurements in all; returns [TaskResult] (heaviest task first). Records go to ``db``
     (a path or a ``Database``), which ``tcomp.compile(model, target=target, db=db)`` applies.
@@ -143,7 +158,9 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     that compile keeps the template where the search found nothing faster. At the end each
     task's ``confirm_top`` fastest candidates are measured ``confirm_rounds`` more
     times (``search.confirm_best``), the template once in each of those rounds, and those
-    medians pick its best.
+    medians pick its best. Then, with ``verify``, the tuned kernels that the compile would apply
+    are timed in the model against the templates (``in_model.verify_in_model``; outside
+    ``max_seconds``) and those that do not win there are rejected: the compile keeps their templates.
 
     ``max_seconds`` bounds the wall time: no round starts that would not leave time, at the
     seconds per trial seen so far, for the round and for confirming every searched task.
@@ -151,6 +168,7 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     A run on a database that earlier runs filled goes on from there: a task with search records
     enters the scheduler as having had a round (its best so far, its trials), so tasks that no
     run reached get their first rounds before any searched task gets another."""
+    from .in_model import verify_in_model
     from .measure import Measurer
     from .search import EvolutionarySearch, confirm_best
     from .space import design_space
@@ -170,8 +188,9 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
     def result(index) -> TaskResult:
         task = tasks[index]
         record = database.best(task.workload, target)
+        verdict = database.verdict(task.workload, target, record.trace) if record is not None else None
         return TaskResult(task, record.seconds if record is not None else None,
-                          template_seconds(database, task.workload, target), scheduler.tasks[index].trials)
+                          template_seconds(database, task.workload, target), scheduler.tasks[index].trials, verdict)
 
     for index, task in enumerate(tasks):
         searched = sum(r.status != "template" and not r.confirmed for r in database.records(task.workload, target))
@@ -224,6 +243,10 @@ def tune_model(model, target: str = "cpu", trials: int = 512, db="tuning.db", in
         scheduler.run(step, trials, on_round, may_start)
         for index in range(len(tasks)):  # all: a task searched by an interrupted run too
             confirm(index)
+        if verify:
+            if bar is not None:
+                bar.set_postfix_str("timing the tuned kernels in the model")
+            verify_in_model(model, tasks, database, target, measure_target, input_shapes)
     finally:
         if bar is not None:
             bar.close()
@@ -251,20 +274,35 @@ def _measure_template(task, database, target: str, measure_target: str) -> None:
 
 
 def report(results: list) -> str:
-    """A per-kernel table: latency share (weight x kernel time over the sum), kernel time (the
-    faster of tuned and template), tuned and template times, weight, trials."""
+    """A per-kernel table: latency share (weight x kernel time over the sum), kernel time (what the
+    compile runs: tuned where applied, else template), tuned and template times as the worker
+    measured them, then the in-model verdict: the tuned and template kernels' times per group
+    between their neighbours in the model and "kept" / "rejected" (- where none was made),
+    weight, trials."""
+    from .in_model import MARGIN
+
     total = sum(r.task.weight * r.best for r in results if r.best is not None)
 
     def ms(seconds):
         return f"{seconds * 1e3:10.4f}" if seconds is not None else f"{'-':>10}"
 
-    lines = [f"{'kernel':<28} {'share':>7} {'kernel ms':>10} {'tuned ms':>10} {'template':>10} {'weight':>6} "
-             f"{'trials':>6}  groups"]
+    lines = [f"{'kernel':<28} {'share':>7} {'kernel ms':>10} {'tuned ms':>10} {'template':>10} "
+             f"{'model tuned':>11} {'model tmpl':>10} {'in model':>8} {'weight':>6} {'trials':>6}  groups"]
     for r in results:
         share = f"{100 * r.task.weight * r.best / total:6.1f}%" if r.best is not None and total else "      -"
-        lines.append(f"{r.task.name:<28} {share} {ms(r.best)} {ms(r.tuned)} {ms(r.template)} {r.task.weight:>6} "
-                     f"{r.trials:>6}  {r.task.group_labels[0]}")
+        verdict = r.verdict
+        in_model = (f"{ms(verdict.seconds / r.task.weight):>11} {ms(verdict.baseline / r.task.weight)} "
+                    f"{'kept' if verdict.status == 'verified' else 'rejected':>8}") if verdict is not None else \
+            f"{'-':>11} {'-':>10} {'-':>8}"
+        lines.append(f"{r.task.name:<28} {share} {ms(r.best)} {ms(r.tuned)} {ms(r.template)} {in_model} "
+                     f"{r.task.weight:>6} {r.trials:>6}  {r.task.group_labels[0]}")
     lines.append(f"estimated latency of these kernels: {total * 1e3:.4f} ms")
+    verdicts = [r.verdict for r in results if r.verdict is not None]
+    if verdicts:
+        kept = [v for v in verdicts if v.status == "verified"]
+        lines.append(f"in the model (medians of interleaved runs, per group): {len(kept)} of {len(verdicts)} tuned "
+                     f"kernels kept, {sum(v.baseline - v.seconds for v in kept) * 1e3:.4f} ms saved; a kernel is "
+                     f"kept where it takes at most {100 * (1 - MARGIN):.0f}% of its template's time")
     return "\n".join(lines)
 
 

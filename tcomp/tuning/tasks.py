@@ -8,8 +8,9 @@ A task's function takes its arguments exactly as the executor passes them to the
 template kernel (``schedule/lower.py``): the buffers ``p0, p1, ...`` of ``kernel_inputs(group)``,
 then ``out``. So ``tcomp.compile(model, db=...)`` can run a tuned task function in place of the
 template (``tuned_group_func``), unless the database holds a faster measurement of the
-template itself (a record of status ``"template"``, which ``task_scheduler.tune_model`` commits):
-tuning never makes a kernel slower than its template.
+template itself (a record of status ``"template"``, which ``task_scheduler.tune_model`` commits)
+or the record lost to the template between its neighbours in the model (an in-model verdict
+``"rejected"``, ``in_model.py``): tuning does not make a kernel slower than its template.
 
 Groups that become tasks (each anchor kind written by its own module; ``ANCHOR_TASKS``):
 
@@ -247,8 +248,9 @@ def template_seconds(db, workload: str, target: str) -> float | None:
 
 def tuned_group_func(group: FusedGroup, db, target: str = "cpu", func: PrimFunc | None = None) -> PrimFunc | None:
     """The group's task function (``func``, or ``group_func(group)``) with the best record of ``db``
-    applied, or None (no task, no record, a template measured faster, or a record whose trace no
-    longer applies: warned)."""
+    applied, or None (no task, no record, a template measured faster, a record that lost to the
+    template in the model: an in-model verdict "rejected", ``in_model.py``, or a record whose trace
+    no longer applies: warned)."""
     func = func if func is not None else group_func(group)
     if func is None:
         return None
@@ -256,6 +258,9 @@ def tuned_group_func(group: FusedGroup, db, target: str = "cpu", func: PrimFunc 
     record = db.best(workload, target)
     template = template_seconds(db, workload, target)
     if record is None or (template is not None and template <= record.seconds):
+        return None
+    verdict = db.verdict(workload, target, record.trace)
+    if verdict is not None and verdict.status == "rejected":
         return None
     return scheduled_task(group, func, record.trace, {"tuned": record.workload})
 

@@ -21,7 +21,8 @@ from .workload import workload_key
 
 def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", model=None,
          batch_size: int = 16, seed: int | None = None, progress: bool = True,
-         confirm_top: int = 5, confirm_rounds: int = 3, max_seconds: float | None = None) -> dict:
+         confirm_top: int = 5, confirm_rounds: int = 3, max_seconds: float | None = None,
+         verify: bool = True) -> dict:
     """Tunes each PrimFunc (one or a list) with up to ``trials`` measurements per workload.
 
     ``db``: a path or a ``Database``; ``model``: a ``CostModel`` (default: the pretrained one of
@@ -32,14 +33,16 @@ def tune(func_or_funcs, target: str = "cpu", trials: int = 64, db="tuning.db", m
 
     An ONNX model (path or ModelProto) is tuned as a whole instead, ``trials`` in all, shared by
     its kernels by the task scheduler (``task_scheduler.tune_model``, whose [TaskResult] this returns),
-    within ``max_seconds`` of wall time where given.
+    within ``max_seconds`` of wall time where given; then, with ``verify``, its tuned kernels are
+    timed in the model against the templates and the compile keeps the template wherever the tuned
+    kernel does not win there (``in_model.py``).
     """
     if not isinstance(func_or_funcs, (PrimFunc, list, tuple)):
         from .task_scheduler import tune_model
 
         return tune_model(func_or_funcs, target, trials, db, cost_model=model, batch_size=batch_size,
                           seed=seed, progress=progress, confirm_top=confirm_top, confirm_rounds=confirm_rounds,
-                          max_seconds=max_seconds)
+                          max_seconds=max_seconds, verify=verify)
     if max_seconds is not None:
         raise TcompError("tcomp.tune: max_seconds applies to whole models; a PrimFunc is tuned for `trials`")
     funcs = _funcs(func_or_funcs)
