@@ -10,7 +10,7 @@ from .errors import TcompError
 from .frontend.onnx_importer import import_onnx
 from .graph.fusion import fuse
 from .graph.ir import Graph
-from .graph.passes import simplify_graph
+from .graph.passes import fuse_conv_maxpool, simplify_graph
 from .runtime.device_executor import DeviceExecutor
 from .runtime.executor import ARENA, CONST, INPUT, OUTPUT, Executor, Intermediate, Slot, Step, TensorSpec
 from .runtime.memory_plan import MemoryPlan
@@ -129,6 +129,8 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     tgt = resolve_target(target, num_threads)
     graph = _import_model(model, input_shapes, constant_inputs, example_inputs)
     simplify_graph(graph)
+    if tgt.name == "cpu":
+        fuse_conv_maxpool(graph, tgt.lanes(32), tgt.num_threads)
     groups = fuse(graph, getattr(tgt, "max_fused_buffers", None))
     if tgt.name != "cpu":  # a device target
         kernels, group_kernel = _lower_unique(groups, tgt, _gpu_schedules(schedule, db, tgt))

@@ -7,6 +7,9 @@
                             -> Slice(MatMul(x, concat(W1, W2)) [+ concat(b1, b2)])  (horizontal fusion)
 * ``eliminate_dead_code``:  drops nodes whose outputs nobody reads.
 
+On the CPU target, after these, ``fuse_conv_maxpool``: MaxPool(Relu(Conv(x, W, b)))  -> ConvMaxPool(x, W, b)
+(one kernel, ``schedule/conv_pool.py``, where its plan applies; the Relu is optional).
+
 First, ``quantized.lower_quantized_products`` computes quantized MatMul/Conv in integers.
 """
 from __future__ import annotations
@@ -172,3 +175,35 @@ def fuse_sibling_matmuls(graph: Graph) -> None:
         for node in new_nodes:
             for out in node.outputs:
                 out.producer = node
+
+
+def fuse_conv_maxpool(graph: Graph, lanes: int, num_threads: int) -> None:
+    """MaxPool(Relu(Conv(x, W, b))) and MaxPool(Conv(x, W, b)) -> ConvMaxPool(x, W, b), attrs
+    ``conv``, ``pool`` (the two nodes' attributes) and ``relu``, where the conv's weights are
+    constant, the conv's (and Relu's) output is read by the next node only and
+    ``schedule.conv_pool.conv_pool_plan`` applies::
+
+        %c = Conv(%x, %w, %b); %r = Relu(%c); %p = MaxPool(%r)   ->   %p = ConvMaxPool(%x, %w, %b)
+    """
+    from ..schedule.conv_pool import conv_pool_plan
+
+    consumers = graph.consumers()
+    for conv in list(graph.nodes):
+        if conv.op != "Conv" or not all(v is None or v.is_const for v in conv.inputs[1:]) \
+                or conv.inputs[0].dtype != "float32":
+            continue
+        user = _single_consumer(graph, conv.outputs[0], consumers)
+        relu = user if user is not None and user.op == "Relu" else None
+        pool = _single_consumer(graph, relu.outputs[0], consumers) if relu is not None else user
+        if pool is None or pool.op != "MaxPool" or len(pool.outputs) != 1 \
+                or conv_pool_plan(conv.attrs, pool.attrs, conv.inputs[0].shape, conv.inputs[1].shape,
+                                  lanes, num_threads) is None:
+            continue
+        fused = Node("ConvMaxPool", [v for v in conv.inputs if v is not None], pool.outputs,
+                     {"conv": conv.attrs, "pool": pool.attrs, "relu": relu is not None}, conv.name)
+        pool.outputs[0].producer = fused
+        index = graph.nodes.index(pool)
+        graph.nodes[index] = fused
+        for node in (conv, relu):
+            if node is not None:
+                graph.nodes.remove(node)

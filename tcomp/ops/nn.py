@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..graph.ir import TensorType
+from ..graph.ir import Node, TensorType, Value
 from ..schedule.conv import direct_conv_kernel
+from ..schedule.conv_pool import conv_pool_kernel
 from ..schedule.matmul import MatmulSpec, matmul_kernel
 from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reciprocal, reduce_kernel, softmax_kernel
 from ..schedule.window import WindowSpec, guarded_load, window_kernel
@@ -193,6 +194,16 @@ def _pool_kernel(node, views, ctx: AnchorContext):
 
 register("MaxPool", ANCHOR, _infer_pool, kernel=_pool_kernel)
 register("AveragePool", ANCHOR, _infer_pool, kernel=_pool_kernel)
+
+
+# Conv (+ Relu) + MaxPool as one kernel (graph/passes.py's fuse_conv_maxpool, CPU) ---------------
+def _infer_conv_maxpool(node):
+    conv = Node("Conv", node.inputs, [], node.attrs["conv"], node.name)
+    conv_out = Value(node.name + "_conv", _infer_conv(conv)[0])
+    return _infer_pool(Node("MaxPool", [conv_out], [], node.attrs["pool"], node.name))
+
+
+register("ConvMaxPool", ANCHOR, _infer_conv_maxpool, kernel=conv_pool_kernel)
 
 
 # Reductions ----------------------------------------------------------------
