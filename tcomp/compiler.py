@@ -128,10 +128,7 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     start = time.perf_counter()
     tgt = resolve_target(target, num_threads)
     graph = _import_model(model, input_shapes, constant_inputs, example_inputs)
-    simplify_graph(graph)
-    if tgt.name == "cpu":
-        fuse_conv_maxpool(graph, tgt.lanes(32), tgt.num_threads)
-    groups = fuse(graph, getattr(tgt, "max_fused_buffers", None))
+    groups = fuse_graph(graph, tgt)
     if tgt.name != "cpu":  # a device target
         kernels, group_kernel = _lower_unique(groups, tgt, _gpu_schedules(schedule, db, tgt))
     else:
@@ -139,6 +136,16 @@ def compile(model, target: str = "cpu", input_shapes: dict | None = None,
     jit = tgt.build([k.func for k in kernels.values()])
     executor = _build_executor(graph, groups, group_kernel, kernels, jit, device=tgt.name != "cpu")
     return CompiledModule(graph, groups, kernels, executor, tgt, time.perf_counter() - start)
+
+
+def fuse_graph(graph: Graph, tgt) -> list:
+    """The fused groups that ``compile`` lowers on ``tgt`` (a target object): ``graph`` simplified and
+    rewritten for the target in place (on the CPU, Conv+Relu+MaxPool as one kernel), then fused.
+    The tuner takes its tasks from the same groups (``tuning/tasks.py``)."""
+    simplify_graph(graph)
+    if tgt.name == "cpu":
+        fuse_conv_maxpool(graph, tgt.lanes(32), tgt.num_threads)
+    return fuse(graph, getattr(tgt, "max_fused_buffers", None))
 
 
 def _import_model(model, input_shapes, constant_inputs, example_inputs) -> Graph:

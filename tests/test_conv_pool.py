@@ -75,3 +75,21 @@ def test_relu_before_pool_is_applied_to_every_tap():
     out = mod.run(feeds)[0]
     assert_matches(out, refs[0], relnorm=TOL)
     assert np.count_nonzero(out == 0) > out.size // 2
+
+
+def test_tuning_tasks_are_the_compiled_groups():
+    """The tuner takes its tasks from the groups ``compile`` lowers: the fused Conv+Relu+MaxPool is not a
+    task (no records could apply to it), the conv after it is."""
+    from tcomp.tuning.tasks import extract_tasks, model_groups
+
+    nodes = [node("Conv", ["x", "w", "b"], ["c"], **STEM), node("Relu", ["c"], ["r"]),
+             node("MaxPool", ["r"], ["p"], **POOL), node("Conv", ["p", "w2"], ["y"], pads=[1, 1, 1, 1])]
+    feeds = {"x": rand((1, 3, 64, 64))}
+    inits = {"w": rand((64, 3, 7, 7), -0.3, 0.3), "b": rand((64,)), "w2": rand((32, 64, 3, 3), -0.1, 0.1)}
+    model = make_model(nodes, feeds, ["y"], inits=inits)
+    refs = reference(model, feeds)
+    model = with_static_outputs(model, refs)
+    assert [g.label for g in model_groups(model)] == ["ConvMaxPool", "Conv"]
+    (task,) = extract_tasks(model)
+    assert task.group_labels == ["Conv"]
+    assert_matches(tcomp.compile(model, schedule="template").run(feeds)[0], refs[0], relnorm=TOL)

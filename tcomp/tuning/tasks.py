@@ -46,12 +46,12 @@ from dataclasses import dataclass, field
 
 from ..build import lower
 from ..errors import TcompError
-from ..graph.fusion import FusedGroup, fuse
+from ..graph.fusion import FusedGroup
 from ..graph.ir import Graph
-from ..graph.passes import simplify_graph
 from ..ops.quant import storage_dtype
 from ..schedule.lower import group_views, lower_group
 from ..schedule.trace import Trace
+from ..targets import resolve_target
 from ..targets.cpu.jit import host_target
 from ..tir import te
 from ..tir.expr import IntImm, substitute
@@ -73,16 +73,28 @@ class Task:
     template: PrimFunc | None = None   # the template kernel of the first group, the baseline to beat
 
 
-def model_groups(model_or_graph, input_shapes: dict | None = None) -> list:
-    """The fused groups of an ONNX model (path or ModelProto) or a graph, as ``tcomp.compile`` makes them."""
+def model_groups(model_or_graph, input_shapes: dict | None = None, target: str = "cpu") -> list:
+    """The fused groups of an ONNX model (path or ModelProto) or a graph, as ``tcomp.compile`` makes
+    them for ``target``."""
+    from ..compiler import fuse_graph
+
     if isinstance(model_or_graph, Graph):
         graph = model_or_graph
     else:
         from ..frontend.onnx_importer import import_onnx
 
         graph = import_onnx(model_or_graph, input_shapes, None)
-    simplify_graph(graph)
-    return fuse(graph)
+    return fuse_graph(graph, _fusion_target(target))
+
+
+def _fusion_target(target: str):
+    """The target object whose fusion ``compile`` applies; for cuda, any architecture (fusion does not
+    depend on it, and no device is probed)."""
+    if target.split()[0] == "cuda":
+        from ..targets.cuda.target import CudaTarget
+
+        return CudaTarget("sm_90")
+    return host_target() if target == "cpu" else resolve_target(target)
 
 
 def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None = None) -> list:
@@ -92,7 +104,7 @@ def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None
     make_template = _template_maker(target)
     kind = database_target(target)
     tasks: dict = {}
-    for group in model_groups(model_or_graph, input_shapes):
+    for group in model_groups(model_or_graph, input_shapes, target):
         func = group_func(group, kind)
         if func is None:
             continue
