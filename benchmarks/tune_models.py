@@ -4,8 +4,10 @@
 
 For each model (exported once into --cache-dir, as benchmarks/e2e_cpu.py does): ``tcomp.tune`` of
 the whole model (``task_scheduler.tune_model``: at most --trials measurements and --minutes of wall
-time, confirming each kernel's best at the end, inside the budget) into ``<db-dir>/<model>.db``; a
-database that exists already is resumed where it holds fewer trials (``--no-tune``: only time).
+time, confirming each kernel's best at the end, inside the budget; then the tuned kernels timed in
+the model against the templates, ``tuning/in_model.py``, outside the budget: the compile keeps the
+template where a tuned kernel does not win there) into ``<db-dir>/<model>.db``; a database that
+exists already is resumed where it holds fewer trials (``--no-tune``: only time).
 Then four systems run interleaved in their own processes (``interleave.py``), 2 threads each:
 the tuned compile (``tcomp.compile(model, db=...)``), the untuned compile (schedules predicted
 by the shipped cost model), the templates alone (``schedule="template"``), and onnxruntime.

@@ -14,7 +14,13 @@ from onnx_helpers import make_model, rand
 import tcomp
 from tcomp.schedule.schedule import ScheduleError
 from tcomp.tuning.database import Database, TuningRecord
-from tcomp.tuning.in_model import MARGIN, interleaved_step_times, random_feeds, tuned_steps, verify_in_model
+from tcomp.tuning.in_model import (
+    MARGIN,
+    interleaved_step_times,
+    random_feeds,
+    tuned_steps,
+    verify_in_model,
+)
 from tcomp.tuning.space import design_space
 from tcomp.tuning.task_scheduler import report
 from tcomp.tuning.tasks import extract_tasks
