@@ -17,8 +17,9 @@ verdict in the database (``database.py``)::
       -> {"workload": "<t3>", "trace": "<its best record's trace>", "status": "rejected",
           "seconds": 0.005211, "baseline": 0.003666, ...}
 
-"verified" where the tuned steps take at most ``1 - MARGIN`` of the template's (a 2% win: the
-two modules' medians of 30 runs agree within about 1% on an idle machine), else "rejected",
+"verified" where the tuned steps take at most ``1 - MARGIN`` of the template's (a 2% win; the
+same kernel checked again in another process came out up to 2-4% apart: docs/benchmarks.md,
+"In-model verification"), else "rejected",
 and ``tasks.tuned_group_func`` (so ``tcomp.compile(db=...)``) then keeps the template. The
 compile with the database changes once tasks are rejected (their neighbours' caches too), so
 the kept ones are verified once more in the model without them (``PASSES``); the latest verdict
