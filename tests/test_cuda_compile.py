@@ -160,7 +160,8 @@ def test_wgmma_sketch_compiles_for_sm_90a(dtype, shape, stages):
     assert f"float C_warpgroup[{shape[1] * shape[2] // 2}];" in source
     # from 3 stages on, each step's group runs while the next step's copies go, into the stage read two steps back
     loop = source[source.index("for (int k_0 = 0;"):source.index("wgmma.wait_group.sync.aligned 0")]
-    assert ("wgmma.wait_group.sync.aligned 1" in loop) == (stages >= 3)
+    assert ("wgmma.wait_group.sync.aligned 1" in loop) == (stages >= 3 and shape[1] == 1)
+    assert ("wgmma.wait_group.sync.aligned 2" in loop) == (stages >= 3 and shape[1] == 2)  # 2 calls a step
     assert f"((k_0 + {stages - 2 if stages >= 3 else 1}) < 4)" in loop
     assert 'asm volatile("" : "+f"(C_warpgroup[tc_r]) :: "memory");' in source  # after the last wait
 
