@@ -4,6 +4,8 @@ accesses, the tensorized sketch holds tensor-core instructions; on a GPU, sample
 the tuning worker agree with numpy on fresh random inputs (skipped without a device)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,24 @@ def test_tune_a_model_on_the_gpu_then_compile_with_its_database(tmp_path):
     feeds = {i.name: np.random.default_rng().standard_normal(i.shape).astype(np.float32) for i in module.inputs}
     expected = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
     np.testing.assert_allclose(module.run(feeds)[0], expected[0], rtol=1e-4, atol=1e-4)
+
+
+def test_the_search_measures_the_untuned_schedule_first():
+    """Tuning on a GPU starts from the schedule of the untuned build (``groups.tiled_trace``): the first
+    batch holds it, so the tuned kernel is at least the untuned one by the worker's timing."""
+    from tcomp.costmodel.model import RandomModel
+    from tcomp.targets.gpu.groups import tiled_func, tiled_trace
+    from tcomp.tuning.search import EvolutionarySearch
+
+    func, target = kernels.half_gemm_func(256, 512, 256), "cuda -arch=sm_90"
+    trace = tiled_trace(func, target)
+    search = EvolutionarySearch(func, design_space(func, target), RandomModel(), target="cuda", seed=0,
+                                first=(trace,))
+    batch = search.next_batch(4)
+    assert len(batch) == 4 and batch[0].key == trace.to_json() and "wgmma_64x" in batch[0].key
+    assert len({c.key for c in batch}) == 4
+    first, untuned = (tcomp.build(f, target=target) for f in (batch[0].func, tiled_func(func, target)))
+    # the same kernel up to the order of its shared buffers (the untuned build binds before lowering)
+    assert first.image.dynamic_shared == untuned.image.dynamic_shared
+    assert sorted(re.findall(r"wgmma[.\w]+|__launch_bounds__\(\d+\)", first.source())) == \
+        sorted(re.findall(r"wgmma[.\w]+|__launch_bounds__\(\d+\)", untuned.source()))

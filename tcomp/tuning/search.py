@@ -53,8 +53,9 @@ class EvolutionarySearch:
 
     def __init__(self, func: PrimFunc, sketches: list, model, measurer=None, database=None, target: str = "cpu",
                  seed: int | None = None, population: int = 48, generations: int = 3,
-                 epsilon: float = 0.25, elites: int = 8):
-        """``measurer`` and ``database`` are needed by ``run`` only (``predicted`` measures nothing)."""
+                 epsilon: float = 0.25, elites: int = 8, first: tuple = ()):
+        """``measurer`` and ``database`` are needed by ``run`` only (``predicted`` measures nothing);
+        ``first``: concrete traces measured before any other candidate (e.g. the untuned schedule's)."""
         if not sketches:
             raise ValueError("EvolutionarySearch needs at least one sketch")
         self.func, self.sketches, self.model = func, list(sketches), model
@@ -65,6 +66,7 @@ class EvolutionarySearch:
         records = database.records(self.workload, target) if database is not None else []
         self.measured = {record.trace for record in records}
         self.best_measured = self._learn_from(records)
+        self.first = [c for c in (self._realize(t, t.decisions, resample=False) for t in first) if c is not None]
 
     # ---------------------------------------------------------------- the loop
     def run(self, trials: int, batch_size: int = 16, on_batch=None) -> int:
@@ -84,9 +86,10 @@ class EvolutionarySearch:
 
     def next_batch(self, size: int) -> list:
         """``size`` unmeasured candidates: the top predicted after evolution, an epsilon share random."""
+        batch = [cand for cand in self.first if cand.key not in self.measured][:size]
         unmeasured = [cand for _, cand in self._evolve() if cand.key not in self.measured]
-        n_random = round(size * self.epsilon)
-        batch = unmeasured[:size - n_random]
+        n_random = round((size - len(batch)) * self.epsilon)
+        batch += [cand for cand in unmeasured if all(cand.key != c.key for c in batch)][:size - len(batch) - n_random]
         # then random samples (the epsilon share, or more where evolution found too few), then predicted
         for cand in self._sample(4 * (size - len(batch))) + unmeasured[size - n_random:]:
             if len(batch) == size:

@@ -74,7 +74,7 @@ def _tune_one(func, target, measure_target, trials, database, model, batch_size,
     with Measurer(func, target=measure_target) as measurer:  # starts a worker only when it measures
         if trials:
             search = EvolutionarySearch(func, design_space(func, target), model, measurer, database,
-                                        target=target, seed=seed)
+                                        target=target, seed=seed, first=_untuned_traces(func, measure_target))
 
             def on_batch(batch, results):
                 if bar is not None:
@@ -87,6 +87,17 @@ def _tune_one(func, target, measure_target, trials, database, model, batch_size,
         if bar is not None:
             bar.set_postfix_str(f"{func.name}: measuring the best again")
         confirm_best(func, measurer, database, target, top=confirm[0], rounds=confirm[1])
+
+
+def _untuned_traces(func, target: str) -> tuple:
+    """On a GPU target, the trace of the schedule ``tcomp.build`` gives ``func`` untuned (measured
+    first, so tuning keeps at least it); on the CPU none (its templates are not design-space traces)."""
+    if target.split()[0] not in ("cuda", "webgpu"):
+        return ()
+    from ..targets.gpu.groups import tiled_trace
+
+    trace = tiled_trace(func, target)
+    return () if trace is None else (trace,)
 
 
 def _funcs(func_or_funcs) -> list:

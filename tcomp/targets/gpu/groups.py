@@ -115,6 +115,19 @@ def tiled_func(func, target: str):
     """``func`` scheduled by the first of the design space's tiling sketches that lowers (tensor cores
     first: wgmma, then mma.sync, then shared-memory SIMT tiles), each under its decisions ranked by
     shape (``tiles.py``, best first); None where ``func`` has no block with data reuse."""
+    found = _tiled(func, target)
+    return None if found is None else found[1]
+
+
+def tiled_trace(func, target: str):
+    """The trace (a design-space sketch with its decisions) of ``tiled_func``'s schedule, or None:
+    the candidate the tuner measures first (``tuning/tuner.py``)."""
+    found = _tiled(func, target)
+    return None if found is None else found[0]
+
+
+def _tiled(func, target: str):
+    """(trace, scheduled and bound func) of ``tiled_func``, or None."""
     from ...build import lower
     from ...schedule.schedule import Schedule
     from ...tuning.rules import multi_level_tiling
@@ -132,10 +145,10 @@ def tiled_func(func, target: str):
     errors = []
     for _, _, _, trace, values in sorted(candidates, key=lambda c: c[:3]):
         try:
-            scheduled = _bound(lower(trace.apply_to(func, decisions=_decisions(trace, values, products[0])).func),
-                               vectors=True)
+            sch = trace.apply_to(func, decisions=_decisions(trace, values, products[0]))
+            scheduled = _bound(lower(sch.func), vectors=True)
             lower_for_gpu(scheduled, target.split()[0])
-            return scheduled
+            return sch.trace, scheduled
         except TcompError as exc:
             errors.append(str(exc))
     raise TcompError("no tiling sketch applies: " + "; ".join(errors))
