@@ -14,7 +14,7 @@ from ..schedule.conv import direct_conv_kernel
 from ..schedule.conv_pool import conv_pool_kernel
 from ..schedule.matmul import MatmulSpec, matmul_kernel
 from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reciprocal, reduce_kernel, softmax_kernel
-from ..schedule.window import WindowSpec, guarded_load, window_kernel
+from ..schedule.window import WindowSpec, guarded_load, window_kernel, window_out
 from ..tir.views import broadcast_index, row_major_unflatten
 from ..tir.expr import Buffer, Expr, IntImm, call, cast, const
 from ..tir.stmt import BufferStore
@@ -73,16 +73,12 @@ register("MatMul", ANCHOR, _infer_matmul, kernel=_matmul_kernel)
 
 
 # Conv (2-D, NCHW) --------------------------------------------------------
-def _conv_out(size, kernel, stride, pad_begin, pad_end, dilation):
-    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
-
-
 def _infer_conv(node):
     x, w = node.inputs[0], node.inputs[1]
     a = node.attrs
     N, _, H, W = x.shape
-    OH = _conv_out(H, w.shape[2], a["strides"][0], a["pads"][0], a["pads"][2], a["dilations"][0])
-    OW = _conv_out(W, w.shape[3], a["strides"][1], a["pads"][1], a["pads"][3], a["dilations"][1])
+    OH = window_out(H, w.shape[2], a["strides"][0], a["pads"][0], a["pads"][2], a["dilations"][0])
+    OW = window_out(W, w.shape[3], a["strides"][1], a["pads"][1], a["pads"][3], a["dilations"][1])
     return [TensorType((N, w.shape[0], OH, OW), x.dtype)]
 
 
@@ -160,14 +156,8 @@ def _infer_pool(node):
     x = node.inputs[0]
     a = node.attrs
     N, C, H, W = x.shape
-    sizes = []
-    for axis, size in enumerate((H, W)):
-        kernel, stride, dilation = a["kernel_shape"][axis], a["strides"][axis], a["dilations"][axis]
-        span = size + a["pads"][axis] + a["pads"][axis + 2] - dilation * (kernel - 1) - 1
-        out = (-(-span // stride) if a.get("ceil_mode") else span // stride) + 1
-        if a.get("ceil_mode") and (out - 1) * stride >= size + a["pads"][axis]:
-            out -= 1  # the last window must start inside the input or left padding
-        sizes.append(out)
+    sizes = [window_out(size, a["kernel_shape"][axis], a["strides"][axis], a["pads"][axis], a["pads"][axis + 2],
+                        a["dilations"][axis], bool(a.get("ceil_mode"))) for axis, size in enumerate((H, W))]
     return [TensorType((N, C, sizes[0], sizes[1]), x.dtype)]
 
 

@@ -222,15 +222,20 @@ def schedule_direct(sch, tiles: ConvTiles, lanes: int) -> None:
     _write_back(sch, writeback, lanes)  # the init keeps the tile's vectorized loop
 
 
+def transposed_unroll(pixels, lanes: int) -> int | None:
+    """Pixels unrolled around a channel vector in a write-back: the largest power of two ``U`` in
+    4..16 (at most ``lanes``) dividing the row of ``pixels`` (an int), which the code generator turns
+    into a transpose in registers and contiguous stores along the NCHW rows
+    (``targets/cpu/transposed.py``); None where none divides it or the row is symbolic."""
+    return max((u for u in (4, 8, 16) if u <= lanes and isinstance(pixels, int) and pixels % u == 0), default=None)
+
+
 def _write_back(sch, writeback, lanes: int) -> None:
     """The band's write-back (its innermost loops: the row's pixels, the tile's channels) vectorized
-    along the channels; where a power of two ``U`` >= 4 divides the row, ``U`` pixels are unrolled
-    around the vectors, which the code generator turns into a transpose in registers and contiguous
-    stores along the NCHW rows (``targets/cpu/transposed.py``) instead of scatters."""
+    along the channels, ``transposed_unroll`` pixels unrolled around the vectors where it applies."""
     *_, width, channels = [None] + sch.get_loops(writeback)
-    pixels = width is not None and arith.simplify(sch.get_loop(width).extent)
-    unroll = max((u for u in (4, 8, 16) if u <= lanes and isinstance(pixels, IntImm) and pixels.value % u == 0),
-                 default=None)
+    pixels = arith.simplify(sch.get_loop(width).extent) if width is not None else None
+    unroll = transposed_unroll(pixels.value if isinstance(pixels, IntImm) else None, lanes)
     if unroll is None:
         sch.vectorize(sch.split(channels, [None, lanes])[1])
         return
@@ -396,7 +401,7 @@ def _unpadded_write_back(acc: Buffer, band: tuple, bias, tiles: ConvTiles, ctx):
     n, k0, oh0 = band
     rows, OW, k3 = (int(d.value) for d in acc.shape)
     lanes = ctx.lanes
-    unroll = max((u for u in (4, 8, 16) if u <= lanes and OW % u == 0), default=1)
+    unroll = transposed_unroll(OW, lanes) or 1
     i, w0, c0, uu, ll = (Var(name) for name in ("i", "w0", "c0", "u", "l"))
 
     def store(vu, vl):

@@ -32,14 +32,11 @@ from __future__ import annotations
 from ..tir.expr import Buffer, Cmp, IntImm, Var, const, is_float, maximum, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from ..tir.views import row_major_unflatten
-from .conv import ACCUMULATORS, CHUNKS_PER_THREAD, WEIGHT_BLOCK_BYTES, _divisors, _weight_reader
-from .window import guarded_load
+from .conv import (ACCUMULATORS, CHUNKS_PER_THREAD, WEIGHT_BLOCK_BYTES, _divisors, _weight_reader,
+                   transposed_unroll)
+from .window import guarded_load, window_out
 
 BAND_BYTES = 512 * 1024       # a band's conv rows, kept in L2
-
-
-def _conv_out(size, kernel, stride, pad_begin, pad_end, dilation):
-    return (size + pad_begin + pad_end - dilation * (kernel - 1) - 1) // stride + 1
 
 
 def conv_pool_plan(conv_attrs: dict, pool_attrs: dict, x_shape, w_shape, lanes: int, num_threads: int):
@@ -56,13 +53,14 @@ def conv_pool_plan(conv_attrs: dict, pool_attrs: dict, x_shape, w_shape, lanes: 
     SH, SW = conv_attrs["strides"]
     DH, DW = conv_attrs["dilations"]
     pads = conv_attrs["pads"]
-    OH = _conv_out(H, R, SH, pads[0], pads[2], DH)
-    OW = _conv_out(W, S, SW, pads[1], pads[3], DW)
+    OH = window_out(H, R, SH, pads[0], pads[2], DH)
+    OW = window_out(W, S, SW, pads[1], pads[3], DW)
     PKH, PKW = pool_attrs["kernel_shape"]
     PSH, PSW = pool_attrs["strides"]
     ppads = pool_attrs["pads"]
-    POH = _pool_out(OH, PKH, PSH, ppads[0], ppads[2], pool_attrs.get("ceil_mode", 0))
-    POW = _pool_out(OW, PKW, PSW, ppads[1], ppads[3], pool_attrs.get("ceil_mode", 0))
+    ceil_mode = bool(pool_attrs.get("ceil_mode", 0))
+    POH = window_out(OH, PKH, PSH, ppads[0], ppads[2], ceil_mode=ceil_mode)
+    POW = window_out(OW, PKW, PSW, ppads[1], ppads[3], ceil_mode=ceil_mode)
     k3 = 2 * lanes
     if K % k3 or C * R * S * k3 * 4 > WEIGHT_BLOCK_BYTES or POH < 1 or POW < 1:
         return None
@@ -73,18 +71,10 @@ def conv_pool_plan(conv_attrs: dict, pool_attrs: dict, x_shape, w_shape, lanes: 
                  and N * (K // k3) * (POH // d) >= CHUNKS_PER_THREAD * num_threads]
     if not band_rows:
         return None
-    unroll = max((u for u in (4, 8, 16) if u <= lanes and POW % u == 0), default=1)
+    unroll = transposed_unroll(POW, lanes) or 1
     return dict(N=N, C=C, H=H, W=W, K=K, R=R, S=S, OH=OH, OW=OW, SH=SH, SW=SW, DH=DH, DW=DW, PT=pads[0],
                 PL=pads[1], PKH=PKH, PKW=PKW, PSH=PSH, PSW=PSW, PPT=ppads[0], PPL=ppads[1], POH=POH, POW=POW,
                 k3=k3, ow3=ow3, rows=max(band_rows), unroll=unroll)
-
-
-def _pool_out(size, kernel, stride, pad_begin, pad_end, ceil_mode):
-    span = size + pad_begin + pad_end - (kernel - 1) - 1
-    out = (-(-span // stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= size + pad_begin:
-        out -= 1  # the last window must start inside the input or left padding
-    return out
 
 
 def conv_pool_kernel(node, views, ctx) -> PrimFunc:

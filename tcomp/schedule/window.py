@@ -52,6 +52,17 @@ class WindowSpec:
     dtype: str = "float32"
 
 
+def window_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int = 1,
+               ceil_mode: bool = False) -> int:
+    """Output positions of a sliding window along one axis (ONNX Conv and pooling; ``ceil_mode``:
+    a last partial window that starts inside the input or its left padding counts)."""
+    span = size + pad_begin + pad_end - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_begin:
+        out -= 1  # the last window must start inside the input or left padding
+    return out
+
+
 def guarded_load(view_fn, outer, ih, iw, H: int, W: int, pad_value):
     """``view_fn(*outer, ih, iw)`` inside the H x W image, ``pad_value`` outside.
 
