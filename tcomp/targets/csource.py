@@ -452,18 +452,22 @@ class CSourceRenderer:
         """A ``warp`` (``warpgroup``) buffer: each lane's share of the fragment as an array of 32-bit
         registers (over 32 lanes, or the 128 of a warpgroup)."""
         buf = stmt.buffer
+        self._line("{")
+        self._indent += 1
+        self._line(f"{_register_type(buf)} {self.name(buf)}[{self._fragment_registers(buf)}];")
+        self._stmt(stmt.body)
+        self._indent -= 1
+        self._line("}")
+
+    def _fragment_registers(self, buf: Buffer) -> int:
+        """32-bit registers per lane of a ``warp`` / ``warpgroup`` buffer."""
         lanes = FRAGMENT_LANES[buf.scope]
         size = arith.simplify(buf.storage_elements(), self._bounds)
         bits = dtype_bits(buf.dtype) * size.value if isinstance(size, IntImm) else 0
         if not bits or bits % (32 * lanes):
             raise RenderError(f"{buf.scope} buffer {buf.name} ({buf.dtype}, {size} elements) does not split into "
                               f"32-bit registers over {lanes} lanes")
-        self._line("{")
-        self._indent += 1
-        self._line(f"{_register_type(buf)} {self.name(buf)}[{bits // 32 // lanes}];")
-        self._stmt(stmt.body)
-        self._indent -= 1
-        self._line("}")
+        return bits // 32 // lanes
 
     def _evaluate(self, stmt: Evaluate) -> None:
         from ..schedule.intrinsics import get_intrinsic, is_intrinsic_call
@@ -503,8 +507,7 @@ class CSourceRenderer:
             return
         for start in call.args[1:]:
             buf = start.args[0].buffer
-            registers = arith.simplify(buf.storage_elements()).value * dtype_bits(buf.dtype) // 32 \
-                // FRAGMENT_LANES[buf.scope]
+            registers = self._fragment_registers(buf)
             fence = self.dialect.register_fence[_register_type(buf)].format(reg=f"{self.name(buf)}[tc_r]")
             self._line("#pragma unroll")
             self._line(f"for (int tc_r = 0; tc_r < {registers}; ++tc_r) {fence}")
@@ -759,12 +762,14 @@ def _swizzle_fits(buf: Buffer, swizzle: tuple) -> bool:
         block = panels[1] * panels[2]
     return (strides[-2].value == 1 and strides[-3].value == row
             and all(s.value % block == 0 for s in strides[:-3] + strides[-1:]))
-WARP_LANES = 32
+
+
 def _register_type(fragment: Buffer) -> str:
     """The C type of a warp(group) fragment's 32-bit registers."""
     return "float" if fragment.dtype == "float32" else "unsigned int"
 
 
+WARP_LANES = 32
 FRAGMENT_LANES = {"warp": WARP_LANES, "warpgroup": 4 * WARP_LANES}  # scope -> the lanes holding a fragment
 
 

@@ -85,13 +85,16 @@ class EvolutionarySearch:
         return done
 
     def next_batch(self, size: int) -> list:
-        """``size`` unmeasured candidates: the top predicted after evolution, an epsilon share random."""
-        batch = [cand for cand in self.first if cand.key not in self.measured][:size]
-        unmeasured = [cand for _, cand in self._evolve() if cand.key not in self.measured]
-        n_random = round((size - len(batch)) * self.epsilon)
-        batch += [cand for cand in unmeasured if all(cand.key != c.key for c in batch)][:size - len(batch) - n_random]
+        """``size`` unmeasured candidates: ``first``'s, then the top predicted after evolution, an epsilon
+        share of the rest random."""
+        first = [cand for cand in self.first if cand.key not in self.measured][:size]
+        unmeasured = [cand for _, cand in self._evolve()
+                      if cand.key not in self.measured and all(cand.key != c.key for c in first)]
+        n_random = round((size - len(first)) * self.epsilon)
+        predicted = size - len(first) - n_random
+        batch = first + unmeasured[:predicted]
         # then random samples (the epsilon share, or more where evolution found too few), then predicted
-        for cand in self._sample(4 * (size - len(batch))) + unmeasured[size - n_random:]:
+        for cand in self._sample(4 * (size - len(batch))) + unmeasured[predicted:]:
             if len(batch) == size:
                 break
             if cand.key not in self.measured and all(cand.key != c.key for c in batch):

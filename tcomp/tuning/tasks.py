@@ -94,7 +94,7 @@ def _fusion_target(target: str):
         from ..targets.cuda.target import CudaTarget
 
         return CudaTarget("sm_90")
-    return host_target() if target == "cpu" else resolve_target(target)
+    return resolve_target(target)
 
 
 def extract_tasks(model_or_graph, target: str = "cpu", input_shapes: dict | None = None) -> list:

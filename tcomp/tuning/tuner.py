@@ -90,8 +90,9 @@ def _tune_one(func, target, measure_target, trials, database, model, batch_size,
 
 
 def _untuned_traces(func, target: str) -> tuple:
-    """On a GPU target, the trace of the schedule ``tcomp.build`` gives ``func`` untuned (measured
-    first, so tuning keeps at least it); on the CPU none (its templates are not design-space traces)."""
+    """On a GPU target, the trace of the tiled schedule an untuned compile gives such a product
+    (``groups.tiled_trace``; measured first, so tuning keeps at least it); on the CPU none (its
+    templates are not design-space traces)."""
     if target.split()[0] not in ("cuda", "webgpu"):
         return ()
     from ..targets.gpu.groups import tiled_trace

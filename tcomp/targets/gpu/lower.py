@@ -26,10 +26,10 @@ from ...tir import arith
 from ...tir.expr import BinOp, IntImm, Var
 from ...tir.stmt import Allocate, BlockRealize, Evaluate, For, PrimFunc, SeqStmt, Stmt
 from ...tir.transform import buffer_accesses, substitute_in_place, used_size_vars, walk_stmts
+from .async_mma import wait_for_async_mma
 from .barriers import insert_barriers
 from .binding import GPULoweringError, bind_default, binds_threads, check_bound
 from .cross_thread import lower_cross_thread
-from .async_mma import wait_for_async_mma
 from .pipeline import pipeline_loops
 
 MAX_THREADS_PER_BLOCK = 1024
