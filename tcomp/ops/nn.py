@@ -12,6 +12,7 @@ from typing import Callable
 from ..graph.ir import Node, TensorType, Value
 from ..schedule.conv import direct_conv_kernel
 from ..schedule.conv_pool import conv_pool_kernel
+from ..schedule.winograd import winograd_kernel
 from ..schedule.matmul import MatmulSpec, matmul_kernel
 from ..schedule.rows import layernorm_kernel, logsumexp_kernel, reciprocal, reduce_kernel, softmax_kernel
 from ..schedule.window import WindowSpec, guarded_load, window_kernel, window_out
@@ -108,8 +109,8 @@ def _conv_kernel(node, views, ctx: AnchorContext):
                           dtype=acc_dtype)
         return window_kernel(spec, ctx.lanes)
 
-    if G == 1:  # direct and register-tiled where it applies (schedule/conv.py)
-        func = direct_conv_kernel(node, views, ctx)
+    if G == 1:  # Winograd F(2x2, 3x3) or direct and register-tiled where they apply (schedule/)
+        func = winograd_kernel(node, views, ctx) or direct_conv_kernel(node, views, ctx)
         if func is not None:
             return func
 
