@@ -172,7 +172,8 @@ class HostBackend:
     def function(self, name: str):
         return name
 
-    def launch(self, function, grid: tuple, block: tuple, buffers: list, sizes: list) -> None:
+    def launch(self, function, grid: tuple, block: tuple, buffers: list, sizes: list, tile_maps: list = ()) -> None:
+        assert not tile_maps, "the host emulation has no copy engine (bulk copies are sm_90 code)"
         args = (ctypes.c_void_p * max(len(buffers), 1))(*[b.ctypes.data + offset for b, offset in buffers])
         values = (ctypes.c_longlong * max(len(sizes), 1))(*[int(s) for s in sizes])
         getattr(self.library, f"tc_run_{function}")(args, values, (ctypes.c_int * 3)(*grid),

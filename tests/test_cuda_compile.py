@@ -154,9 +154,17 @@ def test_wgmma_sketch_compiles_for_sm_90a(dtype, shape, stages):
     assert kernel.image.arch == "sm_90a" and ".target sm_90a" in ptx
     assert f"wgmma.mma_async.sync.aligned.m64n{shape[2]}k16.f32.{kind}.{kind}" in ptx
     assert "wgmma.fence.sync.aligned" in ptx and "wgmma.commit_group.sync.aligned" in ptx
-    assert "wgmma.wait_group.sync.aligned 0" in ptx and "fence.proxy.async.shared::cta" in ptx
-    assert "cp.async.cg.shared.global" in ptx and ".local" not in ptx  # accumulators stay in registers
+    assert "wgmma.wait_group.sync.aligned 0" in ptx and ".local" not in ptx  # accumulators stay in registers
+    # the copy engine fills the stages: one box of A (<= 256 rows) and one per 64-column panel of B a stage
+    bulk = "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+    assert bulk in ptx and "mbarrier.try_wait.parity.shared::cta.b64" in ptx and "cp.async.cg" not in ptx
     source = kernel.source()
+    boxes = 1 + shape[2] // 64
+    ahead = stages - 1 if stages < 3 else stages - 2  # the prologue's stages, then the loop's copies
+    assert source.count("cp.async.bulk.tensor") == boxes * (ahead + 1)
+    assert "const __grid_constant__ tc_tile_map A_tiles" in source and "tc_tile_map B_tiles" in source
+    tile_bytes = 2 * 64 * (64 * shape[0] * shape[1] + shape[2])
+    assert f'"r"({tile_bytes}) : "memory");' in source  # the bytes each stage's barrier waits for
     assert f"float C_warpgroup[{shape[1] * shape[2] // 2}];" in source
     # from 3 stages on, each step's group runs while the next step's copies go, into the stage read two steps back
     loop = source[source.index("for (int k_0 = 0;"):source.index("wgmma.wait_group.sync.aligned 0")]
@@ -164,6 +172,48 @@ def test_wgmma_sketch_compiles_for_sm_90a(dtype, shape, stages):
     assert ("wgmma.wait_group.sync.aligned 2" in loop) == (stages >= 3 and shape[1] == 2)  # 2 calls a step
     assert f"((k_0 + {stages - 2 if stages >= 3 else 1}) < 4)" in loop
     assert 'asm volatile("" : "+f"(C_warpgroup[tc_r]) :: "memory");' in source  # after the last wait
+
+
+def test_box_copy_recognizes_shifted_copies_only():
+    """``bulk_copy.box_copy`` on the lowered sketch's copies: each a box at (rows of the block, k step)."""
+    import copy
+
+    from tcomp.targets.gpu import pipeline
+    from tcomp.targets.gpu.bulk_copy import box_copy, boxes
+    from tcomp.targets.gpu.lower import lower_for_gpu
+    from tcomp.tir.expr import IntImm
+    from tcomp.tir.stmt import BufferStore, IfThenElse
+    from tcomp.tir.transform import walk_stmts
+
+    seen, producers_seen = [], []
+    original = pipeline._bulk_pipeline
+
+    def spy(loop, extent, stages, ahead, producers, *rest):
+        seen.extend(box_copy(p) for p in producers)
+        producers_seen.extend(copy.deepcopy(p) for p in producers)
+        return original(loop, extent, stages, ahead, producers, *rest)
+
+    pipeline._bulk_pipeline = spy
+    try:
+        lower_for_gpu(kernels.wgmma_gemm(512, 512, 256, shape=(2, 2, 128), stages=3).func, "cuda")
+    finally:
+        pipeline._bulk_pipeline = original
+    nests = list(seen)
+    seen.clear()
+    by_source = {copy.source.name: copy for copy in nests}
+    assert set(by_source) == {"A", "B"}
+    assert [str(o) for o in by_source["A"].origin] == ["(blockIdx_y * 256)", "(k_0 * 64)"]
+    assert [str(o) for o in by_source["B"].origin] == ["(k_0 * 64)", "(blockIdx_x * 128)"]
+    assert [(at, box) for at, _, box in boxes(by_source["A"])] == [((0, 0), (256, 64))]
+    assert [(at, box) for at, _, box in boxes(by_source["B"])] == [((0, 0), (64, 64)), ((0, 64), (64, 64))]
+    # anything but the shifted copy stays the threads' own: a computed value, a transposed index, a guard
+    store = next(n for n in walk_stmts(producers_seen[0]) if isinstance(n, BufferStore))
+    store.value = store.value + store.value
+    assert box_copy(producers_seen[0]) is None
+    store = next(n for n in walk_stmts(producers_seen[1]) if isinstance(n, BufferStore))
+    store.indices = tuple(reversed(store.indices))
+    assert box_copy(producers_seen[1]) is None
+    assert box_copy(IfThenElse(IntImm(1) > 0, copy.deepcopy(producers_seen[1]))) is None
 
 
 def test_wgmma_is_refused_before_hopper():

@@ -24,8 +24,12 @@ arguments in a uniform buffer) implements the same protocol::
     download(buffer, offset, array)                 device -> host array, array.nbytes bytes
     copy(src, src_offset, dst, dst_offset, nbytes)  device -> device
     function(name) -> handle                        a kernel of the compiled module
-    launch(handle, grid, block, buffers, sizes)     grid/block: 3 ints; buffers: [(buffer, offset)];
-                                                    sizes: the kernel's symbolic sizes (ints)
+    launch(handle, grid, block, buffers, sizes, tile_maps)
+                                                    grid/block: 3 ints; buffers: [(buffer, offset)];
+                                                    sizes: the kernel's symbolic sizes (ints); tile_maps:
+                                                    [TileMapArg with int shapes]: descriptors of buffer
+                                                    arguments for bulk copies, passed after the sizes
+                                                    (a backend without bulk copies gets none)
     synchronize()                                   waits for everything launched
     external(value) -> DeviceTensor | None          a device tensor of this device given as input
                                                     (None: not a device tensor; InputError: one
@@ -53,15 +57,29 @@ DEVICE_ALIGN = 256             # WebGPU's minimum storage-buffer offset alignmen
 
 
 @dataclass(frozen=True)
+class TileMapArg:
+    """A tile map argument (``targets/gpu/bulk_copy.py``): the descriptor of buffer argument
+    ``buffer`` (its position in the launch's buffers), of ``shape`` (ints or expressions of the
+    size variables) and ``dtype``, copied in boxes of ``box`` elements (outermost axis first)."""
+
+    buffer: int
+    shape: tuple
+    box: tuple
+    dtype: str
+
+
+@dataclass(frozen=True)
 class Launch:
     """One device kernel launch: ``grid``/``block`` are 3 extents (ints or expressions of the size
-    variables), ``buffers`` (PARAM|TEMP, index) pairs, ``sizes`` names of the symbolic sizes."""
+    variables), ``buffers`` (PARAM|TEMP, index) pairs, ``sizes`` names of the symbolic sizes,
+    ``tile_maps`` the ``TileMapArg`` passed after them."""
 
     kernel: str
     grid: tuple
     block: tuple
     buffers: tuple
     sizes: tuple
+    tile_maps: tuple = ()
 
 
 @dataclass(frozen=True)
@@ -95,7 +113,7 @@ class _Prepared:
         self.output_offsets = output_offsets
         self.output_bytes = output_bytes
         self.calls = calls                    # per step: [(function, grid, block, [(kind, buffer | index,
-                                              #             offset | None)], sizes)]
+                                              #             offset | None)], sizes, tile maps)]
 
 
 class DeviceExecutor:
@@ -200,8 +218,10 @@ class DeviceExecutor:
                         buffers.append((ARENA, arena, plan.offsets[slot.index]))
                     else:
                         buffers.append((slot.kind, slot.index, None))
+                maps = [TileMapArg(m.buffer, tuple(_int(e, binding, launch.kernel) for e in m.shape), m.box, m.dtype)
+                        for m in launch.tile_maps]
                 calls[-1].append((self._functions[launch.kernel], grid, block, buffers,
-                              [binding[name] for name in launch.sizes]))
+                                  [binding[name] for name in launch.sizes], maps))
         return _Prepared(plan, arena, self.backend.allocate(max(input_total, 1)), input_offsets,
                          output_shapes, output_offsets, output_bytes, calls)
 
@@ -277,10 +297,10 @@ class DeviceExecutor:
         return [(buffer, offset) for offset in prepared.output_offsets]
 
     def _launch(self, call, inputs: list, outputs: list) -> None:
-        function, grid, block, buffers, sizes = call
+        function, grid, block, buffers, sizes, tile_maps = call
         args = [(ref, offset) if offset is not None else (inputs if kind == INPUT else outputs)[ref]
                 for kind, ref, offset in buffers]
-        self.backend.launch(function, grid, block, args, sizes)
+        self.backend.launch(function, grid, block, args, sizes, tile_maps)
 
     def _copy_outputs(self, inputs: list, outputs: list, prepared: _Prepared) -> None:
         """Outputs that no kernel writes (an input, a constant or another output passed through)."""

@@ -39,6 +39,7 @@ from ..tir.transform import block_as_stmt, substitute_stmt
 from .cse import Subexpressions, is_leaf
 from .gpu.async_mma import ASYNC_MMA_WAIT
 from .gpu.barriers import is_barrier
+from .gpu.bulk_copy import CALLS as BULK_CALLS
 
 
 class RenderError(TcompError):
@@ -84,6 +85,8 @@ class Dialect:
     vector_pack: dict = field(default_factory=dict)   # bytes -> format of a vector from its 32-bit words {0}, {1} ..
     fragment_element: object = None  # (renderer, load) -> C text of a warp(group) fragment's element, or None:
                                      # only tensor intrinsics touch fragments (cuda: cuda/fragments.py)
+    bulk_copies: object = None       # renders the bulk copies and async barriers (gpu/bulk_copy.py), or None:
+                                     # none in this dialect (cuda: cuda/bulk_copy.py)
 
     def storage_type(self, dtype: str) -> str:
         if dtype in self.half_types:
@@ -141,6 +144,11 @@ class CSourceRenderer:
         params = [f"{d.storage_type(buf.dtype)}* {d.restrict} {self.name(buf)}".replace("  ", " ")
                   for buf in kernel.params]
         params += [f"{d.scalar_types['int64']} {self.name(v)}" for v in kernel.size_vars]
+        self._tile_maps = {tile: self.name(Var(f"{tile.buffer.name}_tiles")) for tile in kernel.tile_maps}
+        if self._tile_maps:
+            if d.bulk_copies is None:
+                raise RenderError(f"kernel {kernel.name}: {d.name} has no bulk tile copies")
+            params += [d.bulk_copies.param(self, name) for name in self._tile_maps.values()]
         threads = 1
         for tag, extent in kernel.launch.items():
             if tag.startswith("threadIdx") and isinstance(extent, IntImm):
@@ -189,10 +197,14 @@ class CSourceRenderer:
 
     @staticmethod
     def _axis_var(body: Stmt, tag: str) -> Var:
-        from ..tir.transform import walk_stmts
+        from ..tir.transform import stmt_exprs, walk_stmts
 
+        name = tag.replace(".", "_")
         found = next((n.var for n in walk_stmts(body) if isinstance(n, For) and n.thread_tag == tag), None)
-        return found if found is not None else Var(tag.replace(".", "_"))  # lanes of a warp-wide intrinsic
+        if found is None:  # no loop of its own: the lanes of a warp-wide intrinsic, a condition electing a thread
+            found = next((v for n in walk_stmts(body) for e in stmt_exprs(n) for v in free_vars(e) if v.name == name),
+                         None)
+        return found if found is not None else Var(name)
 
     def name(self, obj) -> str:
         """A C identifier for a variable or buffer, unique in the kernel."""
@@ -484,6 +496,11 @@ class CSourceRenderer:
         if isinstance(stmt.value, Call) and stmt.value.name == ASYNC_MMA_WAIT:
             self._async_mma_wait(stmt.value)
             return
+        if isinstance(stmt.value, Call) and stmt.value.name in BULK_CALLS:
+            if self.dialect.bulk_copies is None:
+                raise RenderError(f"{self.dialect.name} has no bulk tile copies ({stmt.value.name})")
+            self.dialect.bulk_copies.render(self, stmt.value)
+            return
         if not is_intrinsic_call(stmt.value):
             self._line(f"{self._bound_expr(stmt.value)};")
             return
@@ -536,6 +553,10 @@ class CSourceRenderer:
         """``(buffer + offset)``: the address of ``load``'s element, or of the element ``extra`` (C
         text, e.g. a lane's row) further on (a swizzled buffer permutes the sum)."""
         return f"({self.name(load.buffer)} + {self._storage_index(load.buffer, self._flat(load.buffer, load.indices), extra)})"
+
+    def tile_map(self, tile) -> str:
+        """The parameter name of a tile map (``bulk_copy.TileMap``) of the kernel being rendered."""
+        return self._tile_maps[tile]
 
     def axis(self, tag: str) -> Var | None:
         """The variable of launch axis ``tag`` ("threadIdx.x") in the kernel being rendered (None: not launched)."""

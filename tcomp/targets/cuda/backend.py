@@ -2,7 +2,7 @@
 
 Buffers are ``DeviceMemory`` allocations (or ``External`` wrappers of a device tensor given as
 input); a buffer argument (buffer, offset) is passed to the kernel as the pointer
-``buffer.pointer + offset``. Launches go to the default stream, so they are ordered with
+``buffer.pointer + offset``, a tile map as the tensor map of that pointer (``driver.tile_map``). Launches go to the default stream, so they are ordered with
 PyTorch's and CuPy's default-stream work on the same device.
 """
 from __future__ import annotations
@@ -47,9 +47,10 @@ class CudaBackend:
     def function(self, name: str):
         return self.module.function(name)
 
-    def launch(self, function, grid: tuple, block: tuple, buffers: list, sizes: list) -> None:
-        args = [(buffer.pointer + offset, driver.POINTER) for buffer, offset in buffers]
-        args += [(size, driver.INT64) for size in sizes]
+    def launch(self, function, grid: tuple, block: tuple, buffers: list, sizes: list, tile_maps: list = ()) -> None:
+        pointers = [buffer.pointer + offset for buffer, offset in buffers]
+        args = [(pointer, driver.POINTER) for pointer in pointers] + [(size, driver.INT64) for size in sizes]
+        args += [(driver.tile_map(pointers[m.buffer], m.shape, m.box, m.dtype), None) for m in tile_maps]
         driver.launch(function, grid, block, args)
 
     def synchronize(self) -> None:

@@ -7,6 +7,7 @@ the NVRTC wheel alone is enough.
 from __future__ import annotations
 
 from ..csource import Dialect
+from .bulk_copy import BULK_COPIES
 from .fragments import element as fragment_element
 
 PREAMBLE = r"""
@@ -119,4 +120,5 @@ CUDA = Dialect(
     int_pow="tc_pow_int",
     bitcast="tc_bitcast<{type}>({value})",
     fragment_element=fragment_element,
+    bulk_copies=BULK_COPIES,
 )

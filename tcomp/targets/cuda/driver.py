@@ -8,7 +8,8 @@ from __future__ import annotations
 import ctypes
 import functools
 
-from ...errors import TcompError
+from ...errors import InputError, TcompError
+from ...tir.expr import dtype_bits
 from .nvrtc import bindings
 
 
@@ -99,10 +100,41 @@ class Module:
 
 
 def launch(function: Function, grid: tuple, block: tuple, args: list) -> None:
-    """Launches ``function`` on the default stream; ``args`` are (value, ctypes type) pairs."""
+    """Launches ``function`` on the default stream; ``args`` are (value, ctypes type) pairs, or
+    (tensor map, None) for a ``tile_map``."""
     values = tuple(value for value, _ in args)
     types = tuple(kind for _, kind in args)
     _call("cuLaunchKernel", function.handle, *grid, *block, function.shared_bytes, 0, (values, types), 0)
+
+
+TILE_MAP_TYPES = {"float16": "FLOAT16", "bfloat16": "BFLOAT16", "float32": "FLOAT32", "float64": "FLOAT64",
+                  "int32": "INT32", "uint32": "UINT32", "int64": "INT64", "uint64": "UINT64", "uint8": "UINT8",
+                  "int8": "UINT8", "uint16": "UINT16", "int16": "UINT16"}
+TILE_MAP_ALIGN = 16  # bytes: the alignment the copy engine needs of a tensor's address
+
+
+@functools.lru_cache(maxsize=1024)
+def tile_map(pointer: int, shape: tuple, box: tuple, dtype: str):
+    """The tensor map (TMA descriptor) of the row-major tensor of ``shape`` and ``dtype`` at
+    ``pointer``, copied in boxes of ``box`` elements with the 128-byte swizzle (both outermost axis
+    first; ``gpu/bulk_copy.py``): what a kernel parameter ``tc_tile_map`` holds."""
+    if pointer % TILE_MAP_ALIGN:
+        raise InputError(f"a tensor of shape {list(shape)} at address {pointer:#x} is not {TILE_MAP_ALIGN}-byte "
+                         f"aligned, which the bulk copies of its kernel need; pass a tensor that starts aligned")
+    driver, _ = bindings()
+    device()
+    itemsize = dtype_bits(dtype) // 8
+    dims = [driver.cuuint64_t(extent) for extent in reversed(shape)]
+    strides, step = [], itemsize
+    for extent in reversed(shape[1:]):
+        step *= extent
+        strides.append(driver.cuuint64_t(step))
+    return _call("cuTensorMapEncodeTiled", getattr(driver.CUtensorMapDataType, f"CU_TENSOR_MAP_DATA_TYPE_{TILE_MAP_TYPES[dtype]}"),
+                 len(shape), pointer, dims, strides, [driver.cuuint32_t(b) for b in reversed(box)],
+                 [driver.cuuint32_t(1)] * len(shape), driver.CUtensorMapInterleave.CU_TENSOR_MAP_INTERLEAVE_NONE,
+                 driver.CUtensorMapSwizzle.CU_TENSOR_MAP_SWIZZLE_128B,
+                 driver.CUtensorMapL2promotion.CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                 driver.CUtensorMapFloatOOBfill.CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
 
 
 class DeviceMemory:

@@ -102,7 +102,7 @@ class CudaKernel(Kernel):
 
     def _prepare(self, arrays) -> tuple:
         """Device copies of the arrays, temporaries, and each kernel's (function, grid, block, args)."""
-        from .driver import INT64, POINTER, DeviceMemory, Module
+        from .driver import INT64, POINTER, DeviceMemory, Module, tile_map
 
         if self._module is None:
             self._module = Module(self.image.cubin, self.image.dynamic_shared)
@@ -122,6 +122,9 @@ class CudaKernel(Kernel):
                           for a in AXES)
             args = [(memory[buf].pointer, POINTER) for buf in kernel.params]
             args += [(sizes[v], INT64) for v in kernel.size_vars]
+            args += [(tile_map(memory[tile.buffer].pointer, tuple(_evaluate(e, values, tile.buffer.name)
+                                                                  for e in tile.buffer.shape),
+                               tile.box, tile.buffer.dtype), None) for tile in kernel.tile_maps]
             launches.append((self._module.function(kernel.name), grid, block, args))
         return launches, memory  # the caller keeps ``memory`` alive while the launches run
 

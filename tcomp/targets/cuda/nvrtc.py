@@ -46,7 +46,7 @@ def resolve_arch(arch: str, required: dict, name: str) -> str:
     """``arch``, or its architecture-specific variant where an intrinsic needs one (``required``:
     intrinsic name -> e.g. ``sm_90a``, for wgmma): ``sm_90`` -> ``sm_90a``. An error naming the
     intrinsic where ``arch`` is another chip."""
-    for intrinsic, needed in sorted(required.items()):
+    for intrinsic, needed in sorted(required.items(), key=lambda item: (not item[1].endswith("a"), item[0])):
         if arch.rstrip("a") != needed.rstrip("a"):
             raise TcompError(f"kernel {name}: intrinsic {intrinsic} needs {needed}, but the target is {arch}; "
                              f"schedule it for that architecture or build with -arch={needed}")

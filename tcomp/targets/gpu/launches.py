@@ -3,18 +3,22 @@
     program = lower_for_gpu(func, "cuda")        # DeviceProgram: kernels, temporaries
     kernel_launches(program)  ->  KernelLaunches(
         launches=(Launch("k0_matmul_kernel0", grid=(4, 1, 1), block=(256, 1, 1),
-                         buffers=(("param", 0), ("temp", 0)), sizes=("batch",)), ...),
+                         buffers=(("param", 0), ("temp", 0)), sizes=("batch",),
+                         tile_maps=(TileMapArg(buffer=0, shape=(4096, 4096), box=(256, 64), dtype="float16"),)),
+                  ...),
         temporaries=(4096,))                     # bytes, or an expression of the sizes
 
 Buffer arguments name the function's parameters by position (the step's argument slots) and
 its root temporaries by position (placed in the arena); extents stay expressions of the size
-variables, evaluated per binding.
+variables, evaluated per binding. A tile map (``gpu/bulk_copy.py``) names its buffer by position
+in ``buffers``, with the buffer's shape, the box and the element type: what a backend needs to
+encode the descriptor once it knows the buffer's address.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ...runtime.device_executor import PARAM, TEMP, KernelLaunches, Launch
+from ...runtime.device_executor import PARAM, TEMP, KernelLaunches, Launch, TileMapArg
 from ...tir import arith
 from ...tir.expr import IntImm
 from .lower import DeviceProgram
@@ -29,8 +33,10 @@ def kernel_launches(program: DeviceProgram) -> KernelLaunches:
     for kernel in program.kernels:
         buffers = tuple((PARAM, params.index(buf)) if buf in params else (TEMP, temporaries.index(buf))
                         for buf in kernel.params)
+        maps = tuple(TileMapArg(kernel.params.index(tile.buffer), tuple(_plain(e) for e in tile.buffer.shape),
+                                tile.box, tile.buffer.dtype) for tile in kernel.tile_maps)
         launches.append(Launch(kernel.name, _extents(kernel.launch, "blockIdx"), _extents(kernel.launch, "threadIdx"),
-                               buffers, tuple(v.name for v in kernel.size_vars)))
+                               buffers, tuple(v.name for v in kernel.size_vars), maps))
     return KernelLaunches(tuple(launches), tuple(_nbytes(buf) for buf in temporaries))
 
 

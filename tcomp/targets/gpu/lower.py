@@ -13,8 +13,9 @@ bound to one axis share one variable (``threadIdx_x``), so buffers compacted per
 block (``schedule/compact.py``) are indexed alike in every nest; each kernel is checked to be
 bound (``check_bound``), reductions over ``threadIdx.x`` become shared-memory trees
 (``cross_thread.py``), its shared buffers are hoisted to its top and barriers inserted
-(``barriers.py``); loops annotated ``pipeline_stages`` are software-pipelined (``pipeline.py``) and
-asynchronous matrix instructions waited for (``async_mma.py``).
+(``barriers.py``); loops annotated ``pipeline_stages`` are software-pipelined (``pipeline.py``, with
+bulk copies where asked and possible: ``bulk_copy.py``) and asynchronous matrix instructions waited
+for (``async_mma.py``).
 Nothing here is specific to a vendor.
 """
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ...tir.transform import buffer_accesses, substitute_in_place, used_size_var
 from .async_mma import wait_for_async_mma
 from .barriers import insert_barriers
 from .binding import GPULoweringError, bind_default, binds_threads, check_bound
+from .bulk_copy import tile_maps
 from .cross_thread import lower_cross_thread
 from .pipeline import pipeline_loops
 
@@ -39,7 +41,8 @@ WARP = 32
 @dataclass
 class DeviceKernel:
     """One ``__global__`` function: its buffers (global memory), the launch extent of each GPU
-    axis (expressions of the size variables), its shared buffers, and its body."""
+    axis (expressions of the size variables), its shared buffers, its body, and the tile maps
+    (``bulk_copy.TileMap``) of the buffers it copies in bulk, passed after the sizes."""
 
     name: str
     params: tuple
@@ -47,6 +50,7 @@ class DeviceKernel:
     launch: dict
     shared: tuple
     body: Stmt
+    tile_maps: tuple = ()
 
 
 @dataclass
@@ -136,7 +140,7 @@ def _kernel(name: str, nest: Stmt, memory: list, size_vars: tuple, target_kind: 
     reads, writes = buffer_accesses(nest)
     used = set(reads) | set(writes)
     params = tuple(buf for buf in memory if buf in used)
-    return DeviceKernel(name, params, size_vars, launch, shared, nest)
+    return DeviceKernel(name, params, size_vars, launch, shared, nest, tile_maps(nest))
 
 
 def _launch_extents(name: str, nest: Stmt) -> dict:

@@ -34,18 +34,24 @@ ahead instead, into the stage that iteration ``k_0 - 2`` read, so the call of it
 may still be running (the loop is marked ``async_mma_in_flight``; with ``S = 2`` every call is
 waited for at once).
 
+A loop also annotated ``pipeline_bulk_copy`` whose copies are all box copies has its stages
+filled by the copy engine instead, one thread issuing the copies and every thread waiting on the
+stage's async barrier (``bulk_copy.py``); copies of any other form stay the threads' own.
+
 Runs after buffer compaction (the shared tiles have their final shapes) and before shared
 buffers are hoisted.
 """
 from __future__ import annotations
 
 from ...tir import arith
-from ...tir.expr import Buffer, Call, Cmp, IntImm, Load, Var, rewrite
+from ...tir.expr import Buffer, Call, Cmp, IntImm, Load, Var, free_vars, logical_and, rewrite
 from ...tir.stmt import Allocate, BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
-from ...tir.transform import map_exprs, substitute_stmt, update_exprs_in_place, walk_stmts
+from ...tir.transform import map_exprs, stmt_exprs, substitute_stmt, update_exprs_in_place, walk_stmts
 from .async_mma import IN_FLIGHT, in_flight
 from .barriers import barrier
 from .binding import GPULoweringError
+from .bulk_copy import (BULK_COPY, box_copy, elected, guarded, init_barriers, ready_buffer, staged_copies,
+                        wait_stage)
 
 STAGES = "pipeline_stages"
 OWN_BARRIERS = "pipeline_barriers"  # a pipelined loop whose body holds the barriers it needs
@@ -103,9 +109,13 @@ def _pipeline(loop: For, stages: int, target_kind: str) -> Stmt:
     prologue = [_restaged(p, mapping, k, stages, {k: prologue_var}) for p in producers]
     copies = IfThenElse(Cmp("lt", k + ahead, extent), SeqStmt(tuple(
         _restaged(p, mapping, k, stages, {k: k + ahead}) for p in producers)))
-    annotations = {key: value for key, value in loop.annotations.items() if key != STAGES}
+    annotations = {key: value for key, value in loop.annotations.items() if key not in (STAGES, BULK_COPY)}
     if running:
         annotations[IN_FLIGHT] = running
+    if loop.annotations.get(BULK_COPY) and not any(_writes_shared(c) for c in consumers):
+        bulk = _bulk_pipeline(loop, extent.value, stages, ahead, producers, consumers, mapping, outside, annotations)
+        if bulk is not None:
+            return bulk
     if any(_writes_shared(c) for c in consumers):
         body = [copies, async_call(ASYNC_COMMIT), async_call(ASYNC_WAIT, ahead)]
     else:
@@ -121,6 +131,48 @@ def _pipeline(loop: For, stages: int, target_kind: str) -> Stmt:
     for buf in mapping.values():
         result = Allocate(buf, result)
     return result
+
+
+def _bulk_pipeline(loop: For, extent: int, stages: int, ahead: int, producers: list, consumers: list,
+                   mapping: dict, outside: list, annotations: dict) -> Stmt | None:
+    """The pipelined loop with its stages filled by bulk copies that one thread issues (see
+    ``bulk_copy.py``), or None where a copy is not a box copy or no thread can be elected."""
+    copies = [box_copy(p) for p in producers]
+    threads = _thread_vars(producers + consumers)
+    if not all(copies) or "threadIdx_x" not in threads or \
+            any(free_vars(o) & set(threads.values()) for c in copies for o in c.origin):
+        return None  # a copy of each thread's own tile is not one box
+    k = loop.var
+    one = elected([threads[name] for name in sorted(threads)])
+    ready = ready_buffer(k, stages)
+
+    def fill(iteration):
+        return staged_copies(copies, mapping, ready, arith.simplify(iteration % stages), {k: iteration})
+
+    start = SeqStmt((init_barriers(ready, stages),) + tuple(fill(IntImm(p)) for p in range(min(ahead, extent))))
+    later = IfThenElse(logical_and(Cmp("lt", k + ahead, IntImm(extent)), one), fill(k + ahead))
+    body: Stmt = SeqStmt((wait_stage(ready, k, stages), barrier(), later)
+                         + tuple(_restaged(c, mapping, k, stages, {}) for c in consumers))
+    for buf in reversed(outside):
+        body = Allocate(buf, body)
+    annotations[OWN_BARRIERS] = True
+    result: Stmt = SeqStmt((guarded(one, start), barrier(),
+                            For(k, loop.extent, body, loop.kind, loop.thread_tag, annotations)))
+    for buf in [ready, *mapping.values()]:
+        result = Allocate(buf, result)
+    return result
+
+
+def _thread_vars(parts: list) -> dict:
+    """Name -> variable of the thread indices the statements use (``threadIdx_x``, ..)."""
+    found = {}
+    for part in parts:
+        for node in walk_stmts(part):
+            if isinstance(node, For) and (node.thread_tag or "").startswith("threadIdx"):
+                found[node.var.name] = node.var
+            for expr in stmt_exprs(node):
+                found.update({v.name: v for v in free_vars(expr) if v.name.startswith("threadIdx_")})
+    return found
 
 
 def _is_producer(stmt: Stmt) -> bool:

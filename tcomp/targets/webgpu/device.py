@@ -178,10 +178,14 @@ class WebGPUDevice:
         return slot
 
     # -------------------------------------------------------------- dispatches
-    def launch(self, compiled: "CompiledKernel", grid: tuple, block: tuple, buffers: list, sizes: list) -> None:
+    def launch(self, compiled: "CompiledKernel", grid: tuple, block: tuple, buffers: list, sizes: list,
+               tile_maps: list = ()) -> None:
         """Records one dispatch: ``grid`` blocks of ``block`` threads (as launched on CUDA), the kernel's
-        buffers as (buffer, byte offset), its size variables' values."""
+        buffers as (buffer, byte offset), its size variables' values (WebGPU has no bulk copies, so
+        no ``tile_maps``)."""
         shader = compiled.shader
+        if tile_maps:
+            raise TcompError(f"kernel {shader.name}: WebGPU has no bulk tile copies (tile maps)")
         if 0 in tuple(grid) + tuple(block):
             return  # a zero-sized tensor: nothing to compute
         if tuple(block) != shader.workgroup:

@@ -5,8 +5,9 @@ bf16)::
 
     for b, i0 in blockIdx.y/z, j0 in blockIdx.x:        # a (64*WG*TM) x N tile of C per block
       C_wg = 0                                          # wgmma_fill, per warpgroup: (64*TM) x N in registers
-      for k0 [pipeline_stages=S]:                       # one 64-deep step, S stages of shared memory
-        A_shared, B_shared = A[..], B[..]               # all threads, 16-byte cp.async copies, swizzled
+      for k0 [pipeline_stages=S, bulk copies]:          # one 64-deep step, S stages of shared memory
+        A_shared, B_shared = A[..], B[..]               # swizzled; TMA box copies from one thread where
+                                                        # they are boxes, else all threads' cp.async
         for i1 in threadIdx.y(WG), i2 (unrolled TM):    # (128 threads in threadIdx.x per warpgroup)
           C_wg += A_shared x B_shared                   # wgmma_64xNx64: 4 x wgmma.mma_async m64nNk16
       C[..] = C_wg                                      # wgmma_store, per warpgroup, or with C's elementwise
@@ -23,6 +24,7 @@ target then compiles for sm_90a).
 from __future__ import annotations
 
 from ...schedule.schedule import Schedule, ScheduleError
+from ...targets.gpu.bulk_copy import BULK_COPY
 from . import gpu_epilogue
 from .blocks import contiguous_last, fork, inline_operand_stage, loop_kinds, sample
 from .gpu_tensor_core import half_product_suffix
@@ -96,6 +98,7 @@ def _sketch(sch: Schedule, name: str, kind: str, width: int, smallest: bool = Fa
         sch.unroll(outer)  # a thread's loads issued back to back
         sch.vectorize(lanes)  # a copy: 16-byte (cp.async) accesses; a gather: one 16-byte store of its lanes
     sch.annotate(k0, "pipeline_stages", stages)
+    sch.annotate(k0, BULK_COPY, 1)  # the copy engine fills the stages (one thread issues; gpu/bulk_copy.py)
     init = sch.decompose_reduction(block, k0)
     sch.tensorize(i3, f"wgmma_64x{width}x{DEPTH}_{kind}f32")
     sch.tensorize(sch.get_loops(init)[-2], f"wgmma_fill_64x{width}_f32")
