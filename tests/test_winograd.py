@@ -22,6 +22,7 @@ CASES = [
     ("batch2_no_bias", (2, 16, 28, 28), (32, 16, 3, 3), False, False),
     ("one_vector_of_channels_rect", (1, 8, 20, 36), (16, 8, 3, 3), True, False),  # 18 tiles a row: 2 vectors
     ("three_channels", (1, 3, 32, 32), (48, 3, 3, 3), True, False),
+    ("groups_of_blocks_residual", (1, 64, 14, 14), (64, 64, 3, 3), True, True),   # 7 rows: 2 bands a row
 ]
 
 

@@ -8,15 +8,16 @@ tile), at the cost of the input and output transforms (adds, vectorized). The fi
 ``U = G g G^T`` is a constant one, applied once at compile time (``layouts.Winograd``:
 ``u[k // k3, e, c, k % k3]``).
 
-A parallel band is one row of tiles (two output rows) of one image; its input transform is done
-once and reused for every block of ``k3`` output channels::
+A parallel band is one row of tiles (two output rows) of one image and a group of blocks of
+``k3`` output channels (all of them where there are enough rows for the threads); its input
+transform is done once and reused for every block of the group::
 
-    for (n, th) in parallel:                                # output rows 2*th, 2*th + 1
+    for (n, th, group) in parallel:                         # output rows 2*th, 2*th + 1
       P[c, i, col] = x[n, c, 2*th - 1 + i, col - 1] inside the image, else 0   # 4 rows, zero border
       for c:                                                # V = B^T d B, vectorized over the tiles tw
         T[i, b, tw] = sum_j BT[b, j] * P[c, i, 2*tw + j]
         V[4*a + b, c, tw] = sum_i BT[a, i] * T[i, b, tw]
-      for k0:
+      for k0 in group's blocks:
         for e, tw2:                                         # acc: tw3 tiles x k3 channels, in registers
           acc = 0
           for c: for tw3 in unrolled, k3 in vectorized:
@@ -50,23 +51,25 @@ def filter_transform(w: np.ndarray) -> np.ndarray:
 
 
 def winograd_plan(shape, lanes: int, num_threads: int) -> tuple | None:
-    """``(k3, tw3)``: output channels per block and tiles per register tile, or None where the
-    kernel does not apply: not a 3x3 stride-1 dilation-1 conv padded by 1 on every side, odd output
-    sizes, output channels not a multiple of the vector width, fewer than ``CHUNKS_PER_THREAD``
-    rows of tiles per thread (a band is one row of tiles), or register tiles under
-    ``MIN_ACCUMULATORS`` vectors."""
+    """``(k3, tw3, groups)``: output channels per block, tiles per register tile and groups of
+    blocks (a band is one row of tiles and one group: ``groups`` bands share a row's input
+    transform, each doing it again) or None where the kernel does not apply: not a 3x3 stride-1
+    dilation-1 conv padded by 1 on every side, odd output sizes, output channels not a multiple
+    of the vector width, fewer than ``CHUNKS_PER_THREAD`` bands per thread even with a group
+    per block, or register tiles under ``MIN_ACCUMULATORS`` vectors."""
     if shape is None:
         return None
     N, C, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
     if (R, S, SH, SW, DH, DW, PT, PL) != (3, 3, 1, 1, 1, 1, 1, 1) or (OH, OW) != (H, W) or OH % 2 or OW % 2:
         return None
-    if K % lanes or N * (OH // 2) < CHUNKS_PER_THREAD * num_threads:
+    if K % lanes:
         return None
     k3 = 2 * lanes if K % (2 * lanes) == 0 else lanes
+    groups = [g for g in _divisors(K // k3) if N * (OH // 2) * g >= CHUNKS_PER_THREAD * num_threads]
     tw3 = max(d for d in _divisors(OW // 2) if d * k3 <= ACCUMULATORS * lanes)
-    if tw3 * k3 < MIN_ACCUMULATORS * lanes:
+    if not groups or tw3 * k3 < MIN_ACCUMULATORS * lanes:
         return None
-    return k3, tw3
+    return k3, tw3, groups[0]
 
 
 def _signed_sum(terms) -> object:
@@ -100,7 +103,7 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
     index = next((i for i, p in enumerate(params) if p is probe.buffer), None)
     if index is None:
         return None
-    k3, tw3 = plan
+    k3, tw3, groups = plan
     N, C, H, W, K = shape.N, shape.C, shape.H, shape.W, shape.K
     OH, OW, TH, TW = shape.OH, shape.OW, shape.OH // 2, shape.OW // 2
     dtype, lanes = x.dtype, ctx.lanes
@@ -110,7 +113,7 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
     params[index] = u
 
     b = Var("b")
-    n, th = row_major_unflatten(b, (N, TH))
+    n, th, group = row_major_unflatten(b, (N, TH, groups))
     P = Buffer("P", (C, 4, PW), dtype, "local")
     T = Buffer("T", (4, 4, TWV), dtype, "local")
     V = Buffer("V", (16, C, TWV), dtype, "local")
@@ -139,7 +142,9 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
     transform = loop(c, C, seq(*[stage1(i, bb) for i in range(4) for bb in range(4)],
                                *[stage2(a, bb) for a in range(4) for bb in range(4)]))
 
-    k0, e, tw2, rc, u3, l3 = (Var(name) for name in ("k0", "e", "tw2", "rc", "tw3", "k3"))
+    kb, e, tw2, rc, u3, l3 = (Var(name) for name in ("kb", "e", "tw2", "rc", "tw3", "k3"))
+    blocks = K // k3 // groups
+    k0 = group * blocks + kb
 
     def tile(name, body_fn, reduce=()):
         iters = [("S", tw3, u3), ("S", k3, l3)] + [("R", extent, var) for var, extent in reduce]
@@ -163,11 +168,11 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
         return loop(tw, TW, loop(kl, k3, block(f"at{i}{j}", [("S", TW, tw), ("S", k3, kl)], store), "vectorized"))
 
     out_tiles = seq(*[inverse(i, j) for i in range(2) for j in range(2)])
-    per_block = loop(k0, K // k3, Allocate(M, Allocate(O, seq(
+    per_block = loop(kb, blocks, Allocate(M, Allocate(O, seq(
         gemm, out_tiles, _unpadded_write_back(O, (n, k0, th), bias, None, ctx)))))
     body = Allocate(P, Allocate(T, Allocate(V, seq(fill, transform, per_block))))
-    func = PrimFunc(ctx.name, tuple(params) + (ctx.out,), loop(b, N * TH, body, "parallel"),
-                    {"kind": "winograd conv", "tiles": f"Winograd(F2x2_3x3, k3={k3}, tw3={tw3})",
+    func = PrimFunc(ctx.name, tuple(params) + (ctx.out,), loop(b, N * TH * groups, body, "parallel"),
+                    {"kind": "winograd conv", "tiles": f"Winograd(F2x2_3x3, k3={k3}, tw3={tw3}, groups={groups})",
                      "param_layouts": {index: Winograd(k3)}})
     return func
 
