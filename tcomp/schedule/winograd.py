@@ -14,9 +14,8 @@ transform is done once and reused for every block of the group::
 
     for (n, th, group) in parallel:                         # output rows 2*th, 2*th + 1
       P[c, i, col] = x[n, c, 2*th - 1 + i, col - 1] inside the image, else 0   # 4 rows, zero border
-      for c:                                                # V = B^T d B, vectorized over the tiles tw
-        T[i, b, tw] = sum_j BT[b, j] * P[c, i, 2*tw + j]
-        V[4*a + b, c, tw] = sum_i BT[a, i] * T[i, b, tw]
+      for c, tw in vectorized:                              # V = B^T d B: one body, 16 taps loaded once
+        V[4*a + b, c, tw] = sum_i BT[a, i] * sum_j BT[b, j] * P[c, i, 2*tw + j]
       for k0 in group's blocks:
         for e, tw2:                                         # acc: tw3 tiles x k3 channels, in registers
           acc = 0
@@ -115,32 +114,34 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
     b = Var("b")
     n, th, group = row_major_unflatten(b, (N, TH, groups))
     P = Buffer("P", (C, 4, PW), dtype, "local")
-    T = Buffer("T", (4, 4, TWV), dtype, "local")
     V = Buffer("V", (16, C, TWV), dtype, "local")
     M = Buffer("M", (16, TW, k3), dtype, "local")
     O = Buffer("O", (2, OW, k3), dtype, "local")
     acc = Buffer("acc", (tw3, k3), dtype, "local")
 
     def vector_loop(extent, body_fn, name):
-        """``body_fn(index)`` for ``index < extent`` (a multiple of lanes), vectorized by lanes."""
+        """``body_fn(index)`` (a statement) for ``index < extent`` (a multiple of lanes), vectorized."""
         outer, inner = Var(name + "_o"), Var(name + "_l")
-        return loop(outer, extent // lanes, loop(inner, lanes, block(
-            name, [("S", extent, outer * lanes + inner)], body_fn), "vectorized"))
+        return loop(outer, extent // lanes, loop(inner, lanes, body_fn(outer * lanes + inner), "vectorized"))
 
-    c, i_, col = Var("c"), Var("i"), Var("col")
-    fill = loop(c, C, loop(i_, 4, vector_loop(PW, lambda vcol: BufferStore(P, guarded_load(
-        x.fn, (n, c), th * 2 - 1 + i_, vcol - 1, H, W, const(0, dtype)), (c, i_, vcol)), "pad")))
+    c, i_ = Var("c"), Var("i")
+    fill = loop(c, C, loop(i_, 4, vector_loop(PW, lambda col: block("pad", [("S", PW, col)], lambda vcol: BufferStore(
+        P, guarded_load(x.fn, (n, c), th * 2 - 1 + i_, vcol - 1, H, W, const(0, dtype)), (c, i_, vcol))), "pad")))
 
-    def stage1(i, bb):
-        return vector_loop(TWV, lambda vtw: BufferStore(T, _signed_sum(
-            [(BT[bb][j], P[c, i, vtw * 2 + j]) for j in range(4)]), (i, bb, vtw)), f"bt{i}{bb}")
+    def transformed(tw):
+        """The 16 points of the tiles ``tw`` (a vector) of channel c, each from its four input taps: one
+        body, so that LLVM loads each of the 16 taps once."""
+        def point(a, bb):
+            def value(vtw):
+                rows = [(BT[a][i], _signed_sum([(BT[bb][j], P[c, i, vtw * 2 + j]) for j in range(4)]))
+                        for i in range(4)]
+                return BufferStore(V, _signed_sum(rows), (a * 4 + bb, c, vtw))
 
-    def stage2(a, bb):
-        return vector_loop(TWV, lambda vtw: BufferStore(V, _signed_sum(
-            [(BT[a][i], T[i, bb, vtw]) for i in range(4)]), (a * 4 + bb, c, vtw)), f"v{a}{bb}")
+            return block(f"v{a}{bb}", [("S", TWV, tw)], value)
 
-    transform = loop(c, C, seq(*[stage1(i, bb) for i in range(4) for bb in range(4)],
-                               *[stage2(a, bb) for a in range(4) for bb in range(4)]))
+        return seq(*[point(a, bb) for a in range(4) for bb in range(4)])
+
+    transform = loop(c, C, vector_loop(TWV, transformed, "tw"))
 
     kb, e, tw2, rc, u3, l3 = (Var(name) for name in ("kb", "e", "tw2", "rc", "tw3", "k3"))
     blocks = K // k3 // groups
@@ -165,12 +166,12 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
             terms = [(AT[i][a] * AT[j][bb], M[a * 4 + bb, vtw, vl]) for a in range(4) for bb in range(4)]
             return BufferStore(O, _signed_sum(terms), (i, vtw * 2 + j, vl))
 
-        return loop(tw, TW, loop(kl, k3, block(f"at{i}{j}", [("S", TW, tw), ("S", k3, kl)], store), "vectorized"))
+        return block(f"at{i}{j}", [("S", TW, tw), ("S", k3, kl)], store)
 
-    out_tiles = seq(*[inverse(i, j) for i in range(2) for j in range(2)])
+    out_tiles = loop(tw, TW, loop(kl, k3, seq(*[inverse(i, j) for i in range(2) for j in range(2)]), "vectorized"))
     per_block = loop(kb, blocks, Allocate(M, Allocate(O, seq(
         gemm, out_tiles, _unpadded_write_back(O, (n, k0, th), bias, None, ctx)))))
-    body = Allocate(P, Allocate(T, Allocate(V, seq(fill, transform, per_block))))
+    body = Allocate(P, Allocate(V, seq(fill, transform, per_block)))
     func = PrimFunc(ctx.name, tuple(params) + (ctx.out,), loop(b, N * TH * groups, body, "parallel"),
                     {"kind": "winograd conv", "tiles": f"Winograd(F2x2_3x3, k3={k3}, tw3={tw3}, groups={groups})",
                      "param_layouts": {index: Winograd(k3)}})
