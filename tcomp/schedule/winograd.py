@@ -19,8 +19,10 @@ transform is done once and reused for every block of the group::
       for k0 in group's blocks:
         for e, tw2:                                         # acc: tw3 tiles x k3 channels, in registers
           acc = 0
-          for c: for tw3 in unrolled, k3 in vectorized:
-            acc[tw3, k3] += V[e, c, tw] * u[k0, e, c, k3]
+          for c:
+            prefetch(u[k0, e + 1, c, :])                    # the next point's filter row (L2)
+            for tw3 in unrolled, k3 in vectorized:
+              acc[tw3, k3] += V[e, c, tw] * u[k0, e, c, k3]
           M[e, tw, k3] = acc
         O[i, 2*tw + j, k3] = sum_{a, b} AT[i, a] * AT[j, b] * M[4*a + b, tw, k3]
         out[n, k, 2*th + i, ow] = epilogue(O[i, ow, k3] + bias[k])   # as the direct conv's write-back
@@ -32,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..tir.expr import Buffer, Load, Var, const
-from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
+from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, prefetch, seq
 from ..tir.views import row_major_unflatten
 from .conv import ACCUMULATORS, CHUNKS_PER_THREAD, MIN_ACCUMULATORS, _divisors, _unpadded_write_back, conv_shape
 from .layouts import Winograd
@@ -41,6 +43,7 @@ from .window import guarded_load
 BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))   # input transform B^T (4 x 4)
 G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))        # filter transform (4 x 3)
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))                                   # output transform A^T (2 x 4)
+LINE_FLOATS = 16              # float32 per 64-byte cache line: the filter rows' prefetches
 
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
@@ -156,7 +159,8 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
 
     gemm = loop(e, 16, loop(tw2, TW // tw3, Allocate(acc, seq(
         tile("acc_init", lambda vu, vl: BufferStore(acc, const(0, dtype), (vu, vl))),
-        loop(rc, C, tile("gemm", accumulate, ((rc, C),))),
+        loop(rc, C, seq(*[prefetch(u[k0, e + 1, rc, l]) for l in range(0, k3, LINE_FLOATS)],   # the next point's row
+                        tile("gemm", accumulate, ((rc, C),)))),
         tile("acc_store", lambda vu, vl: BufferStore(M, acc[vu, vl], (e, tw2 * tw3 + vu, vl)))))))
 
     tw, kl = Var("tw"), Var("kl")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .expr import Buffer, Expr, IntImm, Var, as_expr
+from .expr import Buffer, Call, Expr, IntImm, Load, Var, as_expr
 
 LOOP_KINDS = ("serial", "parallel", "vectorized", "unrolled", "thread_binding")
 
@@ -153,6 +153,13 @@ def seq(*stmts) -> Stmt:
         elif stmt is not None:
             flat.append(stmt)
     return flat[0] if len(flat) == 1 else SeqStmt(tuple(flat))
+
+
+def prefetch(load: Load) -> Evaluate:
+    """A hint to bring the cache line of ``load``'s element into the caches ahead of its use; it reads
+    nothing and never faults (an address past the buffer is fine). The CPU target emits
+    ``llvm.prefetch`` (read, L2 locality), outside vectorized loops only."""
+    return Evaluate(Call("prefetch", (load,), "int32"))
 
 
 def loop(var: Var, extent, body: Stmt, kind: str = "serial", thread_tag: str | None = None) -> Stmt:

@@ -293,6 +293,13 @@ class CPUCodegen:
         """An expression for its effect; a tensor-intrinsic call is emitted by the intrinsic's cpu implementation."""
         from ...schedule.intrinsics import get_intrinsic, is_intrinsic_call  # lazy: the schedule imports targets
 
+        if isinstance(stmt.value, Call) and stmt.value.name == "prefetch":  # tir.stmt.prefetch
+            if self.st.lane is not None:
+                raise CodegenError("a prefetch inside a vectorized loop")
+            fn = self._declare("llvm.prefetch.p0", ir.VoidType(), [PTR, I32, I32, I32])
+            self.st.builder.call(fn, [self.address_of(stmt.value.args[0]), ir.Constant(I32, 0), ir.Constant(I32, 2),
+                                      ir.Constant(I32, 1)])
+            return
         if not is_intrinsic_call(stmt.value):
             self._expr(stmt.value)
             return
