@@ -101,13 +101,15 @@ def box_copy(nest: Stmt) -> BoxCopy | None:
 
 
 def _lines(shared: Buffer) -> bool:
-    """Whether ``shared`` is swizzled in whole 128-byte lines (the copy engine's 128-byte swizzle)."""
+    """Whether ``shared`` is swizzled in whole 128-byte lines and whole 8-line (1024-byte) swizzle
+    atoms, so that every box starts on an atom (the copy engine's 128-byte swizzle is the buffer's)."""
     if shared.scope != "shared" or not shared.swizzled or shared.explicit_strides is not None:
         return False
-    row = arith.simplify(shared.shape[-1])
     shape = [arith.simplify(extent) for extent in shared.shape]
-    return all(isinstance(extent, IntImm) for extent in shape) and \
-        row.value * dtype_bits(shared.dtype) % (8 * LINE_BYTES) == 0
+    if not all(isinstance(extent, IntImm) for extent in shape):
+        return False
+    rows = shape[-2].value if len(shape) > 1 else 1
+    return shape[-1].value * dtype_bits(shared.dtype) % (8 * LINE_BYTES) == 0 and rows % 8 == 0
 
 
 def boxes(copy: BoxCopy) -> list:
