@@ -10,9 +10,10 @@ tile), at the cost of the input and output transforms (adds, vectorized). The fi
 
 A parallel band is one row of tiles (two output rows) of one image and a group of blocks of
 ``k3`` output channels (all of them where there are enough rows for the threads); its input
-transform is done once and reused for every block of the group::
+transform is done once and reused for every block of the group. Groups are outer, so that each
+thread's bands read the filters of one group (with 2 threads and 2 groups, half of them)::
 
-    for (n, th, group) in parallel:                         # output rows 2*th, 2*th + 1
+    for (n, group, th) in parallel:                         # output rows 2*th, 2*th + 1
       P[c, i, col] = x[n, c, 2*th - 1 + i, col - 1] inside the image, else 0   # 4 rows, zero border
       for c, tw in vectorized:                              # V = B^T d B: one body, 16 taps loaded once
         V[4*a + b, c, tw] = sum_i BT[a, i] * sum_j BT[b, j] * P[c, i, 2*tw + j]
@@ -115,7 +116,7 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
     params[index] = u
 
     b = Var("b")
-    n, th, group = row_major_unflatten(b, (N, TH, groups))
+    n, group, th = row_major_unflatten(b, (N, groups, TH))
     P = Buffer("P", (C, 4, PW), dtype, "local")
     V = Buffer("V", (16, C, TWV), dtype, "local")
     M = Buffer("M", (16, TW, k3), dtype, "local")
