@@ -419,7 +419,15 @@ class CSourceRenderer:
                 return text
             return f"({self.expr(value.predicate)} ? {text} : ({d.storage_type(dtype)})0)"
         bits = self._bitcast_bits(value)
-        return bits if bits is not None else f"{d.half_types[dtype][2]}({self.expr(value)})"
+        return bits if bits is not None else self._from_float(value, dtype)
+
+    def _from_float(self, value: Expr, dtype: str) -> str:
+        """``value`` converted to the storage of ``dtype`` (a 16-bit float): a cast to ``dtype`` is
+        rounded once, by this conversion (not to 16 bits, back to float, and to 16 bits again)."""
+        from_float = self.dialect.half_types[dtype][2]
+        if isinstance(value, Cast) and value.dtype == dtype and value.value.dtype != dtype:
+            return f"{from_float}((float)({self.expr(value.value)}))"
+        return f"{from_float}({self.expr(value)})"
 
     def _block(self, realize: BlockRealize) -> None:
         self._stmt(block_as_stmt(realize))
@@ -432,9 +440,8 @@ class CSourceRenderer:
         def text() -> str:
             value = self._bitcast_bits(store.value)
             if value is None:
-                value = self.expr(store.value)
-                if buf.dtype in self.dialect.half_types:
-                    value = f"{self.dialect.half_types[buf.dtype][2]}({value})"
+                value = self._from_float(store.value, buf.dtype) if buf.dtype in self.dialect.half_types \
+                    else self.expr(store.value)
             return f"{self.name(buf)}[{self._storage_index(buf, offset)}] = {value};"
 
         self._guarded(store.predicate, lambda: self._line(self._bound(text, offset, store.value)))
