@@ -31,7 +31,8 @@ from itertools import product
 
 from ...tir import arith
 from ...tir.expr import Buffer, Call, Cmp, IntImm, Load, Var, dtype_bits, free_vars, logical_and, substitute
-from ...tir.stmt import BlockRealize, BufferStore, Evaluate, For, IfThenElse, SeqStmt, Stmt
+from ...tir.stmt import BlockRealize, BufferStore, Evaluate, For, SeqStmt, Stmt
+from ...tir.transform import walk_stmts
 
 BULK_COPY = "pipeline_bulk_copy"   # loop annotation: fill the stages with bulk copies where the copies allow
 COPY, INIT, EXPECT, WAIT = "bulk_copy", "async_barrier_init", "async_barrier_expect", "async_barrier_wait"
@@ -132,8 +133,6 @@ def boxes(copy: BoxCopy) -> list:
 
 def tile_maps(body: Stmt) -> tuple:
     """The tile maps that the bulk copies in ``body`` read through, in order of first use."""
-    from ...tir.transform import walk_stmts
-
     found = []
     for node in walk_stmts(body):
         if isinstance(node, Evaluate) and isinstance(node.value, Call) and node.value.name == COPY:
@@ -174,10 +173,6 @@ def init_barriers(ready: Buffer, stages: int) -> Stmt:
 def wait_stage(ready: Buffer, k: Var, stages: int) -> Stmt:
     """Every thread waits for the phase of stage ``k % stages`` that iteration ``k`` fills."""
     return Evaluate(Call(WAIT, (Load(ready, (k % stages,)), (k // stages) % 2), "void"))
-
-
-def guarded(condition, body: Stmt) -> Stmt:
-    return IfThenElse(condition, body) if condition is not None else body
 
 
 def ready_buffer(k: Var, stages: int) -> Buffer:

@@ -50,8 +50,7 @@ from ...tir.transform import map_exprs, stmt_exprs, substitute_stmt, update_expr
 from .async_mma import IN_FLIGHT, in_flight
 from .barriers import barrier
 from .binding import GPULoweringError
-from .bulk_copy import (BULK_COPY, box_copy, elected, guarded, init_barriers, ready_buffer, staged_copies,
-                        wait_stage)
+from .bulk_copy import BULK_COPY, box_copy, elected, init_barriers, ready_buffer, staged_copies, wait_stage
 
 STAGES = "pipeline_stages"
 OWN_BARRIERS = "pipeline_barriers"  # a pipelined loop whose body holds the barriers it needs
@@ -156,7 +155,7 @@ def _bulk_pipeline(loop: For, extent: int, stages: int, ahead: int, producers: l
     for buf in reversed(outside):
         body = Allocate(buf, body)
     annotations[OWN_BARRIERS] = True
-    result: Stmt = SeqStmt((guarded(one, start), barrier(),
+    result: Stmt = SeqStmt((IfThenElse(one, start), barrier(),
                             For(k, loop.extent, body, loop.kind, loop.thread_tag, annotations)))
     for buf in [ready, *mapping.values()]:
         result = Allocate(buf, result)
