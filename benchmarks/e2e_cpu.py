@@ -1,11 +1,13 @@
 """End-to-end CPU latency: tcomp (untuned) vs onnxruntime vs PyTorch eager, measured in one run.
 
-    python benchmarks/e2e_cpu.py [--models resnet18 bert ...] [--repeat 15] [--small]
+    python benchmarks/e2e_cpu.py [--models resnet18 bert ...] [--repeat 15] [--small] [--trees DIR ...]
 
 Each model is exported once (cached in --cache-dir) from transformers with random
 weights. The three systems run in their own processes, interleaved (see
 interleave.py); the table shows medians and ratios to onnxruntime. Threads: all
-cores for every system.
+cores for every system. ``--trees`` adds tcomp from other source trees (a directory holding a
+``tcomp`` package, e.g. ``git archive <commit> | tar -x -C DIR``), each in its own process in the
+same rounds, one line each under the model's row.
 """
 from __future__ import annotations
 
@@ -39,6 +41,16 @@ def setup_tcomp(name: str, small: bool, path: str, threads: int):
     return info, lambda: mod.run(feeds)[0]
 
 
+def setup_tree(tree: str, name: str, small: bool, path: str, threads: int):
+    """``setup_tcomp`` with the ``tcomp`` package of the source tree ``tree``."""
+    sys.path.insert(0, tree)
+    import tcomp
+
+    if not tcomp.__file__.startswith(str(Path(tree).resolve())):
+        raise RuntimeError(f"tcomp imported from {tcomp.__file__}, not from {tree}")
+    return setup_tcomp(name, small, path, threads)
+
+
 def setup_onnxruntime(name: str, small: bool, path: str, threads: int):
     import onnxruntime
 
@@ -70,6 +82,8 @@ def main() -> None:
     parser.add_argument("--small", action="store_true", help="CI-sized variants of the models")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/tcomp-bench-models"))
+    parser.add_argument("--trees", nargs="*", default=[], type=lambda d: str(Path(d).resolve()),
+                        help="source trees whose tcomp also runs (e.g. another commit's git archive)")
     args = parser.parse_args()
 
     header = (f"{'model':14s} {'compile s':>9s} {'tcomp ms':>9s} {'ort ms':>8s} {'torch ms':>9s} "
@@ -81,7 +95,7 @@ def main() -> None:
         path = str(export_model(name, args.cache_dir, small=args.small))
         common = (name, args.small, path, args.threads)
         systems = {"tcomp": (setup_tcomp, common), "onnxruntime": (setup_onnxruntime, common),
-                   "torch": (setup_torch, common)}
+                   "torch": (setup_torch, common), **{tree: (setup_tree, (tree, *common)) for tree in args.trees}}
         t, infos, outputs = interleaved_medians(systems, args.repeat)
         ref = outputs["onnxruntime"]
         rel = float(np.linalg.norm(outputs["tcomp"] - ref) / np.linalg.norm(ref))
@@ -90,6 +104,8 @@ def main() -> None:
         print(f"{label:14s} {info['compile_s']:9.1f} {t['tcomp'] * 1e3:9.2f} {t['onnxruntime'] * 1e3:8.2f} "
               f"{t['torch'] * 1e3:9.2f} {t['tcomp'] / t['onnxruntime']:9.2f} {t['tcomp'] / t['torch']:11.2f} "
               f"{info['peak_mib']:8.1f} {rel:8.1e}", flush=True)
+        for tree in args.trees:
+            print(f"  tcomp of {tree}: {t[tree] * 1e3:.2f} ms, {t[tree] / t['onnxruntime']:.2f}x onnxruntime", flush=True)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from onnx_helpers import (
+    assert_matches,
+    make_model,
+    node,
+    rand,
+    reference,
+    with_static_outputs,
+)
 
 import tcomp
-from onnx_helpers import assert_matches, make_model, node, rand, reference, with_static_outputs
 from tcomp.schedule.layouts import Winograd, relayout, source_shape
 from tcomp.schedule.winograd import AT, BT, filter_transform
 

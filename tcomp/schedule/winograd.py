@@ -37,7 +37,14 @@ import numpy as np
 from ..tir.expr import Buffer, Load, Var, const
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, prefetch, seq
 from ..tir.views import row_major_unflatten
-from .conv import ACCUMULATORS, CHUNKS_PER_THREAD, MIN_ACCUMULATORS, _divisors, _unpadded_write_back, conv_shape
+from .conv import (
+    ACCUMULATORS,
+    CHUNKS_PER_THREAD,
+    MIN_ACCUMULATORS,
+    _divisors,
+    _unpadded_write_back,
+    conv_shape,
+)
 from .layouts import Winograd
 from .window import guarded_load
 
@@ -62,7 +69,7 @@ def winograd_plan(shape, lanes: int, num_threads: int) -> tuple | None:
     per block, or register tiles under ``MIN_ACCUMULATORS`` vectors."""
     if shape is None:
         return None
-    N, C, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
+    N, _, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
     if (R, S, SH, SW, DH, DW, PT, PL) != (3, 3, 1, 1, 1, 1, 1, 1) or (OH, OW) != (H, W) or OH % 2 or OW % 2:
         return None
     if K % lanes:
@@ -108,7 +115,7 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
         return None
     k3, tw3, groups = plan
     N, C, H, W, K = shape.N, shape.C, shape.H, shape.W, shape.K
-    OH, OW, TH, TW = shape.OH, shape.OW, shape.OH // 2, shape.OW // 2
+    OW, TH, TW = shape.OW, shape.OH // 2, shape.OW // 2
     dtype, lanes = x.dtype, ctx.lanes
     TWV = -(-TW // lanes) * lanes          # tiles of the input transform: whole vectors
     PW = -(-(2 * TWV + 2) // lanes) * lanes   # columns 2*tw + j of those tiles, whole vectors
