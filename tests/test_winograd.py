@@ -16,8 +16,16 @@ from onnx_helpers import (
 )
 
 import tcomp
+from tcomp.schedule.conv import ConvShape
 from tcomp.schedule.layouts import Winograd, relayout, source_shape
-from tcomp.schedule.winograd import AT, BT, filter_transform
+from tcomp.schedule.winograd import (
+    AT,
+    BAND_BYTES,
+    BT,
+    band_bytes,
+    filter_transform,
+    winograd_plan,
+)
 
 TOL = 1e-5
 PAD1 = {"pads": [1, 1, 1, 1]}
@@ -75,6 +83,19 @@ def test_winograd_conv_matches_onnxruntime(xs, ws, bias, residual, schedule):
         assert_matches(mod.run(feeds)[0], refs[0], relnorm=TOL)
         feeds = {"x": rand(xs)}
         refs = reference(model, feeds)
+
+
+def test_plans_of_resnet_shapes_and_the_band_buffers_bound():
+    """ResNet-18's 56x56 and 28x28 convs: one group (a band per row of tiles); 14x14: two groups
+    (7 rows for 2 threads); a wide map with many channels: its band's buffers would exceed
+    ``BAND_BYTES`` (on a thread's stack): the direct conv stays."""
+    def shape(c, hw):
+        return ConvShape(1, c, hw, hw, c, 3, 3, hw, hw, 1, 1, 1, 1, 1, 1)
+
+    assert winograd_plan(shape(64, 56), 16, 2) == (32, 7, 1)
+    assert winograd_plan(shape(128, 28), 16, 2) == (32, 7, 1)
+    assert winograd_plan(shape(256, 14), 16, 2) == (32, 7, 2)
+    assert band_bytes(256, 112, 32, 16) > BAND_BYTES and winograd_plan(shape(256, 112), 16, 2) is None
 
 
 OTHERS = [

@@ -52,6 +52,7 @@ BT = ((1, 0, -1, 0), (0, 1, 1, 0), (0, -1, 1, 0), (0, 1, 0, -1))   # input trans
 G = ((1, 0, 0), (0.5, 0.5, 0.5), (0.5, -0.5, 0.5), (0, 0, 1))        # filter transform (4 x 3)
 AT = ((1, 1, 1, 0), (0, 1, -1, -1))                                   # output transform A^T (2 x 4)
 LINE_FLOATS = 16              # float32 per 64-byte cache line: the filter rows' prefetches
+BAND_BYTES = 1024 * 1024      # a band's buffers (P, V, M, O: on the stack of the thread running it, in L2)
 
 
 def filter_transform(w: np.ndarray) -> np.ndarray:
@@ -66,10 +67,11 @@ def winograd_plan(shape, lanes: int, num_threads: int) -> tuple | None:
     transform, each doing it again) or None where the kernel does not apply: not a 3x3 stride-1
     dilation-1 conv padded by 1 on every side, odd output sizes, output channels not a multiple
     of the vector width, fewer than ``CHUNKS_PER_THREAD`` bands per thread even with a group
-    per block, or register tiles under ``MIN_ACCUMULATORS`` vectors."""
+    per block, register tiles under ``MIN_ACCUMULATORS`` vectors, or a band's buffers over
+    ``BAND_BYTES``."""
     if shape is None:
         return None
-    N, _, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
+    N, C, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
     if (R, S, SH, SW, DH, DW, PT, PL) != (3, 3, 1, 1, 1, 1, 1, 1) or (OH, OW) != (H, W) or OH % 2 or OW % 2:
         return None
     if K % lanes:
@@ -77,9 +79,18 @@ def winograd_plan(shape, lanes: int, num_threads: int) -> tuple | None:
     k3 = 2 * lanes if K % (2 * lanes) == 0 else lanes
     groups = [g for g in _divisors(K // k3) if N * (OH // 2) * g >= CHUNKS_PER_THREAD * num_threads]
     tw3 = max(d for d in _divisors(OW // 2) if d * k3 <= ACCUMULATORS * lanes)
-    if not groups or tw3 * k3 < MIN_ACCUMULATORS * lanes:
+    if not groups or tw3 * k3 < MIN_ACCUMULATORS * lanes or band_bytes(C, OW, k3, lanes) > BAND_BYTES:
         return None
     return k3, tw3, groups[0]
+
+
+def band_bytes(C: int, OW: int, k3: int, lanes: int) -> int:
+    """Bytes of a band's buffers (float32): the 4 zero-bordered input rows P, the transformed tiles V,
+    the products M and the output rows O (``winograd_kernel``)."""
+    TW = OW // 2
+    TWV = -(-TW // lanes) * lanes
+    PW = -(-(2 * TWV + 2) // lanes) * lanes
+    return 4 * (C * 4 * PW + 16 * C * TWV + 16 * TW * k3 + 2 * OW * k3)
 
 
 def _signed_sum(terms) -> object:
