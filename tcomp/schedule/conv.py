@@ -111,7 +111,7 @@ def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts:
     else:
         image = x.fn
 
-    weight = _weight_reader(w, params, constant_weights, layouts, weight_block)
+    weight = weight_reader(w, params, constant_weights, layouts, weight_block)
     c_red, r_red, s_red = te.reduce_axis(C, "rc"), te.reduce_axis(R, "rr"), te.reduce_axis(S, "rs")
 
     def c_fn(*idx):
@@ -128,7 +128,7 @@ def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts:
     return epilogue(value_at)
 
 
-def _weight_reader(w, params: list, constant: bool, layouts: dict, block: int | None):
+def weight_reader(w, params: list, constant: bool, layouts: dict, block: int | None):
     """``weight(k, c, r, s)``: from the re-laid-out parameter where the weights are a constant
     parameter read as it is (in blocks of ``block`` output channels where given), else through the
     weights' view."""
@@ -175,18 +175,18 @@ def conv_tiles(N: int, OH: int, OW: int, K: int, C: int, R: int, S: int, lanes: 
         return None
     k3 = 2 * lanes if K % (2 * lanes) == 0 else lanes
     pixels = ACCUMULATORS * lanes // k3
-    ow3 = max(d for d in _divisors(OW) if d <= pixels)
-    oh3 = max(d for d in _divisors(OH) if d * ow3 <= pixels)
-    band_rows = [d for d in _divisors(OH // oh3) if d * oh3 * OW * k3 * 4 <= BAND_BYTES] or [1]
+    ow3 = max(d for d in divisors(OW) if d <= pixels)
+    oh3 = max(d for d in divisors(OH) if d * ow3 <= pixels)
+    band_rows = [d for d in divisors(OH // oh3) if d * oh3 * OW * k3 * 4 <= BAND_BYTES] or [1]
     busy = [d for d in band_rows if N * (K // k3) * (OH // (oh3 * d)) >= CHUNKS_PER_THREAD * num_threads]
     rows = max(busy or [min(band_rows)])
     if oh3 * ow3 * k3 < MIN_ACCUMULATORS * lanes:
         return None
-    rc1 = max([d for d in _divisors(C) if d * R * S * k3 * 4 <= WEIGHT_BLOCK_BYTES] or [1])
+    rc1 = max([d for d in divisors(C) if d * R * S * k3 * 4 <= WEIGHT_BLOCK_BYTES] or [1])
     return ConvTiles(oh3, ow3, k3, rows, rc1)
 
 
-def _divisors(n: int) -> list:
+def divisors(n: int) -> list:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
@@ -345,8 +345,8 @@ def unpadded_conv(shape: ConvShape, x, w, bias, params: list, constant_weights: 
           out[n, k, oh, ow] = epilogue(C_local[...] + bias[k])  # as schedule_direct's write-back
     """
     N, C, H, W, K, R, S, OH, OW, SH, SW, DH, DW, PT, PL = shape
-    dtype, lanes, k3, ow3, rows, rc1 = x.dtype, ctx.lanes, tiles.k3, tiles.ow3, tiles.rows, tiles.rc1
-    weight = _weight_reader(w, params, constant_weights, layouts, k3)
+    dtype, k3, ow3, rows, rc1 = x.dtype, tiles.k3, tiles.ow3, tiles.rows, tiles.rc1
+    weight = weight_reader(w, params, constant_weights, layouts, k3)
     b, rc0, oh2, ow2, u3, l3, c1, rr, rs = (Var(name) for name in ("b", "rc0", "oh2", "ow2", "ow3", "k3", "rc1",
                                                                    "rr", "rs"))
     n, k0, oh0 = row_major_unflatten(b, (N, K // k3, OH // rows))
@@ -379,7 +379,7 @@ def unpadded_conv(shape: ConvShape, x, w, bias, params: list, constant_weights: 
     init = loop(i, rows, loop(j, OW, loop(kl, k3, block(
         "C_init", [("S", rows, i), ("S", OW, j), ("S", k3, kl)],
         lambda vi, vj, vk: BufferStore(acc, const(0, dtype), (vi, vj, vk))), "vectorized")))
-    band = loop(b, N * (K // k3) * (OH // rows), Allocate(acc, seq(init, conv, _unpadded_write_back(
+    band = loop(b, N * (K // k3) * (OH // rows), Allocate(acc, seq(init, conv, unpadded_write_back(
         acc, (n, k0, oh0), bias, tiles, ctx))), "parallel")
     return PrimFunc(ctx.name, tuple(params) + (ctx.out,), band, {})
 
@@ -394,7 +394,7 @@ def _column_guarded(view_fn, outer: tuple, iw, W: int, dtype: str):
     return Select(valid, view_fn(*outer, minimum(maximum(iw, 0), W - 1)), const(0, dtype))
 
 
-def _unpadded_write_back(acc: Buffer, band: tuple, bias, tiles: ConvTiles, ctx):
+def unpadded_write_back(acc: Buffer, band: tuple, bias, tiles: ConvTiles, ctx):
     """``out[n, k, oh, ow] = epilogue(C_local[...] + bias[k])`` for one band, vectorized along the
     channels, ``U`` pixels unrolled around them where a power of two ``U`` >= 4 divides the row (a
     transposed store, as ``_write_back``)."""

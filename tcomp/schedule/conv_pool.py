@@ -32,7 +32,7 @@ from __future__ import annotations
 from ..tir.expr import Buffer, Cmp, IntImm, Var, const, is_float, maximum, minimum
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, seq
 from ..tir.views import row_major_unflatten
-from .conv import (ACCUMULATORS, CHUNKS_PER_THREAD, WEIGHT_BLOCK_BYTES, _divisors, _weight_reader,
+from .conv import (ACCUMULATORS, CHUNKS_PER_THREAD, WEIGHT_BLOCK_BYTES, divisors, weight_reader,
                    transposed_unroll)
 from .window import guarded_load, window_out
 
@@ -64,10 +64,10 @@ def conv_pool_plan(conv_attrs: dict, pool_attrs: dict, x_shape, w_shape, lanes: 
     k3 = 2 * lanes
     if K % k3 or C * R * S * k3 * 4 > WEIGHT_BLOCK_BYTES or POH < 1 or POW < 1:
         return None
-    ow3 = max(d for d in _divisors(OW) if d <= ACCUMULATORS * lanes // k3)
+    ow3 = max(d for d in divisors(OW) if d <= ACCUMULATORS * lanes // k3)
     if ow3 < 4:
         return None
-    band_rows = [d for d in _divisors(POH) if ((d - 1) * PSH + PKH) * OW * k3 * 4 <= BAND_BYTES
+    band_rows = [d for d in divisors(POH) if ((d - 1) * PSH + PKH) * OW * k3 * 4 <= BAND_BYTES
                  and N * (K // k3) * (POH // d) >= CHUNKS_PER_THREAD * num_threads]
     if not band_rows:
         return None
@@ -89,7 +89,7 @@ def conv_pool_kernel(node, views, ctx) -> PrimFunc:
     dtype, lanes, k3, ow3, rows = x.dtype, ctx.lanes, p["k3"], p["ow3"], p["rows"]
     N, C, K, R, S, OH, OW = (p[key] for key in ("N", "C", "K", "R", "S", "OH", "OW"))
     params, layouts = list(ctx.params[:-1]), {}
-    weight = _weight_reader(w, params, node.inputs[1].is_const, layouts, k3)
+    weight = weight_reader(w, params, node.inputs[1].is_const, layouts, k3)
 
     # the zero-padded input, as the direct conv's pad stage: rows vectorized, (n, c, h) parallel
     PH, PW = (OH - 1) * p["SH"] + (R - 1) * p["DH"] + 1, (OW - 1) * p["SW"] + (S - 1) * p["DW"] + 1
@@ -108,7 +108,6 @@ def conv_pool_kernel(node, views, ctx) -> PrimFunc:
     n, k0, pb = row_major_unflatten(b, (N, K // k3, p["POH"] // rows))
     j, ow2, u3, l3, c, r, s = (Var(name) for name in ("j", "ow2", "ow3", "k3", "rc", "rr", "rs"))
     oh = minimum(maximum(pb * (rows * p["PSH"]) - p["PPT"] + j, 0), OH - 1)
-    ow = ow2 * ow3 + u3
 
     acc = Buffer("acc", (ow3, k3), dtype, "local")   # the register tile: promoted to registers
 

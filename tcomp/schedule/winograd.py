@@ -41,8 +41,8 @@ from .conv import (
     ACCUMULATORS,
     CHUNKS_PER_THREAD,
     MIN_ACCUMULATORS,
-    _divisors,
-    _unpadded_write_back,
+    divisors,
+    unpadded_write_back,
     conv_shape,
 )
 from .layouts import Winograd
@@ -77,8 +77,8 @@ def winograd_plan(shape, lanes: int, num_threads: int) -> tuple | None:
     if K % lanes:
         return None
     k3 = 2 * lanes if K % (2 * lanes) == 0 else lanes
-    groups = [g for g in _divisors(K // k3) if N * (OH // 2) * g >= CHUNKS_PER_THREAD * num_threads]
-    tw3 = max(d for d in _divisors(OW // 2) if d * k3 <= ACCUMULATORS * lanes)
+    groups = [g for g in divisors(K // k3) if N * (OH // 2) * g >= CHUNKS_PER_THREAD * num_threads]
+    tw3 = max(d for d in divisors(OW // 2) if d * k3 <= ACCUMULATORS * lanes)
     if not groups or tw3 * k3 < MIN_ACCUMULATORS * lanes or band_bytes(C, OW, k3, lanes) > BAND_BYTES:
         return None
     return k3, tw3, groups[0]
@@ -193,7 +193,7 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
 
     out_tiles = loop(tw, TW, loop(kl, k3, seq(*[inverse(i, j) for i in range(2) for j in range(2)]), "vectorized"))
     per_block = loop(kb, blocks, Allocate(M, Allocate(O, seq(
-        gemm, out_tiles, _unpadded_write_back(O, (n, k0, th), bias, None, ctx)))))
+        gemm, out_tiles, unpadded_write_back(O, (n, k0, th), bias, None, ctx)))))
     body = Allocate(P, Allocate(V, seq(fill, transform, per_block)))
     func = PrimFunc(ctx.name, tuple(params) + (ctx.out,), loop(b, N * TH * groups, body, "parallel"),
                     {"kind": "winograd conv", "tiles": f"Winograd(F2x2_3x3, k3={k3}, tw3={tw3}, groups={groups})",
