@@ -104,10 +104,6 @@ def _pipeline(loop: For, stages: int, target_kind: str) -> Stmt:
     k = loop.var
     running = min(in_flight(SeqStmt(tuple(consumers)), target_kind), stages - 2)
     ahead = stages - 1 - running
-    prologue_var = Var(f"{k.name}_prologue")
-    prologue = [_restaged(p, mapping, k, stages, {k: prologue_var}) for p in producers]
-    copies = IfThenElse(Cmp("lt", k + ahead, extent), SeqStmt(tuple(
-        _restaged(p, mapping, k, stages, {k: k + ahead}) for p in producers)))
     annotations = {key: value for key, value in loop.annotations.items() if key not in (STAGES, BULK_COPY)}
     if running:
         annotations[IN_FLIGHT] = running
@@ -115,6 +111,10 @@ def _pipeline(loop: For, stages: int, target_kind: str) -> Stmt:
         bulk = _bulk_pipeline(loop, extent.value, stages, ahead, producers, consumers, mapping, outside, annotations)
         if bulk is not None:
             return bulk
+    prologue_var = Var(f"{k.name}_prologue")
+    prologue = [_restaged(p, mapping, k, stages, {k: prologue_var}) for p in producers]
+    copies = IfThenElse(Cmp("lt", k + ahead, extent), SeqStmt(tuple(
+        _restaged(p, mapping, k, stages, {k: k + ahead}) for p in producers)))
     if any(_writes_shared(c) for c in consumers):
         body = [copies, async_call(ASYNC_COMMIT), async_call(ASYNC_WAIT, ahead)]
     else:
