@@ -312,6 +312,22 @@ def assert_matches(ours, ref, rtol=1e-4, atol=1e-5, relnorm=None, name="output")
     np.testing.assert_allclose(ours, ref, rtol=rtol, atol=atol, err_msg=name)
 
 
+def compile_and_check_fresh_feeds(model: onnx.ModelProto, make_feeds, relnorm=None, runs: int = 2, **compile_args):
+    """``tcomp.compile``s ``model`` (output shapes fixed from a reference run) in this process and checks
+    ``runs`` runs, each on fresh feeds from ``make_feeds()`` (nothing of a run reused by the next),
+    against the reference's first output; returns the module."""
+    import tcomp
+
+    feeds = make_feeds()
+    refs = reference(model, feeds)
+    mod = tcomp.compile(with_static_outputs(model, refs), **compile_args)
+    for _ in range(runs):
+        assert_matches(mod.run(feeds)[0], refs[0], relnorm=relnorm)
+        feeds = make_feeds()
+        refs = reference(model, feeds)
+    return mod
+
+
 def check(nodes, inputs: dict, outputs: list, opset: int = DEFAULT_OPSET, inits: dict | None = None,
           rtol=1e-4, atol=1e-5, relnorm=None):
     """Builds the model, runs onnxruntime and tcomp on ``inputs``, compares every output."""

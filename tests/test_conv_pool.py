@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import tcomp
-from onnx_helpers import assert_matches, make_model, node, rand, reference, with_static_outputs
+from onnx_helpers import (assert_matches, compile_and_check_fresh_feeds, make_model, node, rand, reference,
+                          with_static_outputs)
 
 TOL = 1e-5
 STEM = {"strides": [2, 2], "pads": [3, 3, 3, 3]}
@@ -39,15 +40,9 @@ def test_conv_relu_maxpool_is_one_kernel(xs, ws, conv, relu, bias, pool, schedul
         nodes.append(node("Relu", ["c"], ["r"]))
     nodes.append(node("MaxPool", ["r" if relu else "c"], ["y"], **pool))
     inits = {"w": rand(ws, -0.3, 0.3), **({"b": rand((ws[0],))} if bias else {})}
-    feeds = {"x": rand(xs)}
-    model = make_model(nodes, feeds, ["y"], inits=inits)
-    refs = reference(model, feeds)
-    mod = tcomp.compile(with_static_outputs(model, refs), schedule=schedule)
+    model = make_model(nodes, {"x": rand(xs)}, ["y"], inits=inits)
+    mod = compile_and_check_fresh_feeds(model, lambda: {"x": rand(xs)}, relnorm=TOL, schedule=schedule)
     assert _kinds(mod) == ["conv+maxpool"], _kinds(mod)
-    for _ in range(2):  # fresh inputs: nothing of the first run is reused
-        assert_matches(mod.run(feeds)[0], refs[0], relnorm=TOL)
-        feeds = {"x": rand(xs)}
-        refs = reference(model, feeds)
 
 
 def test_conv_output_read_twice_keeps_two_kernels():
