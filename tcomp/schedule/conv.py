@@ -128,15 +128,22 @@ def conv_tensor(node, x, w, bias, params: list, constant_weights: bool, layouts:
     return epilogue(value_at)
 
 
+def weight_param(w, params: list) -> int | None:
+    """The position in ``params`` of the parameter the weights' view ``w`` reads as it is
+    (``w[k, c, r, s]`` is ``param[k, c, r, s]``), or None where the view computes its values."""
+    probe_vars = [Var(name) for name in "kcrs"]
+    probe = w.fn(*probe_vars)
+    if not (isinstance(probe, Load) and probe.predicate is None and len(probe.indices) == 4
+            and all(index is var for index, var in zip(probe.indices, probe_vars))):
+        return None
+    return next((i for i, p in enumerate(params) if p is probe.buffer), None)
+
+
 def weight_reader(w, params: list, constant: bool, layouts: dict, block: int | None):
     """``weight(k, c, r, s)``: from the re-laid-out parameter where the weights are a constant
     parameter read as it is (in blocks of ``block`` output channels where given), else through the
     weights' view."""
-    probe_vars = [Var(name) for name in "kcrs"]
-    probe = w.fn(*probe_vars)
-    direct = isinstance(probe, Load) and probe.predicate is None and len(probe.indices) == 4 and all(
-        index is var for index, var in zip(probe.indices, probe_vars))
-    index = next((i for i, p in enumerate(params) if direct and p is probe.buffer), None)
+    index = weight_param(w, params)
     if not constant or index is None:
         return w.fn
     original = params[index]

@@ -34,16 +34,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tir.expr import Buffer, Load, Var, const
+from ..tir.expr import Buffer, Var, const
 from ..tir.stmt import Allocate, BufferStore, PrimFunc, block, loop, prefetch, seq
 from ..tir.views import row_major_unflatten
 from .conv import (
     ACCUMULATORS,
     CHUNKS_PER_THREAD,
     MIN_ACCUMULATORS,
+    conv_shape,
     divisors,
     unpadded_write_back,
-    conv_shape,
+    weight_param,
 )
 from .layouts import Winograd
 from .window import guarded_load
@@ -116,12 +117,7 @@ def winograd_kernel(node, views, ctx) -> PrimFunc | None:
     if plan is None:
         return None
     params = list(ctx.params[:-1])
-    probe_vars = [Var(name) for name in "kcrs"]
-    probe = w.fn(*probe_vars)
-    if not (isinstance(probe, Load) and probe.predicate is None and len(probe.indices) == 4
-            and all(index is var for index, var in zip(probe.indices, probe_vars))):
-        return None
-    index = next((i for i, p in enumerate(params) if p is probe.buffer), None)
+    index = weight_param(w, params)
     if index is None:
         return None
     k3, tw3, groups = plan
